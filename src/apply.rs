@@ -1,0 +1,116 @@
+//! Carries out a plan, in order, through the engine and the host modules. Stops at the first
+//! failure and says which step failed and what had been done before it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::desired::{Desired, Names, LABEL_INSTANCE, LABEL_MANAGED};
+use crate::engine::Engine;
+use crate::gateway;
+use crate::host;
+use crate::model::GATEWAY;
+use crate::paths::Paths;
+use crate::plan::{Action, Plan};
+use crate::progress::Progress;
+
+pub struct Applied {
+    pub done: Vec<String>,
+}
+
+pub async fn apply(
+    plan: &Plan,
+    desired: &Desired,
+    engine: &Engine,
+    paths: &Paths,
+    names: &Names,
+    progress: &Progress,
+) -> Result<Applied> {
+    let mut done = Vec::new();
+    let total = plan.actions.len();
+    for (i, action) in plan.actions.iter().enumerate() {
+        run(action, desired, engine, paths, names, progress).await.with_context(|| {
+            let before = if done.is_empty() {
+                "nothing had been changed before it".to_string()
+            } else {
+                format!("{} earlier step(s) were done; run the command again to finish", done.len())
+            };
+            format!("step {} of {total} failed: {action} ({before})", i + 1)
+        })?;
+        progress.note(&format!("  [{}/{total}] {action}", i + 1));
+        done.push(action.to_string());
+    }
+    Ok(Applied { done })
+}
+
+async fn run(
+    action: &Action,
+    desired: &Desired,
+    engine: &Engine,
+    paths: &Paths,
+    names: &Names,
+    progress: &Progress,
+) -> Result<()> {
+    match action {
+        Action::PullImage { image } => {
+            let mut bar = progress.pull(image);
+            let result = engine.pull(image, |p| bar.update(&p)).await;
+            bar.finish(result.is_ok());
+            result.with_context(|| offline_hint(image))?;
+        }
+        Action::CreateNetwork { name } => {
+            let labels = names.labels("");
+            let labels = labels
+                .into_iter()
+                .filter(|(k, _)| k == LABEL_MANAGED || k == LABEL_INSTANCE)
+                .collect();
+            engine.create_network(name, labels).await?;
+        }
+        Action::CreateDir { path, uid, gid, mode } | Action::FixDir { path, uid, gid, mode, .. } => {
+            host::ensure_dir(path, *uid, *gid, *mode)?;
+        }
+        Action::WriteFile { path, contents, mode, .. } => host::write_atomic(path, contents, *mode)?,
+        Action::RemoveFile { path } => {
+            host::remove_file(path)?;
+        }
+        Action::RemoveContainer { name, .. } => {
+            engine.remove_container(name).await?;
+        }
+        Action::CreateContainer { spec, .. } => {
+            engine.create_container(spec).await?;
+            engine.start(&spec.name).await?;
+        }
+        Action::StartContainer { name } => engine.start(name).await?,
+        Action::ReloadGateway => reload_gateway(desired, paths).await?,
+    }
+    Ok(())
+}
+
+/// Reloads through the admin socket; a gateway that has just started may not have created it
+/// yet, so connecting is retried for a few seconds.
+pub async fn reload_gateway(desired: &Desired, paths: &Paths) -> Result<()> {
+    let caddyfile = desired
+        .gateway_files
+        .first()
+        .map(|f| String::from_utf8_lossy(&f.contents).into_owned())
+        .unwrap_or_default();
+    let socket = paths.vol(GATEWAY).join(gateway::ADMIN_SOCKET_ON_HOST);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match gateway::reload(&socket, &caddyfile) {
+            Ok(()) => return Ok(()),
+            Err(gateway::ReloadError::Connect { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn offline_hint(image: &str) -> String {
+    format!(
+        "image {image} is not on this machine and could not be pulled (is a registry reachable?)\n  \
+         to install it offline: on a machine with access run `docker pull {image} && docker save {image} -o image.tar`,\n  \
+         copy image.tar here, run `docker load -i image.tar`, then run this command again"
+    )
+}

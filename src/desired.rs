@@ -1,0 +1,240 @@
+//! The desired state derived from the model: which network, directories, files and containers
+//! should exist. Pure: computing it touches nothing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::gateway;
+use crate::layout::Layout;
+use crate::model::{Model, Service, GATEWAY};
+use crate::paths::Paths;
+
+pub const LABEL_MANAGED: &str = "pi-setup.managed";
+pub const LABEL_INSTANCE: &str = "pi-setup.instance";
+pub const LABEL_SERVICE: &str = "pi-setup.service";
+pub const LABEL_HASH: &str = "pi-setup.config-hash";
+pub const NETWORK: &str = "intercontainer";
+
+/// Docker object names for one appliance: `--instance NAME` prefixes all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub instance: Option<String>,
+}
+
+impl Names {
+    pub fn object(&self, base: &str) -> String {
+        match &self.instance {
+            Some(i) => format!("{i}-{base}"),
+            None => base.to_string(),
+        }
+    }
+
+    pub fn network(&self) -> String {
+        self.object(NETWORK)
+    }
+
+    pub fn instance_label(&self) -> String {
+        self.instance.clone().unwrap_or_default()
+    }
+
+    pub fn labels(&self, service: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+            (LABEL_INSTANCE.to_string(), self.instance_label()),
+            (LABEL_SERVICE.to_string(), service.to_string()),
+        ])
+    }
+}
+
+/// Everything Docker needs to create one container. Its hash (over all fields) is stored as a
+/// label, so a changed definition, and only a changed one, recreates the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerSpec {
+    pub service: String,
+    pub name: String,
+    pub image: String,
+    pub cmd: Option<Vec<String>>,
+    pub env: Vec<String>,
+    /// `host:container[:ro]`
+    pub binds: Vec<String>,
+    /// (container port, host address, host port)
+    pub ports: Vec<(u16, String, u16)>,
+    pub restart: String,
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub security_opt: Vec<String>,
+}
+
+impl ContainerSpec {
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a spec always serialises");
+        hex::encode(Sha256::digest(json))
+    }
+
+    /// Labels as set on the container: the spec's own plus its hash.
+    pub fn all_labels(&self) -> BTreeMap<String, String> {
+        let mut l = self.labels.clone();
+        l.insert(LABEL_HASH.to_string(), self.hash());
+        l
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirSpec {
+    pub path: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    pub path: PathBuf,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub network: String,
+    pub images: Vec<String>,
+    pub dirs: Vec<DirSpec>,
+    /// Gateway configuration files (Caddyfile, one site per routed service).
+    pub gateway_files: Vec<FileSpec>,
+    /// The directory whose `*.caddy` files not in `gateway_files` are stale.
+    pub sites_dir: PathBuf,
+    /// Gateway first, then services in definition order.
+    pub containers: Vec<ContainerSpec>,
+}
+
+pub fn desired(model: &Model, paths: &Paths, names: &Names) -> Desired {
+    let mut images: Vec<String> = Vec::new();
+    let mut dirs = Vec::new();
+    let mut containers = Vec::new();
+
+    let gw = &model.gateway;
+    let mut ports = vec![(80, gw.bind.to_string(), gw.http_port)];
+    if gw.https != crate::model::HttpsMode::Off {
+        ports.push((443, gw.bind.to_string(), gw.https_port));
+    }
+    dirs.extend(layout_dirs(&model.gateway_layout, paths, GATEWAY, &[]));
+    containers.push(ContainerSpec {
+        service: GATEWAY.to_string(),
+        name: names.object(GATEWAY),
+        image: gw.image.clone(),
+        cmd: Some(
+            ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]
+                .map(String::from)
+                .to_vec(),
+        ),
+        env: Vec::new(),
+        binds: binds(paths, GATEWAY, &model.gateway_layout.mounts()),
+        ports,
+        restart: "unless-stopped".into(),
+        network: names.network(),
+        aliases: vec![GATEWAY.to_string()],
+        labels: names.labels(GATEWAY),
+        security_opt: vec!["no-new-privileges:true".into()],
+    });
+    images.push(gw.image.clone());
+
+    for s in &model.services {
+        let extra: Vec<&str> = s.mounts.iter().map(|m| m.sub.as_str()).collect();
+        dirs.extend(layout_dirs(&s.layout, paths, s.name.as_str(), &extra));
+        containers.push(service_container(s, paths, names));
+        if !images.contains(&s.image) {
+            images.push(s.image.clone());
+        }
+    }
+
+    let sites_dir = paths.vol(GATEWAY).join("etc/sites");
+    let mut gateway_files = vec![FileSpec {
+        path: paths.vol(GATEWAY).join("etc/Caddyfile"),
+        contents: gateway::caddyfile(gw).into_bytes(),
+        mode: 0o644,
+    }];
+    for s in model.services.iter().filter(|s| !s.domains.is_empty()) {
+        gateway_files.push(FileSpec {
+            path: sites_dir.join(format!("{}.caddy", s.name)),
+            contents: gateway::site(gw, s).into_bytes(),
+            mode: 0o644,
+        });
+    }
+
+    Desired {
+        network: names.network(),
+        images,
+        dirs,
+        gateway_files,
+        sites_dir,
+        containers,
+    }
+}
+
+fn service_container(s: &Service, paths: &Paths, names: &Names) -> ContainerSpec {
+    ContainerSpec {
+        service: s.name.to_string(),
+        name: names.object(s.name.as_str()),
+        image: s.image.clone(),
+        cmd: s.command.clone(),
+        env: s.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        binds: binds(paths, s.name.as_str(), &s.mounts),
+        ports: Vec::new(),
+        restart: s.restart.as_str().to_string(),
+        network: names.network(),
+        aliases: vec![s.name.to_string()],
+        labels: names.labels(s.name.as_str()),
+        security_opt: vec!["no-new-privileges:true".into()],
+    }
+}
+
+fn binds(paths: &Paths, name: &str, mounts: &[crate::model::Mount]) -> Vec<String> {
+    mounts
+        .iter()
+        .map(|m| {
+            let host = if m.sub == "." {
+                paths.vol(name)
+            } else {
+                paths.vol(name).join(&m.sub)
+            };
+            let ro = if m.read_only { ":ro" } else { "" };
+            format!("{}:{}{ro}", host.display(), m.target)
+        })
+        .collect()
+}
+
+/// The layout's directories, plus any extra sub-directory a volume names (created with the
+/// root's owner and mode, and its parents too).
+fn layout_dirs(layout: &Layout, paths: &Paths, name: &str, extra: &[&str]) -> Vec<DirSpec> {
+    let base = paths.vol(name);
+    let root = layout.root();
+    let mut out: Vec<DirSpec> = layout
+        .dirs
+        .iter()
+        .map(|d| DirSpec {
+            path: if d.path == "." { base.clone() } else { base.join(&d.path) },
+            uid: d.uid,
+            gid: d.gid,
+            mode: d.mode,
+        })
+        .collect();
+    for sub in extra.iter().filter(|s| **s != ".") {
+        let mut acc = base.clone();
+        for part in sub.split('/') {
+            acc.push(part);
+            if !out.iter().any(|d| d.path == acc) {
+                out.push(DirSpec {
+                    path: acc.clone(),
+                    uid: root.uid,
+                    gid: root.gid,
+                    mode: root.mode,
+                });
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,362 @@
+//! The Docker Engine API, through bollard: the only module that talks to Docker.
+//! "Already there" and "already gone" come back as results, not errors.
+
+use std::collections::HashMap;
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use crate::desired::{ContainerSpec, LABEL_HASH, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SERVICE};
+
+/// Docker 20.10 (Raspberry Pi OS's docker.io) speaks API 1.41; nothing older is supported.
+const MIN_API: (usize, usize) = (1, 41);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot reach the Docker daemon at {host}: {source}\n  is Docker installed and running? (`systemctl status docker`; DOCKER_HOST selects another daemon)")]
+    Unreachable { host: String, source: BollardError },
+    #[error("the Docker daemon at {host} speaks API {version}; pi-setup needs {}.{} or newer (Docker 20.10+)", MIN_API.0, MIN_API.1)]
+    TooOld { host: String, version: String },
+    #[error("{what}: {source}")]
+    Api { what: String, source: BollardError },
+}
+
+fn api(what: impl Into<String>) -> impl FnOnce(BollardError) -> EngineError {
+    let what = what.into();
+    move |source| EngineError::Api { what, source }
+}
+
+fn is_not_found(e: &BollardError) -> bool {
+    matches!(e, BollardError::DockerResponseServerError { status_code: 404, .. })
+}
+
+fn is_not_modified(e: &BollardError) -> bool {
+    matches!(e, BollardError::DockerResponseServerError { status_code: 304, .. })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInfo {
+    pub managed: bool,
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub image_id: String,
+    pub running: bool,
+    pub state: String,
+    pub labels: HashMap<String, String>,
+}
+
+impl ContainerInfo {
+    pub fn managed(&self) -> bool {
+        self.labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
+    }
+    pub fn hash(&self) -> Option<&str> {
+        self.labels.get(LABEL_HASH).map(String::as_str)
+    }
+    pub fn service(&self) -> Option<&str> {
+        self.labels.get(LABEL_SERVICE).map(String::as_str)
+    }
+}
+
+/// Progress of an image pull, as the daemon reports it.
+#[derive(Debug, Clone)]
+pub struct PullProgress {
+    pub layer: Option<String>,
+    pub status: String,
+    pub current: Option<i64>,
+    pub total: Option<i64>,
+}
+
+pub struct Engine {
+    docker: Docker,
+    pub host: String,
+}
+
+impl Engine {
+    /// Connects as the docker CLI would (`DOCKER_HOST`, else the local socket) and settles on
+    /// the daemon's API version: bollard asks for its newest by default, which Docker 20.10
+    /// refuses (see bollard#736).
+    pub async fn connect() -> Result<Engine, EngineError> {
+        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let unreachable = |source| EngineError::Unreachable {
+            host: host.clone(),
+            source,
+        };
+        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        let v = docker.client_version();
+        if (v.major_version, v.minor_version) < MIN_API {
+            return Err(EngineError::TooOld {
+                host,
+                version: v.to_string(),
+            });
+        }
+        Ok(Engine { docker, host })
+    }
+
+    pub async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, EngineError> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(n) => {
+                let labels = n.labels.unwrap_or_default();
+                // Inspect matches by ID prefix too; only an exact name is ours.
+                if n.name.as_deref() != Some(name) {
+                    return Ok(None);
+                }
+                Ok(Some(NetworkInfo {
+                    managed: labels.get(LABEL_MANAGED).map(String::as_str) == Some("true"),
+                    instance: labels.get(LABEL_INSTANCE).cloned(),
+                }))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api(format!("inspecting network {name}"))(e)),
+        }
+    }
+
+    pub async fn create_network(&self, name: &str, labels: HashMap<String, String>) -> Result<(), EngineError> {
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.docker
+            .create_network(req)
+            .await
+            .map(|_| ())
+            .map_err(api(format!("creating network {name}")))
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<Option<()>, EngineError> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(Some(())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api(format!("removing network {name}"))(e)),
+        }
+    }
+
+    /// The local image ID for a reference, or None when the image is not on this machine.
+    pub async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(i) => Ok(i.id),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api(format!("inspecting image {reference}"))(e)),
+        }
+    }
+
+    /// Pulls an image, reporting progress; the daemon's own error text is kept.
+    pub async fn pull(&self, reference: &str, mut on_progress: impl FnMut(PullProgress)) -> Result<(), EngineError> {
+        let (repo, tag) = split_reference(reference);
+        let mut opts = CreateImageOptionsBuilder::default().from_image(&repo);
+        if let Some(t) = &tag {
+            opts = opts.tag(t);
+        }
+        let mut stream = self.docker.create_image(Some(opts.build()), None, None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(api(format!("pulling image {reference}")))?;
+            if let Some(detail) = info.error_detail {
+                let msg = detail.message.unwrap_or_default();
+                return Err(EngineError::Api {
+                    what: format!("pulling image {reference}"),
+                    source: BollardError::DockerStreamError { error: msg },
+                });
+            }
+            let (current, total) = info
+                .progress_detail
+                .map_or((None, None), |d| (d.current, d.total));
+            on_progress(PullProgress {
+                layer: info.id,
+                status: info.status.unwrap_or_default(),
+                current,
+                total,
+            });
+        }
+        Ok(())
+    }
+
+    /// Containers labelled as this instance's (running or not).
+    pub async fn managed_containers(&self, instance: &str) -> Result<Vec<ContainerInfo>, EngineError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_MANAGED}=true"), format!("{LABEL_INSTANCE}={instance}")],
+        )]);
+        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(api("listing containers"))?;
+        Ok(list
+            .into_iter()
+            .map(|c| ContainerInfo {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                image_id: c.image_id.unwrap_or_default(),
+                running: c.state.as_ref().map(|s| s.to_string()) == Some("running".into()),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                labels: c.labels.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Any container of this exact name, managed or not.
+    pub async fn container(&self, name: &str) -> Result<Option<ContainerInfo>, EngineError> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => {
+                let state = c.state.as_ref();
+                Ok(Some(ContainerInfo {
+                    id: c.id.clone().unwrap_or_default(),
+                    name: c.name.clone().unwrap_or_default().trim_start_matches('/').to_string(),
+                    image_id: c.image.clone().unwrap_or_default(),
+                    running: state.and_then(|s| s.running).unwrap_or(false),
+                    state: state
+                        .and_then(|s| s.status.as_ref())
+                        .map(|s| s.to_string())
+                        .unwrap_or_default(),
+                    labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
+                }))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api(format!("inspecting container {name}"))(e)),
+        }
+    }
+
+    pub async fn create_container(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = spec
+            .ports
+            .iter()
+            .map(|(cport, ip, hport)| {
+                (
+                    format!("{cport}/tcp"),
+                    Some(vec![PortBinding {
+                        host_ip: Some(ip.clone()),
+                        host_port: Some(hport.to_string()),
+                    }]),
+                )
+            })
+            .collect();
+        let exposed: Vec<String> = spec.ports.iter().map(|(p, _, _)| format!("{p}/tcp")).collect();
+        let restart = match spec.restart.as_str() {
+            "no" => RestartPolicyNameEnum::NO,
+            "always" => RestartPolicyNameEnum::ALWAYS,
+            "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+            _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: spec.cmd.clone(),
+            env: Some(spec.env.clone()),
+            labels: Some(spec.all_labels().into_iter().collect()),
+            exposed_ports: if exposed.is_empty() { None } else { Some(exposed) },
+            host_config: Some(HostConfig {
+                binds: Some(spec.binds.clone()),
+                port_bindings: if port_bindings.is_empty() { None } else { Some(port_bindings) },
+                restart_policy: Some(RestartPolicy {
+                    name: Some(restart),
+                    maximum_retry_count: None,
+                }),
+                network_mode: Some(spec.network.clone()),
+                security_opt: Some(spec.security_opt.clone()),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    spec.network.clone(),
+                    EndpointSettings {
+                        aliases: Some(spec.aliases.clone()),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let created = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(api(format!("creating container {}", spec.name)))?;
+        Ok(created.id)
+    }
+
+    /// Starts a container; one already running is fine.
+    pub async fn start(&self, name: &str) -> Result<(), EngineError> {
+        match self.docker.start_container(name, None).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_modified(&e) => Ok(()),
+            Err(e) => Err(api(format!("starting container {name}"))(e)),
+        }
+    }
+
+    /// Stops a container; one already stopped, or gone, is fine.
+    pub async fn stop(&self, name: &str, timeout_secs: i32) -> Result<(), EngineError> {
+        let opts = StopContainerOptionsBuilder::default().t(timeout_secs).build();
+        match self.docker.stop_container(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_modified(&e) || is_not_found(&e) => Ok(()),
+            Err(e) => Err(api(format!("stopping container {name}"))(e)),
+        }
+    }
+
+    /// Removes a container (stopping it first); `Ok(None)` when it was already gone.
+    pub async fn remove_container(&self, name: &str) -> Result<Option<()>, EngineError> {
+        let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+        match self.docker.remove_container(name, Some(opts)).await {
+            Ok(()) => Ok(Some(())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api(format!("removing container {name}"))(e)),
+        }
+    }
+}
+
+/// `registry:5000/a/b:tag` → (`registry:5000/a/b`, Some(`tag`)); digests stay in the repo part.
+pub fn split_reference(reference: &str) -> (String, Option<String>) {
+    if reference.contains('@') {
+        return (reference.to_string(), None);
+    }
+    let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[last_slash..].rfind(':') {
+        Some(i) => (
+            reference[..last_slash + i].to_string(),
+            Some(reference[last_slash + i + 1..].to_string()),
+        ),
+        None => (reference.to_string(), Some("latest".to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_reference;
+
+    #[test]
+    fn references_split_at_the_tag_colon_only() {
+        assert_eq!(split_reference("caddy:2.11.7"), ("caddy".into(), Some("2.11.7".into())));
+        assert_eq!(split_reference("busybox"), ("busybox".into(), Some("latest".into())));
+        assert_eq!(
+            split_reference("127.0.0.1:5000/x/y:1"),
+            ("127.0.0.1:5000/x/y".into(), Some("1".into()))
+        );
+        assert_eq!(
+            split_reference("127.0.0.1:5000/x/y"),
+            ("127.0.0.1:5000/x/y".into(), Some("latest".into()))
+        );
+        assert_eq!(split_reference("a@sha256:00"), ("a@sha256:00".into(), None));
+    }
+}

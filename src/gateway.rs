@@ -1,0 +1,117 @@
+//! The Caddy gateway: its static Caddyfile, one site file per routed service, and a graceful
+//! reload through Caddy's admin API on a unix socket under `/var/vol/gateway/admin`.
+//!
+//! Why a socket and not `docker exec caddy reload`: Caddy 2.11 answers that with HTTP 403
+//! (caddy#7528, admin origin checks). POST /load on the socket is what `caddy reload` does.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::model::{Domain, Gateway, HttpsMode, Service};
+
+/// Inside the container: the admin socket, in the `admin` dir of the gateway layout.
+pub const ADMIN_SOCKET_IN_CONTAINER: &str = "/run/pi-setup/admin.sock";
+/// On the host, relative to `/var/vol/gateway`.
+pub const ADMIN_SOCKET_ON_HOST: &str = "admin/admin.sock";
+
+pub fn caddyfile(g: &Gateway) -> String {
+    let mut global = format!("\tadmin unix/{ADMIN_SOCKET_IN_CONTAINER}\n");
+    if let Some(email) = &g.email {
+        global.push_str(&format!("\temail {email}\n"));
+    }
+    if g.https == HttpsMode::Off {
+        global.push_str("\tauto_https off\n");
+    }
+    format!(
+        "# Written by pi-setup. Do not edit: it is rewritten on every install.\n\
+         # One file per routed service is in sites/; pi-setup writes those too.\n\
+         {{\n{global}}}\n\n\
+         # Requests for a host no service answers to.\n\
+         :80 {{\n\trespond \"No service answers to this host name.\" 404\n}}\n\n\
+         import /etc/caddy/sites/*.caddy\n"
+    )
+}
+
+/// The site block(s) of one service: its domains, proxied to `name:port` on the network.
+pub fn site(g: &Gateway, s: &Service) -> String {
+    let upstream = format!("{}:{}", s.name, s.port);
+    let mut out = format!("# Service '{}', from {}. Written by pi-setup.\n", s.name, s.origin);
+    let (lan, public): (Vec<&Domain>, Vec<&Domain>) = s.domains.iter().partition(|d| d.is_lan_only());
+    let groups: Vec<(Vec<&Domain>, bool)> = match g.https {
+        HttpsMode::Off => vec![(s.domains.iter().collect(), false)],
+        HttpsMode::Internal => vec![(s.domains.iter().collect(), true)],
+        HttpsMode::Auto => vec![(public, false), (lan, true)],
+    };
+    for (domains, internal_tls) in groups.into_iter().filter(|(d, _)| !d.is_empty()) {
+        let scheme = if g.https == HttpsMode::Off { "http://" } else { "" };
+        let addrs: Vec<String> = domains.iter().map(|d| format!("{scheme}{d}")).collect();
+        out.push_str(&format!("\n{} {{\n", addrs.join(", ")));
+        if internal_tls {
+            out.push_str("\ttls internal\n");
+        }
+        out.push_str(&format!("\treverse_proxy {upstream}\n}}\n"));
+    }
+    out
+}
+
+/// The URL a service answers on, for the summary.
+pub fn url(g: &Gateway, d: &Domain) -> String {
+    if g.https == HttpsMode::Off {
+        if g.http_port == 80 {
+            format!("http://{d}/")
+        } else {
+            format!("http://{d}:{}/", g.http_port)
+        }
+    } else if g.https_port == 443 {
+        format!("https://{d}/")
+    } else {
+        format!("https://{d}:{}/", g.https_port)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("cannot reach the gateway's admin socket {path}: {source}")]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the gateway refused the new configuration (HTTP {status}): {body}")]
+    Refused { status: u16, body: String },
+    #[error("talking to the gateway's admin socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Loads `caddyfile` into the running gateway: Caddy adapts it (resolving the `import` inside
+/// the container), swaps the config without dropping connections, and rolls back on error.
+pub fn reload(socket: &Path, caddyfile: &str) -> Result<(), ReloadError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| ReloadError::Connect {
+        path: socket.display().to_string(),
+        source,
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let body = caddyfile.as_bytes();
+    let head = format!(
+        "POST /load HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/caddyfile\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if status == 200 {
+        Ok(())
+    } else {
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string();
+        Err(ReloadError::Refused { status, body })
+    }
+}

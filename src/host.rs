@@ -1,0 +1,147 @@
+//! Files and directories on the host: the only module that writes them (atomically, fsynced)
+//! and sets owners and modes (nix).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{chown, Gid, Uid};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {path}: {source}")]
+pub struct HostError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+fn err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> HostError {
+    let path = path.to_path_buf();
+    move |source| HostError { action, path, source }
+}
+
+/// Owner and permission bits of a path as it is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub is_dir: bool,
+    pub is_symlink: bool,
+}
+
+pub fn stat(path: &Path) -> Result<Option<Stat>, HostError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) => Ok(Some(Stat {
+            uid: m.uid(),
+            gid: m.gid(),
+            mode: m.mode() & 0o7777,
+            is_dir: m.is_dir(),
+            is_symlink: m.file_type().is_symlink(),
+        })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(err("reading", path)(e)),
+    }
+}
+
+pub fn read(path: &Path) -> Result<Option<Vec<u8>>, HostError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(err("reading", path)(e)),
+    }
+}
+
+/// Creates a directory (and missing parents with mode 0755) and sets its owner and mode.
+pub fn ensure_dir(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), HostError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(err("refusing to use", path)(io::Error::other(
+                "it is a symbolic link; a volume directory must be a real directory",
+            )))
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(err("refusing to use", path)(io::Error::other("it exists and is not a directory")))
+        }
+        Ok(_) => {}
+        Err(_) => {
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(err("creating", parent))?;
+            }
+            match fs::create_dir(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(err("creating", path)(e)),
+            }
+        }
+    }
+    chown(path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+        .map_err(|e| err("changing owner of", path)(io::Error::from(e)))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(err("changing mode of", path))?;
+    Ok(())
+}
+
+/// Writes a file so that readers see the old or the new contents, never a mix: a temporary
+/// file beside it, fsynced, renamed over it, and the directory fsynced.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), HostError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(err("creating", dir))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.pi-setup-tmp"));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(err("writing", &tmp))?;
+        f.set_permissions(fs::Permissions::from_mode(mode)).map_err(err("changing mode of", &tmp))?;
+        f.write_all(contents).map_err(err("writing", &tmp))?;
+        f.sync_all().map_err(err("syncing", &tmp))?;
+        fs::rename(&tmp, path).map_err(err("replacing", path))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+pub fn sync_dir(dir: &Path) -> Result<(), HostError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err("syncing", dir))
+}
+
+/// Removes a file; `Ok(false)` when it was already gone.
+pub fn remove_file(path: &Path) -> Result<bool, HostError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(err("removing", path)(e)),
+    }
+}
+
+/// Files in a directory whose names end with `suffix` (none when the directory is missing).
+pub fn files_with_suffix(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, HostError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(err("listing", dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(err("listing", dir))?;
+        if entry.file_name().to_string_lossy().ends_with(suffix) {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}

@@ -1,0 +1,72 @@
+//! pi-setup: provisions a host as a self-hosting appliance. Data flows one way:
+//! profile (raw TOML) → model (validated) → desired + observed → plan → apply → report.
+
+pub mod apply;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod desired;
+pub mod engine;
+pub mod gateway;
+pub mod host;
+pub mod layout;
+pub mod lock;
+pub mod model;
+pub mod observe;
+pub mod paths;
+pub mod plan;
+pub mod profile;
+pub mod progress;
+pub mod report;
+pub mod shipped;
+pub mod source;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::config::BadInput;
+
+/// Exit codes, documented in the README.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            let bad_input = e.chain().any(|c| c.is::<BadInput>());
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            if bad_input {
+                eprintln!("nothing was changed");
+                ExitCode::from(EXIT_BAD_INPUT)
+            } else {
+                ExitCode::from(EXIT_FAILED)
+            }
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let ctx = commands::Context::new(&cli)?;
+    match cli.command {
+        Command::Install(args) => commands::install::install(&ctx, &args).await,
+        Command::Completions { shell } => {
+            commands::completions(shell);
+            Ok(())
+        }
+    }
+}

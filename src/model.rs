@@ -1,0 +1,622 @@
+//! The validated model: typed names, domains, ports and layouts. Everything past this module can
+//! trust its input; every check here reports the file, line and column of the offending value.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use toml::Spanned;
+
+use crate::layout::{Layout, Layouts};
+use crate::profile::{RawBackup, RawGateway, RawProfile, RawService};
+use crate::source::{ConfigError, Source};
+
+/// The image the default gateway runs. Caddy 2.11 answers `caddy reload` inside the container
+/// with 403 (caddy#7528), so pi-setup reloads through the admin unix socket instead.
+pub const DEFAULT_GATEWAY_IMAGE: &str = "caddy:2.11.7";
+/// The gateway's service name: its host name on the network and its volume directory.
+pub const GATEWAY: &str = "gateway";
+/// Names a service may not take: the gateway's, and the network's.
+const RESERVED_NAMES: &[&str] = &[GATEWAY, "intercontainer"];
+
+/// A DNS label usable as container host name and directory name: `[a-z0-9-]{1,63}`, no leading
+/// or trailing `-`. It can never hold `/` or `..`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(s: &str) -> Result<Name, String> {
+        if s.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if s.contains('/') || s.contains("..") {
+            return Err("must not contain '/' or '..'".into());
+        }
+        if s.len() > 63 {
+            return Err(format!("is {} characters long; at most 63", s.len()));
+        }
+        if s.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err("must be lower case".into());
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Err(format!(
+                "contains {c:?}; use only a-z, 0-9 and '-' (a DNS label)"
+            ));
+        }
+        if s.starts_with('-') || s.ends_with('-') {
+            return Err("must not start or end with '-'".into());
+        }
+        Ok(Name(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A host name the gateway routes by (`cloud.example.com`, `nas.local`); lower case.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Domain(String);
+
+impl Domain {
+    pub fn parse(s: &str) -> Result<Domain, String> {
+        if s.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if s.len() > 253 {
+            return Err(format!("is {} characters long; at most 253", s.len()));
+        }
+        if s.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err("must be lower case".into());
+        }
+        if s.contains("://") || s.contains('/') || s.contains(':') {
+            return Err("must be a bare host name, without scheme, port or path".into());
+        }
+        for label in s.split('.') {
+            if label.is_empty() {
+                return Err("has an empty label (two dots, or a leading/trailing dot)".into());
+            }
+            if label.len() > 63 {
+                return Err(format!("label {label:?} is longer than 63 characters"));
+            }
+            if let Some(c) = label
+                .chars()
+                .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+            {
+                return Err(format!("contains {c:?}; use only a-z, 0-9, '-' and '.'"));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(format!("label {label:?} starts or ends with '-'"));
+            }
+        }
+        Ok(Domain(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Names no public CA will certify: Caddy serves them with its own CA (`tls internal`).
+    pub fn is_lan_only(&self) -> bool {
+        let d = self.0.as_str();
+        !d.contains('.')
+            || [".local", ".lan", ".home.arpa", ".internal", ".test", ".localhost"]
+                .iter()
+                .any(|s| d.ends_with(s))
+    }
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpsMode {
+    Auto,
+    Internal,
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    pub image: String,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub bind: IpAddr,
+    pub https: HttpsMode,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    pub dest: String,
+    pub schedule: String,
+    pub compress: Compression,
+    pub level: u32,
+    pub keep_last: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+}
+
+/// A bind mount of `/var/vol/<service>/<sub>` at `target` inside the container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Mount {
+    pub sub: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    No,
+    Always,
+    UnlessStopped,
+    OnFailure,
+}
+
+impl Restart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::No => "no",
+            Restart::Always => "always",
+            Restart::UnlessStopped => "unless-stopped",
+            Restart::OnFailure => "on-failure",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: Name,
+    pub image: String,
+    pub domains: Vec<Domain>,
+    pub port: u16,
+    pub env: BTreeMap<String, String>,
+    pub mounts: Vec<Mount>,
+    pub layout: Layout,
+    pub restart: Restart,
+    pub command: Option<Vec<String>>,
+    /// Where it was defined, for messages.
+    pub origin: String,
+}
+
+/// The whole desired appliance.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub description: Option<String>,
+    pub gateway: Gateway,
+    pub gateway_layout: Layout,
+    pub backup: Backup,
+    pub services: Vec<Service>,
+}
+
+impl Model {
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name.as_str() == name)
+    }
+}
+
+/// Collects every problem of a document instead of stopping at the first.
+struct Checker<'a> {
+    src: &'a Source,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Checker<'a> {
+    fn at<T>(&mut self, v: &Spanned<T>, msg: String) {
+        self.errors.push(self.src.error_at(v.span(), msg));
+    }
+
+    fn port(&mut self, v: &Spanned<i64>, what: &str) -> u16 {
+        match u16::try_from(*v.get_ref()) {
+            Ok(p) if p > 0 => p,
+            _ => {
+                self.at(
+                    v,
+                    format!("{what} {} is out of range (1-65535)", v.get_ref()),
+                );
+                1
+            }
+        }
+    }
+
+    fn count(&mut self, v: &Option<Spanned<i64>>, field: &str, default: u32) -> u32 {
+        match v {
+            None => default,
+            Some(s) => match u32::try_from(*s.get_ref()) {
+                Ok(n) => n,
+                Err(_) => {
+                    self.at(s, format!("{field} must be 0 or more, not {}", s.get_ref()));
+                    default
+                }
+            },
+        }
+    }
+}
+
+/// Validates a profile against the known layouts. All errors of the document come back at once.
+pub fn build(
+    src: &Source,
+    raw: RawProfile,
+    extra: Vec<(Source, RawService)>,
+    layouts: &Layouts,
+) -> Result<Model, Vec<ConfigError>> {
+    let mut c = Checker {
+        src,
+        errors: Vec::new(),
+    };
+    let gateway = gateway(&mut c, &raw.gateway);
+    let backup = backup(&mut c, &raw.backup);
+    let mut errors = std::mem::take(&mut c.errors);
+    let gateway_layout = match layouts.get(GATEWAY) {
+        Some(l) => l.clone(),
+        None => {
+            errors.push(src.error("vol-layout 'gateway' is missing"));
+            Layout::default()
+        }
+    };
+
+    let mut services = Vec::new();
+    let profile_services = raw.services.into_iter().map(|s| (src.clone(), s));
+    for (s_src, rs) in profile_services.chain(extra) {
+        match service(&s_src, rs, layouts) {
+            Ok(s) => services.push((s_src, s)),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+
+    // Names and domains must be unique across the profile and the service files: a name is
+    // also a network alias, and two containers answering to one alias is the classic bug.
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut domains: BTreeMap<String, String> = BTreeMap::new();
+    for (s_src, s) in &services {
+        if let Some(first) = names.insert(s.name.to_string(), s_src.origin.clone()) {
+            errors.push(s_src.error(format!(
+                "duplicate service name '{}' (already defined in {first})",
+                s.name
+            )));
+        }
+        for d in &s.domains {
+            if let Some(first) = domains.insert(d.to_string(), s.name.to_string()) {
+                errors.push(s_src.error(format!(
+                    "duplicate domain '{d}' in service '{}' (already used by service '{first}')",
+                    s.name
+                )));
+            }
+        }
+    }
+
+    if errors.is_empty() {
+        Ok(Model {
+            description: raw.description,
+            gateway,
+            gateway_layout,
+            backup,
+            services: services.into_iter().map(|(_, s)| s).collect(),
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+fn gateway(c: &mut Checker, g: &RawGateway) -> Gateway {
+    let image = match &g.image {
+        None => DEFAULT_GATEWAY_IMAGE.to_string(),
+        Some(i) => image_ref(c, i),
+    };
+    let http_port = g.http_port.as_ref().map_or(80, |p| c.port(p, "gateway.http_port"));
+    let https_port = g
+        .https_port
+        .as_ref()
+        .map_or(443, |p| c.port(p, "gateway.https_port"));
+    if let Some(p) = &g.https_port {
+        if http_port == https_port {
+            c.at(p, format!("gateway.https_port {https_port} is the same as gateway.http_port"));
+        }
+    }
+    let bind = match &g.bind {
+        None => IpAddr::from([0, 0, 0, 0]),
+        Some(b) => b.get_ref().parse().unwrap_or_else(|_| {
+            c.at(b, format!("gateway.bind {:?} is not an IP address", b.get_ref()));
+            IpAddr::from([0, 0, 0, 0])
+        }),
+    };
+    let https = match g.https.as_ref().map(|h| (h, h.get_ref().as_str())) {
+        None => HttpsMode::Auto,
+        Some((_, "auto")) => HttpsMode::Auto,
+        Some((_, "internal")) => HttpsMode::Internal,
+        Some((_, "off")) => HttpsMode::Off,
+        Some((h, other)) => {
+            c.at(h, format!("gateway.https {other:?} is not one of auto, internal, off"));
+            HttpsMode::Auto
+        }
+    };
+    let email = g.email.as_ref().map(|e| {
+        let v = e.get_ref();
+        if !v.contains('@') || v.chars().any(char::is_whitespace) {
+            c.at(e, format!("gateway.email {v:?} is not an email address"));
+        }
+        v.clone()
+    });
+    Gateway {
+        image,
+        http_port,
+        https_port,
+        bind,
+        https,
+        email,
+    }
+}
+
+fn backup(c: &mut Checker, b: &RawBackup) -> Backup {
+    let compress = match b.compress.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "gzip")) => Compression::Gzip,
+        Some((_, "zstd")) => Compression::Zstd,
+        Some((v, other)) => {
+            c.at(v, format!("backup.compress {other:?} is not one of gzip, zstd"));
+            Compression::Gzip
+        }
+    };
+    let max_level = if compress == Compression::Gzip { 9 } else { 19 };
+    let level = match &b.level {
+        None => 6,
+        Some(l) => match u32::try_from(*l.get_ref()) {
+            Ok(n) if (1..=max_level).contains(&n) => n,
+            _ => {
+                c.at(l, format!("backup.level {} is out of range (1-{max_level})", l.get_ref()));
+                6
+            }
+        },
+    };
+    let dest = match &b.dest {
+        None => "/var/backups/pi-setup".to_string(),
+        Some(d) => {
+            let v = d.get_ref();
+            let norm = v.trim_end_matches('/');
+            if !v.starts_with('/') || v.split('/').any(|p| p == "..") {
+                c.at(d, format!("backup.dest {v:?} must be an absolute path without '..'"));
+            } else if norm == "/var/vol" || norm.starts_with("/var/vol/") {
+                c.at(d, format!("backup.dest {v:?} must not be inside /var/vol (it is what gets backed up)"));
+            }
+            v.clone()
+        }
+    };
+    let schedule = match &b.schedule {
+        None => "*-*-* 03:30:00".to_string(),
+        Some(s) => {
+            if s.get_ref().trim().is_empty() || s.get_ref().contains('\n') {
+                c.at(s, "backup.schedule must be a systemd OnCalendar= expression".into());
+            }
+            s.get_ref().clone()
+        }
+    };
+    Backup {
+        dest,
+        schedule,
+        compress,
+        level,
+        keep_last: c.count(&b.keep_last, "backup.keep_last", 3),
+        keep_daily: c.count(&b.keep_daily, "backup.keep_daily", 7),
+        keep_weekly: c.count(&b.keep_weekly, "backup.keep_weekly", 4),
+        keep_monthly: c.count(&b.keep_monthly, "backup.keep_monthly", 6),
+    }
+}
+
+/// Checks an image reference: `[registry[:port]/]repo[:tag][@digest]`, repository lower case.
+fn image_ref(c: &mut Checker, i: &Spanned<String>) -> String {
+    let v = i.get_ref();
+    let problem = if v.trim().is_empty() {
+        Some("image reference is empty".to_string())
+    } else if v.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+        Some(format!("image reference {v:?} contains white space"))
+    } else {
+        let without_digest = v.split('@').next().unwrap_or("");
+        // The tag is what follows the last ':' after the last '/'.
+        let last = without_digest.rsplit('/').next().unwrap_or("");
+        let repo_len = without_digest.len() - last.len() + last.split(':').next().unwrap_or("").len();
+        let repo = &without_digest[..repo_len];
+        let path = repo.split_once('/').map_or(repo, |(first, rest)| {
+            if first.contains('.') || first.contains(':') || first == "localhost" {
+                rest
+            } else {
+                repo
+            }
+        });
+        if path.is_empty() || path.chars().any(|ch| ch.is_ascii_uppercase()) {
+            Some(format!("image reference {v:?}: the repository must be lower case and not empty"))
+        } else {
+            None
+        }
+    };
+    if let Some(p) = problem {
+        c.at(i, p);
+    }
+    v.clone()
+}
+
+fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Vec<ConfigError>> {
+    let mut c = Checker {
+        src,
+        errors: Vec::new(),
+    };
+    let name = match Name::parse(r.name.get_ref()) {
+        Ok(n) if RESERVED_NAMES.contains(&n.as_str()) => {
+            c.at(&r.name, format!("service name '{n}' is reserved for pi-setup's own use"));
+            n
+        }
+        Ok(n) => n,
+        Err(why) => {
+            c.at(&r.name, format!("invalid service name {:?}: {why}", r.name.get_ref()));
+            Name("invalid".into())
+        }
+    };
+    let image = match &r.image {
+        Some(i) => image_ref(&mut c, i),
+        None => {
+            c.at(&r.name, format!("service '{}' has no image: set image = \"repo:tag\"", r.name.get_ref()));
+            String::new()
+        }
+    };
+    let mut domains = Vec::new();
+    let mut seen = BTreeSet::new();
+    for d in &r.domains {
+        match Domain::parse(d.get_ref()) {
+            Ok(dom) => {
+                if !seen.insert(dom.clone()) {
+                    c.at(d, format!("domain '{dom}' is listed twice"));
+                }
+                domains.push(dom);
+            }
+            Err(why) => c.at(d, format!("invalid domain {:?}: {why}", d.get_ref())),
+        }
+    }
+    let port = r.port.as_ref().map_or(80, |p| c.port(p, "port"));
+    let mut env = BTreeMap::new();
+    for (k, v) in &r.env {
+        let valid = k.chars().next().is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+            && k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        if !valid {
+            c.at(v, format!("invalid environment variable name {k:?}"));
+        }
+        env.insert(k.clone(), v.get_ref().clone());
+    }
+    let layout = match &r.layout {
+        None => layouts.get("default").cloned().unwrap_or_default(),
+        Some(l) => match layouts.get(l.get_ref()) {
+            Some(found) if l.get_ref() != GATEWAY => found.clone(),
+            _ => {
+                c.at(l, format!("unknown layout {:?}; known: {}", l.get_ref(), layouts.names().join(", ")));
+                Layout::default()
+            }
+        },
+    };
+    let mut mounts: Vec<Mount> = layout.mounts();
+    for v in &r.volumes {
+        match parse_volume(v.get_ref()) {
+            Ok(m) => {
+                if mounts.iter().any(|o| o.target == m.target) {
+                    c.at(v, format!("two volumes are mounted at {}", m.target));
+                }
+                mounts.push(m);
+            }
+            Err(why) => c.at(v, format!("invalid volume {:?}: {why}", v.get_ref())),
+        }
+    }
+    let restart = match r.restart.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "unless-stopped")) => Restart::UnlessStopped,
+        Some((_, "always")) => Restart::Always,
+        Some((_, "no")) => Restart::No,
+        Some((_, "on-failure")) => Restart::OnFailure,
+        Some((v, other)) => {
+            c.at(v, format!("restart {other:?} is not one of no, always, unless-stopped, on-failure"));
+            Restart::UnlessStopped
+        }
+    };
+    if c.errors.is_empty() {
+        Ok(Service {
+            name,
+            image,
+            domains,
+            port,
+            env,
+            mounts,
+            layout,
+            restart,
+            command: r.command,
+            origin: src.origin.clone(),
+        })
+    } else {
+        Err(c.errors)
+    }
+}
+
+/// `SUBDIR:/container/path[:ro]`; SUBDIR stays inside the service's directory.
+pub fn parse_volume(s: &str) -> Result<Mount, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (sub, target, read_only) = match parts.as_slice() {
+        [sub, target] => (*sub, *target, false),
+        [sub, target, "ro"] => (*sub, *target, true),
+        [sub, target, "rw"] => (*sub, *target, false),
+        _ => return Err("expected SUBDIR:/container/path or SUBDIR:/container/path:ro".into()),
+    };
+    let sub = sub.trim_end_matches('/');
+    if sub.starts_with('/') {
+        return Err(format!("{sub:?} must be relative to the service's directory"));
+    }
+    if sub.is_empty() || sub == "." {
+        // The whole service directory.
+    } else if sub.split('/').any(|p| p == ".." || p == "." || p.is_empty()) {
+        return Err(format!("{sub:?} escapes or does not name a sub-directory of the service's directory"));
+    }
+    if !target.starts_with('/') || target.split('/').any(|p| p == "..") {
+        return Err(format!("container path {target:?} must be absolute, without '..'"));
+    }
+    let sub = if sub.is_empty() { "." } else { sub };
+    Ok(Mount {
+        sub: sub.to_string(),
+        target: target.to_string(),
+        read_only,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_dns_label_rules() {
+        assert!(Name::parse("web-1").is_ok());
+        assert_eq!(Name::parse("Web").unwrap_err(), "must be lower case");
+        assert!(Name::parse("../x").unwrap_err().contains("'/'"));
+        assert!(Name::parse("a..b").unwrap_err().contains("'..'"));
+        assert!(Name::parse("-a").is_err());
+        assert!(Name::parse("a_b").is_err());
+        assert!(Name::parse(&"a".repeat(64)).is_err());
+        assert!(Name::parse("").is_err());
+    }
+
+    #[test]
+    fn domains() {
+        assert!(Domain::parse("cloud.example.com").is_ok());
+        assert!(Domain::parse("nas").is_ok());
+        assert!(Domain::parse("a..b").is_err());
+        assert!(Domain::parse("http://x.com").is_err());
+        assert!(Domain::parse("x.com:80").is_err());
+        assert!(Domain::parse("X.com").is_err());
+        assert!(Domain::parse("a_b.com").is_err());
+        assert!(Domain::parse("nas.local").unwrap().is_lan_only());
+        assert!(!Domain::parse("cloud.example.com").unwrap().is_lan_only());
+    }
+
+    #[test]
+    fn volumes_cannot_escape() {
+        assert_eq!(parse_volume("data:/data").unwrap().sub, "data");
+        assert!(parse_volume("data:/data:ro").unwrap().read_only);
+        assert_eq!(parse_volume(".:/srv").unwrap().sub, ".");
+        assert!(parse_volume("../etc:/x").is_err());
+        assert!(parse_volume("a/../../x:/x").is_err());
+        assert!(parse_volume("/etc:/x").is_err());
+        assert!(parse_volume("data:relative").is_err());
+        assert!(parse_volume("data").is_err());
+    }
+}

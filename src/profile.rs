@@ -1,0 +1,81 @@
+//! Raw input: the profile TOML and service files as serde structs. No I/O, no validation beyond
+//! what serde does (unknown fields are rejected); `model` turns these into checked types.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::source::{ConfigError, Source};
+
+/// A whole profile: `profiles/*.toml`, or `/etc/pi-setup/pi-setup.toml` on a host.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub gateway: RawGateway,
+    #[serde(default)]
+    pub backup: RawBackup,
+    #[serde(default, rename = "service")]
+    pub services: Vec<RawService>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    pub image: Option<Spanned<String>>,
+    pub http_port: Option<Spanned<i64>>,
+    pub https_port: Option<Spanned<i64>>,
+    /// Host address the ports are published on (`0.0.0.0` by default).
+    pub bind: Option<Spanned<String>>,
+    /// `auto` (public certificates; `tls internal` for LAN names), `internal`, or `off`.
+    pub https: Option<Spanned<String>>,
+    /// Email given to the ACME CA for automatic certificates.
+    pub email: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackup {
+    pub dest: Option<Spanned<String>>,
+    /// systemd `OnCalendar=` expression.
+    pub schedule: Option<Spanned<String>>,
+    pub compress: Option<Spanned<String>>,
+    pub level: Option<Spanned<i64>>,
+    pub keep_last: Option<Spanned<i64>>,
+    pub keep_daily: Option<Spanned<i64>>,
+    pub keep_weekly: Option<Spanned<i64>>,
+    pub keep_monthly: Option<Spanned<i64>>,
+}
+
+/// One service: a `[[service]]` table of a profile, or a file under `/etc/pi-setup/services/`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    pub name: Spanned<String>,
+    pub image: Option<Spanned<String>>,
+    #[serde(default)]
+    pub domains: Vec<Spanned<String>>,
+    /// The port the service listens on inside its container (what the gateway proxies to).
+    pub port: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Spanned<String>>,
+    /// `SUBDIR:/container/path[:ro]`, SUBDIR relative to `/var/vol/<name>`.
+    #[serde(default)]
+    pub volumes: Vec<Spanned<String>>,
+    pub layout: Option<Spanned<String>>,
+    pub restart: Option<Spanned<String>>,
+    pub command: Option<Vec<String>>,
+}
+
+/// Parses a profile, turning TOML and shape errors into errors that name file, line and column.
+pub fn parse_profile(src: &Source) -> Result<RawProfile, ConfigError> {
+    toml::from_str(&src.text).map_err(|e| src.toml_error(&e))
+}
+
+/// Parses one service file (the same fields as a `[[service]]` table).
+pub fn parse_service(src: &Source) -> Result<RawService, ConfigError> {
+    toml::from_str(&src.text).map_err(|e| src.toml_error(&e))
+}

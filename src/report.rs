@@ -1,0 +1,59 @@
+//! What commands print: the plan (for --dry-run) and the summary after a change.
+
+use std::fmt::Write;
+
+use crate::desired::Names;
+use crate::engine::ContainerInfo;
+use crate::gateway;
+use crate::model::{HttpsMode, Model, GATEWAY};
+use crate::plan::Plan;
+
+pub fn plan_text(plan: &Plan, origin: &str) -> String {
+    let mut s = String::new();
+    if plan.is_empty() {
+        let _ = writeln!(s, "Nothing to change: the host already matches {origin}.");
+    } else {
+        let _ = writeln!(s, "Plan ({} steps, from {origin}):", plan.actions.len());
+        for (i, a) in plan.actions.iter().enumerate() {
+            let _ = writeln!(s, "  {:>2}. {a}", i + 1);
+        }
+    }
+    let _ = writeln!(s, "Dry run: nothing was changed.");
+    s
+}
+
+pub fn summary(done: &[String], model: &Model, names: &Names, states: &[ContainerInfo]) -> String {
+    let mut s = String::new();
+    if done.is_empty() {
+        let _ = writeln!(s, "Nothing changed: everything already matches the profile.");
+    } else {
+        let _ = writeln!(s, "Changed {} thing(s):", done.len());
+        for d in done {
+            let _ = writeln!(s, "  - {d}");
+        }
+    }
+    let state_of = |svc: &str| {
+        let name = names.object(svc);
+        states
+            .iter()
+            .find(|c| c.name == name)
+            .map_or("missing".to_string(), |c| c.state.clone())
+    };
+    let g = &model.gateway;
+    let _ = writeln!(s, "\nServices:");
+    let mut entry = format!("http://{}:{}/", g.bind, g.http_port);
+    if g.https != HttpsMode::Off {
+        entry.push_str(&format!(" and https://{}:{}/", g.bind, g.https_port));
+    }
+    let _ = writeln!(s, "  {:<16} {:<10} {entry} (routes by Host header)", GATEWAY, state_of(GATEWAY));
+    for svc in &model.services {
+        let urls: Vec<String> = svc.domains.iter().map(|d| gateway::url(g, d)).collect();
+        let answers = if urls.is_empty() {
+            format!("internal only: {}:{} on the network", svc.name, svc.port)
+        } else {
+            urls.join(" ")
+        };
+        let _ = writeln!(s, "  {:<16} {:<10} {answers}", svc.name.as_str(), state_of(svc.name.as_str()));
+    }
+    s
+}
