@@ -2,6 +2,7 @@
 //! profile (raw TOML) → model (validated) → desired + observed → plan → apply → report.
 
 pub mod apply;
+pub mod backup;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -1,0 +1,1 @@
+//! Backups of `/var/vol/<name>` directories: archive, verify, retention, restore.
