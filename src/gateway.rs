@@ -37,7 +37,8 @@ pub fn caddyfile(g: &Gateway) -> String {
 /// The site block(s) of one service: its domains, proxied to `name:port` on the network.
 pub fn site(g: &Gateway, s: &Service) -> String {
     let upstream = format!("{}:{}", s.name, s.port);
-    let mut out = format!("# Service '{}', from {}. Written by pi-setup.\n", s.name, s.origin);
+    // No file paths in here: the same service must render the same file wherever it came from.
+    let mut out = format!("# Service '{}'. Written by pi-setup; edit the service definition instead.\n", s.name);
     let (lan, public): (Vec<&Domain>, Vec<&Domain>) = s.domains.iter().partition(|d| d.is_lan_only());
     let groups: Vec<(Vec<&Domain>, bool)> = match g.https {
         HttpsMode::Off => vec![(s.domains.iter().collect(), false)],

@@ -1,0 +1,8 @@
+//! Integration tests: the real `pi-setup` binary against the real Docker daemon, with the
+//! offline images built by `ci/test-images`. One test binary; modules by command.
+
+mod harness;
+
+mod cli;
+mod install;
+mod shipped;
