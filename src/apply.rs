@@ -29,14 +29,19 @@ pub async fn apply(
     let mut done = Vec::new();
     let total = plan.actions.len();
     for (i, action) in plan.actions.iter().enumerate() {
-        run(action, desired, engine, paths, names, progress).await.with_context(|| {
-            let before = if done.is_empty() {
-                "nothing had been changed before it".to_string()
-            } else {
-                format!("{} earlier step(s) were done; run the command again to finish", done.len())
-            };
-            format!("step {} of {total} failed: {action} ({before})", i + 1)
-        })?;
+        run(action, desired, engine, paths, names, progress)
+            .await
+            .with_context(|| {
+                let before = if done.is_empty() {
+                    "nothing had been changed before it".to_string()
+                } else {
+                    format!(
+                        "{} earlier step(s) were done; run the command again to finish",
+                        done.len()
+                    )
+                };
+                format!("step {} of {total} failed: {action} ({before})", i + 1)
+            })?;
         progress.note(&format!("  [{}/{total}] {action}", i + 1));
         done.push(action.to_string());
     }
@@ -66,10 +71,27 @@ async fn run(
                 .collect();
             engine.create_network(name, labels).await?;
         }
-        Action::CreateDir { path, uid, gid, mode } | Action::FixDir { path, uid, gid, mode, .. } => {
+        Action::CreateDir {
+            path,
+            uid,
+            gid,
+            mode,
+        }
+        | Action::FixDir {
+            path,
+            uid,
+            gid,
+            mode,
+            ..
+        } => {
             host::ensure_dir(path, *uid, *gid, *mode)?;
         }
-        Action::WriteFile { path, contents, mode, .. } => host::write_atomic(path, contents, *mode)?,
+        Action::WriteFile {
+            path,
+            contents,
+            mode,
+            ..
+        } => host::write_atomic(path, contents, *mode)?,
         Action::RemoveFile { path } => {
             host::remove_file(path)?;
         }

@@ -13,7 +13,13 @@ use clap::{Args, Parser, Subcommand};
 )]
 pub struct Cli {
     /// Put every host path (/etc, /var/vol, /var/backups, systemd units) under DIR.
-    #[arg(long, global = true, value_name = "DIR", env = "PI_SETUP_ROOT", default_value = "/")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "PI_SETUP_ROOT",
+        default_value = "/"
+    )]
     pub root: PathBuf,
 
     /// Prefix every Docker object name with NAME-, so several appliances share one daemon.

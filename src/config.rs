@@ -26,7 +26,11 @@ impl std::error::Error for BadInput {}
 impl From<Vec<ConfigError>> for BadInput {
     fn from(errors: Vec<ConfigError>) -> Self {
         let n = errors.len();
-        let mut s = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        let mut s = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
         if n > 1 {
             s.push_str(&format!("\n{n} problems found; nothing was changed"));
         }
@@ -49,7 +53,9 @@ pub fn profile_source(arg: Option<&str>, paths: &Paths) -> Result<Source, BadInp
             .map_err(|e| BadInput(format!("cannot read profile {}: {e}", p.display())))
     };
     match arg {
-        Some(a) if a.contains('/') || a.ends_with(".toml") || Path::new(a).is_file() => read(Path::new(a)),
+        Some(a) if a.contains('/') || a.ends_with(".toml") || Path::new(a).is_file() => {
+            read(Path::new(a))
+        }
         Some(name) => shipped::profile(name)
             .map(|t| Source::new(format!("<shipped>/profiles/{name}.toml"), t))
             .ok_or_else(|| {
@@ -69,7 +75,8 @@ pub fn profile_source(arg: Option<&str>, paths: &Paths) -> Result<Source, BadInp
 
 /// Reads `/etc/pi-setup/services/*.toml` (sorted by name).
 pub fn service_sources(paths: &Paths) -> Result<Vec<Source>, BadInput> {
-    let files = crate::host::files_with_suffix(&paths.services_dir(), ".toml").map_err(|e| BadInput(e.to_string()))?;
+    let files = crate::host::files_with_suffix(&paths.services_dir(), ".toml")
+        .map_err(|e| BadInput(e.to_string()))?;
     files
         .iter()
         .map(|p| {
@@ -89,7 +96,9 @@ pub fn load(profile_src: &Source, service_srcs: &[Source]) -> Result<Model, BadI
     for s in service_srcs {
         match profile::parse_service(s) {
             Ok(r) => {
-                let file_stem = Path::new(&s.origin).file_stem().map(|x| x.to_string_lossy().into_owned());
+                let file_stem = Path::new(&s.origin)
+                    .file_stem()
+                    .map(|x| x.to_string_lossy().into_owned());
                 if file_stem.as_deref() != Some(r.name.get_ref().as_str()) {
                     errors.push(s.error_at(
                         r.name.span(),

@@ -127,9 +127,16 @@ pub fn desired(model: &Model, paths: &Paths, names: &Names) -> Desired {
         name: names.object(GATEWAY),
         image: gw.image.clone(),
         cmd: Some(
-            ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "caddy",
+                "run",
+                "--config",
+                "/etc/caddy/Caddyfile",
+                "--adapter",
+                "caddyfile",
+            ]
+            .map(String::from)
+            .to_vec(),
         ),
         env: Vec::new(),
         binds: binds(paths, GATEWAY, &model.gateway_layout.mounts()),
@@ -216,7 +223,11 @@ fn layout_dirs(layout: &Layout, paths: &Paths, name: &str, extra: &[&str]) -> Ve
         .dirs
         .iter()
         .map(|d| DirSpec {
-            path: if d.path == "." { base.clone() } else { base.join(&d.path) },
+            path: if d.path == "." {
+                base.clone()
+            } else {
+                base.join(&d.path)
+            },
             uid: d.uid,
             gid: d.gid,
             mode: d.mode,

@@ -36,11 +36,23 @@ fn api(what: impl Into<String>) -> impl FnOnce(BollardError) -> EngineError {
 }
 
 fn is_not_found(e: &BollardError) -> bool {
-    matches!(e, BollardError::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 fn is_not_modified(e: &BollardError) -> bool {
-    matches!(e, BollardError::DockerResponseServerError { status_code: 304, .. })
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 304,
+            ..
+        }
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +102,8 @@ impl Engine {
     /// the daemon's API version: bollard asks for its newest by default, which Docker 20.10
     /// refuses (see bollard#736).
     pub async fn connect() -> Result<Engine, EngineError> {
-        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let host =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
         let unreachable = |source| EngineError::Unreachable {
             host: host.clone(),
             source,
@@ -125,7 +138,11 @@ impl Engine {
         }
     }
 
-    pub async fn create_network(&self, name: &str, labels: HashMap<String, String>) -> Result<(), EngineError> {
+    pub async fn create_network(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), EngineError> {
         let req = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".into()),
@@ -157,7 +174,11 @@ impl Engine {
     }
 
     /// Pulls an image, reporting progress; the daemon's own error text is kept.
-    pub async fn pull(&self, reference: &str, mut on_progress: impl FnMut(PullProgress)) -> Result<(), EngineError> {
+    pub async fn pull(
+        &self,
+        reference: &str,
+        mut on_progress: impl FnMut(PullProgress),
+    ) -> Result<(), EngineError> {
         let (repo, tag) = split_reference(reference);
         let mut opts = CreateImageOptionsBuilder::default().from_image(&repo);
         if let Some(t) = &tag {
@@ -187,12 +208,21 @@ impl Engine {
     }
 
     /// Containers labelled as this instance's (running or not).
-    pub async fn managed_containers(&self, instance: &str) -> Result<Vec<ContainerInfo>, EngineError> {
+    pub async fn managed_containers(
+        &self,
+        instance: &str,
+    ) -> Result<Vec<ContainerInfo>, EngineError> {
         let filters = HashMap::from([(
             "label".to_string(),
-            vec![format!("{LABEL_MANAGED}=true"), format!("{LABEL_INSTANCE}={instance}")],
+            vec![
+                format!("{LABEL_MANAGED}=true"),
+                format!("{LABEL_INSTANCE}={instance}"),
+            ],
         )]);
-        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
         let list = self
             .docker
             .list_containers(Some(opts))
@@ -223,7 +253,12 @@ impl Engine {
                 let state = c.state.as_ref();
                 Ok(Some(ContainerInfo {
                     id: c.id.clone().unwrap_or_default(),
-                    name: c.name.clone().unwrap_or_default().trim_start_matches('/').to_string(),
+                    name: c
+                        .name
+                        .clone()
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_string(),
                     image_id: c.image.clone().unwrap_or_default(),
                     running: state.and_then(|s| s.running).unwrap_or(false),
                     state: state
@@ -252,7 +287,11 @@ impl Engine {
                 )
             })
             .collect();
-        let exposed: Vec<String> = spec.ports.iter().map(|(p, _, _)| format!("{p}/tcp")).collect();
+        let exposed: Vec<String> = spec
+            .ports
+            .iter()
+            .map(|(p, _, _)| format!("{p}/tcp"))
+            .collect();
         let restart = match spec.restart.as_str() {
             "no" => RestartPolicyNameEnum::NO,
             "always" => RestartPolicyNameEnum::ALWAYS,
@@ -264,10 +303,18 @@ impl Engine {
             cmd: spec.cmd.clone(),
             env: Some(spec.env.clone()),
             labels: Some(spec.all_labels().into_iter().collect()),
-            exposed_ports: if exposed.is_empty() { None } else { Some(exposed) },
+            exposed_ports: if exposed.is_empty() {
+                None
+            } else {
+                Some(exposed)
+            },
             host_config: Some(HostConfig {
                 binds: Some(spec.binds.clone()),
-                port_bindings: if port_bindings.is_empty() { None } else { Some(port_bindings) },
+                port_bindings: if port_bindings.is_empty() {
+                    None
+                } else {
+                    Some(port_bindings)
+                },
                 restart_policy: Some(RestartPolicy {
                     name: Some(restart),
                     maximum_retry_count: None,
@@ -287,7 +334,9 @@ impl Engine {
             }),
             ..Default::default()
         };
-        let opts = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
         let created = self
             .docker
             .create_container(Some(opts), body)
@@ -307,7 +356,9 @@ impl Engine {
 
     /// Stops a container; one already stopped, or gone, is fine.
     pub async fn stop(&self, name: &str, timeout_secs: i32) -> Result<(), EngineError> {
-        let opts = StopContainerOptionsBuilder::default().t(timeout_secs).build();
+        let opts = StopContainerOptionsBuilder::default()
+            .t(timeout_secs)
+            .build();
         match self.docker.stop_container(name, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_modified(&e) || is_not_found(&e) => Ok(()),
@@ -347,8 +398,14 @@ mod tests {
 
     #[test]
     fn references_split_at_the_tag_colon_only() {
-        assert_eq!(split_reference("caddy:2.11.7"), ("caddy".into(), Some("2.11.7".into())));
-        assert_eq!(split_reference("busybox"), ("busybox".into(), Some("latest".into())));
+        assert_eq!(
+            split_reference("caddy:2.11.7"),
+            ("caddy".into(), Some("2.11.7".into()))
+        );
+        assert_eq!(
+            split_reference("busybox"),
+            ("busybox".into(), Some("latest".into()))
+        );
         assert_eq!(
             split_reference("127.0.0.1:5000/x/y:1"),
             ("127.0.0.1:5000/x/y".into(), Some("1".into()))

@@ -38,15 +38,23 @@ pub fn caddyfile(g: &Gateway) -> String {
 pub fn site(g: &Gateway, s: &Service) -> String {
     let upstream = format!("{}:{}", s.name, s.port);
     // No file paths in here: the same service must render the same file wherever it came from.
-    let mut out = format!("# Service '{}'. Written by pi-setup; edit the service definition instead.\n", s.name);
-    let (lan, public): (Vec<&Domain>, Vec<&Domain>) = s.domains.iter().partition(|d| d.is_lan_only());
+    let mut out = format!(
+        "# Service '{}'. Written by pi-setup; edit the service definition instead.\n",
+        s.name
+    );
+    let (lan, public): (Vec<&Domain>, Vec<&Domain>) =
+        s.domains.iter().partition(|d| d.is_lan_only());
     let groups: Vec<(Vec<&Domain>, bool)> = match g.https {
         HttpsMode::Off => vec![(s.domains.iter().collect(), false)],
         HttpsMode::Internal => vec![(s.domains.iter().collect(), true)],
         HttpsMode::Auto => vec![(public, false), (lan, true)],
     };
     for (domains, internal_tls) in groups.into_iter().filter(|(d, _)| !d.is_empty()) {
-        let scheme = if g.https == HttpsMode::Off { "http://" } else { "" };
+        let scheme = if g.https == HttpsMode::Off {
+            "http://"
+        } else {
+            ""
+        };
         let addrs: Vec<String> = domains.iter().map(|d| format!("{scheme}{d}")).collect();
         out.push_str(&format!("\n{} {{\n", addrs.join(", ")));
         if internal_tls {
@@ -112,7 +120,12 @@ pub fn reload(socket: &Path, caddyfile: &str) -> Result<(), ReloadError> {
     if status == 200 {
         Ok(())
     } else {
-        let body = text.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string();
+        let body = text
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or("")
+            .trim()
+            .to_string();
         Err(ReloadError::Refused { status, body })
     }
 }

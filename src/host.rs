@@ -18,7 +18,11 @@ pub struct HostError {
 
 fn err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> HostError {
     let path = path.to_path_buf();
-    move |source| HostError { action, path, source }
+    move |source| HostError {
+        action,
+        path,
+        source,
+    }
 }
 
 /// Owner and permission bits of a path as it is now.
@@ -62,7 +66,9 @@ pub fn ensure_dir(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Host
             )))
         }
         Ok(m) if !m.is_dir() => {
-            return Err(err("refusing to use", path)(io::Error::other("it exists and is not a directory")))
+            return Err(err("refusing to use", path)(io::Error::other(
+                "it exists and is not a directory",
+            )))
         }
         Ok(_) => {}
         Err(_) => {
@@ -78,7 +84,8 @@ pub fn ensure_dir(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Host
     }
     chown(path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
         .map_err(|e| err("changing owner of", path)(io::Error::from(e)))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(err("changing mode of", path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(err("changing mode of", path))?;
     Ok(())
 }
 
@@ -87,7 +94,10 @@ pub fn ensure_dir(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Host
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), HostError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(err("creating", dir))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.pi-setup-tmp"));
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -97,7 +107,8 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), HostE
             .mode(mode)
             .open(&tmp)
             .map_err(err("writing", &tmp))?;
-        f.set_permissions(fs::Permissions::from_mode(mode)).map_err(err("changing mode of", &tmp))?;
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(err("changing mode of", &tmp))?;
         f.write_all(contents).map_err(err("writing", &tmp))?;
         f.sync_all().map_err(err("syncing", &tmp))?;
         fs::rename(&tmp, path).map_err(err("replacing", path))?;

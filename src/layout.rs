@@ -116,18 +116,27 @@ pub fn parse(name: &str, src: &Source) -> Result<Layout, ConfigError> {
             || path.split('/').any(|p| p == ".." || p.is_empty())
             || (path != "." && path.split('/').any(|p| p == "."));
         if bad_path {
-            return Err(src.error_at(d.path.span(), format!("dir path {path:?} must be '.' or a relative path inside the volume")));
+            return Err(src.error_at(
+                d.path.span(),
+                format!("dir path {path:?} must be '.' or a relative path inside the volume"),
+            ));
         }
         if dirs.iter().any(|o| o.path == path) {
             return Err(src.error_at(d.path.span(), format!("dir {path:?} is listed twice")));
         }
         if dirs.is_empty() && path != "." {
-            return Err(src.error_at(d.path.span(), "the first dir must be \".\", the volume directory itself"));
+            return Err(src.error_at(
+                d.path.span(),
+                "the first dir must be \".\", the volume directory itself",
+            ));
         }
         let (uid, gid) = match &d.owner {
             None => (0, 0),
             Some(o) => parse_owner(o.get_ref()).ok_or_else(|| {
-                src.error_at(o.span(), format!("owner {:?} must be numeric uid:gid", o.get_ref()))
+                src.error_at(
+                    o.span(),
+                    format!("owner {:?} must be numeric uid:gid", o.get_ref()),
+                )
             })?,
         };
         let mode = match &d.mode {
@@ -135,15 +144,25 @@ pub fn parse(name: &str, src: &Source) -> Result<Layout, ConfigError> {
             Some(m) => u32::from_str_radix(m.get_ref(), 8)
                 .ok()
                 .filter(|v| *v <= 0o7777)
-                .ok_or_else(|| src.error_at(m.span(), format!("mode {:?} must be octal, e.g. \"0750\"", m.get_ref())))?,
+                .ok_or_else(|| {
+                    src.error_at(
+                        m.span(),
+                        format!("mode {:?} must be octal, e.g. \"0750\"", m.get_ref()),
+                    )
+                })?,
         };
         let mount = match &d.mount {
             None => None,
-            Some(m) if m.get_ref().starts_with('/') && !m.get_ref().split('/').any(|p| p == "..") => {
+            Some(m)
+                if m.get_ref().starts_with('/') && !m.get_ref().split('/').any(|p| p == "..") =>
+            {
                 Some(m.get_ref().clone())
             }
             Some(m) => {
-                return Err(src.error_at(m.span(), format!("mount {:?} must be an absolute container path", m.get_ref())))
+                return Err(src.error_at(
+                    m.span(),
+                    format!("mount {:?} must be an absolute container path", m.get_ref()),
+                ))
             }
         };
         dirs.push(LayoutDir {

@@ -109,9 +109,16 @@ impl Domain {
     pub fn is_lan_only(&self) -> bool {
         let d = self.0.as_str();
         !d.contains('.')
-            || [".local", ".lan", ".home.arpa", ".internal", ".test", ".localhost"]
-                .iter()
-                .any(|s| d.ends_with(s))
+            || [
+                ".local",
+                ".lan",
+                ".home.arpa",
+                ".internal",
+                ".test",
+                ".localhost",
+            ]
+            .iter()
+            .any(|s| d.ends_with(s))
     }
 }
 
@@ -324,20 +331,29 @@ fn gateway(c: &mut Checker, g: &RawGateway) -> Gateway {
         None => DEFAULT_GATEWAY_IMAGE.to_string(),
         Some(i) => image_ref(c, i),
     };
-    let http_port = g.http_port.as_ref().map_or(80, |p| c.port(p, "gateway.http_port"));
+    let http_port = g
+        .http_port
+        .as_ref()
+        .map_or(80, |p| c.port(p, "gateway.http_port"));
     let https_port = g
         .https_port
         .as_ref()
         .map_or(443, |p| c.port(p, "gateway.https_port"));
     if let Some(p) = &g.https_port {
         if http_port == https_port {
-            c.at(p, format!("gateway.https_port {https_port} is the same as gateway.http_port"));
+            c.at(
+                p,
+                format!("gateway.https_port {https_port} is the same as gateway.http_port"),
+            );
         }
     }
     let bind = match &g.bind {
         None => IpAddr::from([0, 0, 0, 0]),
         Some(b) => b.get_ref().parse().unwrap_or_else(|_| {
-            c.at(b, format!("gateway.bind {:?} is not an IP address", b.get_ref()));
+            c.at(
+                b,
+                format!("gateway.bind {:?} is not an IP address", b.get_ref()),
+            );
             IpAddr::from([0, 0, 0, 0])
         }),
     };
@@ -347,7 +363,10 @@ fn gateway(c: &mut Checker, g: &RawGateway) -> Gateway {
         Some((_, "internal")) => HttpsMode::Internal,
         Some((_, "off")) => HttpsMode::Off,
         Some((h, other)) => {
-            c.at(h, format!("gateway.https {other:?} is not one of auto, internal, off"));
+            c.at(
+                h,
+                format!("gateway.https {other:?} is not one of auto, internal, off"),
+            );
             HttpsMode::Auto
         }
     };
@@ -373,7 +392,10 @@ fn backup(c: &mut Checker, b: &RawBackup) -> Backup {
         None | Some((_, "gzip")) => Compression::Gzip,
         Some((_, "zstd")) => Compression::Zstd,
         Some((v, other)) => {
-            c.at(v, format!("backup.compress {other:?} is not one of gzip, zstd"));
+            c.at(
+                v,
+                format!("backup.compress {other:?} is not one of gzip, zstd"),
+            );
             Compression::Gzip
         }
     };
@@ -383,7 +405,13 @@ fn backup(c: &mut Checker, b: &RawBackup) -> Backup {
         Some(l) => match u32::try_from(*l.get_ref()) {
             Ok(n) if (1..=max_level).contains(&n) => n,
             _ => {
-                c.at(l, format!("backup.level {} is out of range (1-{max_level})", l.get_ref()));
+                c.at(
+                    l,
+                    format!(
+                        "backup.level {} is out of range (1-{max_level})",
+                        l.get_ref()
+                    ),
+                );
                 6
             }
         },
@@ -394,9 +422,17 @@ fn backup(c: &mut Checker, b: &RawBackup) -> Backup {
             let v = d.get_ref();
             let norm = v.trim_end_matches('/');
             if !v.starts_with('/') || v.split('/').any(|p| p == "..") {
-                c.at(d, format!("backup.dest {v:?} must be an absolute path without '..'"));
+                c.at(
+                    d,
+                    format!("backup.dest {v:?} must be an absolute path without '..'"),
+                );
             } else if norm == "/var/vol" || norm.starts_with("/var/vol/") {
-                c.at(d, format!("backup.dest {v:?} must not be inside /var/vol (it is what gets backed up)"));
+                c.at(
+                    d,
+                    format!(
+                        "backup.dest {v:?} must not be inside /var/vol (it is what gets backed up)"
+                    ),
+                );
             }
             v.clone()
         }
@@ -405,7 +441,10 @@ fn backup(c: &mut Checker, b: &RawBackup) -> Backup {
         None => "*-*-* 03:30:00".to_string(),
         Some(s) => {
             if s.get_ref().trim().is_empty() || s.get_ref().contains('\n') {
-                c.at(s, "backup.schedule must be a systemd OnCalendar= expression".into());
+                c.at(
+                    s,
+                    "backup.schedule must be a systemd OnCalendar= expression".into(),
+                );
             }
             s.get_ref().clone()
         }
@@ -433,7 +472,8 @@ fn image_ref(c: &mut Checker, i: &Spanned<String>) -> String {
         let without_digest = v.split('@').next().unwrap_or("");
         // The tag is what follows the last ':' after the last '/'.
         let last = without_digest.rsplit('/').next().unwrap_or("");
-        let repo_len = without_digest.len() - last.len() + last.split(':').next().unwrap_or("").len();
+        let repo_len =
+            without_digest.len() - last.len() + last.split(':').next().unwrap_or("").len();
         let repo = &without_digest[..repo_len];
         let path = repo.split_once('/').map_or(repo, |(first, rest)| {
             if first.contains('.') || first.contains(':') || first == "localhost" {
@@ -443,7 +483,9 @@ fn image_ref(c: &mut Checker, i: &Spanned<String>) -> String {
             }
         });
         if path.is_empty() || path.chars().any(|ch| ch.is_ascii_uppercase()) {
-            Some(format!("image reference {v:?}: the repository must be lower case and not empty"))
+            Some(format!(
+                "image reference {v:?}: the repository must be lower case and not empty"
+            ))
         } else {
             None
         }
@@ -461,19 +503,31 @@ fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Ve
     };
     let name = match Name::parse(r.name.get_ref()) {
         Ok(n) if RESERVED_NAMES.contains(&n.as_str()) => {
-            c.at(&r.name, format!("service name '{n}' is reserved for pi-setup's own use"));
+            c.at(
+                &r.name,
+                format!("service name '{n}' is reserved for pi-setup's own use"),
+            );
             n
         }
         Ok(n) => n,
         Err(why) => {
-            c.at(&r.name, format!("invalid service name {:?}: {why}", r.name.get_ref()));
+            c.at(
+                &r.name,
+                format!("invalid service name {:?}: {why}", r.name.get_ref()),
+            );
             Name("invalid".into())
         }
     };
     let image = match &r.image {
         Some(i) => image_ref(&mut c, i),
         None => {
-            c.at(&r.name, format!("service '{}' has no image: set image = \"repo:tag\"", r.name.get_ref()));
+            c.at(
+                &r.name,
+                format!(
+                    "service '{}' has no image: set image = \"repo:tag\"",
+                    r.name.get_ref()
+                ),
+            );
             String::new()
         }
     };
@@ -493,7 +547,10 @@ fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Ve
     let port = r.port.as_ref().map_or(80, |p| c.port(p, "port"));
     let mut env = BTreeMap::new();
     for (k, v) in &r.env {
-        let valid = k.chars().next().is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+        let valid = k
+            .chars()
+            .next()
+            .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
             && k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
         if !valid {
             c.at(v, format!("invalid environment variable name {k:?}"));
@@ -505,7 +562,14 @@ fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Ve
         Some(l) => match layouts.get(l.get_ref()) {
             Some(found) if l.get_ref() != GATEWAY => found.clone(),
             _ => {
-                c.at(l, format!("unknown layout {:?}; known: {}", l.get_ref(), layouts.names().join(", ")));
+                c.at(
+                    l,
+                    format!(
+                        "unknown layout {:?}; known: {}",
+                        l.get_ref(),
+                        layouts.names().join(", ")
+                    ),
+                );
                 Layout::default()
             }
         },
@@ -528,7 +592,10 @@ fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Ve
         Some((_, "no")) => Restart::No,
         Some((_, "on-failure")) => Restart::OnFailure,
         Some((v, other)) => {
-            c.at(v, format!("restart {other:?} is not one of no, always, unless-stopped, on-failure"));
+            c.at(
+                v,
+                format!("restart {other:?} is not one of no, always, unless-stopped, on-failure"),
+            );
             Restart::UnlessStopped
         }
     };
@@ -561,15 +628,24 @@ pub fn parse_volume(s: &str) -> Result<Mount, String> {
     };
     let sub = sub.trim_end_matches('/');
     if sub.starts_with('/') {
-        return Err(format!("{sub:?} must be relative to the service's directory"));
+        return Err(format!(
+            "{sub:?} must be relative to the service's directory"
+        ));
     }
     if sub.is_empty() || sub == "." {
         // The whole service directory.
-    } else if sub.split('/').any(|p| p == ".." || p == "." || p.is_empty()) {
-        return Err(format!("{sub:?} escapes or does not name a sub-directory of the service's directory"));
+    } else if sub
+        .split('/')
+        .any(|p| p == ".." || p == "." || p.is_empty())
+    {
+        return Err(format!(
+            "{sub:?} escapes or does not name a sub-directory of the service's directory"
+        ));
     }
     if !target.starts_with('/') || target.split('/').any(|p| p == "..") {
-        return Err(format!("container path {target:?} must be absolute, without '..'"));
+        return Err(format!(
+            "container path {target:?} must be absolute, without '..'"
+        ));
     }
     let sub = if sub.is_empty() { "." } else { sub };
     Ok(Mount {

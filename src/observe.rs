@@ -28,13 +28,19 @@ pub struct Actual {
     pub profile: Option<Vec<u8>>,
 }
 
-pub async fn observe(engine: &Engine, desired: &Desired, paths: &Paths, instance: &str) -> Result<Actual> {
+pub async fn observe(
+    engine: &Engine,
+    desired: &Desired,
+    paths: &Paths,
+    instance: &str,
+) -> Result<Actual> {
     let mut a = Actual {
         network: engine.network(&desired.network).await?,
         ..Default::default()
     };
     for image in &desired.images {
-        a.images.insert(image.clone(), engine.image_id(image).await?);
+        a.images
+            .insert(image.clone(), engine.image_id(image).await?);
     }
     for d in &desired.dirs {
         a.dirs.insert(d.path.clone(), host::stat(&d.path)?);
@@ -44,7 +50,8 @@ pub async fn observe(engine: &Engine, desired: &Desired, paths: &Paths, instance
     }
     a.site_files = host::files_with_suffix(&desired.sites_dir, ".caddy")?;
     for c in &desired.containers {
-        a.containers.insert(c.name.clone(), engine.container(&c.name).await?);
+        a.containers
+            .insert(c.name.clone(), engine.container(&c.name).await?);
     }
     a.managed = engine.managed_containers(instance).await?;
     a.profile = host::read(&paths.profile_file())?;

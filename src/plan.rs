@@ -10,15 +10,45 @@ use crate::observe::Actual;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    PullImage { image: String },
-    CreateNetwork { name: String },
-    CreateDir { path: PathBuf, uid: u32, gid: u32, mode: u32 },
-    FixDir { path: PathBuf, uid: u32, gid: u32, mode: u32, was: (u32, u32, u32) },
-    WriteFile { path: PathBuf, contents: Vec<u8>, mode: u32, exists: bool },
-    RemoveFile { path: PathBuf },
-    RemoveContainer { name: String, why: String },
-    CreateContainer { spec: Box<ContainerSpec>, why: String },
-    StartContainer { name: String },
+    PullImage {
+        image: String,
+    },
+    CreateNetwork {
+        name: String,
+    },
+    CreateDir {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
+    FixDir {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+        was: (u32, u32, u32),
+    },
+    WriteFile {
+        path: PathBuf,
+        contents: Vec<u8>,
+        mode: u32,
+        exists: bool,
+    },
+    RemoveFile {
+        path: PathBuf,
+    },
+    RemoveContainer {
+        name: String,
+        why: String,
+    },
+    CreateContainer {
+        spec: Box<ContainerSpec>,
+        why: String,
+    },
+    StartContainer {
+        name: String,
+    },
     ReloadGateway,
 }
 
@@ -27,10 +57,25 @@ impl fmt::Display for Action {
         match self {
             Action::PullImage { image } => write!(f, "pull image {image}"),
             Action::CreateNetwork { name } => write!(f, "create network {name}"),
-            Action::CreateDir { path, uid, gid, mode } => {
-                write!(f, "create directory {} (owner {uid}:{gid}, mode {mode:04o})", path.display())
+            Action::CreateDir {
+                path,
+                uid,
+                gid,
+                mode,
+            } => {
+                write!(
+                    f,
+                    "create directory {} (owner {uid}:{gid}, mode {mode:04o})",
+                    path.display()
+                )
             }
-            Action::FixDir { path, uid, gid, mode, was } => write!(
+            Action::FixDir {
+                path,
+                uid,
+                gid,
+                mode,
+                was,
+            } => write!(
                 f,
                 "set owner/mode of {} to {uid}:{gid} {mode:04o} (was {}:{} {:04o})",
                 path.display(),
@@ -39,12 +84,21 @@ impl fmt::Display for Action {
                 was.2
             ),
             Action::WriteFile { path, exists, .. } => {
-                write!(f, "{} {}", if *exists { "update" } else { "write" }, path.display())
+                write!(
+                    f,
+                    "{} {}",
+                    if *exists { "update" } else { "write" },
+                    path.display()
+                )
             }
             Action::RemoveFile { path } => write!(f, "remove {}", path.display()),
             Action::RemoveContainer { name, why } => write!(f, "remove container {name} ({why})"),
             Action::CreateContainer { spec, why } => {
-                write!(f, "create and start container {} from {} ({why})", spec.name, spec.image)
+                write!(
+                    f,
+                    "create and start container {} from {} ({why})",
+                    spec.name, spec.image
+                )
             }
             Action::StartContainer { name } => write!(f, "start container {name}"),
             Action::ReloadGateway => write!(f, "reload the gateway configuration"),
@@ -79,20 +133,32 @@ pub enum Conflict {
 /// The ordered plan: images first (so a missing image stops the run before anything changes),
 /// then network, directories, gateway files, containers, gateway reload, clean-up, and last the
 /// profile in force.
-pub fn plan(d: &Desired, a: &Actual, names: &Names, profile: Option<&FileSpec>) -> Result<Plan, Conflict> {
+pub fn plan(
+    d: &Desired,
+    a: &Actual,
+    names: &Names,
+    profile: Option<&FileSpec>,
+) -> Result<Plan, Conflict> {
     let mut actions = Vec::new();
 
     for image in &d.images {
         if a.images.get(image).is_none_or(|id| id.is_none()) {
-            actions.push(Action::PullImage { image: image.clone() });
+            actions.push(Action::PullImage {
+                image: image.clone(),
+            });
         }
     }
 
     match &a.network {
-        None => actions.push(Action::CreateNetwork { name: d.network.clone() }),
+        None => actions.push(Action::CreateNetwork {
+            name: d.network.clone(),
+        }),
         Some(n) if !n.managed => return Err(Conflict::ForeignNetwork(d.network.clone())),
         Some(n) if n.instance.clone().unwrap_or_default() != names.instance_label() => {
-            return Err(Conflict::OtherInstanceNetwork(d.network.clone(), n.instance.clone().unwrap_or_default()))
+            return Err(Conflict::OtherInstanceNetwork(
+                d.network.clone(),
+                n.instance.clone().unwrap_or_default(),
+            ))
         }
         Some(_) => {}
     }
@@ -105,14 +171,18 @@ pub fn plan(d: &Desired, a: &Actual, names: &Names, profile: Option<&FileSpec>) 
                 gid: dir.gid,
                 mode: dir.mode,
             }),
-            Some(s) if !s.is_dir || s.is_symlink => return Err(Conflict::NotADirectory(dir.path.clone())),
-            Some(s) if (s.uid, s.gid, s.mode) != (dir.uid, dir.gid, dir.mode) => actions.push(Action::FixDir {
-                path: dir.path.clone(),
-                uid: dir.uid,
-                gid: dir.gid,
-                mode: dir.mode,
-                was: (s.uid, s.gid, s.mode),
-            }),
+            Some(s) if !s.is_dir || s.is_symlink => {
+                return Err(Conflict::NotADirectory(dir.path.clone()))
+            }
+            Some(s) if (s.uid, s.gid, s.mode) != (dir.uid, dir.gid, dir.mode) => {
+                actions.push(Action::FixDir {
+                    path: dir.path.clone(),
+                    uid: dir.uid,
+                    gid: dir.gid,
+                    mode: dir.mode,
+                    was: (s.uid, s.gid, s.mode),
+                })
+            }
             Some(_) => {}
         }
     }
@@ -130,9 +200,15 @@ pub fn plan(d: &Desired, a: &Actual, names: &Names, profile: Option<&FileSpec>) 
             });
         }
     }
-    for stale in a.site_files.iter().filter(|p| !d.gateway_files.iter().any(|f| &f.path == *p)) {
+    for stale in a
+        .site_files
+        .iter()
+        .filter(|p| !d.gateway_files.iter().any(|f| &f.path == *p))
+    {
         gateway_config_changed = true;
-        actions.push(Action::RemoveFile { path: stale.clone() });
+        actions.push(Action::RemoveFile {
+            path: stale.clone(),
+        });
     }
 
     let mut gateway_restarted = false;
@@ -141,21 +217,40 @@ pub fn plan(d: &Desired, a: &Actual, names: &Names, profile: Option<&FileSpec>) 
         let image_id = a.images.get(&spec.image).cloned().flatten();
         let why_recreate = match &current {
             None => Some("new".to_string()),
-            Some(c) if !c.managed() || c.labels.get(crate::desired::LABEL_INSTANCE).cloned().unwrap_or_default() != names.instance_label() => {
+            Some(c)
+                if !c.managed()
+                    || c.labels
+                        .get(crate::desired::LABEL_INSTANCE)
+                        .cloned()
+                        .unwrap_or_default()
+                        != names.instance_label() =>
+            {
                 return Err(Conflict::ForeignContainer(spec.name.clone()))
             }
-            Some(c) if c.hash() != Some(spec.hash().as_str()) => Some("configuration changed".to_string()),
-            Some(c) if image_id.as_ref().is_some_and(|id| *id != c.image_id) => Some("image updated".to_string()),
+            Some(c) if c.hash() != Some(spec.hash().as_str()) => {
+                Some("configuration changed".to_string())
+            }
+            Some(c) if image_id.as_ref().is_some_and(|id| *id != c.image_id) => {
+                Some("image updated".to_string())
+            }
             Some(_) => None,
         };
         if let Some(why) = why_recreate {
             if current.is_some() {
-                actions.push(Action::RemoveContainer { name: spec.name.clone(), why: why.clone() });
+                actions.push(Action::RemoveContainer {
+                    name: spec.name.clone(),
+                    why: why.clone(),
+                });
             }
-            actions.push(Action::CreateContainer { spec: Box::new(spec.clone()), why });
+            actions.push(Action::CreateContainer {
+                spec: Box::new(spec.clone()),
+                why,
+            });
             gateway_restarted |= spec.service == GATEWAY;
         } else if current.is_some_and(|c| !c.running) {
-            actions.push(Action::StartContainer { name: spec.name.clone() });
+            actions.push(Action::StartContainer {
+                name: spec.name.clone(),
+            });
             gateway_restarted |= spec.service == GATEWAY;
         }
     }
@@ -168,7 +263,10 @@ pub fn plan(d: &Desired, a: &Actual, names: &Names, profile: Option<&FileSpec>) 
         if !wanted {
             actions.push(Action::RemoveContainer {
                 name: c.name.clone(),
-                why: format!("service '{}' is no longer defined; its data is kept", c.service().unwrap_or("?")),
+                why: format!(
+                    "service '{}' is no longer defined; its data is kept",
+                    c.service().unwrap_or("?")
+                ),
             });
         }
     }

@@ -30,9 +30,11 @@ impl Progress {
         let bar = if self.tty {
             let b = ProgressBar::new(0);
             b.set_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             b.set_message(format!("pulling {image}"));
             b.enable_steady_tick(Duration::from_millis(200));
@@ -67,11 +69,15 @@ impl PullBar {
         if let (Some(layer), Some(total)) = (&p.layer, p.total) {
             if p.status.starts_with("Downloading") {
                 let cur = p.current.unwrap_or(0).max(0) as u64;
-                self.layers.insert(layer.clone(), (cur, total.max(0) as u64));
+                self.layers
+                    .insert(layer.clone(), (cur, total.max(0) as u64));
             }
         }
         if let Some(bar) = &self.bar {
-            let (cur, total) = self.layers.values().fold((0, 0), |(c, t), (lc, lt)| (c + lc, t + lt));
+            let (cur, total) = self
+                .layers
+                .values()
+                .fold((0, 0), |(c, t), (lc, lt)| (c + lc, t + lt));
             bar.set_length(total);
             bar.set_position(cur);
         }
@@ -79,12 +85,15 @@ impl PullBar {
 
     pub fn finish(self, ok: bool) {
         let total: u64 = self.layers.values().map(|(_, t)| t).sum();
-        match self.bar {
-            Some(b) => b.finish_and_clear(),
-            None => {}
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
         }
         if ok {
-            eprintln!("pulled {} ({:.1} MiB downloaded)", self.image, total as f64 / 1048576.0);
+            eprintln!(
+                "pulled {} ({:.1} MiB downloaded)",
+                self.image,
+                total as f64 / 1048576.0
+            );
         }
     }
 }

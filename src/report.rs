@@ -25,7 +25,10 @@ pub fn plan_text(plan: &Plan, origin: &str) -> String {
 pub fn summary(done: &[String], model: &Model, names: &Names, states: &[ContainerInfo]) -> String {
     let mut s = String::new();
     if done.is_empty() {
-        let _ = writeln!(s, "Nothing changed: everything already matches the profile.");
+        let _ = writeln!(
+            s,
+            "Nothing changed: everything already matches the profile."
+        );
     } else {
         let _ = writeln!(s, "Changed {} thing(s):", done.len());
         for d in done {
@@ -45,7 +48,12 @@ pub fn summary(done: &[String], model: &Model, names: &Names, states: &[Containe
     if g.https != HttpsMode::Off {
         entry.push_str(&format!(" and https://{}:{}/", g.bind, g.https_port));
     }
-    let _ = writeln!(s, "  {:<16} {:<10} {entry} (routes by Host header)", GATEWAY, state_of(GATEWAY));
+    let _ = writeln!(
+        s,
+        "  {:<16} {:<10} {entry} (routes by Host header)",
+        GATEWAY,
+        state_of(GATEWAY)
+    );
     for svc in &model.services {
         let urls: Vec<String> = svc.domains.iter().map(|d| gateway::url(g, d)).collect();
         let answers = if urls.is_empty() {
@@ -53,7 +61,12 @@ pub fn summary(done: &[String], model: &Model, names: &Names, states: &[Containe
         } else {
             urls.join(" ")
         };
-        let _ = writeln!(s, "  {:<16} {:<10} {answers}", svc.name.as_str(), state_of(svc.name.as_str()));
+        let _ = writeln!(
+            s,
+            "  {:<16} {:<10} {answers}",
+            svc.name.as_str(),
+            state_of(svc.name.as_str())
+        );
     }
     s
 }

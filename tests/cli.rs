@@ -12,11 +12,22 @@ fn run(args: &[&str]) -> std::process::Output {
 fn version_and_help() {
     let out = run(&["--version"]);
     assert!(out.status.success());
-    assert_eq!(stdout(&out), format!("pi-setup {}\n", env!("CARGO_PKG_VERSION")));
-    for cmd in [&["--help"][..], &["install", "--help"], &["completions", "--help"]] {
+    assert_eq!(
+        stdout(&out),
+        format!("pi-setup {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    for cmd in [
+        &["--help"][..],
+        &["install", "--help"],
+        &["completions", "--help"],
+    ] {
         let out = run(cmd);
         assert!(out.status.success(), "{cmd:?}");
-        assert!(stdout(&out).contains("Usage: pi-setup"), "{cmd:?}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("Usage: pi-setup"),
+            "{cmd:?}: {}",
+            stdout(&out)
+        );
     }
     assert!(stdout(&run(&["--help"])).contains("Exit codes: 0 success, 1 failure, 2 invalid usage"));
     assert!(stdout(&run(&["install", "--help"])).contains("--dry-run"));

@@ -24,7 +24,11 @@ pub struct Sandbox {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Sandbox {
@@ -38,7 +42,10 @@ impl Sandbox {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let instance = format!("pst{}x{n}", std::process::id());
         Sandbox {
-            dir: tempfile::Builder::new().prefix("pi-setup-test").tempdir().unwrap(),
+            dir: tempfile::Builder::new()
+                .prefix("pi-setup-test")
+                .tempdir()
+                .unwrap(),
             instance,
             http_port: free_port(),
         }
@@ -71,8 +78,13 @@ impl Sandbox {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.arg("--root").arg(self.root()).arg("--instance").arg(&self.instance).args(args);
-        c.env_remove("PI_SETUP_ROOT").env_remove("PI_SETUP_INSTANCE");
+        c.arg("--root")
+            .arg(self.root())
+            .arg("--instance")
+            .arg(&self.instance)
+            .args(args);
+        c.env_remove("PI_SETUP_ROOT")
+            .env_remove("PI_SETUP_INSTANCE");
         c
     }
 
@@ -97,9 +109,30 @@ impl Sandbox {
     /// Every container and network of this instance, as `docker ps`/`network ls` list them.
     pub fn docker_objects(&self) -> Vec<String> {
         let filter = format!("label=pi-setup.instance={}", self.instance);
-        let mut out = lines(&docker(&["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"]));
-        out.extend(lines(&docker(&["network", "ls", "--filter", &filter, "--format", "{{.Name}}"])));
-        out.extend(lines(&docker(&["network", "ls", "--filter", &format!("name={}", self.instance), "--format", "{{.Name}}"])));
+        let mut out = lines(&docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Names}}",
+        ]));
+        out.extend(lines(&docker(&[
+            "network",
+            "ls",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Name}}",
+        ])));
+        out.extend(lines(&docker(&[
+            "network",
+            "ls",
+            "--filter",
+            &format!("name={}", self.instance),
+            "--format",
+            "{{.Name}}",
+        ])));
         out
     }
 
@@ -119,25 +152,44 @@ impl Drop for Sandbox {
             args.extend(ids.iter().map(String::as_str));
             docker(&args);
         }
-        for net in lines(&docker(&["network", "ls", "-q", "--filter", &format!("name={}-", self.instance)])) {
+        for net in lines(&docker(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name={}-", self.instance),
+        ])) {
             docker(&["network", "rm", &net]);
         }
-        let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{}-profile.toml", self.instance)));
+        let _ = std::fs::remove_file(
+            std::env::temp_dir().join(format!("{}-profile.toml", self.instance)),
+        );
     }
 }
 
 pub fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).output().expect("docker CLI")
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI")
 }
 
 pub fn inspect(object: &str, format: &str) -> String {
     let out = docker(&["inspect", "-f", format, object]);
-    assert!(out.status.success(), "docker inspect {object}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "docker inspect {object}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 pub fn lines(out: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).map(String::from).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect()
 }
 
 pub fn stdout(out: &Output) -> String {
@@ -164,8 +216,12 @@ pub fn http_get(port: u16, host: &str, patience: Duration) -> (u16, String) {
     let deadline = Instant::now() + patience;
     loop {
         match try_get(port, host) {
-            Ok((status, body)) if status != 502 || Instant::now() >= deadline => return (status, body),
-            Err(e) if Instant::now() >= deadline => panic!("GET http://{host}/ via 127.0.0.1:{port}: {e}"),
+            Ok((status, body)) if status != 502 || Instant::now() >= deadline => {
+                return (status, body)
+            }
+            Err(e) if Instant::now() >= deadline => {
+                panic!("GET http://{host}/ via 127.0.0.1:{port}: {e}")
+            }
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     }
@@ -174,7 +230,10 @@ pub fn http_get(port: u16, host: &str, patience: Duration) -> (u16, String) {
 pub fn try_get(port: u16, host: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET / HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET / HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).into_owned();
@@ -183,7 +242,10 @@ pub fn try_get(port: u16, host: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 

@@ -18,12 +18,28 @@ fn install_routes_by_host_through_the_gateway_only() {
     let profile = sb.profile(&web_service("web", "web.test", ""));
     let out = sb.install(&profile);
     let text = stdout(&out);
-    assert!(text.contains(&format!("create network {}-intercontainer", sb.instance)), "{text}");
-    assert!(text.contains(&format!("web              running    http://web.test:{}/", sb.http_port)), "{text}");
+    assert!(
+        text.contains(&format!("create network {}-intercontainer", sb.instance)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "web              running    http://web.test:{}/",
+            sb.http_port
+        )),
+        "{text}"
+    );
 
     // A file written on the host under /var/vol/web is what the service serves.
-    std::fs::write(sb.path("/var/vol/web/www/index.html"), "hello from the volume\n").unwrap();
-    assert_eq!(sb.get("web.test"), (200, "hello from the volume\n".to_string()));
+    std::fs::write(
+        sb.path("/var/vol/web/www/index.html"),
+        "hello from the volume\n",
+    )
+    .unwrap();
+    assert_eq!(
+        sb.get("web.test"),
+        (200, "hello from the volume\n".to_string())
+    );
 
     // An unknown host gets the gateway's 404, not the service.
     let (status, body) = sb.get("other.test");
@@ -32,20 +48,53 @@ fn install_routes_by_host_through_the_gateway_only() {
 
     // Only the gateway publishes ports, on the configured loopback address and port.
     let web_ports = inspect(&sb.container("web"), "{{json .HostConfig.PortBindings}}");
-    assert!(web_ports == "null" || web_ports == "{}", "web publishes {web_ports}");
-    let gw_ports = inspect(&sb.container("gateway"), "{{json .HostConfig.PortBindings}}");
-    assert_eq!(gw_ports, format!("{{\"80/tcp\":[{{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"{}\"}}]}}", sb.http_port));
+    assert!(
+        web_ports == "null" || web_ports == "{}",
+        "web publishes {web_ports}"
+    );
+    let gw_ports = inspect(
+        &sb.container("gateway"),
+        "{{json .HostConfig.PortBindings}}",
+    );
+    assert_eq!(
+        gw_ports,
+        format!(
+            "{{\"80/tcp\":[{{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"{}\"}}]}}",
+            sb.http_port
+        )
+    );
 
     // Labels, restart policy, network alias, security option.
     let c = sb.container("gateway");
-    assert_eq!(inspect(&c, "{{.HostConfig.RestartPolicy.Name}}"), "unless-stopped");
-    assert_eq!(inspect(&c, "{{index .Config.Labels \"pi-setup.managed\"}}"), "true");
-    assert_eq!(inspect(&c, "{{len (index .Config.Labels \"pi-setup.config-hash\")}}"), "64");
-    assert_eq!(inspect(&c, "{{json .HostConfig.SecurityOpt}}"), "[\"no-new-privileges:true\"]");
+    assert_eq!(
+        inspect(&c, "{{.HostConfig.RestartPolicy.Name}}"),
+        "unless-stopped"
+    );
+    assert_eq!(
+        inspect(&c, "{{index .Config.Labels \"pi-setup.managed\"}}"),
+        "true"
+    );
+    assert_eq!(
+        inspect(
+            &c,
+            "{{len (index .Config.Labels \"pi-setup.config-hash\")}}"
+        ),
+        "64"
+    );
+    assert_eq!(
+        inspect(&c, "{{json .HostConfig.SecurityOpt}}"),
+        "[\"no-new-privileges:true\"]"
+    );
     let net = format!("{}-intercontainer", sb.instance);
-    let aliases = inspect(&sb.container("web"), &format!("{{{{json (index .NetworkSettings.Networks \"{net}\").Aliases}}}}"));
+    let aliases = inspect(
+        &sb.container("web"),
+        &format!("{{{{json (index .NetworkSettings.Networks \"{net}\").Aliases}}}}"),
+    );
     assert!(aliases.contains("\"web\""), "{aliases}");
-    assert_eq!(inspect(&net, "{{index .Labels \"pi-setup.managed\"}}"), "true");
+    assert_eq!(
+        inspect(&net, "{{index .Labels \"pi-setup.managed\"}}"),
+        "true"
+    );
 
     // Host state: volume dirs with the layout's modes, the profile in force.
     use std::os::unix::fs::PermissionsExt;
@@ -67,32 +116,62 @@ fn a_second_install_changes_nothing() {
     let files_before = tree(sb.root());
 
     let out = sb.install(&profile);
-    assert!(stdout(&out).starts_with("Nothing changed: everything already matches the profile.\n"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("Nothing changed: everything already matches the profile.\n"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!((sb.container_id("gateway"), sb.container_id("web")), ids);
     assert_eq!(tree(sb.root()), files_before);
 
     // Without --profile, install uses the profile in force and still changes nothing.
     let out = sb.run(&["install"]);
     assert_ok(&out);
-    assert!(stdout(&out).starts_with("Nothing changed"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("Nothing changed"),
+        "{}",
+        stdout(&out)
+    );
     let dry = sb.run(&["install", "--dry-run"]);
-    assert!(stdout(&dry).starts_with("Nothing to change"), "{}", stdout(&dry));
+    assert!(
+        stdout(&dry).starts_with("Nothing to change"),
+        "{}",
+        stdout(&dry)
+    );
 }
 
 #[test]
 fn changing_one_service_recreates_only_that_container() {
     let sb = Sandbox::new();
-    let services = format!("{}{}", web_service("web", "web.test", ""), web_service("api", "api.test", ""));
+    let services = format!(
+        "{}{}",
+        web_service("web", "web.test", ""),
+        web_service("api", "api.test", "")
+    );
     let profile = sb.profile(&services);
     sb.install(&profile);
     std::fs::write(sb.path("/var/vol/api/www/index.html"), "api\n").unwrap();
     assert_eq!(sb.get("api.test").0, 200);
-    let before = (sb.container_id("gateway"), sb.container_id("web"), sb.container_id("api"));
+    let before = (
+        sb.container_id("gateway"),
+        sb.container_id("web"),
+        sb.container_id("api"),
+    );
 
-    let changed = format!("{}{}", web_service("web", "web.test", ""), web_service("api", "api.test", "env = { MODE = \"fast\" }"));
+    let changed = format!(
+        "{}{}",
+        web_service("web", "web.test", ""),
+        web_service("api", "api.test", "env = { MODE = \"fast\" }")
+    );
     let out = sb.install(&sb.profile(&changed));
     let text = stdout(&out);
-    assert!(text.contains(&format!("remove container {}-api (configuration changed)", sb.instance)), "{text}");
+    assert!(
+        text.contains(&format!(
+            "remove container {}-api (configuration changed)",
+            sb.instance
+        )),
+        "{text}"
+    );
     assert_eq!(sb.container_id("gateway"), before.0);
     assert_eq!(sb.container_id("web"), before.1);
     assert_ne!(sb.container_id("api"), before.2);
@@ -109,8 +188,16 @@ fn a_new_domain_reloads_the_gateway_without_recreating_it() {
     let gateway = sb.container_id("gateway");
 
     let out = sb.install(&sb.profile(&web_service("web", "renamed.test", "")));
-    assert!(stdout(&out).contains("reload the gateway configuration"), "{}", stdout(&out));
-    assert_eq!(sb.container_id("gateway"), gateway, "the gateway is reloaded, not recreated");
+    assert!(
+        stdout(&out).contains("reload the gateway configuration"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        sb.container_id("gateway"),
+        gateway,
+        "the gateway is reloaded, not recreated"
+    );
     assert_eq!(sb.get("renamed.test"), (200, "web\n".to_string()));
     assert_eq!(sb.get("web.test").0, 404);
 }
@@ -118,7 +205,11 @@ fn a_new_domain_reloads_the_gateway_without_recreating_it() {
 #[test]
 fn removing_a_service_from_the_profile_removes_its_container_and_route_but_keeps_data() {
     let sb = Sandbox::new();
-    sb.install(&sb.profile(&format!("{}{}", web_service("web", "web.test", ""), web_service("old", "old.test", ""))));
+    sb.install(&sb.profile(&format!(
+        "{}{}",
+        web_service("web", "web.test", ""),
+        web_service("old", "old.test", "")
+    )));
     std::fs::write(sb.path("/var/vol/old/www/index.html"), "old\n").unwrap();
     assert_eq!(sb.get("old.test").0, 200);
 
@@ -126,7 +217,10 @@ fn removing_a_service_from_the_profile_removes_its_container_and_route_but_keeps
     assert!(!docker(&["inspect", &sb.container("old")]).status.success());
     assert_eq!(sb.get("old.test").0, 404);
     assert!(!sb.path("/var/vol/gateway/etc/sites/old.caddy").exists());
-    assert_eq!(std::fs::read_to_string(sb.path("/var/vol/old/www/index.html")).unwrap(), "old\n");
+    assert_eq!(
+        std::fs::read_to_string(sb.path("/var/vol/old/www/index.html")).unwrap(),
+        "old\n"
+    );
 }
 
 #[test]
@@ -135,9 +229,15 @@ fn a_stopped_container_is_started_again() {
     let profile = sb.profile(&web_service("web", "web.test", ""));
     sb.install(&profile);
     let id = sb.container_id("web");
-    assert!(docker(&["stop", "-t", "1", &sb.container("web")]).status.success());
+    assert!(docker(&["stop", "-t", "1", &sb.container("web")])
+        .status
+        .success());
     let out = sb.install(&profile);
-    assert!(stdout(&out).contains(&format!("start container {}-web", sb.instance)), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("start container {}-web", sb.instance)),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(sb.container_id("web"), id);
     assert_eq!(inspect(&sb.container("web"), "{{.State.Running}}"), "true");
 }
@@ -146,12 +246,34 @@ fn a_stopped_container_is_started_again() {
 fn dry_run_prints_the_plan_and_changes_nothing() {
     let sb = Sandbox::new();
     let profile = sb.profile(&web_service("web", "web.test", ""));
-    let out = sb.run(&["install", "--dry-run", "--profile", profile.to_str().unwrap()]);
+    let out = sb.run(&[
+        "install",
+        "--dry-run",
+        "--profile",
+        profile.to_str().unwrap(),
+    ]);
     assert_ok(&out);
     let text = stdout(&out);
-    let steps: Vec<&str> = text.lines().filter(|l| l.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit())).collect();
-    assert!(steps[0].ends_with(&format!("1. create network {}-intercontainer", sb.instance)), "{text}");
-    assert!(text.contains(&format!("create and start container {}-web from {BUSYBOX_IMAGE} (new)", sb.instance)), "{text}");
+    let steps: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.trim_start()
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+        })
+        .collect();
+    assert!(
+        steps[0].ends_with(&format!("1. create network {}-intercontainer", sb.instance)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "create and start container {}-web from {BUSYBOX_IMAGE} (new)",
+            sb.instance
+        )),
+        "{text}"
+    );
     assert!(text.ends_with("Dry run: nothing was changed.\n"), "{text}");
     assert_eq!(tree(sb.root()), Vec::<String>::new());
     assert_eq!(sb.docker_objects(), Vec::<String>::new());
@@ -168,7 +290,12 @@ fn rejected(sb: &Sandbox, profile_text: &str, expected: &[&str]) {
     let p = sb.write_profile(profile_text);
     let out = sb.run(&["install", "--profile", p.to_str().unwrap()]);
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "stdout:\n{}\nstderr:\n{err}", stdout(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout:\n{}\nstderr:\n{err}",
+        stdout(&out)
+    );
     for e in expected {
         assert!(err.contains(e), "expected {e:?} in:\n{err}");
     }
@@ -180,39 +307,116 @@ fn rejected(sb: &Sandbox, profile_text: &str, expected: &[&str]) {
 #[test]
 fn bad_profiles_are_rejected_with_file_line_and_column() {
     let sb = Sandbox::new();
-    let gw = format!("[gateway]\nimage = \"{}\"\nhttp_port = {}\nhttps = \"off\"\n", crate::harness::CADDY_IMAGE, sb.http_port);
+    let gw = format!(
+        "[gateway]\nimage = \"{}\"\nhttp_port = {}\nhttps = \"off\"\n",
+        crate::harness::CADDY_IMAGE,
+        sb.http_port
+    );
     let svc = |body: &str| format!("{gw}\n[[service]]\n{body}\n");
     let p = std::env::temp_dir().join(format!("{}-profile.toml", sb.instance));
     let at = |line: usize, col: usize| format!("{}:{line}:{col}: ", p.display());
 
-    rejected(&sb, &svc("name = \"web\"\nimage = \"x:1\"\ncolour = \"red\""), &[&at(9, 1), "unknown field `colour`"]);
-    rejected(&sb, &svc("name = \"Web\"\nimage = \"x:1\""), &[&at(7, 8), "invalid service name \"Web\": must be lower case"]);
-    rejected(&sb, &svc("name = \"a/b\"\nimage = \"x:1\""), &["invalid service name \"a/b\": must not contain '/' or '..'"]);
-    rejected(&sb, &svc("name = \"..\"\nimage = \"x:1\""), &["must not contain '/' or '..'"]);
-    rejected(&sb, &svc("name = \"gateway\"\nimage = \"x:1\""), &["service name 'gateway' is reserved"]);
     rejected(
         &sb,
-        &format!("{}\n[[service]]\nname = \"web\"\nimage = \"y:1\"\n", svc("name = \"web\"\nimage = \"x:1\"")),
+        &svc("name = \"web\"\nimage = \"x:1\"\ncolour = \"red\""),
+        &[&at(9, 1), "unknown field `colour`"],
+    );
+    rejected(
+        &sb,
+        &svc("name = \"Web\"\nimage = \"x:1\""),
+        &[
+            &at(7, 8),
+            "invalid service name \"Web\": must be lower case",
+        ],
+    );
+    rejected(
+        &sb,
+        &svc("name = \"a/b\"\nimage = \"x:1\""),
+        &["invalid service name \"a/b\": must not contain '/' or '..'"],
+    );
+    rejected(
+        &sb,
+        &svc("name = \"..\"\nimage = \"x:1\""),
+        &["must not contain '/' or '..'"],
+    );
+    rejected(
+        &sb,
+        &svc("name = \"gateway\"\nimage = \"x:1\""),
+        &["service name 'gateway' is reserved"],
+    );
+    rejected(
+        &sb,
+        &format!(
+            "{}\n[[service]]\nname = \"web\"\nimage = \"y:1\"\n",
+            svc("name = \"web\"\nimage = \"x:1\"")
+        ),
         &["duplicate service name 'web'"],
     );
     rejected(
         &sb,
-        &format!("{}\n[[service]]\nname = \"two\"\nimage = \"y:1\"\ndomains = [\"a.test\"]\n", svc("name = \"one\"\nimage = \"x:1\"\ndomains = [\"a.test\"]")),
+        &format!(
+            "{}\n[[service]]\nname = \"two\"\nimage = \"y:1\"\ndomains = [\"a.test\"]\n",
+            svc("name = \"one\"\nimage = \"x:1\"\ndomains = [\"a.test\"]")
+        ),
         &["duplicate domain 'a.test' in service 'two' (already used by service 'one')"],
     );
-    rejected(&sb, &svc("name = \"web\"\nimage = \"x:1\"\ndomains = [\"bad..test\"]"), &[&at(9, 12), "invalid domain \"bad..test\""]);
-    rejected(&sb, &svc("name = \"web\"\nimage = \"x:1\"\ndomains = [\"https://a.test\"]"), &["must be a bare host name"]);
-    rejected(&sb, &svc("name = \"web\"\nimage = \"x:1\"\nport = 70000"), &[&at(9, 8), "port 70000 is out of range (1-65535)"]);
-    rejected(&sb, &svc("name = \"web\"\nimage = \"x:1\"\nport = \"80\""), &[&at(9, 8), "invalid type"]);
+    rejected(
+        &sb,
+        &svc("name = \"web\"\nimage = \"x:1\"\ndomains = [\"bad..test\"]"),
+        &[&at(9, 12), "invalid domain \"bad..test\""],
+    );
+    rejected(
+        &sb,
+        &svc("name = \"web\"\nimage = \"x:1\"\ndomains = [\"https://a.test\"]"),
+        &["must be a bare host name"],
+    );
+    rejected(
+        &sb,
+        &svc("name = \"web\"\nimage = \"x:1\"\nport = 70000"),
+        &[&at(9, 8), "port 70000 is out of range (1-65535)"],
+    );
+    rejected(
+        &sb,
+        &svc("name = \"web\"\nimage = \"x:1\"\nport = \"80\""),
+        &[&at(9, 8), "invalid type"],
+    );
     rejected(&sb, &svc("name = \"web\""), &["service 'web' has no image"]);
-    rejected(&sb, &svc("name = \"web\"\nimage = \"\""), &["image reference is empty"]);
-    rejected(&sb, &svc("name = \"web\"\nimage = \"x:1\"\nvolumes = [\"../etc:/etc\"]"), &["invalid volume \"../etc:/etc\""]);
-    rejected(&sb, &svc("name = \"web\"\nimage = \"x:1\"\nlayout = \"nope\""), &["unknown layout \"nope\""]);
-    rejected(&sb, &format!("{gw}http_port = 0\n").replace(&format!("http_port = {}\n", sb.http_port), ""), &["gateway.http_port 0 is out of range"]);
+    rejected(
+        &sb,
+        &svc("name = \"web\"\nimage = \"\""),
+        &["image reference is empty"],
+    );
+    rejected(
+        &sb,
+        &svc("name = \"web\"\nimage = \"x:1\"\nvolumes = [\"../etc:/etc\"]"),
+        &["invalid volume \"../etc:/etc\""],
+    );
+    rejected(
+        &sb,
+        &svc("name = \"web\"\nimage = \"x:1\"\nlayout = \"nope\""),
+        &["unknown layout \"nope\""],
+    );
+    rejected(
+        &sb,
+        &format!("{gw}http_port = 0\n").replace(&format!("http_port = {}\n", sb.http_port), ""),
+        &["gateway.http_port 0 is out of range"],
+    );
     rejected(&sb, "[gateway\nimage = 1\n", &[&at(1, 9), "unclosed table"]);
-    rejected(&sb, &format!("{gw}bind = \"localhost\"\n"), &["gateway.bind \"localhost\" is not an IP address"]);
+    rejected(
+        &sb,
+        &format!("{gw}bind = \"localhost\"\n"),
+        &["gateway.bind \"localhost\" is not an IP address"],
+    );
     // Several problems are reported together.
-    rejected(&sb, &svc("name = \"Web\"\nimage = \"x:1\"\nport = 0"), &["must be lower case", "port 0 is out of range", "2 problems found"]);
+    rejected(
+        &sb,
+        &svc("name = \"Web\"\nimage = \"x:1\"\nport = 0"),
+        &[
+            "must be lower case",
+            "port 0 is out of range",
+            "2 problems found",
+        ],
+    );
 }
 
 #[test]
@@ -220,10 +424,18 @@ fn unknown_shipped_profile_and_unreadable_file_are_rejected() {
     let sb = Sandbox::new();
     let out = sb.run(&["install", "--profile", "nope"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no shipped profile named \"nope\" (shipped: default, homelab)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no shipped profile named \"nope\" (shipped: default, homelab)"),
+        "{}",
+        stderr(&out)
+    );
     let out = sb.run(&["install", "--profile", "/nonexistent/p.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("cannot read profile /nonexistent/p.toml"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read profile /nonexistent/p.toml"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(tree(sb.root()), Vec::<String>::new());
 }
 
@@ -231,23 +443,46 @@ fn unknown_shipped_profile_and_unreadable_file_are_rejected() {
 fn bad_instance_name_is_rejected() {
     let sb = Sandbox::new();
     let out = Command::new(crate::harness::bin())
-        .args(["--root", sb.root().to_str().unwrap(), "--instance", "Bad_Name", "install", "--dry-run"])
+        .args([
+            "--root",
+            sb.root().to_str().unwrap(),
+            "--instance",
+            "Bad_Name",
+            "install",
+            "--dry-run",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("invalid --instance \"Bad_Name\": must be lower case"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid --instance \"Bad_Name\": must be lower case"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn an_image_that_cannot_be_pulled_stops_the_run_before_any_change() {
     let sb = Sandbox::new();
     let missing = "pi-setup-test/does-not-exist:1";
-    let profile = sb.profile(&format!("[[service]]\nname = \"web\"\nimage = \"{missing}\"\n"));
+    let profile = sb.profile(&format!(
+        "[[service]]\nname = \"web\"\nimage = \"{missing}\"\n"
+    ));
     let out = sb.run(&["install", "--profile", profile.to_str().unwrap()]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(&format!("step 1 of 13 failed: pull image {missing} (nothing had been changed before it)")), "{err}");
-    assert!(err.contains(&format!("image {missing} is not on this machine and could not be pulled")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "step 1 of 13 failed: pull image {missing} (nothing had been changed before it)"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "image {missing} is not on this machine and could not be pulled"
+        )),
+        "{err}"
+    );
     assert!(err.contains("docker load -i image.tar"), "{err}");
     assert_eq!(tree(sb.root()), only_the_lock());
     assert_eq!(sb.docker_objects(), Vec::<String>::new());
@@ -264,7 +499,10 @@ fn an_unreachable_docker_daemon_is_a_clear_error() {
         .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("cannot reach the Docker daemon at unix:///nonexistent/docker.sock"), "{err}");
+    assert!(
+        err.contains("cannot reach the Docker daemon at unix:///nonexistent/docker.sock"),
+        "{err}"
+    );
     assert!(err.contains("is Docker installed and running?"), "{err}");
     // The lock file is the only thing written (so two runs cannot interleave).
     assert_eq!(tree(sb.root()), only_the_lock());
@@ -279,7 +517,12 @@ fn a_foreign_network_of_the_same_name_is_not_reused() {
     let out = sb.run(&["install", "--profile", profile.to_str().unwrap()]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains(&format!("a Docker network named '{net}' already exists and was not created by pi-setup")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "a Docker network named '{net}' already exists and was not created by pi-setup"
+        )),
+        "{err}"
+    );
     assert_eq!(tree(sb.root()), only_the_lock());
     assert_eq!(sb.docker_objects(), vec![net.clone()]);
 }
@@ -287,11 +530,20 @@ fn a_foreign_network_of_the_same_name_is_not_reused() {
 #[test]
 fn writing_outside_a_sandbox_root_needs_root() {
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", crate::harness::bin(), "install"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            crate::harness::bin(),
+            "install",
+        ])
         .env_remove("PI_SETUP_ROOT")
         .output()
         .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("run it as root (sudo pi-setup ...), or try it under --root DIR"), "{err}");
+    assert!(
+        err.contains("run it as root (sudo pi-setup ...), or try it under --root DIR"),
+        "{err}"
+    );
 }

@@ -26,7 +26,11 @@ pub async fn install(ctx: &Context, args: &InstallArgs) -> Result<()> {
     let _lock = if args.dry_run {
         None
     } else {
-        Some(lock::acquire(&ctx.paths.lock_file(), "install", Duration::from_secs(10))?)
+        Some(lock::acquire(
+            &ctx.paths.lock_file(),
+            "install",
+            Duration::from_secs(10),
+        )?)
     };
 
     let engine = Engine::connect().await?;
@@ -39,7 +43,8 @@ pub async fn install(ctx: &Context, args: &InstallArgs) -> Result<()> {
         contents: profile_src.text.clone().into_bytes(),
         mode: 0o644,
     };
-    let plan = plan::plan(&desired, &actual, &ctx.names, Some(&profile_file)).map_err(|c| BadInput(c.to_string()))?;
+    let plan = plan::plan(&desired, &actual, &ctx.names, Some(&profile_file))
+        .map_err(|c| BadInput(c.to_string()))?;
 
     if args.dry_run {
         print!("{}", report::plan_text(&plan, &profile_src.origin));
@@ -47,7 +52,12 @@ pub async fn install(ctx: &Context, args: &InstallArgs) -> Result<()> {
     }
     let progress = Progress::new();
     let applied = apply::apply(&plan, &desired, &engine, &ctx.paths, &ctx.names, &progress).await?;
-    let states = engine.managed_containers(&ctx.names.instance_label()).await?;
-    print!("{}", report::summary(&applied.done, &model, &ctx.names, &states));
+    let states = engine
+        .managed_containers(&ctx.names.instance_label())
+        .await?;
+    print!(
+        "{}",
+        report::summary(&applied.done, &model, &ctx.names, &states)
+    );
     Ok(())
 }
