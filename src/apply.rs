@@ -104,6 +104,7 @@ async fn run(
         }
         Action::StartContainer { name } => engine.start(name).await?,
         Action::ReloadGateway => reload_gateway(desired, paths).await?,
+        Action::EnableTimers { timers } => host::enable_timers(timers)?,
     }
     Ok(())
 }

@@ -34,6 +34,18 @@ pub struct Cli {
 pub enum Command {
     /// Provision this host: network, volume directories, images, gateway and services.
     Install(InstallArgs),
+    /// Add a service: persist its definition, create its volume, start it, route its domains.
+    AddService(AddServiceArgs),
+    /// Remove a service's container and route; its data stays unless --purge.
+    RemoveService(RemoveServiceArgs),
+    /// List services: image, state, health, domains, access, volume size, last backup.
+    List(ListArgs),
+    /// Check the gateway, the network and the services, and say what is wrong.
+    Status(StatusArgs),
+    /// Reconcile after hand-editing /etc/pi-setup (same plan/apply as install).
+    Apply(ApplyArgs),
+    /// Restart services whose health check fails (run every minute by a systemd timer).
+    Heal,
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -48,6 +60,134 @@ pub struct InstallArgs {
     #[arg(long, value_name = "NAME|PATH")]
     pub profile: Option<String>,
 
+    /// Print the ordered plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AddServiceArgs {
+    /// Service name: its host name on the network and its directory under /var/vol.
+    #[arg(required_unless_present = "file")]
+    pub name: Option<String>,
+
+    /// Read the definition from a TOML file (the fields of a [[service]] table) instead of flags.
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "name", "image", "domains", "port", "env", "env_file", "volumes", "layout", "access",
+        "auth_user", "auth_password_file", "memory", "cpus", "health_cmd", "health_interval",
+        "restart", "publish", "command",
+    ])]
+    pub file: Option<PathBuf>,
+
+    /// Image reference, e.g. ghcr.io/example/app:1.2
+    #[arg(long, required_unless_present = "file")]
+    pub image: Option<String>,
+
+    /// A host name the gateway routes to this service (repeatable).
+    #[arg(long = "domain", value_name = "DOMAIN")]
+    pub domains: Vec<String>,
+
+    /// The port the service listens on inside its container (default 80).
+    #[arg(long)]
+    pub port: Option<String>,
+
+    /// An environment variable, KEY=VALUE (repeatable; stored in the service file).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+
+    /// Secret variables (KEY=VALUE lines), stored 0600 under /etc/pi-setup/secrets/, never printed.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+
+    /// SUBDIR:/container/path[:ro], SUBDIR inside /var/vol/NAME (repeatable).
+    #[arg(long = "volume", value_name = "SUBDIR:/PATH")]
+    pub volumes: Vec<String>,
+
+    /// A volume layout (default, postgres, www).
+    #[arg(long)]
+    pub layout: Option<String>,
+
+    /// public, lan (private source addresses only) or auth (HTTP basic auth).
+    #[arg(long)]
+    pub access: Option<String>,
+
+    /// User name for --access auth.
+    #[arg(long)]
+    pub auth_user: Option<String>,
+
+    /// File holding the password for --access auth; only its bcrypt hash is stored.
+    #[arg(long, value_name = "FILE")]
+    pub auth_password_file: Option<PathBuf>,
+
+    /// Memory limit, e.g. 512m.
+    #[arg(long)]
+    pub memory: Option<String>,
+
+    /// CPU limit in cores, e.g. 1.5.
+    #[arg(long)]
+    pub cpus: Option<String>,
+
+    /// Health check command, run in the container by a shell.
+    #[arg(long, value_name = "CMD")]
+    pub health_cmd: Option<String>,
+
+    /// How often the health check runs, e.g. 30s.
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+
+    /// Restart policy: no, always, unless-stopped (default), on-failure.
+    #[arg(long)]
+    pub restart: Option<String>,
+
+    /// Publish a host port directly, bypassing the gateway: [IP:]HOST:CONTAINER (repeatable).
+    #[arg(long, value_name = "[IP:]HOST:CONTAINER")]
+    pub publish: Vec<String>,
+
+    /// The command to run instead of the image's default; takes all remaining arguments.
+    #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "ARG")]
+    pub command: Vec<String>,
+
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveServiceArgs {
+    pub name: String,
+
+    /// Also delete /var/vol/NAME (asks for confirmation on a terminal).
+    #[arg(long)]
+    pub purge: bool,
+
+    /// Confirm --purge without asking.
+    #[arg(long)]
+    pub yes: bool,
+
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this service (and the gateway and network it needs).
+    pub name: Option<String>,
+
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
     /// Print the ordered plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -1,6 +1,7 @@
 //! Finds and reads the configuration: the profile (a shipped name, a path, or the one in force
 //! on the host) and the service files, then hands them to `model` for validation.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -87,6 +88,114 @@ pub fn service_sources(paths: &Paths) -> Result<Vec<Source>, BadInput> {
         .collect()
 }
 
+/// Everything a model is built from, as read from disk (or given on the command line).
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub profile: Source,
+    pub services: Vec<Source>,
+    /// Service name → its secrets file (`KEY=value` lines).
+    pub secrets: BTreeMap<String, Source>,
+}
+
+impl Inputs {
+    /// The profile (see `profile_source`), the service files and the secrets on this host.
+    pub fn read(profile_arg: Option<&str>, paths: &Paths) -> Result<Inputs, BadInput> {
+        Ok(Inputs {
+            profile: profile_source(profile_arg, paths)?,
+            services: service_sources(paths)?,
+            secrets: secret_sources(paths)?,
+        })
+    }
+
+    /// Validates the inputs into a model (secrets and the maintenance page included).
+    pub fn model(&self) -> Result<Model, BadInput> {
+        let mut model = load(&self.profile, &self.services)?;
+        let mut errors = Vec::new();
+        for svc in &mut model.services {
+            if let Some(src) = self.secrets.get(svc.name.as_str()) {
+                match parse_env_file(src) {
+                    Ok(env) => svc.secret_env = env,
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        if let Some(page) = &model.gateway.maintenance_page {
+            match std::fs::read_to_string(page) {
+                Ok(html) => model.gateway.maintenance_html = Some(html),
+                Err(e) => errors.push(
+                    self.profile
+                        .error(format!("gateway.maintenance_page {page}: {e}")),
+                ),
+            }
+        }
+        if errors.is_empty() {
+            Ok(model)
+        } else {
+            Err(errors.into())
+        }
+    }
+}
+
+/// Reads `/etc/pi-setup/secrets/<name>.env`.
+pub fn secret_sources(paths: &Paths) -> Result<BTreeMap<String, Source>, BadInput> {
+    let files = crate::host::files_with_suffix(&paths.secrets_dir(), ".env")
+        .map_err(|e| BadInput(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for p in files {
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| BadInput(format!("cannot read {}: {e}", p.display())))?;
+        let name = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.insert(name, Source::new(p.display().to_string(), text));
+    }
+    Ok(out)
+}
+
+/// `KEY=value` lines; blank lines and `#` comments are skipped. Errors name the line but never
+/// show a value.
+pub fn parse_env_file(src: &Source) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut env = BTreeMap::new();
+    let mut offset = 0;
+    for line in src.text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let l = line.trim_end_matches(['\n', '\r']);
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let t = t.strip_prefix("export ").unwrap_or(t);
+        let Some((k, v)) = t.split_once('=') else {
+            return Err(ConfigError {
+                line_text: None,
+                ..src.error_at(start..start, "expected KEY=value")
+            });
+        };
+        let k = k.trim();
+        let valid = k
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(ConfigError {
+                line_text: None,
+                ..src.error_at(start..start, format!("invalid variable name {k:?}"))
+            });
+        }
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
+            .unwrap_or(v);
+        env.insert(k.to_string(), v.to_string());
+    }
+    Ok(env)
+}
+
 /// Parses and validates everything; all problems are reported together.
 pub fn load(profile_src: &Source, service_srcs: &[Source]) -> Result<Model, BadInput> {
     let layouts = Layouts::shipped()?;
@@ -124,5 +233,23 @@ pub fn load(profile_src: &Source, service_srcs: &[Source]) -> Result<Model, BadI
             errors.append(&mut e);
             Err(errors.into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_never_echo_values() {
+        let src = Source::new("s.env", "# c\nA=1\nexport B=\"two words\"\n\nC='x=y'\n");
+        let env = parse_env_file(&src).unwrap();
+        assert_eq!(env["A"], "1");
+        assert_eq!(env["B"], "two words");
+        assert_eq!(env["C"], "x=y");
+        let bad = Source::new("s.env", "A=1\nsupersecret\n");
+        let e = parse_env_file(&bad).unwrap_err().to_string();
+        assert_eq!(e, "s.env:2:1: expected KEY=value");
+        assert!(!e.contains("supersecret"));
     }
 }

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::gateway;
 use crate::layout::Layout;
-use crate::model::{Model, Service, GATEWAY};
+use crate::model::{Health, Model, Service, GATEWAY};
 use crate::paths::Paths;
 
 pub const LABEL_MANAGED: &str = "pi-setup.managed";
@@ -67,6 +67,9 @@ pub struct ContainerSpec {
     pub aliases: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub security_opt: Vec<String>,
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub health: Option<Health>,
 }
 
 impl ContainerSpec {
@@ -109,9 +112,25 @@ pub struct Desired {
     pub sites_dir: PathBuf,
     /// Gateway first, then services in definition order.
     pub containers: Vec<ContainerSpec>,
+    /// systemd units from `systemd/`, and the timers among them to enable.
+    pub units: Vec<FileSpec>,
+    pub timers: Vec<String>,
 }
 
-pub fn desired(model: &Model, paths: &Paths, names: &Names) -> Desired {
+/// Unit templates shipped in the binary; `@EXEC@` becomes the pi-setup command line.
+pub const UNITS: &[(&str, &str)] = &[
+    (
+        "pi-setup-heal.service",
+        include_str!("../systemd/pi-setup-heal.service"),
+    ),
+    (
+        "pi-setup-heal.timer",
+        include_str!("../systemd/pi-setup-heal.timer"),
+    ),
+];
+
+/// `exec` is how the units call pi-setup: the binary's path plus `--root`/`--instance` if given.
+pub fn desired(model: &Model, paths: &Paths, names: &Names, exec: &str) -> Desired {
     let mut images: Vec<String> = Vec::new();
     let mut dirs = Vec::new();
     let mut containers = Vec::new();
@@ -146,6 +165,9 @@ pub fn desired(model: &Model, paths: &Paths, names: &Names) -> Desired {
         aliases: vec![GATEWAY.to_string()],
         labels: names.labels(GATEWAY),
         security_opt: vec!["no-new-privileges:true".into()],
+        memory: None,
+        nano_cpus: None,
+        health: None,
     });
     images.push(gw.image.clone());
 
@@ -164,6 +186,15 @@ pub fn desired(model: &Model, paths: &Paths, names: &Names) -> Desired {
         contents: gateway::caddyfile(gw).into_bytes(),
         mode: 0o644,
     }];
+    gateway_files.push(FileSpec {
+        path: paths.vol(GATEWAY).join("etc/maintenance.html"),
+        contents: gw
+            .maintenance_html
+            .clone()
+            .unwrap_or_else(|| gateway::MAINTENANCE_HTML.to_string())
+            .into_bytes(),
+        mode: 0o644,
+    });
     for s in model.services.iter().filter(|s| !s.domains.is_empty()) {
         gateway_files.push(FileSpec {
             path: sites_dir.join(format!("{}.caddy", s.name)),
@@ -172,8 +203,24 @@ pub fn desired(model: &Model, paths: &Paths, names: &Names) -> Desired {
         });
     }
 
+    let units = UNITS
+        .iter()
+        .map(|(name, template)| FileSpec {
+            path: paths.systemd_dir().join(name),
+            contents: template.replace("@EXEC@", exec).into_bytes(),
+            mode: 0o644,
+        })
+        .collect();
+    let timers = UNITS
+        .iter()
+        .filter(|(n, _)| n.ends_with(".timer"))
+        .map(|(n, _)| n.to_string())
+        .collect();
+
     Desired {
         network: names.network(),
+        units,
+        timers,
         images,
         dirs,
         gateway_files,
@@ -188,14 +235,28 @@ fn service_container(s: &Service, paths: &Paths, names: &Names) -> ContainerSpec
         name: names.object(s.name.as_str()),
         image: s.image.clone(),
         cmd: s.command.clone(),
-        env: s.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        // Secrets go in like any variable: the hash covers them, so a changed secret
+        // recreates the container; nothing prints a spec's environment.
+        env: s
+            .env
+            .iter()
+            .chain(s.secret_env.iter())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
         binds: binds(paths, s.name.as_str(), &s.mounts),
-        ports: Vec::new(),
+        ports: s
+            .publish
+            .iter()
+            .map(|p| (p.container_port, p.host_ip.clone(), p.host_port))
+            .collect(),
         restart: s.restart.as_str().to_string(),
         network: names.network(),
         aliases: vec![s.name.to_string()],
         labels: names.labels(s.name.as_str()),
         security_opt: vec!["no-new-privileges:true".into()],
+        memory: s.memory,
+        nano_cpus: s.nano_cpus,
+        health: s.health.clone(),
     }
 }
 

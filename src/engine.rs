@@ -5,12 +5,12 @@ use std::collections::HashMap;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -68,6 +68,8 @@ pub struct ContainerInfo {
     pub image_id: String,
     pub running: bool,
     pub state: String,
+    /// `healthy`, `unhealthy` or `starting` for containers with a health check.
+    pub health: Option<String>,
     pub labels: HashMap<String, String>,
 }
 
@@ -241,6 +243,7 @@ impl Engine {
                 image_id: c.image_id.unwrap_or_default(),
                 running: c.state.as_ref().map(|s| s.to_string()) == Some("running".into()),
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                health: c.status.as_deref().and_then(health_from_status),
                 labels: c.labels.unwrap_or_default(),
             })
             .collect())
@@ -265,6 +268,11 @@ impl Engine {
                         .and_then(|s| s.status.as_ref())
                         .map(|s| s.to_string())
                         .unwrap_or_default(),
+                    health: state
+                        .and_then(|s| s.health.as_ref())
+                        .and_then(|h| h.status.as_ref())
+                        .map(|h| h.to_string())
+                        .filter(|h| !h.is_empty() && h != "none"),
                     labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
                 }))
             }
@@ -321,7 +329,20 @@ impl Engine {
                 }),
                 network_mode: Some(spec.network.clone()),
                 security_opt: Some(spec.security_opt.clone()),
+                memory: spec.memory,
+                nano_cpus: spec.nano_cpus,
                 ..Default::default()
+            }),
+            healthcheck: spec.health.as_ref().map(|h| {
+                let interval = h.interval_secs as i64 * 1_000_000_000;
+                HealthConfig {
+                    test: Some(vec!["CMD-SHELL".into(), h.cmd.clone()]),
+                    interval: Some(interval),
+                    timeout: Some(interval.min(30_000_000_000)),
+                    retries: Some(3),
+                    start_period: Some(interval),
+                    ..Default::default()
+                }
             }),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
@@ -354,6 +375,16 @@ impl Engine {
         }
     }
 
+    pub async fn restart(&self, name: &str, timeout_secs: i32) -> Result<(), EngineError> {
+        let opts = RestartContainerOptionsBuilder::default()
+            .t(timeout_secs)
+            .build();
+        self.docker
+            .restart_container(name, Some(opts))
+            .await
+            .map_err(api(format!("restarting container {name}")))
+    }
+
     /// Stops a container; one already stopped, or gone, is fine.
     pub async fn stop(&self, name: &str, timeout_secs: i32) -> Result<(), EngineError> {
         let opts = StopContainerOptionsBuilder::default()
@@ -375,6 +406,14 @@ impl Engine {
             Err(e) => Err(api(format!("removing container {name}"))(e)),
         }
     }
+}
+
+/// The list endpoint only gives health inside the status text: `Up 3 minutes (unhealthy)`.
+fn health_from_status(status: &str) -> Option<String> {
+    ["unhealthy", "healthy", "health: starting"]
+        .iter()
+        .find(|h| status.contains(&format!("({h})")))
+        .map(|h| h.trim_start_matches("health: ").to_string())
 }
 
 /// `registry:5000/a/b:tag` → (`registry:5000/a/b`, Some(`tag`)); digests stay in the repo part.

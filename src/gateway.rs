@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::model::{Domain, Gateway, HttpsMode, Service};
+use crate::model::{Access, Domain, Gateway, HttpsMode, Service};
 
 /// Inside the container: the admin socket, in the `admin` dir of the gateway layout.
 pub const ADMIN_SOCKET_IN_CONTAINER: &str = "/run/pi-setup/admin.sock";
@@ -33,6 +33,10 @@ pub fn caddyfile(g: &Gateway) -> String {
          import /etc/caddy/sites/*.caddy\n"
     )
 }
+
+/// Served with status 503 while a service is down (stopped, restarting, being backed up), in
+/// place of a bare 502. `gateway.maintenance_page` in the profile replaces it.
+pub const MAINTENANCE_HTML: &str = include_str!("maintenance.html");
 
 /// The site block(s) of one service: its domains, proxied to `name:port` on the network.
 pub fn site(g: &Gateway, s: &Service) -> String {
@@ -60,7 +64,25 @@ pub fn site(g: &Gateway, s: &Service) -> String {
         if internal_tls {
             out.push_str("\ttls internal\n");
         }
-        out.push_str(&format!("\treverse_proxy {upstream}\n}}\n"));
+        match &s.access {
+            Access::Public => {}
+            // Caddy sees the client's address: Docker's DNAT keeps it for traffic from outside.
+            Access::Lan => out.push_str(
+                "\t@outside not client_ip private_ranges\n\
+                 \trespond @outside \"This service is only available on the local network.\" 403\n",
+            ),
+            Access::Auth { user, hash } => {
+                out.push_str(&format!("\tbasic_auth {{\n\t\t{user} {hash}\n\t}}\n"));
+            }
+        }
+        out.push_str(&format!(
+            "\treverse_proxy {upstream}\n\
+             \t# The service is down: Caddy cannot resolve or reach it. Show the maintenance page.\n\
+             \thandle_errors 502 503 504 {{\n\
+             \t\trewrite * /maintenance.html\n\
+             \t\tfile_server {{\n\t\t\troot /etc/caddy\n\t\t\tstatus 503\n\t\t}}\n\
+             \t}}\n}}\n"
+        ));
     }
     out
 }
@@ -93,17 +115,32 @@ pub enum ReloadError {
     Io(#[from] std::io::Error),
 }
 
+/// Asks the admin API for its config: proves the gateway is up and reloadable.
+pub fn ping(socket: &Path) -> Result<(), ReloadError> {
+    admin_request(socket, "GET", "/config/", None).map(|_| ())
+}
+
 /// Loads `caddyfile` into the running gateway: Caddy adapts it (resolving the `import` inside
 /// the container), swaps the config without dropping connections, and rolls back on error.
 pub fn reload(socket: &Path, caddyfile: &str) -> Result<(), ReloadError> {
+    admin_request(socket, "POST", "/load", Some(caddyfile)).map(|_| ())
+}
+
+/// One HTTP/1.1 request on the admin socket; the body of a 200 answer, else an error.
+fn admin_request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    caddyfile: Option<&str>,
+) -> Result<String, ReloadError> {
     let mut stream = UnixStream::connect(socket).map_err(|source| ReloadError::Connect {
         path: socket.display().to_string(),
         source,
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let body = caddyfile.as_bytes();
+    let body = caddyfile.unwrap_or("").as_bytes();
     let head = format!(
-        "POST /load HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/caddyfile\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/caddyfile\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
@@ -117,15 +154,15 @@ pub fn reload(socket: &Path, caddyfile: &str) -> Result<(), ReloadError> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string();
     if status == 200 {
-        Ok(())
+        Ok(body)
     } else {
-        let body = text
-            .split("\r\n\r\n")
-            .nth(1)
-            .unwrap_or("")
-            .trim()
-            .to_string();
         Err(ReloadError::Refused { status, body })
     }
 }

@@ -153,6 +153,69 @@ pub fn files_with_suffix(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, HostE
     Ok(out)
 }
 
+/// Deletes a directory tree (symlinks inside are removed, never followed); `Ok(false)` when it
+/// was already gone.
+pub fn remove_tree(path: &Path) -> Result<bool, HostError> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(err("deleting", path)(e)),
+    }
+}
+
+/// Total size in bytes of the regular files under a directory (links not followed).
+pub fn tree_size(path: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// True when systemd manages the real root (not under --root, not in a container without it).
+pub fn systemd_running() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// `systemctl daemon-reload` then `enable --now` for each timer; systemctl's stderr is kept.
+pub fn enable_timers(timers: &[String]) -> Result<(), HostError> {
+    let run = |args: &[&str]| -> Result<(), HostError> {
+        let out = std::process::Command::new("systemctl")
+            .args(args)
+            .output()
+            .map_err(err(
+                "running systemctl for",
+                Path::new("/etc/systemd/system"),
+            ))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(err(
+                "running systemctl for",
+                Path::new("/etc/systemd/system"),
+            )(io::Error::other(format!(
+                "systemctl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))))
+        }
+    };
+    run(&["daemon-reload"])?;
+    let mut args = vec!["enable", "--now"];
+    args.extend(timers.iter().map(String::as_str));
+    run(&args)
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

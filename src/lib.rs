@@ -68,6 +68,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let ctx = commands::Context::new(&cli)?;
     match cli.command {
         Command::Install(args) => commands::install::install(&ctx, &args).await,
+        Command::AddService(args) => commands::add_service::add_service(&ctx, &args).await,
+        Command::RemoveService(args) => commands::remove_service::remove_service(&ctx, &args).await,
+        Command::List(args) => commands::status::list(&ctx, &args).await,
+        Command::Status(args) => commands::status::status(&ctx, &args).await,
+        Command::Apply(args) => commands::apply::apply(&ctx, &args).await,
+        Command::Heal => commands::heal::heal(&ctx).await,
         Command::Completions { shell } => {
             commands::completions(shell);
             Ok(())

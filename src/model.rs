@@ -139,6 +139,10 @@ pub enum HttpsMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gateway {
     pub image: String,
+    /// Host path of a custom maintenance page (read by `config`).
+    pub maintenance_page: Option<String>,
+    /// Its contents, once read; None means the built-in page.
+    pub maintenance_html: Option<String>,
     pub http_port: u16,
     pub https_port: u16,
     pub bind: IpAddr,
@@ -192,6 +196,43 @@ impl Restart {
     }
 }
 
+/// Who may reach a service through the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    /// Only clients from private address ranges.
+    Lan,
+    /// HTTP basic auth; the hash is bcrypt.
+    Auth {
+        user: String,
+        hash: String,
+    },
+}
+
+impl Access {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::Lan => "lan",
+            Access::Auth { .. } => "auth",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Health {
+    pub cmd: String,
+    pub interval_secs: u64,
+}
+
+/// A host port a service publishes itself (explicitly asked for in its definition).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Publish {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     pub name: Name,
@@ -203,6 +244,13 @@ pub struct Service {
     pub layout: Layout,
     pub restart: Restart,
     pub command: Option<Vec<String>>,
+    pub access: Access,
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub health: Option<Health>,
+    pub publish: Vec<Publish>,
+    /// From `/etc/pi-setup/secrets/<name>.env` (filled by `config`); never printed.
+    pub secret_env: BTreeMap<String, String>,
     /// Where it was defined, for messages.
     pub origin: String,
 }
@@ -370,6 +418,18 @@ fn gateway(c: &mut Checker, g: &RawGateway) -> Gateway {
             HttpsMode::Auto
         }
     };
+    let maintenance_page = g.maintenance_page.as_ref().map(|m| {
+        if !m.get_ref().starts_with('/') {
+            c.at(
+                m,
+                format!(
+                    "gateway.maintenance_page {:?} must be an absolute path",
+                    m.get_ref()
+                ),
+            );
+        }
+        m.get_ref().clone()
+    });
     let email = g.email.as_ref().map(|e| {
         let v = e.get_ref();
         if !v.contains('@') || v.chars().any(char::is_whitespace) {
@@ -379,6 +439,8 @@ fn gateway(c: &mut Checker, g: &RawGateway) -> Gateway {
     });
     Gateway {
         image,
+        maintenance_page,
+        maintenance_html: None,
         http_port,
         https_port,
         bind,
@@ -599,6 +661,121 @@ fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Ve
             Restart::UnlessStopped
         }
     };
+    let access = match r.access.as_ref().map(|a| (a, a.get_ref().as_str())) {
+        None | Some((_, "public")) => Access::Public,
+        Some((_, "lan")) => Access::Lan,
+        Some((a, "auth")) => match (&r.auth_user, &r.auth_hash) {
+            (Some(u), Some(h)) => {
+                if u.get_ref().is_empty() || u.get_ref().contains(char::is_whitespace) {
+                    c.at(
+                        u,
+                        format!(
+                            "auth_user {:?} must be a non-empty name without spaces",
+                            u.get_ref()
+                        ),
+                    );
+                }
+                if !(h.get_ref().starts_with("$2") && h.get_ref().len() == 60) {
+                    c.at(h, "auth_hash must be a bcrypt hash ($2b$...); add-service --auth-password-file makes one".into());
+                }
+                Access::Auth {
+                    user: u.get_ref().clone(),
+                    hash: h.get_ref().clone(),
+                }
+            }
+            _ => {
+                c.at(a, "access \"auth\" needs auth_user and auth_hash".into());
+                Access::Public
+            }
+        },
+        Some((a, other)) => {
+            c.at(
+                a,
+                format!("access {other:?} is not one of public, lan, auth"),
+            );
+            Access::Public
+        }
+    };
+    if !matches!(access, Access::Auth { .. }) {
+        for f in [&r.auth_user, &r.auth_hash].into_iter().flatten() {
+            c.at(
+                f,
+                "auth_user/auth_hash are only used with access = \"auth\"".into(),
+            );
+        }
+    }
+    if (access != Access::Public) && domains.is_empty() {
+        if let Some(a) = &r.access {
+            c.at(
+                a,
+                "access only applies to services with domains (it is enforced at the gateway)"
+                    .into(),
+            );
+        }
+    }
+    let memory = r
+        .memory
+        .as_ref()
+        .and_then(|m| match parse_bytes(m.get_ref()) {
+            Some(b) if b >= 6 * 1024 * 1024 => Some(b),
+            _ => {
+                c.at(
+                    m,
+                    format!(
+                        "memory {:?} must be bytes or a size like 512m or 2g (at least 6m)",
+                        m.get_ref()
+                    ),
+                );
+                None
+            }
+        });
+    let nano_cpus = r.cpus.as_ref().and_then(|n| {
+        let v = n.get_ref().as_f64();
+        if v > 0.0 && v <= 1024.0 {
+            Some((v * 1e9).round() as i64)
+        } else {
+            c.at(n, format!("cpus {v} must be more than 0 (e.g. 1.5)"));
+            None
+        }
+    });
+    let health = match (&r.health_cmd, &r.health_interval) {
+        (None, None) => None,
+        (None, Some(i)) => {
+            c.at(i, "health_interval needs health_cmd".into());
+            None
+        }
+        (Some(cmd), interval) => {
+            if cmd.get_ref().trim().is_empty() {
+                c.at(cmd, "health_cmd must not be empty".into());
+            }
+            let interval_secs = match interval {
+                None => 30,
+                Some(i) => parse_duration(i.get_ref())
+                    .filter(|s| *s > 0)
+                    .unwrap_or_else(|| {
+                        c.at(
+                            i,
+                            format!(
+                                "health_interval {:?} must be a duration like 30s, 1m or 1m30s",
+                                i.get_ref()
+                            ),
+                        );
+                        30
+                    }),
+            };
+            Some(Health {
+                cmd: cmd.get_ref().clone(),
+                interval_secs,
+            })
+        }
+    };
+    let mut publish = Vec::new();
+    for p in &r.publish {
+        match parse_publish(p.get_ref()) {
+            Ok(pb) => publish.push(pb),
+            Err(why) => c.at(p, format!("invalid publish {:?}: {why}", p.get_ref())),
+        }
+    }
     if c.errors.is_empty() {
         Ok(Service {
             name,
@@ -610,11 +787,78 @@ fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Ve
             layout,
             restart,
             command: r.command,
+            access,
+            memory,
+            nano_cpus,
+            health,
+            publish,
+            secret_env: BTreeMap::new(),
             origin: src.origin.clone(),
         })
     } else {
         Err(c.errors)
     }
+}
+
+/// `512m`, `2g`, `1048576` → bytes.
+pub fn parse_bytes(s: &str) -> Option<i64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.strip_suffix('b').unwrap_or(&s);
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1024),
+        'm' => (&s[..s.len() - 1], 1024 * 1024),
+        'g' => (&s[..s.len() - 1], 1024 * 1024 * 1024),
+        _ => (s, 1),
+    };
+    let n: f64 = num.parse().ok()?;
+    (n > 0.0).then(|| (n * mult as f64) as i64)
+}
+
+/// `30s`, `1m`, `1m30s`, `2h`, or plain seconds → seconds.
+pub fn parse_duration(s: &str) -> Option<u64> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(n);
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for ch in s.chars() {
+        if ch.is_ascii_digit() {
+            num.push(ch);
+        } else {
+            let n: u64 = num.parse().ok()?;
+            num.clear();
+            total += n * match ch {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                _ => return None,
+            };
+        }
+    }
+    num.is_empty().then_some(total)
+}
+
+/// `[IP:]HOST:CONTAINER`
+pub fn parse_publish(s: &str) -> Result<Publish, String> {
+    let parts: Vec<&str> = s.rsplitn(3, ':').collect();
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("{p:?} is not a port (1-65535)"))
+    };
+    let (ip, host, container) = match parts.as_slice() {
+        [c, h] => ("0.0.0.0", *h, *c),
+        [c, h, ip] => (*ip, *h, *c),
+        _ => return Err("expected [IP:]HOST_PORT:CONTAINER_PORT".into()),
+    };
+    ip.parse::<IpAddr>()
+        .map_err(|_| format!("{ip:?} is not an IP address"))?;
+    Ok(Publish {
+        host_ip: ip.to_string(),
+        host_port: port(host)?,
+        container_port: port(container)?,
+    })
 }
 
 /// `SUBDIR:/container/path[:ro]`; SUBDIR stays inside the service's directory.
@@ -682,6 +926,27 @@ mod tests {
         assert!(Domain::parse("a_b.com").is_err());
         assert!(Domain::parse("nas.local").unwrap().is_lan_only());
         assert!(!Domain::parse("cloud.example.com").unwrap().is_lan_only());
+    }
+
+    #[test]
+    fn sizes_durations_and_published_ports() {
+        assert_eq!(parse_bytes("512m"), Some(512 * 1024 * 1024));
+        assert_eq!(parse_bytes("1.5g"), Some(1610612736));
+        assert_eq!(parse_bytes("100"), Some(100));
+        assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(parse_duration("30s"), Some(30));
+        assert_eq!(parse_duration("1m30s"), Some(90));
+        assert_eq!(parse_duration("45"), Some(45));
+        assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration("1m3"), None);
+        let p = parse_publish("127.0.0.1:5432:5432").unwrap();
+        assert_eq!(
+            (p.host_ip.as_str(), p.host_port, p.container_port),
+            ("127.0.0.1", 5432, 5432)
+        );
+        assert_eq!(parse_publish("8443:443").unwrap().host_ip, "0.0.0.0");
+        assert!(parse_publish("x:443").is_err());
+        assert!(parse_publish("443").is_err());
     }
 
     #[test]

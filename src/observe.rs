@@ -9,7 +9,6 @@ use anyhow::Result;
 use crate::desired::Desired;
 use crate::engine::{ContainerInfo, Engine, NetworkInfo};
 use crate::host::{self, Stat};
-use crate::paths::Paths;
 
 #[derive(Debug, Default)]
 pub struct Actual {
@@ -24,15 +23,19 @@ pub struct Actual {
     pub containers: BTreeMap<String, Option<ContainerInfo>>,
     /// Every container labelled as this instance's.
     pub managed: Vec<ContainerInfo>,
-    /// The profile file in force, if any.
-    pub profile: Option<Vec<u8>>,
+    /// None: no systemd manages this root (a sandbox, a container); else which timers are
+    /// enabled.
+    pub systemd: Option<Vec<String>>,
+    /// Current contents of the configuration files the command may change.
+    pub config_files: BTreeMap<PathBuf, Option<Vec<u8>>>,
 }
 
 pub async fn observe(
     engine: &Engine,
     desired: &Desired,
-    paths: &Paths,
+    config_paths: &[PathBuf],
     instance: &str,
+    systemd_root: bool,
 ) -> Result<Actual> {
     let mut a = Actual {
         network: engine.network(&desired.network).await?,
@@ -54,6 +57,28 @@ pub async fn observe(
             .insert(c.name.clone(), engine.container(&c.name).await?);
     }
     a.managed = engine.managed_containers(instance).await?;
-    a.profile = host::read(&paths.profile_file())?;
+    for u in &desired.units {
+        a.files.insert(u.path.clone(), host::read(&u.path)?);
+    }
+    if systemd_root {
+        let wants = |t: &String| {
+            desired
+                .units
+                .first()
+                .and_then(|u| u.path.parent())
+                .is_some_and(|dir| dir.join("timers.target.wants").join(t).exists())
+        };
+        a.systemd = Some(
+            desired
+                .timers
+                .iter()
+                .filter(|t| wants(t))
+                .cloned()
+                .collect(),
+        );
+    }
+    for p in config_paths {
+        a.config_files.insert(p.clone(), host::read(p)?);
+    }
     Ok(a)
 }

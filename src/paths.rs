@@ -34,6 +34,18 @@ impl Paths {
         self.etc().join("services")
     }
 
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.etc().join("secrets")
+    }
+
+    pub fn service_file(&self, name: &str) -> PathBuf {
+        self.services_dir().join(format!("{name}.toml"))
+    }
+
+    pub fn secrets_file(&self, name: &str) -> PathBuf {
+        self.secrets_dir().join(format!("{name}.env"))
+    }
+
     pub fn vol_root(&self) -> PathBuf {
         self.host("/var/vol")
     }

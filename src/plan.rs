@@ -50,6 +50,9 @@ pub enum Action {
         name: String,
     },
     ReloadGateway,
+    EnableTimers {
+        timers: Vec<String>,
+    },
 }
 
 impl fmt::Display for Action {
@@ -102,6 +105,7 @@ impl fmt::Display for Action {
             }
             Action::StartContainer { name } => write!(f, "start container {name}"),
             Action::ReloadGateway => write!(f, "reload the gateway configuration"),
+            Action::EnableTimers { timers } => write!(f, "enable and start {}", timers.join(", ")),
         }
     }
 }
@@ -114,6 +118,24 @@ pub struct Plan {
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
+    }
+}
+
+/// Configuration files a command changes along with the host: written or removed right after
+/// the image pulls.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigChange {
+    pub writes: Vec<FileSpec>,
+    pub removes: Vec<PathBuf>,
+}
+
+impl ConfigChange {
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.writes
+            .iter()
+            .map(|f| f.path.clone())
+            .chain(self.removes.iter().cloned())
+            .collect()
     }
 }
 
@@ -131,13 +153,13 @@ pub enum Conflict {
 }
 
 /// The ordered plan: images first (so a missing image stops the run before anything changes),
-/// then network, directories, gateway files, containers, gateway reload, clean-up, and last the
-/// profile in force.
+/// then the definitions, network, directories, gateway files, containers, gateway reload, and
+/// clean-up.
 pub fn plan(
     d: &Desired,
     a: &Actual,
     names: &Names,
-    profile: Option<&FileSpec>,
+    config: &ConfigChange,
 ) -> Result<Plan, Conflict> {
     let mut actions = Vec::new();
 
@@ -146,6 +168,26 @@ pub fn plan(
             actions.push(Action::PullImage {
                 image: image.clone(),
             });
+        }
+    }
+
+    // The definitions themselves (profile, service files, secrets) are persisted once the
+    // images are known to be there: a run that cannot pull changes nothing, and a run that
+    // fails later leaves the definition in place for the next `apply` to finish.
+    for f in &config.writes {
+        let current = a.config_files.get(&f.path).cloned().flatten();
+        if current.as_deref() != Some(f.contents.as_slice()) {
+            actions.push(Action::WriteFile {
+                path: f.path.clone(),
+                contents: f.contents.clone(),
+                mode: f.mode,
+                exists: current.is_some(),
+            });
+        }
+    }
+    for path in &config.removes {
+        if a.config_files.get(path).is_some_and(Option::is_some) {
+            actions.push(Action::RemoveFile { path: path.clone() });
         }
     }
 
@@ -211,6 +253,20 @@ pub fn plan(
         });
     }
 
+    let mut units_changed = false;
+    for u in &d.units {
+        let current = a.files.get(&u.path).cloned().flatten();
+        if current.as_deref() != Some(u.contents.as_slice()) {
+            units_changed = true;
+            actions.push(Action::WriteFile {
+                path: u.path.clone(),
+                contents: u.contents.clone(),
+                mode: u.mode,
+                exists: current.is_some(),
+            });
+        }
+    }
+
     let mut gateway_restarted = false;
     for spec in &d.containers {
         let current = a.containers.get(&spec.name).cloned().flatten();
@@ -258,6 +314,14 @@ pub fn plan(
         actions.push(Action::ReloadGateway);
     }
 
+    if let Some(enabled) = &a.systemd {
+        if units_changed || d.timers.iter().any(|t| !enabled.contains(t)) {
+            actions.push(Action::EnableTimers {
+                timers: d.timers.clone(),
+            });
+        }
+    }
+
     for c in &a.managed {
         let wanted = d.containers.iter().any(|s| s.name == c.name);
         if !wanted {
@@ -267,17 +331,6 @@ pub fn plan(
                     "service '{}' is no longer defined; its data is kept",
                     c.service().unwrap_or("?")
                 ),
-            });
-        }
-    }
-
-    if let Some(p) = profile {
-        if a.profile.as_deref() != Some(p.contents.as_slice()) {
-            actions.push(Action::WriteFile {
-                path: p.path.clone(),
-                contents: p.contents.clone(),
-                mode: p.mode,
-                exists: a.profile.is_some(),
             });
         }
     }

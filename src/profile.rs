@@ -34,6 +34,8 @@ pub struct RawGateway {
     pub https: Option<Spanned<String>>,
     /// Email given to the ACME CA for automatic certificates.
     pub email: Option<Spanned<String>>,
+    /// Host path of an HTML file shown (status 503) while a service is down.
+    pub maintenance_page: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -68,6 +70,40 @@ pub struct RawService {
     pub layout: Option<Spanned<String>>,
     pub restart: Option<Spanned<String>>,
     pub command: Option<Vec<String>>,
+    /// `public` (default), `lan` (private source addresses only) or `auth` (HTTP basic auth).
+    pub access: Option<Spanned<String>>,
+    pub auth_user: Option<Spanned<String>>,
+    /// bcrypt hash of the password (never the password itself).
+    pub auth_hash: Option<Spanned<String>>,
+    /// Memory limit: bytes, or with a suffix k/m/g (`512m`).
+    pub memory: Option<Spanned<String>>,
+    /// CPU limit in cores (`1.5`).
+    pub cpus: Option<Spanned<Number>>,
+    /// Shell command run inside the container; non-zero exit means unhealthy.
+    pub health_cmd: Option<Spanned<String>>,
+    /// `30s`, `1m`, `2m30s`.
+    pub health_interval: Option<Spanned<String>>,
+    /// Host ports this service publishes itself, bypassing the gateway: `[IP:]HOST:CONTAINER`.
+    /// Empty by default; only for what cannot go through HTTP routing.
+    #[serde(default)]
+    pub publish: Vec<Spanned<String>>,
+}
+
+/// A TOML integer or float.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl Number {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::Float(f) => f,
+        }
+    }
 }
 
 /// Parses a profile, turning TOML and shape errors into errors that name file, line and column.

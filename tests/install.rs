@@ -264,7 +264,8 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
         })
         .collect();
     assert!(
-        steps[0].ends_with(&format!("1. create network {}-intercontainer", sb.instance)),
+        steps[0].ends_with(&format!("1. write {}", sb.path("/etc/pi-setup/pi-setup.toml").display()))
+            && steps[1].ends_with(&format!("2. create network {}-intercontainer", sb.instance)),
         "{text}"
     );
     assert!(
@@ -473,7 +474,7 @@ fn an_image_that_cannot_be_pulled_stops_the_run_before_any_change() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains(&format!(
-            "step 1 of 13 failed: pull image {missing} (nothing had been changed before it)"
+            "failed: pull image {missing} (nothing had been changed before it)"
         )),
         "{err}"
     );

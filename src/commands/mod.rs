@@ -1,22 +1,38 @@
 //! Command handlers, one per sub-command, and what they share.
 
+pub mod add_service;
+pub mod apply;
+pub mod heal;
 pub mod install;
+pub mod remove_service;
+pub mod status;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
 use clap::CommandFactory;
 
+use crate::apply as applying;
 use crate::cli::Cli;
-use crate::config::BadInput;
-use crate::desired::Names;
+use crate::config::{BadInput, Inputs};
+use crate::desired::{self, Names};
+use crate::engine::Engine;
+use crate::lock;
 use crate::model::Name;
+use crate::observe;
 use crate::paths::Paths;
+use crate::plan::{self, ConfigChange};
+use crate::progress::Progress;
+use crate::report;
 
 /// What every command needs: where host paths are, and how Docker objects are named.
 pub struct Context {
     pub paths: Paths,
     pub names: Names,
+    /// How systemd units call this pi-setup: its path plus --root/--instance when given.
+    pub exec: String,
 }
 
 impl Context {
@@ -34,9 +50,19 @@ impl Context {
                     .to_string(),
             ),
         };
+        let mut exec = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "/usr/local/bin/pi-setup".into());
+        if root != std::path::Path::new("/") {
+            exec.push_str(&format!(" --root {}", root.display()));
+        }
+        if let Some(i) = &instance {
+            exec.push_str(&format!(" --instance {i}"));
+        }
         Ok(Context {
             paths: Paths::new(root),
             names: Names { instance },
+            exec,
         })
     }
 
@@ -50,6 +76,63 @@ impl Context {
         }
         Ok(())
     }
+}
+
+/// What a state-changing command asks of `reconcile`.
+pub struct Request<'a> {
+    pub inputs: &'a Inputs,
+    /// Definitions to persist (profile, service files, secrets) or remove.
+    pub config: ConfigChange,
+    pub dry_run: bool,
+    /// For the lock file and messages: `install`, `add-service`, ...
+    pub command: &'static str,
+}
+
+/// The one path every state-changing command takes: validate → desired → observe → plan →
+/// print (dry run) or apply → report. Bad input is rejected before anything is touched.
+pub async fn reconcile(ctx: &Context, req: Request<'_>) -> Result<()> {
+    let model = req.inputs.model()?;
+    if !req.dry_run {
+        ctx.require_root()?;
+    }
+    let _lock = if req.dry_run {
+        None
+    } else {
+        Some(lock::acquire(
+            &ctx.paths.lock_file(),
+            req.command,
+            Duration::from_secs(10),
+        )?)
+    };
+    let engine = Engine::connect().await?;
+    let desired = desired::desired(&model, &ctx.paths, &ctx.names, &ctx.exec);
+    let systemd = ctx.paths.is_system() && crate::host::systemd_running();
+    let actual = observe::observe(
+        &engine,
+        &desired,
+        &req.config.paths(),
+        &ctx.names.instance_label(),
+        systemd,
+    )
+    .await
+    .context("reading the current state")?;
+    let plan = plan::plan(&desired, &actual, &ctx.names, &req.config)
+        .map_err(|c| BadInput(c.to_string()))?;
+    if req.dry_run {
+        print!("{}", report::plan_text(&plan, &req.inputs.profile.origin));
+        return Ok(());
+    }
+    let progress = Progress::new();
+    let applied =
+        applying::apply(&plan, &desired, &engine, &ctx.paths, &ctx.names, &progress).await?;
+    let states = engine
+        .managed_containers(&ctx.names.instance_label())
+        .await?;
+    print!(
+        "{}",
+        report::summary(&applied.done, &model, &ctx.names, &states)
+    );
+    Ok(())
 }
 
 pub fn completions(shell: clap_complete::Shell) {

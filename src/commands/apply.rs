@@ -1,0 +1,19 @@
+//! `pi-setup apply`: reconcile after hand-editing `/etc/pi-setup` (profile, services, secrets).
+
+use anyhow::Result;
+
+use crate::cli::ApplyArgs;
+use crate::commands::{reconcile, Context, Request};
+use crate::config::Inputs;
+use crate::plan::ConfigChange;
+
+pub async fn apply(ctx: &Context, args: &ApplyArgs) -> Result<()> {
+    let inputs = Inputs::read(None, &ctx.paths)?;
+    let request = Request {
+        inputs: &inputs,
+        config: ConfigChange::default(),
+        dry_run: args.dry_run,
+        command: "apply",
+    };
+    reconcile(ctx, request).await
+}

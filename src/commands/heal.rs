@@ -1,0 +1,33 @@
+//! `pi-setup heal`: Docker marks a failing container `unhealthy` but never restarts it; this
+//! does. Run every minute by `pi-setup-heal.timer` (a timer rather than a resident watcher:
+//! nothing stays in the Pi's memory, and a crash of pi-setup cannot stop future runs).
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::commands::Context;
+use crate::engine::Engine;
+use crate::lock;
+
+pub async fn heal(ctx: &Context) -> Result<()> {
+    ctx.require_root()?;
+    let _lock = lock::acquire(&ctx.paths.lock_file(), "heal", Duration::from_secs(30))?;
+    let engine = Engine::connect().await?;
+    let containers = engine
+        .managed_containers(&ctx.names.instance_label())
+        .await?;
+    let mut restarted = 0;
+    for c in containers
+        .iter()
+        .filter(|c| c.health.as_deref() == Some("unhealthy"))
+    {
+        println!("restarting {} (its health check fails)", c.name);
+        engine.restart(&c.name, 10).await?;
+        restarted += 1;
+    }
+    if restarted == 0 {
+        println!("All services with a health check are healthy.");
+    }
+    Ok(())
+}
