@@ -228,12 +228,14 @@ pub fn http_get(port: u16, host: &str, patience: Duration) -> (u16, String) {
 }
 
 pub fn try_get(port: u16, host: &str) -> std::io::Result<(u16, String)> {
+    try_get_with(port, host, "")
+}
+
+/// GET with extra header lines (each ending in \r\n).
+pub fn try_get_with(port: u16, host: &str, headers: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET / HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
+    write!(s, "GET / HTTP/1.0\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n")?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).into_owned();
@@ -247,6 +249,20 @@ pub fn try_get(port: u16, host: &str) -> std::io::Result<(u16, String)> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// Polls a condition until it holds or the deadline passes; returns whether it held.
+pub fn wait_until(patience: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + patience;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Lists everything under a directory (relative paths), for "nothing changed" checks.
