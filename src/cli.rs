@@ -35,7 +35,7 @@ pub enum Command {
     /// Provision this host: network, volume directories, images, gateway and services.
     Install(InstallArgs),
     /// Add a service: persist its definition, create its volume, start it, route its domains.
-    AddService(AddServiceArgs),
+    AddService(Box<AddServiceArgs>),
     /// Remove a service's container and route; its data stays unless --purge.
     RemoveService(RemoveServiceArgs),
     /// List services: image, state, health, domains, access, volume size, last backup.

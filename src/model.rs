@@ -811,7 +811,7 @@ pub fn parse_bytes(s: &str) -> Option<i64> {
         _ => (s, 1),
     };
     let n: f64 = num.parse().ok()?;
-    (n > 0.0).then(|| (n * mult as f64) as i64)
+    (n > 0.0).then_some((n * mult as f64) as i64)
 }
 
 /// `30s`, `1m`, `1m30s`, `2h`, or plain seconds → seconds.
