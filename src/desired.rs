@@ -117,8 +117,17 @@ pub struct Desired {
     pub timers: Vec<String>,
 }
 
-/// Unit templates shipped in the binary; `@EXEC@` becomes the pi-setup command line.
+/// Unit templates shipped in the binary; `@EXEC@` becomes the pi-setup command line and
+/// `@SCHEDULE@` the profile's `backup.schedule`.
 pub const UNITS: &[(&str, &str)] = &[
+    (
+        "pi-setup-backup.service",
+        include_str!("../systemd/pi-setup-backup.service"),
+    ),
+    (
+        "pi-setup-backup.timer",
+        include_str!("../systemd/pi-setup-backup.timer"),
+    ),
     (
         "pi-setup-heal.service",
         include_str!("../systemd/pi-setup-heal.service"),
@@ -207,7 +216,10 @@ pub fn desired(model: &Model, paths: &Paths, names: &Names, exec: &str) -> Desir
         .iter()
         .map(|(name, template)| FileSpec {
             path: paths.systemd_dir().join(name),
-            contents: template.replace("@EXEC@", exec).into_bytes(),
+            contents: template
+                .replace("@EXEC@", exec)
+                .replace("@SCHEDULE@", &model.backup.schedule)
+                .into_bytes(),
             mode: 0o644,
         })
         .collect();

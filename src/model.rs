@@ -233,6 +233,18 @@ pub struct Publish {
     pub container_port: u16,
 }
 
+/// How `pi-setup backup` keeps a service's directory consistent while archiving it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupMode {
+    /// Stop the container for the time of its own archive, start it right after (also on error).
+    Stop,
+    /// Archive while it runs.
+    Live,
+    /// Run these shell commands inside the running container (e.g. a database dump into its
+    /// volume), then archive live.
+    Exec(Vec<String>),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     pub name: Name,
@@ -249,6 +261,7 @@ pub struct Service {
     pub nano_cpus: Option<i64>,
     pub health: Option<Health>,
     pub publish: Vec<Publish>,
+    pub backup: BackupMode,
     /// From `/etc/pi-setup/secrets/<name>.env` (filled by `config`); never printed.
     pub secret_env: BTreeMap<String, String>,
     /// Where it was defined, for messages.
@@ -776,6 +789,42 @@ fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Ve
             Err(why) => c.at(p, format!("invalid publish {:?}: {why}", p.get_ref())),
         }
     }
+    let backup = match r
+        .backup
+        .as_ref()
+        .and_then(|b| b.mode.as_ref().map(|m| (b, m, m.get_ref().as_str())))
+    {
+        // Default: stop while archiving if there is anything mounted to keep consistent.
+        None if mounts.is_empty() => BackupMode::Live,
+        None | Some((_, _, "stop")) => BackupMode::Stop,
+        Some((_, _, "live")) => BackupMode::Live,
+        Some((b, m, "exec")) => {
+            if b.exec.is_empty() {
+                c.at(
+                    m,
+                    "backup mode \"exec\" needs exec = [\"command\", ...]".into(),
+                );
+            }
+            BackupMode::Exec(b.exec.iter().map(|e| e.get_ref().clone()).collect())
+        }
+        Some((_, m, other)) => {
+            c.at(
+                m,
+                format!("backup mode {other:?} is not one of stop, live, exec"),
+            );
+            BackupMode::Stop
+        }
+    };
+    if let Some(b) = &r.backup {
+        if !matches!(backup, BackupMode::Exec(_)) {
+            if let Some(e) = b.exec.first() {
+                c.at(
+                    e,
+                    "backup exec commands are only run with mode = \"exec\"".into(),
+                );
+            }
+        }
+    }
     if c.errors.is_empty() {
         Ok(Service {
             name,
@@ -792,6 +841,7 @@ fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Ve
             nano_cpus,
             health,
             publish,
+            backup,
             secret_env: BTreeMap::new(),
             origin: src.origin.clone(),
         })

@@ -87,6 +87,18 @@ pub struct RawService {
     /// Empty by default; only for what cannot go through HTTP routing.
     #[serde(default)]
     pub publish: Vec<Spanned<String>>,
+    /// How the nightly backup keeps this service's directory consistent.
+    pub backup: Option<RawServiceBackup>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServiceBackup {
+    /// `stop` (default when the service has a volume), `live`, or `exec`.
+    pub mode: Option<Spanned<String>>,
+    /// For `exec`: shell commands run inside the running container first, in order.
+    #[serde(default)]
+    pub exec: Vec<Spanned<String>>,
 }
 
 /// A TOML integer or float.

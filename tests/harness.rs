@@ -235,7 +235,10 @@ pub fn try_get(port: u16, host: &str) -> std::io::Result<(u16, String)> {
 pub fn try_get_with(port: u16, host: &str, headers: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET / HTTP/1.0\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET / HTTP/1.0\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
+    )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).into_owned();

@@ -264,8 +264,10 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
         })
         .collect();
     assert!(
-        steps[0].ends_with(&format!("1. write {}", sb.path("/etc/pi-setup/pi-setup.toml").display()))
-            && steps[1].ends_with(&format!("2. create network {}-intercontainer", sb.instance)),
+        steps[0].ends_with(&format!(
+            "1. write {}",
+            sb.path("/etc/pi-setup/pi-setup.toml").display()
+        )) && steps[1].ends_with(&format!("2. create network {}-intercontainer", sb.instance)),
         "{text}"
     );
     assert!(

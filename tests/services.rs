@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::harness::{assert_ok, docker, inspect, stderr, stdout, try_get, try_get_with, wait_until, Sandbox, BUSYBOX_IMAGE};
+use crate::harness::{
+    assert_ok, docker, inspect, stderr, stdout, try_get, try_get_with, wait_until, Sandbox,
+    BUSYBOX_IMAGE,
+};
 
 /// A sandbox with the gateway installed and nothing else.
 fn installed() -> Sandbox {
@@ -19,8 +22,23 @@ fn installed() -> Sandbox {
 /// `--command` takes every argument after it, so more options go in at index 2.
 fn web_args<'a>(name: &'a str, domain: &'a str) -> Vec<&'a str> {
     vec![
-        "add-service", name, "--image", BUSYBOX_IMAGE, "--domain", domain, "--port", "8080", "--volume", "www:/www",
-        "--command", "httpd", "-f", "-p", "8080", "-h", "/www",
+        "add-service",
+        name,
+        "--image",
+        BUSYBOX_IMAGE,
+        "--domain",
+        domain,
+        "--port",
+        "8080",
+        "--volume",
+        "www:/www",
+        "--command",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/www",
     ]
 }
 
@@ -36,28 +54,59 @@ fn add_service_routes_it_and_remove_service_keeps_or_purges_its_data() {
     add_web(&sb, "blog", "blog.test", "my blog\n");
     assert_eq!(sb.get("blog.test"), (200, "my blog\n".to_string()));
     let def = std::fs::read_to_string(sb.path("/etc/pi-setup/services/blog.toml")).unwrap();
-    assert!(def.contains("name = \"blog\"") && def.contains("domains = [\"blog.test\"]"), "{def}");
-    assert_eq!(inspect(&sb.container("blog"), "{{json .HostConfig.SecurityOpt}}"), "[\"no-new-privileges:true\"]");
+    assert!(
+        def.contains("name = \"blog\"") && def.contains("domains = [\"blog.test\"]"),
+        "{def}"
+    );
+    assert_eq!(
+        inspect(&sb.container("blog"), "{{json .HostConfig.SecurityOpt}}"),
+        "[\"no-new-privileges:true\"]"
+    );
 
     let list = sb.run(&["list"]);
     assert_ok(&list);
-    let row = stdout(&list).lines().find(|l| l.starts_with("blog ")).unwrap().to_string();
-    assert!(row.contains("running") && row.contains("public") && row.contains("blog.test") && row.contains("8 B"), "{row}");
+    let row = stdout(&list)
+        .lines()
+        .find(|l| l.starts_with("blog "))
+        .unwrap()
+        .to_string();
+    assert!(
+        row.contains("running")
+            && row.contains("public")
+            && row.contains("blog.test")
+            && row.contains("8 B"),
+        "{row}"
+    );
 
     let out = sb.run(&["remove-service", "blog"]);
     assert_ok(&out);
-    assert!(stdout(&out).contains("Kept its data in"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Kept its data in"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(sb.get("blog.test").0, 404);
     assert!(!docker(&["inspect", &sb.container("blog")]).status.success());
     assert!(!sb.path("/etc/pi-setup/services/blog.toml").exists());
-    assert_eq!(std::fs::read_to_string(sb.path("/var/vol/blog/www/index.html")).unwrap(), "my blog\n");
+    assert_eq!(
+        std::fs::read_to_string(sb.path("/var/vol/blog/www/index.html")).unwrap(),
+        "my blog\n"
+    );
 
     // Without a terminal, --purge needs --yes; with it, the data goes.
     add_web(&sb, "blog", "blog.test", "again\n");
     let out = sb.run(&["remove-service", "blog", "--purge"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("add --yes to confirm"), "{}", stderr(&out));
-    assert_eq!(sb.get("blog.test").0, 200, "a refused purge changes nothing");
+    assert!(
+        stderr(&out).contains("add --yes to confirm"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        sb.get("blog.test").0,
+        200,
+        "a refused purge changes nothing"
+    );
     assert_ok(&sb.run(&["remove-service", "blog", "--purge", "--yes"]));
     assert!(!sb.path("/var/vol/blog").exists());
     assert_eq!(sb.get("blog.test").0, 404);
@@ -69,19 +118,76 @@ fn add_service_rejects_conflicts_and_bad_values_without_changing_anything() {
     add_web(&sb, "web", "web.test", "web\n");
     let id = sb.container_id("web");
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
-        (web_args("web", "other.test"), 2, "service name 'web' is already taken"),
-        (web_args("web2", "web.test"), 2, "duplicate domain 'web.test' in service 'web2' (already used by service 'web')"),
-        (web_args("gateway", "gw.test"), 2, "the name 'gateway' is taken by the gateway itself"),
-        (vec!["add-service", "x", "--image", BUSYBOX_IMAGE, "--port", "eighty"], 2, "--port \"eighty\" is not a number"),
-        (vec!["add-service", "x", "--image", BUSYBOX_IMAGE, "--volume", "../../etc:/etc"], 2, "invalid volume \"../../etc:/etc\""),
-        (vec!["add-service", "x", "--image", BUSYBOX_IMAGE, "--domain", "Bad_Domain"], 2, "invalid domain \"Bad_Domain\""),
-        (vec!["add-service", "Web", "--image", BUSYBOX_IMAGE], 2, "invalid service name \"Web\": must be lower case"),
-        (vec!["add-service", "x", "--image", "pi-setup-test/not-here:1"], 1, "image pi-setup-test/not-here:1 is not on this machine and could not be pulled"),
+        (
+            web_args("web", "other.test"),
+            2,
+            "service name 'web' is already taken",
+        ),
+        (
+            web_args("web2", "web.test"),
+            2,
+            "duplicate domain 'web.test' in service 'web2' (already used by service 'web')",
+        ),
+        (
+            web_args("gateway", "gw.test"),
+            2,
+            "the name 'gateway' is taken by the gateway itself",
+        ),
+        (
+            vec![
+                "add-service",
+                "x",
+                "--image",
+                BUSYBOX_IMAGE,
+                "--port",
+                "eighty",
+            ],
+            2,
+            "--port \"eighty\" is not a number",
+        ),
+        (
+            vec![
+                "add-service",
+                "x",
+                "--image",
+                BUSYBOX_IMAGE,
+                "--volume",
+                "../../etc:/etc",
+            ],
+            2,
+            "invalid volume \"../../etc:/etc\"",
+        ),
+        (
+            vec![
+                "add-service",
+                "x",
+                "--image",
+                BUSYBOX_IMAGE,
+                "--domain",
+                "Bad_Domain",
+            ],
+            2,
+            "invalid domain \"Bad_Domain\"",
+        ),
+        (
+            vec!["add-service", "Web", "--image", BUSYBOX_IMAGE],
+            2,
+            "invalid service name \"Web\": must be lower case",
+        ),
+        (
+            vec!["add-service", "x", "--image", "pi-setup-test/not-here:1"],
+            1,
+            "image pi-setup-test/not-here:1 is not on this machine and could not be pulled",
+        ),
     ];
     for (args, code, message) in cases {
         let out = sb.run(&args);
         assert_eq!(out.status.code(), Some(code), "{args:?}\n{}", stderr(&out));
-        assert!(stderr(&out).contains(message), "{args:?}: expected {message:?} in\n{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(message),
+            "{args:?}: expected {message:?} in\n{}",
+            stderr(&out)
+        );
     }
     let files: Vec<String> = std::fs::read_dir(sb.path("/etc/pi-setup/services"))
         .unwrap()
@@ -122,9 +228,19 @@ fn adding_and_removing_a_service_drops_no_request_to_another() {
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
     let (ok, failed) = hammer.join().unwrap();
-    println!("zero-downtime: {} requests, {} failed", ok as usize + failed.len(), failed.len());
+    println!(
+        "zero-downtime: {} requests, {} failed",
+        ok as usize + failed.len(),
+        failed.len()
+    );
     assert!(ok > 20, "too few requests to mean anything: {ok}");
-    assert!(failed.is_empty(), "{} of {} requests failed: {:?}", failed.len(), ok as usize + failed.len(), &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
 }
 
 #[test]
@@ -134,23 +250,44 @@ fn auth_access_needs_the_password_and_stores_only_a_hash() {
     std::fs::write(&pw, "correct horse\n").unwrap();
     let mut args = web_args("private", "private.test");
     let pw_arg = pw.to_str().unwrap().to_string();
-    args.splice(2..2, ["--access", "auth", "--auth-user", "alice", "--auth-password-file", &pw_arg]);
+    args.splice(
+        2..2,
+        [
+            "--access",
+            "auth",
+            "--auth-user",
+            "alice",
+            "--auth-password-file",
+            &pw_arg,
+        ],
+    );
     let out = sb.run(&args);
     assert_ok(&out);
     std::fs::write(sb.path("/var/vol/private/www/index.html"), "secret page\n").unwrap();
     let def = std::fs::read_to_string(sb.path("/etc/pi-setup/services/private.toml")).unwrap();
     assert!(def.contains("auth_hash = \"$2a$10$"), "{def}");
     assert!(!def.contains("correct horse"));
-    let site = std::fs::read_to_string(sb.path("/var/vol/gateway/etc/sites/private.caddy")).unwrap();
+    let site =
+        std::fs::read_to_string(sb.path("/var/vol/gateway/etc/sites/private.caddy")).unwrap();
     assert!(!site.contains("correct horse"));
     std::fs::remove_file(&pw).unwrap();
 
-    assert!(wait_until(Duration::from_secs(10), || try_get(sb.http_port, "private.test").is_ok_and(|(s, _)| s == 401)));
+    assert!(wait_until(Duration::from_secs(10), || try_get(
+        sb.http_port,
+        "private.test"
+    )
+    .is_ok_and(|(s, _)| s == 401)));
     // base64("alice:correct horse") and a wrong password.
     let good = "Authorization: Basic YWxpY2U6Y29ycmVjdCBob3JzZQ==\r\n";
     let bad = "Authorization: Basic YWxpY2U6d3Jvbmc=\r\n";
-    assert_eq!(try_get_with(sb.http_port, "private.test", good).unwrap(), (200, "secret page\n".to_string()));
-    assert_eq!(try_get_with(sb.http_port, "private.test", bad).unwrap().0, 401);
+    assert_eq!(
+        try_get_with(sb.http_port, "private.test", good).unwrap(),
+        (200, "secret page\n".to_string())
+    );
+    assert_eq!(
+        try_get_with(sb.http_port, "private.test", bad).unwrap().0,
+        401
+    );
 }
 
 /// A network namespace with two source addresses, one public-looking (TEST-NET-2) and one
@@ -162,21 +299,44 @@ const HOST_ADDR: &str = "198.51.100.1";
 
 impl LanTestNet {
     fn new() -> LanTestNet {
-        let _ = std::process::Command::new("ip").args(["netns", "del", NETNS]).output();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", NETNS])
+            .output();
         let steps: &[&[&str]] = &[
             &["netns", "add", NETNS],
-            &["link", "add", "pstlan-h", "type", "veth", "peer", "name", "pstlan-n"],
+            &[
+                "link", "add", "pstlan-h", "type", "veth", "peer", "name", "pstlan-n",
+            ],
             &["link", "set", "pstlan-n", "netns", NETNS],
             &["addr", "add", "198.51.100.1/24", "dev", "pstlan-h"],
             &["addr", "add", "192.168.177.1/24", "dev", "pstlan-h"],
             &["link", "set", "pstlan-h", "up"],
-            &["-n", NETNS, "addr", "add", "198.51.100.2/24", "dev", "pstlan-n"],
-            &["-n", NETNS, "addr", "add", "192.168.177.2/24", "dev", "pstlan-n"],
+            &[
+                "-n",
+                NETNS,
+                "addr",
+                "add",
+                "198.51.100.2/24",
+                "dev",
+                "pstlan-n",
+            ],
+            &[
+                "-n",
+                NETNS,
+                "addr",
+                "add",
+                "192.168.177.2/24",
+                "dev",
+                "pstlan-n",
+            ],
             &["-n", NETNS, "link", "set", "pstlan-n", "up"],
         ];
         let net = LanTestNet;
         for step in steps {
-            let out = std::process::Command::new("ip").args(*step).output().unwrap();
+            let out = std::process::Command::new("ip")
+                .args(*step)
+                .output()
+                .unwrap();
             assert!(out.status.success(), "ip {step:?}: {}", stderr(&out));
         }
         net
@@ -185,8 +345,26 @@ impl LanTestNet {
     /// GET from `source` inside the namespace; returns the HTTP status.
     fn status_from(&self, source: &str, port: u16, host: &str) -> String {
         let out = std::process::Command::new("ip")
-            .args(["netns", "exec", NETNS, "curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}"])
-            .args(["--interface", source, "-H", &format!("Host: {host}"), &format!("http://{HOST_ADDR}:{port}/")])
+            .args([
+                "netns",
+                "exec",
+                NETNS,
+                "curl",
+                "-s",
+                "-m",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .args([
+                "--interface",
+                source,
+                "-H",
+                &format!("Host: {host}"),
+                &format!("http://{HOST_ADDR}:{port}/"),
+            ])
             .output()
             .unwrap();
         stdout(&out)
@@ -195,8 +373,12 @@ impl LanTestNet {
 
 impl Drop for LanTestNet {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["netns", "del", NETNS]).output();
-        let _ = std::process::Command::new("ip").args(["link", "del", "pstlan-h"]).output();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", NETNS])
+            .output();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", "pstlan-h"])
+            .output();
     }
 }
 
@@ -205,7 +387,9 @@ fn lan_access_refuses_public_sources_and_admits_private_ones() {
     let net = LanTestNet::new();
     let sb = Sandbox::new();
     let profile = sb.profile("").to_str().unwrap().to_string();
-    let text = std::fs::read_to_string(&profile).unwrap().replace("127.0.0.1", HOST_ADDR);
+    let text = std::fs::read_to_string(&profile)
+        .unwrap()
+        .replace("127.0.0.1", HOST_ADDR);
     sb.install(&sb.write_profile(&text));
     let mut args = web_args("nas", "nas.test");
     args.splice(2..2, ["--access", "lan"]);
@@ -213,14 +397,31 @@ fn lan_access_refuses_public_sources_and_admits_private_ones() {
     std::fs::write(sb.path("/var/vol/nas/www/index.html"), "nas\n").unwrap();
     add_web(&sb, "pub", "pub.test", "public\n");
     // Caddy itself accepts the generated configuration.
-    let out = docker(&["exec", &sb.container("gateway"), "caddy", "validate", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]);
+    let out = docker(&[
+        "exec",
+        &sb.container("gateway"),
+        "caddy",
+        "validate",
+        "--config",
+        "/etc/caddy/Caddyfile",
+        "--adapter",
+        "caddyfile",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     let private = "192.168.177.2";
     let public = "198.51.100.2";
-    assert!(wait_until(Duration::from_secs(10), || net.status_from(private, sb.http_port, "nas.test") == "200"));
+    assert!(wait_until(Duration::from_secs(10), || net.status_from(
+        private,
+        sb.http_port,
+        "nas.test"
+    ) == "200"));
     assert_eq!(net.status_from(public, sb.http_port, "nas.test"), "403");
-    assert_eq!(net.status_from(public, sb.http_port, "pub.test"), "200", "public services stay public");
+    assert_eq!(
+        net.status_from(public, sb.http_port, "pub.test"),
+        "200",
+        "public services stay public"
+    );
 }
 
 #[test]
@@ -228,39 +429,66 @@ fn a_stopped_service_answers_with_the_maintenance_page() {
     let sb = installed();
     add_web(&sb, "app", "app.test", "app\n");
     assert_eq!(sb.get("app.test").0, 200);
-    assert!(docker(&["stop", "-t", "1", &sb.container("app")]).status.success());
+    assert!(docker(&["stop", "-t", "1", &sb.container("app")])
+        .status
+        .success());
     let (status, body) = try_get(sb.http_port, "app.test").unwrap();
     assert_eq!(status, 503);
     assert!(body.contains("<title>Back soon</title>"), "{body}");
     assert!(docker(&["start", &sb.container("app")]).status.success());
-    assert!(wait_until(Duration::from_secs(10), || try_get(sb.http_port, "app.test").is_ok_and(|(s, _)| s == 200)));
+    assert!(wait_until(Duration::from_secs(10), || try_get(
+        sb.http_port,
+        "app.test"
+    )
+    .is_ok_and(|(s, _)| s == 200)));
 }
 
 #[test]
 fn heal_restarts_a_service_whose_health_check_fails() {
     let sb = installed();
     let mut args = web_args("flaky", "flaky.test");
-    args.splice(2..2, ["--health-cmd", "test -f /www/ok", "--health-interval", "1s"]);
+    args.splice(
+        2..2,
+        ["--health-cmd", "test -f /www/ok", "--health-interval", "1s"],
+    );
     assert_ok(&sb.run(&args));
     let ok_file = sb.path("/var/vol/flaky/www/ok");
     std::fs::write(&ok_file, "").unwrap();
     let c = sb.container("flaky");
     let health = || inspect(&c, "{{.State.Health.Status}}");
-    assert!(wait_until(Duration::from_secs(20), || health() == "healthy"), "{}", health());
+    assert!(
+        wait_until(Duration::from_secs(20), || health() == "healthy"),
+        "{}",
+        health()
+    );
     let out = sb.run(&["heal"]);
     assert_ok(&out);
-    assert_eq!(stdout(&out), "All services with a health check are healthy.\n");
+    assert_eq!(
+        stdout(&out),
+        "All services with a health check are healthy.\n"
+    );
 
     std::fs::remove_file(&ok_file).unwrap();
-    assert!(wait_until(Duration::from_secs(20), || health() == "unhealthy"), "{}", health());
+    assert!(
+        wait_until(Duration::from_secs(20), || health() == "unhealthy"),
+        "{}",
+        health()
+    );
     let started = inspect(&c, "{{.State.StartedAt}}");
     let status = sb.run(&["status"]);
     assert_eq!(status.status.code(), Some(1));
-    assert!(stdout(&status).contains("flaky: running but its health check fails"), "{}", stdout(&status));
+    assert!(
+        stdout(&status).contains("flaky: running but its health check fails"),
+        "{}",
+        stdout(&status)
+    );
     std::fs::write(&ok_file, "").unwrap();
     let out = sb.run(&["heal"]);
     assert_ok(&out);
-    assert_eq!(stdout(&out), format!("restarting {c} (its health check fails)\n"));
+    assert_eq!(
+        stdout(&out),
+        format!("restarting {c} (its health check fails)\n")
+    );
     assert_ne!(inspect(&c, "{{.State.StartedAt}}"), started);
 }
 
@@ -281,21 +509,46 @@ fn secrets_are_stored_0600_and_never_printed() {
     outputs.push(sb.run(&args));
     assert_ok(outputs.last().unwrap());
     let stored = sb.path("/etc/pi-setup/secrets/db-app.env");
-    assert_eq!(std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777, 0o600);
-    assert!(inspect(&sb.container("db-app"), "{{json .Config.Env}}").contains(&format!("DB_PASSWORD={secret}")));
-    assert!(!std::fs::read_to_string(sb.path("/etc/pi-setup/services/db-app.toml")).unwrap().contains(secret));
-    for cmd in [&["list"][..], &["list", "--json"], &["status"], &["status", "db-app", "--json"], &["apply"], &["apply", "--dry-run"], &["heal"]] {
+    assert_eq!(
+        std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(inspect(&sb.container("db-app"), "{{json .Config.Env}}")
+        .contains(&format!("DB_PASSWORD={secret}")));
+    assert!(
+        !std::fs::read_to_string(sb.path("/etc/pi-setup/services/db-app.toml"))
+            .unwrap()
+            .contains(secret)
+    );
+    for cmd in [
+        &["list"][..],
+        &["list", "--json"],
+        &["status"],
+        &["status", "db-app", "--json"],
+        &["apply"],
+        &["apply", "--dry-run"],
+        &["heal"],
+    ] {
         outputs.push(sb.run(cmd));
     }
     // A bad secrets file is reported by line, without its contents.
     std::fs::write(&stored, format!("DB_PASSWORD={secret}\n{secret}\n")).unwrap();
     let bad = sb.run(&["apply"]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(stderr(&bad).contains("db-app.env:2:1: expected KEY=value"), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("db-app.env:2:1: expected KEY=value"),
+        "{}",
+        stderr(&bad)
+    );
     outputs.push(bad);
     outputs.push(sb.run(&["remove-service", "db-app"]));
     for out in &outputs {
-        assert!(!stdout(out).contains(secret) && !stderr(out).contains(secret), "secret printed:\n{}\n{}", stdout(out), stderr(out));
+        assert!(
+            !stdout(out).contains(secret) && !stderr(out).contains(secret),
+            "secret printed:\n{}\n{}",
+            stdout(out),
+            stderr(out)
+        );
     }
     assert!(!stored.exists(), "remove-service removes the secrets file");
 }
@@ -305,23 +558,37 @@ fn apply_reconciles_a_hand_edited_service_file() {
     let sb = installed();
     add_web(&sb, "site", "old.test", "site\n");
     let file = sb.path("/etc/pi-setup/services/site.toml");
-    let text = std::fs::read_to_string(&file).unwrap().replace("old.test", "new.test");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("old.test", "new.test");
     std::fs::write(&file, text).unwrap();
     let dry = sb.run(&["apply", "--dry-run"]);
     assert_ok(&dry);
-    assert!(stdout(&dry).contains("reload the gateway configuration"), "{}", stdout(&dry));
+    assert!(
+        stdout(&dry).contains("reload the gateway configuration"),
+        "{}",
+        stdout(&dry)
+    );
     assert_eq!(sb.get("old.test").0, 200, "dry run changed nothing");
     assert_ok(&sb.run(&["apply"]));
     assert_eq!(sb.get("new.test"), (200, "site\n".to_string()));
     assert_eq!(sb.get("old.test").0, 404);
     let again = sb.run(&["apply"]);
-    assert!(stdout(&again).starts_with("Nothing changed"), "{}", stdout(&again));
+    assert!(
+        stdout(&again).starts_with("Nothing changed"),
+        "{}",
+        stdout(&again)
+    );
 
     // A broken hand edit is reported with its position and changes nothing.
     std::fs::write(&file, "name = \"site\"\nimage = \"x:1\"\nport = \"http\"\n").unwrap();
     let out = sb.run(&["apply"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains(&format!("{}:3:8: invalid type", file.display())), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{}:3:8: invalid type", file.display())),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(sb.get("new.test").0, 200);
 }
 
@@ -331,42 +598,80 @@ fn list_and_status_report_state_in_words_and_json() {
     add_web(&sb, "web", "web.test", "web\n");
     let status = sb.run(&["status"]);
     assert_ok(&status);
-    assert!(stdout(&status).contains("All good: the network, the gateway and every service are up."));
-    let json: serde_json::Value = serde_json::from_slice(&sb.run(&["list", "--json"]).stdout).unwrap();
-    let web = json.as_array().unwrap().iter().find(|r| r["name"] == "web").unwrap();
+    assert!(
+        stdout(&status).contains("All good: the network, the gateway and every service are up.")
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&sb.run(&["list", "--json"]).stdout).unwrap();
+    let web = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "web")
+        .unwrap();
     assert_eq!(web["state"], "running");
     assert_eq!(web["domains"][0], "web.test");
     assert_eq!(web["access"], "public");
     assert_eq!(web["volume_bytes"], 4);
     assert!(web["last_backup"].is_null());
 
-    assert!(docker(&["stop", "-t", "1", &sb.container("web")]).status.success());
+    assert!(docker(&["stop", "-t", "1", &sb.container("web")])
+        .status
+        .success());
     let status = sb.run(&["status", "web"]);
     assert_eq!(status.status.code(), Some(1));
-    assert!(stdout(&status).contains("web: exited, not running; its domains show the maintenance page"), "{}", stdout(&status));
-    let json: serde_json::Value = serde_json::from_slice(&sb.run(&["status", "--json"]).stdout).unwrap();
+    assert!(
+        stdout(&status).contains("web: exited, not running; its domains show the maintenance page"),
+        "{}",
+        stdout(&status)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&sb.run(&["status", "--json"]).stdout).unwrap();
     assert_eq!(json["problems"].as_array().unwrap().len(), 1, "{json}");
     let out = sb.run(&["status", "nope"]);
     assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
-fn install_writes_a_heal_timer_that_systemd_accepts() {
+fn install_writes_timers_that_systemd_accepts() {
     let sb = installed();
     let dir = sb.path("/etc/systemd/system");
-    let service = std::fs::read_to_string(dir.join("pi-setup-heal.service")).unwrap();
-    assert!(service.contains(&format!("ExecStart={} --root {} --instance {} heal", crate::harness::bin(), sb.root().display(), sb.instance)), "{service}");
+    let heal = std::fs::read_to_string(dir.join("pi-setup-heal.service")).unwrap();
+    let exec = format!(
+        "{} --root {} --instance {}",
+        crate::harness::bin(),
+        sb.root().display(),
+        sb.instance
+    );
+    assert!(heal.contains(&format!("ExecStart={exec} heal")), "{heal}");
+    let backup = std::fs::read_to_string(dir.join("pi-setup-backup.service")).unwrap();
+    assert!(
+        backup.contains(&format!("ExecStart={exec} backup")),
+        "{backup}"
+    );
+    let timer = std::fs::read_to_string(dir.join("pi-setup-backup.timer")).unwrap();
+    assert!(
+        timer.contains("OnCalendar=*-*-* 03:30:00\n") && timer.contains("Persistent=true"),
+        "{timer}"
+    );
+    let units: Vec<_> = pi_setup::desired::UNITS
+        .iter()
+        .map(|(n, _)| dir.join(n))
+        .collect();
     let out = std::process::Command::new("systemd-analyze")
         .arg("verify")
-        .arg(dir.join("pi-setup-heal.service"))
-        .arg(dir.join("pi-setup-heal.timer"))
+        .args(&units)
         .output()
         .expect("systemd-analyze (ci/deps installs systemd)");
-    // verify warns about units of the host that it loads too; only ours count.
+    // verify also loads units of the host and may warn about those; only ours count.
     let complaints: Vec<String> = String::from_utf8_lossy(&out.stderr)
         .lines()
-        .filter(|l| l.contains("pi-setup-heal"))
+        .filter(|l| l.contains("pi-setup-"))
         .map(String::from)
         .collect();
-    assert!(out.status.success() && complaints.is_empty(), "{complaints:?}\n{}", stderr(&out));
+    assert!(
+        out.status.success() && complaints.is_empty(),
+        "{complaints:?}\n{}",
+        stderr(&out)
+    );
 }

@@ -72,3 +72,24 @@ fn every_layout_is_embedded_and_valid() {
         );
     }
 }
+
+#[test]
+fn every_systemd_unit_is_embedded() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    let mut on_disk: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    on_disk.sort();
+    let embedded: Vec<(String, String)> = pi_setup::desired::UNITS
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(on_disk, embedded, "systemd/ and desired::UNITS differ");
+}
