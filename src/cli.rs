@@ -46,6 +46,14 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Restart services whose health check fails (run every minute by a systemd timer).
     Heal,
+    /// Archive each directory under /var/vol (or the NAMEs given), verified, with retention.
+    Backup(BackupArgs),
+    /// Bring back one volume directory from an archive (stops and restarts its container).
+    Restore(RestoreArgs),
+    /// List the archives of every volume (or of NAME).
+    Backups(BackupsArgs),
+    /// Re-check every archive: checksum, decompression, entry count.
+    Verify(BackupsArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -191,4 +199,58 @@ pub struct ApplyArgs {
     /// Print the ordered plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Only these volumes (directory names under /var/vol).
+    pub names: Vec<String>,
+
+    /// Where archives go (default: `backup.dest` of the profile, /var/backups/pi-setup).
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+
+    /// gzip (default) or zstd.
+    #[arg(long)]
+    pub compress: Option<String>,
+
+    /// Compression level (gzip 1-9, default 6).
+    #[arg(long)]
+    pub level: Option<u32>,
+
+    /// Print what would be archived, and how, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The volume (directory name under /var/vol).
+    pub name: String,
+
+    /// The archive of this UTC timestamp (as in its name, e.g. 20261125T033000Z); default: newest.
+    #[arg(long, value_name = "TIMESTAMP", conflicts_with = "archive")]
+    pub at: Option<String>,
+
+    /// Restore from this archive file.
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+
+    /// Where archives are (default: `backup.dest` of the profile).
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+
+    /// Print what would happen and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupsArgs {
+    /// Only this volume.
+    pub name: Option<String>,
+
+    /// Where archives are (default: `backup.dest` of the profile).
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
 }

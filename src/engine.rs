@@ -385,6 +385,64 @@ impl Engine {
             .map_err(api(format!("restarting container {name}")))
     }
 
+    /// Runs a shell command inside a running container and waits for it; a non-zero exit is an
+    /// error that keeps the command's output (the last 2 KiB).
+    pub async fn exec_shell(&self, name: &str, command: &str) -> Result<(), EngineError> {
+        use bollard::exec::StartExecResults;
+        use bollard::models::ExecConfig;
+        let what = format!("running `{command}` in container {name}");
+        let exec = self
+            .docker
+            .create_exec(
+                name,
+                ExecConfig {
+                    cmd: Some(vec!["sh".into(), "-c".into(), command.into()]),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(api(what.clone()))?;
+        let mut output = String::new();
+        if let StartExecResults::Attached {
+            output: mut stream, ..
+        } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(api(what.clone()))?
+        {
+            while let Some(chunk) = stream.next().await {
+                output.push_str(&chunk.map_err(api(what.clone()))?.to_string());
+            }
+        }
+        let code = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(api(what.clone()))?
+            .exit_code
+            .unwrap_or(-1);
+        if code == 0 {
+            return Ok(());
+        }
+        let tail: String = output
+            .chars()
+            .rev()
+            .take(2048)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        Err(EngineError::Api {
+            what,
+            source: BollardError::DockerStreamError {
+                error: format!("exit code {code}: {}", tail.trim()),
+            },
+        })
+    }
+
     /// Stops a container; one already stopped, or gone, is fine.
     pub async fn stop(&self, name: &str, timeout_secs: i32) -> Result<(), EngineError> {
         let opts = StopContainerOptionsBuilder::default()

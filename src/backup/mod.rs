@@ -1,1 +1,28 @@
 //! Backups of `/var/vol/<name>` directories: archive, verify, retention, restore.
+//!
+//! Layout under a destination: `<dest>/<name>/<name>-<YYYYMMDDTHHMMSSZ>.tar.gz`, beside it
+//! `<archive>.manifest.json` (checksum, sizes, counts, changed files) and `<archive>.listing`
+//! (the tree's metadata, to recognise an unchanged volume). An archive only ever appears
+//! under its final name complete, verified and with its manifest already in place.
+
+mod archive;
+mod error;
+mod manifest;
+mod pgzip;
+mod restore;
+mod retention;
+mod timestamp;
+mod verify;
+mod walk;
+
+#[cfg(test)]
+mod tests;
+
+pub use archive::{archive_dir, ArchiveOptions, ArchiveReport, Compression};
+pub use error::BackupError;
+pub use manifest::Manifest;
+pub use restore::{restore_archive, RestoreOptions, RestoreReport};
+pub use retention::{list_archives, prune, select_prune, ArchiveName, RetentionPolicy};
+pub use timestamp::Timestamp;
+pub use verify::{verify_archive, VerifyReport};
+pub use walk::SkippedEntry;

@@ -2,6 +2,7 @@
 
 pub mod add_service;
 pub mod apply;
+pub mod backup;
 pub mod heal;
 pub mod install;
 pub mod remove_service;

@@ -1,0 +1,387 @@
+//! `archive_dir`: one verified `.tar.gz` per volume directory, written as `.partial` and renamed
+//! into place only once it reads back correctly; an unchanged tree becomes a hard link to the
+//! previous archive instead of being compressed again.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Instant, SystemTime};
+
+use tar::{EntryType, Header};
+
+use crate::backup::error::{check_name, io_err, BackupError};
+use crate::backup::manifest::{
+    listing_path, manifest_path, partial_path, remove_if_present, sync_dir, write_durably,
+    Manifest, ARCHIVE_SUFFIX,
+};
+use crate::backup::pgzip::{compress_parallel, BlockSink, CopyError};
+use crate::backup::retention::list_archives;
+use crate::backup::timestamp::Timestamp;
+use crate::backup::verify::read_back;
+use crate::backup::walk::{escape, walk, Node, NodeKind, SkippedEntry, Stat, Tree};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+}
+
+#[derive(Debug, Clone)]
+pub struct ArchiveOptions {
+    pub compression: Compression,
+    /// 0-9, as for gzip.
+    pub level: u32,
+    /// Compression threads; 0 means one per CPU.
+    pub threads: usize,
+    /// Names the archive; `None` means now. Tests and replays set it.
+    pub timestamp: Option<SystemTime>,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        ArchiveOptions {
+            compression: Compression::Gzip,
+            level: 6,
+            threads: 0,
+            timestamp: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ArchiveReport {
+    pub archive: PathBuf,
+    pub manifest_path: PathBuf,
+    pub manifest: Manifest,
+    /// Files that changed while being read (see [`Manifest::changed_files`]).
+    pub changed: Vec<PathBuf>,
+    pub skipped: Vec<SkippedEntry>,
+}
+
+pub fn archive_dir(
+    src_dir: &Path,
+    dest_dir: &Path,
+    name: &str,
+    opts: &ArchiveOptions,
+) -> Result<ArchiveReport, BackupError> {
+    let started = Instant::now();
+    check_name(name)?;
+    if opts.compression == Compression::Zstd {
+        return Err(BackupError::Unsupported("zstd"));
+    }
+    let created = Timestamp::from(opts.timestamp.unwrap_or_else(SystemTime::now));
+    let dir = dest_dir.join(name);
+    fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+    let archive = dir.join(format!("{name}-{created}{ARCHIVE_SUFFIX}"));
+    if fs::symlink_metadata(&archive).is_ok() {
+        return Err(BackupError::AlreadyExists(archive));
+    }
+    remove_stale(&dir)?;
+    let tree = walk(src_dir)?;
+    let listing = tree.listing();
+    let mut manifest = Manifest {
+        name: name.to_string(),
+        archive: file_name(&archive),
+        created: created.to_string(),
+        compression: "gzip".to_string(),
+        level: opts.level,
+        sha256: String::new(),
+        bytes_in: 0,
+        bytes_out: 0,
+        files: 0,
+        entries: 0,
+        duration_ms: 0,
+        pi_setup_version: env!("CARGO_PKG_VERSION").to_string(),
+        changed_files: Vec::new(),
+        skipped: tree
+            .skipped
+            .iter()
+            .map(|s| format!("{} ({})", escape(&s.path), s.kind))
+            .collect(),
+        reused_from: None,
+    };
+    let mut cleanup = Cleanup(vec![
+        listing_path(&archive),
+        manifest_path(&archive),
+        partial_path(&archive),
+        archive.clone(),
+    ]);
+    let mut changed = tree.vanished.clone();
+    match reusable(&dir, name, &listing)? {
+        Some((previous, old)) => {
+            // A hard link shares the verified bytes. It is made under the partial name and
+            // renamed like a new archive, after the manifest: a final name never lacks one.
+            let partial = partial_path(&archive);
+            fs::hard_link(&previous, &partial).map_err(io_err("linking", &partial))?;
+            manifest.sha256 = old.sha256;
+            manifest.bytes_in = old.bytes_in;
+            manifest.bytes_out = old.bytes_out;
+            manifest.files = old.files;
+            manifest.entries = old.entries;
+            manifest.reused_from = Some(old.archive);
+        }
+        None => {
+            let partial = partial_path(&archive);
+            let out = File::create(&partial).map_err(io_err("creating", &partial))?;
+            let threads = match opts.threads {
+                0 => thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            };
+            let (stats, compressed) =
+                compress_parallel(out, &partial, opts.level, threads, |sink| {
+                    write_tar(src_dir, &tree, sink, &partial)
+                })?;
+            let sha256 = hex::encode(compressed.sha256);
+            let back = read_back(&partial, &sha256, stats.entries)?;
+            if back.bytes_in != compressed.bytes_in {
+                return Err(BackupError::Corrupt {
+                    path: partial,
+                    reason: format!(
+                        "decompresses to {} bytes, {} were written",
+                        back.bytes_in, compressed.bytes_in
+                    ),
+                });
+            }
+            changed.extend(stats.changed);
+            manifest.sha256 = sha256;
+            manifest.bytes_in = compressed.bytes_in;
+            manifest.bytes_out = compressed.bytes_out;
+            manifest.files = stats.files;
+            manifest.entries = stats.entries;
+        }
+    }
+    manifest.changed_files = changed.iter().map(|p| escape(p)).collect();
+    manifest.duration_ms = started.elapsed().as_millis() as u64;
+    write_durably(&listing_path(&archive), listing.as_bytes())?;
+    write_durably(&manifest_path(&archive), &manifest.to_bytes())?;
+    let partial = partial_path(&archive);
+    fs::rename(&partial, &archive).map_err(io_err("renaming", &partial))?;
+    sync_dir(&dir)?;
+    cleanup.0.clear();
+    Ok(ArchiveReport {
+        manifest_path: manifest_path(&archive),
+        archive,
+        manifest,
+        changed,
+        skipped: tree.skipped,
+    })
+}
+
+/// What a killed run (SIGKILL, power loss) left in a volume's archive directory: `.partial`
+/// files, and manifests or listings whose archive was never renamed into place. Callers hold
+/// the backup lock, so no other run is writing here.
+fn remove_stale(dir: &Path) -> Result<(), BackupError> {
+    let entries = fs::read_dir(dir).map_err(io_err("listing directory", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io_err("listing directory", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let orphan_of = name
+            .strip_suffix(".manifest.json")
+            .or_else(|| name.strip_suffix(".listing"))
+            .filter(|archive| !dir.join(archive).exists());
+        if name.ends_with(".partial") || orphan_of.is_some() {
+            let path = entry.path();
+            remove_if_present(&path).map_err(io_err("removing stale", &path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes what a failed run left behind, so only complete archives ever carry final names.
+struct Cleanup(Vec<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = remove_if_present(path);
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The newest good archive, if its listing equals `listing` and nothing changed while it was
+/// read (a changed file may have been captured half-written).
+fn reusable(
+    dir: &Path,
+    name: &str,
+    listing: &str,
+) -> Result<Option<(PathBuf, Manifest)>, BackupError> {
+    let archives = list_archives(dir.parent().unwrap_or(dir), name)?;
+    let Some(newest) = archives.iter().rev().find(|a| a.good) else {
+        return Ok(None);
+    };
+    let Ok(manifest) = Manifest::read_for(&newest.path) else {
+        return Ok(None);
+    };
+    if !manifest.changed_files.is_empty() || manifest.compression != "gzip" {
+        return Ok(None);
+    }
+    match fs::read(listing_path(&newest.path)) {
+        Ok(old) if old == listing.as_bytes() => Ok(Some((newest.path.clone(), manifest))),
+        _ => Ok(None),
+    }
+}
+
+struct TarStats {
+    files: u64,
+    entries: u64,
+    changed: Vec<PathBuf>,
+}
+
+fn write_tar(
+    root: &Path,
+    tree: &Tree,
+    sink: &mut BlockSink,
+    partial: &Path,
+) -> Result<TarStats, BackupError> {
+    let sink_err = io_err("writing", partial);
+    let mut stats = TarStats {
+        files: 0,
+        entries: 0,
+        changed: Vec::new(),
+    };
+    // First archived path of each multiply-linked inode; later names become hard-link entries.
+    let mut first_names: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let mut builder = tar::Builder::new(sink);
+    for node in &tree.nodes {
+        match &node.kind {
+            NodeKind::Dir => {
+                let mut h = header(EntryType::Directory, &node.stat, 0);
+                builder
+                    .append_data(&mut h, &node.rel, io::empty())
+                    .map_err(io_err("writing", partial))?;
+            }
+            NodeKind::Symlink(target) => {
+                let mut h = header(EntryType::Symlink, &node.stat, 0);
+                builder
+                    .append_link(&mut h, &node.rel, target)
+                    .map_err(io_err("writing", partial))?;
+            }
+            NodeKind::File => {
+                if !append_file(
+                    root,
+                    node,
+                    &mut builder,
+                    &mut first_names,
+                    &mut stats,
+                    partial,
+                )? {
+                    continue;
+                }
+                stats.files += 1;
+            }
+        }
+        stats.entries += 1;
+    }
+    builder.into_inner().map_err(sink_err)?;
+    Ok(stats)
+}
+
+#[cfg(test)]
+type Hook = Box<dyn FnMut(&Path)>;
+
+#[cfg(test)]
+thread_local! {
+    /// Runs after a file's header is fixed and before its data is read: tests grow or shrink
+    /// the file here to reproduce a file changing under the archiver deterministically.
+    pub(crate) static AFTER_OPEN: std::cell::RefCell<Option<Hook>> = std::cell::RefCell::new(None);
+}
+
+/// Appends one regular file (or a hard link to an earlier one). Returns false if the file was
+/// gone or no longer a regular file, which is recorded as a change rather than failing the run.
+fn append_file(
+    root: &Path,
+    node: &Node,
+    builder: &mut tar::Builder<&mut BlockSink>,
+    first_names: &mut HashMap<(u64, u64), PathBuf>,
+    stats: &mut TarStats,
+    partial: &Path,
+) -> Result<bool, BackupError> {
+    let abs = root.join(&node.rel);
+    // O_NOFOLLOW: the entry may have been replaced by a symlink since the walk.
+    // O_NONBLOCK: ... or by a FIFO, which would otherwise block the open forever.
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(&abs);
+    let mut file = match opened {
+        Ok(f) => f,
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(nix::libc::ELOOP) =>
+        {
+            stats.changed.push(node.rel.clone());
+            return Ok(false);
+        }
+        Err(e) => return Err(io_err("opening", &abs)(e)),
+    };
+    let meta = file.metadata().map_err(io_err("reading", &abs))?;
+    if !meta.is_file() {
+        stats.changed.push(node.rel.clone());
+        return Ok(false);
+    }
+    let before = Stat::of(&meta);
+    let mut changed = node.stat.content_changed(&before);
+    if before.nlink > 1 {
+        if let Some(first) = first_names.get(&(before.dev, before.ino)) {
+            let mut h = header(EntryType::Link, &before, 0);
+            builder
+                .append_link(&mut h, &node.rel, first)
+                .map_err(io_err("writing", partial))?;
+            if changed {
+                stats.changed.push(node.rel.clone());
+            }
+            return Ok(true);
+        }
+    }
+    #[cfg(test)]
+    AFTER_OPEN.with(|hook| {
+        if let Some(hook) = hook.borrow_mut().as_mut() {
+            hook(&abs);
+        }
+    });
+    let mut h = header(EntryType::Regular, &before, before.size);
+    // An empty reader makes the tar crate write only the header (plus any GNU long-name
+    // record); the data is copied below, capped at the header's size (tar-rs #352, #282).
+    builder
+        .append_data(&mut h, &node.rel, io::empty())
+        .map_err(io_err("writing", partial))?;
+    let sink = builder.get_mut();
+    let read = sink
+        .copy_exact(&mut file, before.size)
+        .map_err(|e| match e {
+            CopyError::Source(e) => io_err("reading", &abs)(e),
+            CopyError::Sink(e) => io_err("writing", partial)(e),
+        })?;
+    let padding = (512 - before.size % 512) % 512;
+    sink.write_all(&[0; 512][..padding as usize])
+        .map_err(io_err("writing", partial))?;
+    let after = Stat::of(&file.metadata().map_err(io_err("reading", &abs))?);
+    changed |= read != before.size || before.content_changed(&after);
+    if changed {
+        stats.changed.push(node.rel.clone());
+    }
+    if before.nlink > 1 {
+        first_names.insert((before.dev, before.ino), node.rel.clone());
+    }
+    Ok(true)
+}
+
+fn header(kind: EntryType, stat: &Stat, size: u64) -> Header {
+    let mut h = Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(stat.mode & 0o7777);
+    h.set_uid(u64::from(stat.uid));
+    h.set_gid(u64::from(stat.gid));
+    h.set_mtime(stat.mtime.0.max(0) as u64);
+    h
+}

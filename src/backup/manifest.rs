@@ -1,0 +1,106 @@
+//! The manifest written beside each archive, and the file names that tie an archive, its
+//! manifest and its listing together.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backup::error::{io_err, BackupError};
+
+pub const ARCHIVE_SUFFIX: &str = ".tar.gz";
+const MANIFEST_SUFFIX: &str = ".manifest.json";
+const LISTING_SUFFIX: &str = ".listing";
+const PARTIAL_SUFFIX: &str = ".partial";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Backup (volume) name.
+    pub name: String,
+    /// File name of the archive this manifest describes.
+    pub archive: String,
+    /// UTC `YYYYMMDDTHHMMSSZ`, as in the file name.
+    pub created: String,
+    pub compression: String,
+    pub level: u32,
+    /// Of the archive file as written.
+    pub sha256: String,
+    /// Uncompressed tar stream.
+    pub bytes_in: u64,
+    /// Archive file size.
+    pub bytes_out: u64,
+    pub files: u64,
+    /// Tar entries (directories, files, symlinks, hard links); GNU long-name records excluded.
+    pub entries: u64,
+    pub duration_ms: u64,
+    pub pi_setup_version: String,
+    /// Files whose content or metadata changed while they were read (path escaped as in the
+    /// listing). Their entries are well-formed but may not be a consistent snapshot.
+    pub changed_files: Vec<String>,
+    /// Sockets, FIFOs and device nodes, as `path (kind)`.
+    pub skipped: Vec<String>,
+    /// Set when the tree was unchanged and this archive is a hard link to an earlier one.
+    pub reused_from: Option<String>,
+}
+
+pub(crate) fn manifest_path(archive: &Path) -> PathBuf {
+    with_suffix(archive, MANIFEST_SUFFIX)
+}
+
+pub(crate) fn listing_path(archive: &Path) -> PathBuf {
+    with_suffix(archive, LISTING_SUFFIX)
+}
+
+pub(crate) fn partial_path(path: &Path) -> PathBuf {
+    with_suffix(path, PARTIAL_SUFFIX)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+impl Manifest {
+    /// The manifest beside `archive`.
+    pub fn read_for(archive: &Path) -> Result<Manifest, BackupError> {
+        let path = manifest_path(archive);
+        let text = fs::read(&path).map_err(io_err("reading", &path))?;
+        serde_json::from_slice(&text).map_err(|source| BackupError::Manifest { path, source })
+    }
+
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut text = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        text.push(b'\n');
+        text
+    }
+}
+
+/// Writes `bytes` to `<path>.partial`, fsyncs it and renames it to `path`. The caller fsyncs
+/// the directory once all renames are done.
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), BackupError> {
+    let partial = partial_path(path);
+    let written = File::create(&partial)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| fs::rename(&partial, path));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&partial);
+        return Err(io_err("writing", path)(e));
+    }
+    Ok(())
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), BackupError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("syncing directory", dir))
+}
+
+pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,441 @@
+//! Parallel gzip in the style of pigz: the tar stream is cut into blocks that worker threads
+//! deflate independently, each primed with the previous block's last 32 KiB as its dictionary
+//! (so the ratio stays that of one stream), and a writer thread stitches them into a single
+//! gzip member, hashing exactly the bytes it writes. Blocks whose bytes look uniformly random
+//! (media, already-compressed files) are stored instead of deflated: deflate cannot shrink them
+//! and spends most of its time failing to.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::mem;
+use std::panic;
+use std::path::Path;
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::Mutex;
+use std::thread;
+
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use sha2::{Digest, Sha256};
+
+use crate::backup::error::{io_err, BackupError};
+
+const BLOCK: usize = 1 << 20;
+/// Deflate's window: a block can refer back this far into the previous one.
+const WINDOW: usize = 32 * 1024;
+/// Magic, deflate, no flags, no mtime (the manifest has it), no extra flags, OS = Unix.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+
+pub(crate) struct Compressed {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub sha256: [u8; 32],
+}
+
+struct Job {
+    seq: u64,
+    block: Vec<u8>,
+    len: usize,
+    dict: Vec<u8>,
+    last: bool,
+}
+
+struct Done {
+    seq: u64,
+    block: Vec<u8>,
+    deflated: io::Result<Vec<u8>>,
+    crc: Crc,
+    last: bool,
+}
+
+/// The producer's end of the pipeline: tar data goes in, full blocks go to the workers.
+pub(crate) struct BlockSink {
+    current: Vec<u8>,
+    filled: usize,
+    seq: u64,
+    dict: Vec<u8>,
+    bytes: u64,
+    jobs: SyncSender<Job>,
+    /// Blocks come back from the writer once written; waiting for one bounds memory.
+    free: Receiver<Vec<u8>>,
+}
+
+/// Why copying a file's data into the archive stopped: the caller names the source file for
+/// the first and the archive for the second.
+pub(crate) enum CopyError {
+    Source(io::Error),
+    Sink(io::Error),
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("the compression pipeline stopped")
+}
+
+impl BlockSink {
+    fn make_room(&mut self) -> io::Result<()> {
+        if self.filled == self.current.len() {
+            self.dispatch(false)?;
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, last: bool) -> io::Result<()> {
+        let next = if last {
+            Vec::new()
+        } else {
+            self.free.recv().map_err(|_| stopped())?
+        };
+        let block = mem::replace(&mut self.current, next);
+        let len = mem::replace(&mut self.filled, 0);
+        let dict = mem::replace(
+            &mut self.dict,
+            block[len.saturating_sub(WINDOW)..len].to_vec(),
+        );
+        let job = Job {
+            seq: self.seq,
+            block,
+            len,
+            dict,
+            last,
+        };
+        self.seq += 1;
+        self.jobs.send(job).map_err(|_| stopped())
+    }
+
+    /// Copies exactly `size` bytes from `src`, padding with zeros if it ends early, so the
+    /// entry always matches its header however the file changes meanwhile. Returns how many
+    /// bytes really came from `src`.
+    pub fn copy_exact(&mut self, src: &mut impl Read, size: u64) -> Result<u64, CopyError> {
+        let mut remaining = size;
+        let mut from_src = 0;
+        let mut at_eof = false;
+        while remaining > 0 {
+            self.make_room().map_err(CopyError::Sink)?;
+            let room = (self.current.len() - self.filled).min(remaining as usize);
+            let dst = &mut self.current[self.filled..self.filled + room];
+            let n = if at_eof {
+                dst.fill(0);
+                room
+            } else {
+                match src.read(dst) {
+                    Ok(0) => {
+                        at_eof = true;
+                        continue;
+                    }
+                    Ok(n) => {
+                        from_src += n as u64;
+                        n
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(CopyError::Source(e)),
+                }
+            };
+            self.filled += n;
+            self.bytes += n as u64;
+            remaining -= n as u64;
+        }
+        Ok(from_src)
+    }
+
+    fn finish(mut self) -> io::Result<u64> {
+        self.dispatch(true)?;
+        Ok(self.bytes)
+    }
+}
+
+impl Write for BlockSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.make_room()?;
+        let n = buf.len().min(self.current.len() - self.filled);
+        self.current[self.filled..self.filled + n].copy_from_slice(&buf[..n]);
+        self.filled += n;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `produce` against a [`BlockSink`] while `threads` workers compress and a writer thread
+/// writes `out` (then fsyncs it). The writer's error wins over the producer's: when the disk
+/// fills up the producer only sees the pipeline stop.
+pub(crate) fn compress_parallel<R>(
+    out: File,
+    out_path: &Path,
+    level: u32,
+    threads: usize,
+    produce: impl FnOnce(&mut BlockSink) -> Result<R, BackupError>,
+) -> Result<(R, Compressed), BackupError> {
+    let threads = threads.max(1);
+    let (job_tx, job_rx) = sync_channel::<Job>(threads);
+    let job_rx = Mutex::new(job_rx);
+    let (done_tx, done_rx) = channel::<Done>();
+    let (free_tx, free_rx) = channel::<Vec<u8>>();
+    let (spare_tx, spare_rx) = channel::<Vec<u8>>();
+    let spare_rx = Mutex::new(spare_rx);
+    // One block being filled, one per worker, one queued per worker, one being written.
+    for _ in 0..threads * 2 + 1 {
+        let _ = free_tx.send(vec![0; BLOCK]);
+    }
+    let level = Compression::new(level.min(9));
+    thread::scope(|s| {
+        for _ in 0..threads {
+            let done_tx = done_tx.clone();
+            let (job_rx, spare_rx) = (&job_rx, &spare_rx);
+            s.spawn(move || deflate_jobs(level, job_rx, spare_rx, done_tx));
+        }
+        drop(done_tx);
+        let writer = s.spawn(move || write_in_order(out, out_path, done_rx, free_tx, spare_tx));
+        let mut sink = BlockSink {
+            current: vec![0; BLOCK],
+            filled: 0,
+            seq: 0,
+            dict: Vec::new(),
+            bytes: 0,
+            jobs: job_tx,
+            free: free_rx,
+        };
+        let produced = produce(&mut sink).and_then(|r| {
+            let bytes_in = sink.finish().map_err(io_err("writing", out_path))?;
+            Ok((r, bytes_in))
+        });
+        let written = writer.join().unwrap_or_else(|p| panic::resume_unwind(p));
+        match (produced, written) {
+            (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
+            (Ok((r, bytes_in)), Ok(Some((bytes_out, sha256)))) => Ok((
+                r,
+                Compressed {
+                    bytes_in,
+                    bytes_out,
+                    sha256,
+                },
+            )),
+            (Ok(_), Ok(None)) => Err(io_err("writing", out_path)(stopped())),
+        }
+    })
+}
+
+fn deflate_jobs(
+    level: Compression,
+    jobs: &Mutex<Receiver<Job>>,
+    spare: &Mutex<Receiver<Vec<u8>>>,
+    done: Sender<Done>,
+) {
+    // Raw deflate: the writer supplies the gzip header and trailer for the whole stream.
+    let mut deflate = Compress::new(level, false);
+    loop {
+        let Ok(job) = jobs.lock().expect("job queue lock").recv() else {
+            return;
+        };
+        let mut out = spare
+            .lock()
+            .expect("buffer pool lock")
+            .try_recv()
+            .unwrap_or_default();
+        out.clear();
+        let input = &job.block[..job.len];
+        let deflated =
+            compress_block(&mut deflate, input, &job.dict, job.last, &mut out).map(|()| out);
+        let mut crc = Crc::new();
+        crc.update(input);
+        let result = Done {
+            seq: job.seq,
+            block: job.block,
+            deflated,
+            crc,
+            last: job.last,
+        };
+        if done.send(result).is_err() {
+            return;
+        }
+    }
+}
+
+/// Blocks are judged in segments of this size, so a block that straddles a text file and a
+/// photo stores only the photo's part.
+const SEGMENT: usize = 64 * 1024;
+
+/// Compresses one block as runs of segments, each run deflated or stored as a whole. `dict` is
+/// the stream's last 32 KiB before this block.
+fn compress_block(
+    deflate: &mut Compress,
+    input: &[u8],
+    dict: &[u8],
+    last: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    if input.is_empty() {
+        return deflate_block(deflate, input, dict, last, out);
+    }
+    let segment_end = |start: usize| (start + SEGMENT).min(input.len());
+    let mut start = 0;
+    while start < input.len() {
+        let store = looks_incompressible(&input[start..segment_end(start)]);
+        let mut end = segment_end(start);
+        while end < input.len() && looks_incompressible(&input[end..segment_end(end)]) == store {
+            end = segment_end(end);
+        }
+        let run_last = last && end == input.len();
+        if store {
+            store_block(&input[start..end], run_last, out);
+        } else if start >= WINDOW {
+            deflate_block(
+                deflate,
+                &input[start..end],
+                &input[start - WINDOW..start],
+                run_last,
+                out,
+            )?;
+        } else {
+            let mut window = dict[dict.len().saturating_sub(WINDOW - start)..].to_vec();
+            window.extend_from_slice(&input[..start]);
+            deflate_block(deflate, &input[start..end], &window, run_last, out)?;
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+/// Order-0 entropy above this (bits per byte) means Huffman coding could save under 0.6% and
+/// matches are as unlikely as in random data.
+const STORE_ABOVE_BITS: f64 = 7.95;
+
+fn looks_incompressible(data: &[u8]) -> bool {
+    if data.len() < SEGMENT / 2 {
+        return false;
+    }
+    let mut counts = [0u32; 256];
+    for &b in data {
+        counts[usize::from(b)] += 1;
+    }
+    let n = data.len() as f64;
+    let bits: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum();
+    bits > STORE_ABOVE_BITS
+}
+
+/// Deflate "stored" blocks. Every block before this one ended byte-aligned (sync flush), which
+/// is where a stored block's header byte must start, and stored blocks end byte-aligned too.
+fn store_block(input: &[u8], last: bool, out: &mut Vec<u8>) {
+    out.reserve(input.len() + input.len() / 65_535 * 5 + 5);
+    let mut chunks = input.chunks(65_535).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[u8::from(last), 0, 0, 0xff, 0xff]);
+    }
+    while let Some(chunk) = chunks.next() {
+        out.push(u8::from(last && chunks.peek().is_none()));
+        let len = chunk.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+}
+
+/// Deflates `input` primed with `dict`. A sync flush ends every run but the stream's last on a
+/// byte boundary, so runs and blocks concatenate.
+fn deflate_block(
+    deflate: &mut Compress,
+    input: &[u8],
+    dict: &[u8],
+    last: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    deflate.reset();
+    if !dict.is_empty() {
+        deflate.set_dictionary(dict).map_err(io::Error::other)?;
+    }
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    out.reserve(input.len() + input.len() / 64 + 1024);
+    let start = deflate.total_in();
+    loop {
+        let consumed = (deflate.total_in() - start) as usize;
+        let status = deflate
+            .compress_vec(&input[consumed..], out, flush)
+            .map_err(io::Error::other)?;
+        let consumed = (deflate.total_in() - start) as usize;
+        let complete = match status {
+            Status::StreamEnd => true,
+            Status::Ok | Status::BufError => {
+                !last && consumed == input.len() && out.len() < out.capacity()
+            }
+        };
+        if complete {
+            return Ok(());
+        }
+        if out.len() == out.capacity() {
+            out.reserve(64 * 1024);
+        }
+    }
+}
+
+/// Writes blocks in sequence order; returns `None` if the producer gave up before the last one.
+fn write_in_order(
+    out: File,
+    path: &Path,
+    done: Receiver<Done>,
+    free: Sender<Vec<u8>>,
+    spare: Sender<Vec<u8>>,
+) -> Result<Option<(u64, [u8; 32])>, BackupError> {
+    let failed = io_err("writing", path);
+    let mut out = HashedFile {
+        file: out,
+        sha: Sha256::new(),
+        bytes: 0,
+    };
+    let mut crc = Crc::new();
+    let mut pending = BTreeMap::new();
+    let mut next = 0;
+    if let Err(e) = out.write_all(&GZIP_HEADER) {
+        return Err(failed(e));
+    }
+    for block in done {
+        pending.insert(block.seq, block);
+        while let Some(block) = pending.remove(&next) {
+            next += 1;
+            let deflated = block.deflated.map_err(io_err("compressing for", path))?;
+            if let Err(e) = out.write_all(&deflated) {
+                return Err(failed(e));
+            }
+            crc.combine(&block.crc);
+            let _ = free.send(block.block);
+            let _ = spare.send(deflated);
+            if block.last {
+                let mut trailer = [0; 8];
+                trailer[..4].copy_from_slice(&crc.sum().to_le_bytes());
+                trailer[4..].copy_from_slice(&crc.amount().to_le_bytes());
+                if let Err(e) = out.write_all(&trailer).and_then(|()| out.file.sync_all()) {
+                    return Err(failed(e));
+                }
+                return Ok(Some((out.bytes, out.sha.finalize().into())));
+            }
+        }
+    }
+    Ok(None)
+}
+
+struct HashedFile {
+    file: File,
+    sha: Sha256,
+    bytes: u64,
+}
+
+impl HashedFile {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.sha.update(bytes);
+        self.bytes += bytes.len() as u64;
+        Ok(())
+    }
+}

@@ -1,0 +1,620 @@
+//! End-to-end tests of the backup module against real files, GNU tar, bsdtar and a tmpfs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{lchown, symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, UNIX_EPOCH};
+
+use flate2::write::GzEncoder;
+use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+use crate::backup::archive::AFTER_OPEN;
+use crate::backup::{
+    archive_dir, list_archives, prune, restore_archive, verify_archive, ArchiveOptions,
+    BackupError, Manifest, RestoreOptions, RetentionPolicy,
+};
+
+const NON_UTF8: &[u8] = b"caf\xe9-\xff.txt";
+
+fn opts_at(secs: u64) -> ArchiveOptions {
+    ArchiveOptions {
+        timestamp: Some(UNIX_EPOCH + Duration::from_secs(secs)),
+        ..ArchiveOptions::default()
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, bytes).unwrap();
+}
+
+fn log_lines(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| {
+            format!(
+                "2024-05-01T12:{:02}:{:02}Z level=info req={i} path=/api/v1/items/{}\n",
+                i / 60 % 60,
+                i % 60,
+                i * 7 % 1000
+            )
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// A volume with every kind of entry the archiver must carry: owners, odd modes, an empty
+/// directory, symlinks (one dangling, one with a long target), hard links, paths over 100 and
+/// 255 bytes, a non-UTF-8 name, a read-only directory with contents, and a FIFO (skipped).
+fn fixture(root: &Path) {
+    fs::create_dir_all(root).unwrap();
+    write(&root.join("data/app.log"), &log_lines(2000));
+    write(&root.join("data/config.toml"), b"key = 'value'\n");
+    write(&root.join("data/empty-file"), b"");
+    fs::create_dir_all(root.join("empty")).unwrap();
+    symlink("data/config.toml", root.join("link")).unwrap();
+    symlink("nowhere/missing", root.join("dangling")).unwrap();
+    let long_target = format!("data/{}", "t".repeat(120));
+    symlink(&long_target, root.join("long-target")).unwrap();
+    write(&root.join("data/a"), b"shared inode\n");
+    fs::hard_link(root.join("data/a"), root.join("data/b")).unwrap();
+    fs::create_dir_all(root.join("other")).unwrap();
+    fs::hard_link(root.join("data/a"), root.join("other/c")).unwrap();
+    let deep: PathBuf = (0..5).map(|i| format!("{i}{}", "d".repeat(59))).collect();
+    write(&root.join(&deep).join("deep-file.txt"), b"deep\n");
+    assert!(deep.join("deep-file.txt").as_os_str().len() > 255);
+    write(&root.join(OsStr::from_bytes(NON_UTF8)), b"latin-1 name\n");
+    write(&root.join("ro/inside"), b"in a read-only dir\n");
+    write(&root.join("suid"), b"#!/bin/sh\n");
+    nix::unistd::mkfifo(
+        &root.join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+
+    let set_mode = |rel: &str, mode: u32| {
+        fs::set_permissions(root.join(rel), fs::Permissions::from_mode(mode)).unwrap();
+    };
+    lchown(root.join("data/config.toml"), Some(1234), Some(5678)).unwrap();
+    lchown(root.join("link"), Some(4321), Some(8765)).unwrap();
+    lchown(root.join("empty"), Some(999), Some(999)).unwrap();
+    lchown(root.join("suid"), Some(1000), Some(1000)).unwrap();
+    set_mode("data/config.toml", 0o640);
+    set_mode("empty", 0o750);
+    set_mode("suid", 0o4755);
+    set_mode(".", 0o711);
+    // Times last, deepest first, since creating entries changes their directory's mtime.
+    let mut all = Vec::new();
+    collect(root, Path::new(""), &mut all);
+    all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for (i, rel) in all.iter().enumerate() {
+        let t = TimeSpec::new(1_600_000_000 + i as i64 * 3600, 0);
+        utimensat(
+            nix::fcntl::AT_FDCWD,
+            &root.join(rel),
+            &t,
+            &t,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+    }
+    set_mode("ro", 0o555);
+}
+
+fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
+    out.push(rel.to_path_buf());
+    let abs = root.join(rel);
+    if fs::symlink_metadata(&abs).unwrap().is_dir() {
+        for entry in fs::read_dir(&abs).unwrap() {
+            collect(root, &rel.join(entry.unwrap().file_name()), out);
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Snap {
+    kind: char,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    content: Vec<u8>,
+}
+
+/// Everything a restore must reproduce, plus which paths share an inode. FIFOs, which the
+/// archiver skips, are left out.
+fn snapshot(root: &Path) -> (BTreeMap<PathBuf, Snap>, BTreeSet<Vec<PathBuf>>) {
+    let mut paths = Vec::new();
+    collect(root, Path::new(""), &mut paths);
+    let mut snaps = BTreeMap::new();
+    let mut inodes: BTreeMap<u64, Vec<PathBuf>> = BTreeMap::new();
+    for rel in paths {
+        let abs = root.join(&rel);
+        let m = fs::symlink_metadata(&abs).unwrap();
+        let (kind, content) = if m.is_dir() {
+            ('d', Vec::new())
+        } else if m.is_symlink() {
+            (
+                'l',
+                fs::read_link(&abs).unwrap().as_os_str().as_bytes().to_vec(),
+            )
+        } else if m.is_file() {
+            if m.nlink() > 1 {
+                inodes.entry(m.ino()).or_default().push(rel.clone());
+            }
+            ('f', fs::read(&abs).unwrap())
+        } else {
+            continue;
+        };
+        let mode = if kind == 'l' { 0 } else { m.mode() & 0o7777 };
+        snaps.insert(
+            rel,
+            Snap {
+                kind,
+                mode,
+                uid: m.uid(),
+                gid: m.gid(),
+                mtime: m.mtime(),
+                content,
+            },
+        );
+    }
+    let groups = inodes
+        .into_values()
+        .map(|mut g| {
+            g.sort();
+            g
+        })
+        .collect();
+    (snaps, groups)
+}
+
+/// `root_mtime: false` for bsdtar, which never sets the mtime of the directory it extracts
+/// into (not even from GNU tar's own archives).
+fn assert_same_tree(expected: &Path, actual: &Path, root_mtime: bool) {
+    let (want, want_links) = snapshot(expected);
+    let (mut got, got_links) = snapshot(actual);
+    if !root_mtime {
+        got.get_mut(Path::new("")).unwrap().mtime = want[Path::new("")].mtime;
+    }
+    for (path, snap) in &want {
+        assert_eq!(got.get(path), Some(snap), "{} differs", path.display());
+    }
+    assert_eq!(want.len(), got.len(), "entry sets differ");
+    assert_eq!(want_links, got_links, "hard-link groups differ");
+    assert_eq!(want_links.len(), 1);
+}
+
+#[test]
+fn round_trip_restores_an_identical_tree_and_swaps_it_in() {
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("vol/app");
+    fixture(&src);
+    let dest = tmp.path().join("backups");
+    let report = archive_dir(&src, &dest, "app", &opts_at(1_700_000_000)).unwrap();
+    assert_eq!(report.archive, dest.join("app/app-20231114T221320Z.tar.gz"));
+    assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
+    assert_eq!(report.skipped[0].path, Path::new("pipe"));
+    assert_eq!(report.manifest.skipped, ["pipe (fifo)"]);
+    assert!(report.changed.is_empty(), "{:?}", report.changed);
+    assert_eq!(report.manifest.pi_setup_version, env!("CARGO_PKG_VERSION"));
+    let on_disk = Manifest::read_for(&report.archive).unwrap();
+    assert_eq!(on_disk, report.manifest);
+    let bytes = fs::read(&report.archive).unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&bytes)), on_disk.sha256);
+    assert_eq!(bytes.len() as u64, on_disk.bytes_out);
+    let verified = verify_archive(&report.archive).unwrap();
+    assert_eq!(verified.entries, on_disk.entries);
+
+    // Restore over an existing volume: the old one is moved aside, not deleted.
+    let parent = tmp.path().join("restore");
+    write(&parent.join("app/old-marker"), b"old");
+    let restored =
+        restore_archive(&report.archive, &parent, "app", &RestoreOptions::default()).unwrap();
+    assert_eq!(restored.restored, parent.join("app"));
+    let aside = restored.previous.expect("previous volume moved aside");
+    assert!(aside
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("app.pre-restore-"));
+    assert_eq!(fs::read(aside.join("old-marker")).unwrap(), b"old");
+    assert_same_tree(&src, &parent.join("app"), true);
+    let leftovers: Vec<_> = fs::read_dir(&parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".restore-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn gnu_tar_and_bsdtar_list_and_extract_the_same_tree() {
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("app");
+    fixture(&src);
+    let report = archive_dir(&src, &tmp.path().join("b"), "app", &opts_at(1_700_000_000)).unwrap();
+    let mut ran = 0;
+    for tool in ["tar", "bsdtar"] {
+        let Ok(list) = Command::new(tool).arg("-tzf").arg(&report.archive).output() else {
+            eprintln!("{tool} is not installed; skipping it");
+            continue;
+        };
+        ran += 1;
+        assert!(
+            list.status.success(),
+            "{tool} -t: {}",
+            String::from_utf8_lossy(&list.stderr)
+        );
+        assert!(
+            list.stdout.windows(13).any(|w| w == b"deep-file.txt"),
+            "{tool} lists the long path"
+        );
+        assert_eq!(
+            list.stdout
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count() as u64,
+            report.manifest.entries
+        );
+        let out = tmp.path().join(format!("x-{tool}"));
+        fs::create_dir(&out).unwrap();
+        let extract = Command::new(tool)
+            .arg("-xpzf")
+            .arg(&report.archive)
+            .arg("-C")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            extract.status.success(),
+            "{tool} -x: {}",
+            String::from_utf8_lossy(&extract.stderr)
+        );
+        assert_same_tree(&src, &out, tool == "tar");
+    }
+    if ran == 0 {
+        eprintln!("neither tar nor bsdtar is installed; nothing checked");
+    }
+}
+
+#[test]
+fn files_changing_while_read_are_capped_padded_and_reported() {
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("app");
+    let original = log_lines(3000);
+    write(&src.join("grows.log"), &original);
+    write(&src.join("shrinks.log"), &original);
+    write(&src.join("steady.txt"), b"steady\n");
+    AFTER_OPEN.with(|hook| {
+        *hook.borrow_mut() = Some(Box::new(|path: &Path| {
+            let mut f = OpenOptions::new().append(true).open(path).unwrap();
+            match path.file_name().unwrap().to_str().unwrap() {
+                "grows.log" => f.write_all(&[b'+'; 70_000]).unwrap(),
+                "shrinks.log" => f.set_len(1000).unwrap(),
+                _ => {}
+            }
+        }));
+    });
+    let result = archive_dir(&src, &tmp.path().join("b"), "app", &opts_at(1_700_000_000));
+    AFTER_OPEN.with(|hook| hook.borrow_mut().take());
+    let report = result.unwrap();
+    let mut changed = report.changed.clone();
+    changed.sort();
+    assert_eq!(
+        changed,
+        [PathBuf::from("grows.log"), PathBuf::from("shrinks.log")]
+    );
+    assert_eq!(report.manifest.changed_files, ["grows.log", "shrinks.log"]);
+    verify_archive(&report.archive).unwrap();
+
+    let parent = tmp.path().join("r");
+    fs::create_dir(&parent).unwrap();
+    restore_archive(&report.archive, &parent, "app", &RestoreOptions::default()).unwrap();
+    assert_eq!(
+        fs::read(parent.join("app/grows.log")).unwrap(),
+        original,
+        "capped at the header size"
+    );
+    let shrunk = fs::read(parent.join("app/shrinks.log")).unwrap();
+    assert_eq!(shrunk.len(), original.len(), "padded to the header size");
+    assert_eq!(&shrunk[..1000], &original[..1000]);
+    assert!(shrunk[1000..].iter().all(|&b| b == 0));
+    if let Ok(out) = Command::new("tar")
+        .arg("-tzf")
+        .arg(&report.archive)
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "GNU tar reads it: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A run that saw changes is never the base for "unchanged".
+    let again = archive_dir(&src, &tmp.path().join("b"), "app", &opts_at(1_700_000_100)).unwrap();
+    assert_eq!(again.manifest.reused_from, None);
+}
+
+/// Path, type and link target, written verbatim.
+type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8]);
+
+/// A gzip tar with raw headers, so names the tar crate would refuse can be written.
+fn crafted_archive(dir: &Path, entries: &[RawEntry]) -> PathBuf {
+    let mut raw = Vec::new();
+    for (name, kind, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        let data: &[u8] = if *kind == tar::EntryType::Regular {
+            b"payload\n"
+        } else {
+            b""
+        };
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        raw.extend_from_slice(h.as_bytes());
+        raw.extend_from_slice(data);
+        raw.resize(raw.len().div_ceil(512) * 512, 0);
+    }
+    raw.resize(raw.len() + 1024, 0);
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&raw).unwrap();
+    let bytes = gz.finish().unwrap();
+    let path = dir.join("app-20240101T000000Z.tar.gz");
+    fs::write(&path, &bytes).unwrap();
+    let manifest = Manifest {
+        name: "app".into(),
+        archive: "app-20240101T000000Z.tar.gz".into(),
+        created: "20240101T000000Z".into(),
+        compression: "gzip".into(),
+        level: 6,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        bytes_in: raw.len() as u64,
+        bytes_out: bytes.len() as u64,
+        files: 1,
+        entries: entries.len() as u64,
+        duration_ms: 0,
+        pi_setup_version: "test".into(),
+        changed_files: Vec::new(),
+        skipped: Vec::new(),
+        reused_from: None,
+    };
+    fs::write(
+        dir.join("app-20240101T000000Z.tar.gz.manifest.json"),
+        manifest.to_bytes(),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn restore_refuses_entries_that_escape_and_changes_nothing() {
+    use tar::EntryType::{Directory, Link, Regular, Symlink};
+    let cases: [(&str, Vec<RawEntry>); 7] = [
+        (
+            "dot-dot path",
+            vec![(b"ok.txt", Regular, b""), (b"../x", Regular, b"")],
+        ),
+        (
+            "nested dot-dot",
+            vec![(b"ok.txt", Regular, b""), (b"a/../../x", Regular, b"")],
+        ),
+        (
+            "absolute path",
+            vec![(b"ok.txt", Regular, b""), (b"/abs", Regular, b"")],
+        ),
+        (
+            "absolute symlink",
+            vec![
+                (b"ok.txt", Regular, b""),
+                (b"passwd", Symlink, b"/etc/passwd"),
+            ],
+        ),
+        (
+            "escaping symlink",
+            vec![(b"d/", Directory, b""), (b"d/up", Symlink, b"../../etc")],
+        ),
+        (
+            "escaping hard link",
+            vec![(b"ok.txt", Regular, b""), (b"hl", Link, b"../outside")],
+        ),
+        (
+            "write through symlink",
+            vec![(b"c", Symlink, b"."), (b"c/c/x", Regular, b"")],
+        ),
+    ];
+    for (what, entries) in cases {
+        let tmp = TempDir::new().unwrap();
+        let archive = crafted_archive(tmp.path(), &entries);
+        let parent = tmp.path().join("vols");
+        write(&parent.join("app/marker"), b"untouched");
+        let before = snapshot(&parent);
+        let err =
+            restore_archive(&archive, &parent, "app", &RestoreOptions::default()).expect_err(what);
+        assert!(
+            matches!(err, BackupError::UnsafeEntry { .. }),
+            "{what}: {err}"
+        );
+        assert_eq!(snapshot(&parent), before, "{what}: the target changed");
+        assert!(!tmp.path().join("x").exists() && !tmp.path().join("outside").exists());
+    }
+}
+
+/// Unmounts even when the test fails, so a failed run leaves no mount behind.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_destination_leaves_no_partial_and_earlier_archives_intact() {
+    let tmp = TempDir::new().unwrap();
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&dest)
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        eprintln!("cannot mount a tmpfs (not root?); skipping");
+        return;
+    }
+    let _unmount = Tmpfs(dest.clone());
+    let src = tmp.path().join("app");
+    write(&src.join("small.txt"), &log_lines(100));
+    let first = archive_dir(&src, &dest, "app", &opts_at(1_700_000_000)).unwrap();
+    let mut noise = vec![0; 3 << 20];
+    File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut noise)
+        .unwrap();
+    write(&src.join("big.bin"), &noise);
+    let err = archive_dir(&src, &dest, "app", &opts_at(1_700_000_100)).expect_err("disk is full");
+    assert!(err.is_disk_full(), "{err}");
+    let mut left: Vec<String> = fs::read_dir(dest.join("app"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "app-20231114T221320Z.tar.gz",
+            "app-20231114T221320Z.tar.gz.listing",
+            "app-20231114T221320Z.tar.gz.manifest.json",
+        ]
+    );
+    verify_archive(&first.archive).unwrap();
+}
+
+#[test]
+fn an_unchanged_tree_is_linked_not_recompressed() {
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("app");
+    fixture(&src);
+    let dest = tmp.path().join("b");
+    let first = archive_dir(&src, &dest, "app", &opts_at(1_700_000_000)).unwrap();
+    let second = archive_dir(&src, &dest, "app", &opts_at(1_700_086_400)).unwrap();
+    assert_eq!(
+        second.manifest.reused_from.as_deref(),
+        Some("app-20231114T221320Z.tar.gz")
+    );
+    let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+    assert_eq!(ino(&first.archive), ino(&second.archive));
+    assert_eq!(second.manifest.sha256, first.manifest.sha256);
+    verify_archive(&second.archive).unwrap();
+
+    // Same size and mtime but rewritten content still counts as a change (ctime).
+    let config = src.join("data/config.toml");
+    let mtime = fs::metadata(&config).unwrap().modified().unwrap();
+    fs::write(&config, b"key = 'other'\n").unwrap();
+    File::options()
+        .write(true)
+        .open(&config)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let third = archive_dir(&src, &dest, "app", &opts_at(1_700_172_800)).unwrap();
+    assert_eq!(third.manifest.reused_from, None);
+    assert_ne!(ino(&third.archive), ino(&second.archive));
+
+    // Listing skips in-progress files; pruning removes archive, manifest and listing.
+    fs::write(
+        dest.join("app/app-20231120T000000Z.tar.gz.partial"),
+        b"half",
+    )
+    .unwrap();
+    let listed: Vec<PathBuf> = list_archives(&dest, "app")
+        .unwrap()
+        .into_iter()
+        .map(|a| a.path)
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            first.archive.clone(),
+            second.archive.clone(),
+            third.archive.clone()
+        ]
+    );
+    let keep_one = RetentionPolicy {
+        keep_last: 1,
+        ..RetentionPolicy::default()
+    };
+    let deleted = prune(&dest, "app", &keep_one).unwrap();
+    assert_eq!(deleted, [first.archive.clone(), second.archive.clone()]);
+    for gone in [&first.archive, &second.archive] {
+        assert!(!gone.exists());
+        assert!(!crate::backup::manifest::manifest_path(gone).exists());
+        assert!(!crate::backup::manifest::listing_path(gone).exists());
+    }
+    verify_archive(&third.archive).unwrap();
+}
+
+#[test]
+fn verification_catches_a_flipped_byte() {
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("app");
+    write(&src.join("a.log"), &log_lines(5000));
+    let report = archive_dir(&src, &tmp.path().join("b"), "app", &opts_at(1_700_000_000)).unwrap();
+    let mut bytes = fs::read(&report.archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    fs::write(&report.archive, &bytes).unwrap();
+    let err = verify_archive(&report.archive).expect_err("corruption is caught");
+    assert!(matches!(err, BackupError::Corrupt { .. }), "{err}");
+    let parent = tmp.path().join("r");
+    fs::create_dir(&parent).unwrap();
+    restore_archive(&report.archive, &parent, "app", &RestoreOptions::default())
+        .expect_err("restore refuses a corrupt archive");
+    assert!(fs::read_dir(&parent).unwrap().next().is_none());
+}
+
+#[test]
+fn multi_block_streams_round_trip_through_gzip() {
+    // Several 1 MiB blocks with a mix of compressible and random data exercise the block
+    // boundaries, dictionaries and the combined CRC; `gzip -t` checks the stream on its own.
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("app");
+    write(&src.join("text.log"), &log_lines(60_000));
+    let mut noise = vec![0; 2_500_000];
+    File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut noise)
+        .unwrap();
+    write(&src.join("noise.bin"), &noise);
+    let report = archive_dir(&src, &tmp.path().join("b"), "app", &opts_at(1_700_000_000)).unwrap();
+    assert!(report.manifest.bytes_in > 4 << 20);
+    if let Ok(out) = Command::new("gzip").arg("-t").arg(&report.archive).output() {
+        assert!(
+            out.status.success(),
+            "gzip -t: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let parent = tmp.path().join("r");
+    fs::create_dir(&parent).unwrap();
+    restore_archive(&report.archive, &parent, "app", &RestoreOptions::default()).unwrap();
+    assert_eq!(fs::read(parent.join("app/noise.bin")).unwrap(), noise);
+    assert_eq!(
+        fs::read(parent.join("app/text.log")).unwrap(),
+        log_lines(60_000)
+    );
+}

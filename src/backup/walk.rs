@@ -1,0 +1,214 @@
+//! Walks a volume directory without following symlinks and records what is there: the entries
+//! to archive, the listing that tells an unchanged tree from a changed one, and what was skipped.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::fs::{self, Metadata};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::backup::error::{io_err, BackupError};
+
+/// The metadata that goes into a tar header and into the listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stat {
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime: (i64, i64),
+    /// ctime catches content rewritten with its mtime put back (rsync -t, `touch -r`).
+    pub ctime: (i64, i64),
+}
+
+impl Stat {
+    pub fn of(m: &Metadata) -> Self {
+        Stat {
+            dev: m.dev(),
+            ino: m.ino(),
+            nlink: m.nlink(),
+            mode: m.mode(),
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file's content may differ from when `self` was taken.
+    pub fn content_changed(&self, now: &Stat) -> bool {
+        self.ino != now.ino
+            || self.size != now.size
+            || self.mtime != now.mtime
+            || self.ctime != now.ctime
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum NodeKind {
+    Dir,
+    File,
+    Symlink(PathBuf),
+}
+
+#[derive(Debug)]
+pub(crate) struct Node {
+    /// Relative to the walked root; the root itself is `.`.
+    pub rel: PathBuf,
+    pub kind: NodeKind,
+    pub stat: Stat,
+}
+
+/// An entry that cannot be archived (socket, FIFO, device node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedEntry {
+    pub path: PathBuf,
+    pub kind: &'static str,
+}
+
+#[derive(Debug)]
+pub(crate) struct Tree {
+    /// Parents come before their children, siblings in byte order, so the archive is
+    /// deterministic and extracts in one pass.
+    pub nodes: Vec<Node>,
+    pub skipped: Vec<SkippedEntry>,
+    /// Entries that disappeared between listing their directory and looking at them.
+    pub vanished: Vec<PathBuf>,
+}
+
+pub(crate) fn walk(root: &Path) -> Result<Tree, BackupError> {
+    let meta = fs::symlink_metadata(root).map_err(io_err("reading", root))?;
+    if !meta.is_dir() {
+        return Err(BackupError::NotADirectory(root.to_path_buf()));
+    }
+    let mut tree = Tree {
+        nodes: vec![Node {
+            rel: PathBuf::from("."),
+            kind: NodeKind::Dir,
+            stat: Stat::of(&meta),
+        }],
+        skipped: Vec::new(),
+        vanished: Vec::new(),
+    };
+    let mut stack = children(root, Path::new(""))?.unwrap_or_default();
+    while let Some(rel) = stack.pop() {
+        let abs = root.join(&rel);
+        let meta = match fs::symlink_metadata(&abs) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tree.vanished.push(rel);
+                continue;
+            }
+            Err(e) => return Err(io_err("reading", &abs)(e)),
+        };
+        let file_type = meta.file_type();
+        let kind = if file_type.is_dir() {
+            match children(&abs, &rel)? {
+                Some(mut entries) => stack.append(&mut entries),
+                None => {
+                    tree.vanished.push(rel);
+                    continue;
+                }
+            }
+            NodeKind::Dir
+        } else if file_type.is_file() {
+            NodeKind::File
+        } else if file_type.is_symlink() {
+            match fs::read_link(&abs) {
+                Ok(target) => NodeKind::Symlink(target),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    tree.vanished.push(rel);
+                    continue;
+                }
+                Err(e) => return Err(io_err("reading symlink", &abs)(e)),
+            }
+        } else {
+            let kind = if file_type.is_socket() {
+                "socket"
+            } else if file_type.is_fifo() {
+                "fifo"
+            } else {
+                "device"
+            };
+            tree.skipped.push(SkippedEntry { path: rel, kind });
+            continue;
+        };
+        tree.nodes.push(Node {
+            rel,
+            kind,
+            stat: Stat::of(&meta),
+        });
+    }
+    Ok(tree)
+}
+
+/// The directory's entries as relative paths, in reverse byte order so popping them off a stack
+/// visits them in order; `None` if the directory vanished.
+fn children(abs: &Path, rel: &Path) -> Result<Option<Vec<PathBuf>>, BackupError> {
+    let reader = match fs::read_dir(abs) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("listing directory", abs)(e)),
+    };
+    let mut names: Vec<OsString> = Vec::new();
+    for entry in reader {
+        names.push(entry.map_err(io_err("listing directory", abs))?.file_name());
+    }
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(Some(names.into_iter().map(|n| rel.join(n)).collect()))
+}
+
+impl Tree {
+    /// One line per entry with everything whose change must produce a new archive. Comparing
+    /// two listings byte for byte is the whole "unchanged" test.
+    pub fn listing(&self) -> String {
+        let mut out = String::new();
+        for node in &self.nodes {
+            let s = &node.stat;
+            let kind = match node.kind {
+                NodeKind::Dir => 'd',
+                NodeKind::File => 'f',
+                NodeKind::Symlink(_) => 'l',
+            };
+            let _ = write!(
+                out,
+                "{kind} {:o} {} {} {} {}.{:09} {}.{:09} {} {}",
+                s.mode,
+                s.uid,
+                s.gid,
+                s.size,
+                s.mtime.0,
+                s.mtime.1,
+                s.ctime.0,
+                s.ctime.1,
+                s.ino,
+                escape(&node.rel)
+            );
+            if let NodeKind::Symlink(target) = &node.kind {
+                let _ = write!(out, " -> {}", escape(target));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// A path as printable ASCII without spaces (bytes outside that, and `\`, as `\xHH`), so
+/// listings stay one entry per line and non-UTF-8 names survive JSON manifests.
+pub(crate) fn escape(path: &Path) -> String {
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_graphic() && b != b'\\' {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}

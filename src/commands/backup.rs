@@ -1,0 +1,479 @@
+//! `pi-setup backup`, `restore`, `backups`, `verify`: the volume directories under `/var/vol`
+//! archived one by one, each service kept consistent its own way (stop / live / exec), and
+//! brought back with its container stopped around the swap.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use futures_util::{stream, StreamExt};
+
+use crate::backup::{self, ArchiveOptions, Compression, RetentionPolicy};
+use crate::cli::{BackupArgs, BackupsArgs, RestoreArgs};
+use crate::commands::Context;
+use crate::config::{BadInput, Inputs};
+use crate::engine::Engine;
+use crate::host;
+use crate::lock;
+use crate::model::{self, BackupMode, Model, Name, GATEWAY};
+use crate::progress::Progress;
+
+/// One volume directory and how to keep it consistent while it is archived.
+struct Volume {
+    name: String,
+    mode: BackupMode,
+    /// `None` for directories no service claims.
+    container: Option<String>,
+}
+
+impl Volume {
+    fn mode_label(&self) -> String {
+        match &self.mode {
+            BackupMode::Stop => "stop".into(),
+            BackupMode::Live => "live".into(),
+            BackupMode::Exec(cmds) => format!("exec ({} command(s))", cmds.len()),
+        }
+    }
+}
+
+/// Every directory under /var/vol: the gateway's (live: certificates), each service's (its
+/// mode), and directories no service claims (live). Restore leftovers and hidden directories
+/// are not volumes.
+fn volumes(ctx: &Context, model: &Model) -> Result<Vec<Volume>> {
+    let root = ctx.paths.vol_root();
+    let mut names: Vec<String> = match std::fs::read_dir(&root) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| Name::parse(n).is_ok())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(anyhow!("listing {}: {e}", root.display())),
+    };
+    names.sort();
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let (mode, container) = if name == GATEWAY {
+                (BackupMode::Live, Some(ctx.names.object(GATEWAY)))
+            } else if let Some(s) = model.service(&name) {
+                (s.backup.clone(), Some(ctx.names.object(&name)))
+            } else {
+                (BackupMode::Live, None)
+            };
+            Volume {
+                name,
+                mode,
+                container,
+            }
+        })
+        .collect())
+}
+
+/// `--dest` as given, else the profile's `backup.dest` under `--root`.
+fn dest(ctx: &Context, model: &Model, arg: &Option<PathBuf>) -> PathBuf {
+    arg.clone()
+        .unwrap_or_else(|| ctx.paths.host(&model.backup.dest))
+}
+
+fn policy(model: &Model) -> RetentionPolicy {
+    let b = &model.backup;
+    RetentionPolicy {
+        keep_last: b.keep_last as usize,
+        keep_daily: b.keep_daily as usize,
+        keep_weekly: b.keep_weekly as usize,
+        keep_monthly: b.keep_monthly as usize,
+    }
+}
+
+pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
+    let model = Inputs::read(None, &ctx.paths)?.model()?;
+    let compression = match args.compress.as_deref() {
+        None => match model.backup.compress {
+            model::Compression::Gzip => Compression::Gzip,
+            model::Compression::Zstd => Compression::Zstd,
+        },
+        Some("gzip") => Compression::Gzip,
+        Some("zstd") => Compression::Zstd,
+        Some(other) => {
+            return Err(BadInput(format!("--compress {other:?} is not one of gzip, zstd")).into())
+        }
+    };
+    let level = args.level.unwrap_or(model.backup.level);
+    if !(1..=9).contains(&level) {
+        return Err(BadInput(format!("--level {level} is out of range (1-9)")).into());
+    }
+    let mut vols = volumes(ctx, &model)?;
+    if !args.names.is_empty() {
+        for n in &args.names {
+            if !vols.iter().any(|v| &v.name == n) {
+                return Err(BadInput(format!(
+                    "there is no volume directory {}",
+                    ctx.paths.vol(n).display()
+                ))
+                .into());
+            }
+        }
+        vols.retain(|v| args.names.contains(&v.name));
+    }
+    let dest = dest(ctx, &model, &args.dest);
+    if dest.starts_with(ctx.paths.vol_root()) {
+        return Err(BadInput(format!(
+            "the backup destination {} is inside /var/vol, which is what gets backed up",
+            dest.display()
+        ))
+        .into());
+    }
+    if args.dry_run {
+        println!(
+            "Would back up {} volume(s) to {}:",
+            vols.len(),
+            dest.display()
+        );
+        for v in &vols {
+            println!(
+                "  {:<16} {:<22} {}",
+                v.name,
+                v.mode_label(),
+                ctx.paths.vol(&v.name).display()
+            );
+        }
+        println!("Dry run: nothing was changed.");
+        return Ok(());
+    }
+    ctx.require_root()?;
+    let _lock = lock::acquire(&ctx.paths.lock_file(), "backup", Duration::from_secs(10))?;
+    let engine = Engine::connect().await;
+    let opts = ArchiveOptions {
+        compression,
+        level,
+        ..Default::default()
+    };
+    let progress = Progress::new();
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    let mut total_in = 0u64;
+    let mut total_out = 0u64;
+    // Two volumes at a time: each compresses on every core, and while one is being read back
+    // for verification (mostly one core of inflate) the other keeps the cores busy.
+    let mut runs = stream::iter(vols.iter())
+        .map(|v| {
+            let (engine, dest, opts) = (&engine, &dest, &opts);
+            async move {
+                progress.note(&format!("backing up {} ({}) ...", v.name, v.mode_label()));
+                (v, backup_one(ctx, v, engine, dest, opts).await)
+            }
+        })
+        .buffer_unordered(2);
+    while let Some((v, result)) = runs.next().await {
+        match result {
+            Ok(report) => {
+                let m = &report.manifest;
+                total_in += m.bytes_in;
+                total_out += m.bytes_out;
+                let how = if m.reused_from.is_some() {
+                    " (unchanged: linked to the previous archive)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:<16} ok    {:>10} -> {:>10} in {:>6.1}s  {}{how}",
+                    v.name,
+                    mib(m.bytes_in),
+                    mib(m.bytes_out),
+                    m.duration_ms as f64 / 1000.0,
+                    report.archive.display()
+                );
+                for c in &m.changed_files {
+                    println!("{:<16}       changed while being read: {c}", "");
+                }
+                for s in &m.skipped {
+                    println!("{:<16}       skipped: {s}", "");
+                }
+                match backup::prune(&dest, &v.name, &policy(&model)) {
+                    Ok(deleted) => {
+                        for d in deleted {
+                            println!("{:<16}       pruned {}", "", d.display());
+                        }
+                    }
+                    Err(e) => println!("{:<16}       pruning failed: {e}", ""),
+                }
+                remove_pre_restore(ctx, &v.name);
+            }
+            Err(e) => {
+                println!("{:<16} FAILED {e:#}", v.name);
+                failed.push(v.name.clone());
+            }
+        }
+    }
+    drop(runs);
+    println!(
+        "\n{} of {} volume(s) backed up in {:.1}s ({} read, {} written) to {}",
+        vols.len() - failed.len(),
+        vols.len(),
+        started.elapsed().as_secs_f64(),
+        mib(total_in),
+        mib(total_out),
+        dest.display()
+    );
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!("backup failed for: {}", failed.join(", ")))
+    }
+}
+
+/// Archives one volume, stopping or preparing its container as its mode says. A container
+/// stopped here is started again whatever happened to the archive.
+async fn backup_one(
+    ctx: &Context,
+    v: &Volume,
+    engine: &Result<Engine, crate::engine::EngineError>,
+    dest: &Path,
+    opts: &ArchiveOptions,
+) -> Result<backup::ArchiveReport> {
+    let src = ctx.paths.vol(&v.name);
+    let archive = || {
+        let (src, dest, name, opts) = (
+            src.clone(),
+            dest.to_path_buf(),
+            v.name.clone(),
+            opts.clone(),
+        );
+        // The archive engine is blocking and uses its own threads.
+        tokio::task::spawn_blocking(
+            move || match backup::archive_dir(&src, &dest, &name, &opts) {
+                // Archive names have one-second resolution: a second run within the same second
+                // waits for the next one rather than failing.
+                Err(backup::BackupError::AlreadyExists(_)) => {
+                    std::thread::sleep(Duration::from_millis(1000));
+                    backup::archive_dir(&src, &dest, &name, &opts)
+                }
+                other => other,
+            },
+        )
+    };
+    let running = match (&v.container, engine) {
+        (Some(c), Ok(e)) => e.container(c).await?.is_some_and(|i| i.running),
+        _ => false,
+    };
+    match (&v.mode, running) {
+        (BackupMode::Stop, true) => {
+            let (Some(c), Ok(e)) = (&v.container, engine) else {
+                unreachable!("running implies both")
+            };
+            e.stop(c, 30)
+                .await
+                .with_context(|| format!("stopping {c} for its backup"))?;
+            let result = archive().await;
+            let restarted = e
+                .start(c)
+                .await
+                .with_context(|| format!("starting {c} again after its backup"));
+            let report = result.context("archive task")??;
+            restarted?;
+            Ok(report)
+        }
+        (BackupMode::Exec(cmds), true) => {
+            let (Some(c), Ok(e)) = (&v.container, engine) else {
+                unreachable!("running implies both")
+            };
+            for cmd in cmds {
+                e.exec_shell(c, cmd).await.context("backup exec hook")?;
+            }
+            Ok(archive().await.context("archive task")??)
+        }
+        (BackupMode::Exec(_), false) if v.container.is_some() => Err(anyhow!(
+            "its backup mode is exec, but container {} is not running (the hook cannot run)",
+            v.container.as_deref().unwrap_or_default()
+        )),
+        // Live, or a stopped container: the directory is quiet or meant to be read live.
+        _ => Ok(archive().await.context("archive task")??),
+    }
+}
+
+/// A restore keeps the replaced directory as `NAME.pre-restore-<ts>` until the next good backup.
+fn remove_pre_restore(ctx: &Context, name: &str) {
+    let prefix = format!("{name}.pre-restore-");
+    if let Ok(entries) = std::fs::read_dir(ctx.paths.vol_root()) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                if let Err(err) = host::remove_tree(&e.path()) {
+                    println!(
+                        "{:<16}       could not remove {}: {err}",
+                        "",
+                        e.path().display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+pub async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
+    let model = Inputs::read(None, &ctx.paths)?.model()?;
+    Name::parse(&args.name)
+        .map_err(|why| BadInput(format!("invalid volume name {:?}: {why}", args.name)))?;
+    let dest = dest(ctx, &model, &args.dest);
+    let archive = match &args.archive {
+        Some(a) => a.clone(),
+        None => {
+            let all = backup::list_archives(&dest, &args.name)?;
+            let pick = match &args.at {
+                Some(ts) => all.iter().rev().find(|a| a.timestamp.to_string() == *ts),
+                None => all.iter().rev().find(|a| a.good),
+            };
+            match pick {
+                Some(a) => a.path.clone(),
+                None if all.is_empty() => {
+                    return Err(BadInput(format!(
+                        "there is no archive of '{}' in {}",
+                        args.name,
+                        dest.display()
+                    ))
+                    .into())
+                }
+                None => {
+                    let list: Vec<String> = all.iter().map(|a| a.timestamp.to_string()).collect();
+                    return Err(BadInput(format!(
+                        "no good archive of '{}'{} in {} (there are: {})",
+                        args.name,
+                        args.at
+                            .as_ref()
+                            .map(|t| format!(" at {t}"))
+                            .unwrap_or_default(),
+                        dest.display(),
+                        list.join(", ")
+                    ))
+                    .into());
+                }
+            }
+        }
+    };
+    let container = (args.name == GATEWAY || model.service(&args.name).is_some())
+        .then(|| ctx.names.object(&args.name));
+    if args.dry_run {
+        println!(
+            "Would restore {} from {}",
+            ctx.paths.vol(&args.name).display(),
+            archive.display()
+        );
+        if let Some(c) = &container {
+            println!("  stopping container {c} first and starting it again after");
+        }
+        println!(
+            "  keeping the current directory as {}.pre-restore-<timestamp> until the next backup",
+            args.name
+        );
+        println!("Dry run: nothing was changed.");
+        return Ok(());
+    }
+    ctx.require_root()?;
+    let _lock = lock::acquire(&ctx.paths.lock_file(), "restore", Duration::from_secs(10))?;
+    let engine = match &container {
+        Some(_) => Some(Engine::connect().await?),
+        None => None,
+    };
+    let mut was_running = false;
+    if let (Some(c), Some(e)) = (&container, &engine) {
+        was_running = e.container(c).await?.is_some_and(|i| i.running);
+        if was_running {
+            e.stop(c, 30).await?;
+        }
+    }
+    let (a, parent, name) = (archive.clone(), ctx.paths.vol_root(), args.name.clone());
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let result = tokio::task::spawn_blocking(move || {
+        backup::restore_archive(&a, &parent, &name, &backup::RestoreOptions::default())
+    })
+    .await
+    .context("restore task")?;
+    if let (Some(c), Some(e), true) = (&container, &engine, was_running) {
+        e.start(c)
+            .await
+            .with_context(|| format!("starting {c} again after the restore"))?;
+    }
+    let report = result?;
+    println!(
+        "Restored {} ({} entries) from {}",
+        report.restored.display(),
+        report.entries,
+        archive.display()
+    );
+    if let Some(prev) = report.previous {
+        println!(
+            "The directory it replaced is kept as {} until the next backup.",
+            prev.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn backups(ctx: &Context, args: &BackupsArgs) -> Result<()> {
+    let model = Inputs::read(None, &ctx.paths)?.model()?;
+    let dest = dest(ctx, &model, &args.dest);
+    for name in archive_names(&dest, args.name.as_deref())? {
+        for a in backup::list_archives(&dest, &name)? {
+            let size = std::fs::metadata(&a.path).map(|m| m.len()).unwrap_or(0);
+            println!(
+                "{:<16} {}  {:>10}  {:<4} {}",
+                name,
+                a.timestamp,
+                mib(size),
+                if a.good { "ok" } else { "BAD" },
+                a.path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn verify(ctx: &Context, args: &BackupsArgs) -> Result<()> {
+    let model = Inputs::read(None, &ctx.paths)?.model()?;
+    let dest = dest(ctx, &model, &args.dest);
+    let (mut good, mut bad) = (0, 0);
+    for name in archive_names(&dest, args.name.as_deref())? {
+        for a in backup::list_archives(&dest, &name)? {
+            match backup::verify_archive(&a.path) {
+                Ok(r) => {
+                    good += 1;
+                    println!("ok    {} ({} entries)", a.path.display(), r.entries);
+                }
+                Err(e) => {
+                    bad += 1;
+                    println!("BAD   {}: {e}", a.path.display());
+                }
+            }
+        }
+    }
+    println!("{good} archive(s) verified, {bad} bad");
+    if bad == 0 {
+        Ok(())
+    } else {
+        Err(anyhow!("{bad} archive(s) failed verification"))
+    }
+}
+
+/// Volume names that have an archive directory under `dest` (or just `only`).
+fn archive_names(dest: &Path, only: Option<&str>) -> Result<Vec<String>> {
+    if let Some(n) = only {
+        return Ok(vec![n.to_string()]);
+    }
+    let mut names: Vec<String> = match std::fs::read_dir(dest) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| Name::parse(n).is_ok())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(anyhow!("listing {}: {e}", dest.display())),
+    };
+    names.sort();
+    Ok(names)
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / 1048576.0)
+}
