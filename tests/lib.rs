@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod backup;
 mod cli;
 mod install;
 mod services;

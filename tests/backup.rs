@@ -1,0 +1,550 @@
+//! Backup and restore through the CLI against the real daemon: round trips, stop mode with the
+//! maintenance page, full disks, SIGKILL, crafted archives, exec hooks, retention, the lock.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::harness::{assert_ok, inspect, stderr, stdout, try_get, Sandbox, BUSYBOX_IMAGE};
+
+/// A service whose httpd stops at once on SIGTERM (busybox as PID 1 would ignore it).
+fn service(name: &str, extra: &str) -> String {
+    format!(
+        "[[service]]\nname = \"{name}\"\nimage = \"{BUSYBOX_IMAGE}\"\ndomains = [\"{name}.test\"]\nport = 8080\n\
+         command = [\"sh\", \"-c\", \"trap 'exit 0' TERM; httpd -f -p 8080 -h /data & wait\"]\n\
+         volumes = [\"data:/data\"]\n{extra}\n"
+    )
+}
+
+fn archives(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|r| r.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.to_string_lossy().ends_with(".tar.gz"));
+    v.sort();
+    v
+}
+
+fn partials(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().ends_with(".partial"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Everything that must survive a round trip, per relative path; hard links as inode groups.
+fn snapshot(root: &Path) -> BTreeMap<Vec<u8>, String> {
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<u64, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let desc = if m.file_type().is_symlink() {
+                format!(
+                    "link -> {:?} {}:{}",
+                    std::fs::read_link(&p).unwrap(),
+                    m.uid(),
+                    m.gid()
+                )
+            } else if m.is_dir() {
+                stack.push(p.clone());
+                format!(
+                    "dir {:o} {}:{} mtime {}",
+                    m.mode() & 0o7777,
+                    m.uid(),
+                    m.gid(),
+                    m.mtime()
+                )
+            } else {
+                if m.nlink() > 1 {
+                    inodes.entry(m.ino()).or_default().push(rel.clone());
+                }
+                let content = std::fs::read(&p).unwrap();
+                format!(
+                    "file {:o} {}:{} mtime {} {} bytes {:x}",
+                    m.mode() & 0o7777,
+                    m.uid(),
+                    m.gid(),
+                    m.mtime(),
+                    content.len(),
+                    fnv(&content)
+                )
+            };
+            out.insert(rel, desc);
+        }
+    }
+    for mut group in inodes.into_values() {
+        group.sort();
+        let names: Vec<String> = group
+            .iter()
+            .map(|g| String::from_utf8_lossy(g).into_owned())
+            .collect();
+        for g in &group {
+            out.get_mut(g)
+                .unwrap()
+                .push_str(&format!(" linked with {names:?}"));
+        }
+    }
+    out
+}
+
+fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+fn set_mtime(p: &Path, secs: u64) {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    std::fs::File::open(p).unwrap().set_modified(t).unwrap();
+}
+
+/// Fills a tree with every kind of entry a volume may hold.
+fn rich_tree(d: &Path) {
+    std::fs::create_dir_all(d.join("empty")).unwrap();
+    std::fs::write(d.join("index.html"), "hello\n").unwrap();
+    std::fs::write(d.join("config.ini"), "secret=1\n").unwrap();
+    std::fs::set_permissions(d.join("config.ini"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(d.join("config.ini"), Some(1000), Some(1001)).unwrap();
+    std::fs::write(d.join("tool"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(d.join("tool"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::hard_link(d.join("index.html"), d.join("index-copy.html")).unwrap();
+    std::os::unix::fs::symlink("index.html", d.join("home.html")).unwrap();
+    std::os::unix::fs::symlink("does/not/exist", d.join("dangling")).unwrap();
+    let long = d.join("a-directory-with-a-long-name/another-directory-with-a-long-name/and-a-third-one-to-pass-a-hundred-bytes");
+    std::fs::create_dir_all(&long).unwrap();
+    std::fs::write(
+        long.join("deep-file-with-a-long-name-as-well.txt"),
+        "deep\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join(OsStr::from_bytes(b"caf\xe9-latin1.txt")),
+        "latin-1 name\n",
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("private")).unwrap();
+    std::fs::write(d.join("private/key"), "k").unwrap();
+    std::fs::set_permissions(d.join("private"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    for f in ["index.html", "config.ini", "tool", "private/key"] {
+        set_mtime(&d.join(f), 1_600_000_000);
+    }
+    set_mtime(&d.join("empty"), 1_500_000_000);
+}
+
+#[test]
+fn backup_then_restore_brings_back_an_identical_tree_that_gnu_tar_also_reads() {
+    let sb = Sandbox::new();
+    sb.install(&sb.profile(&service("app", "")));
+    let vol = sb.path("/var/vol/app");
+    rich_tree(&vol.join("data"));
+    let before = snapshot(&vol);
+
+    let out = sb.run(&["backup", "app"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("1 of 1 volume(s) backed up"),
+        "{}",
+        stdout(&out)
+    );
+    let archive = archives(&sb.path("/var/backups/pi-setup/app"))
+        .pop()
+        .expect("an archive");
+    assert!(archive
+        .with_file_name(format!(
+            "{}.manifest.json",
+            archive.file_name().unwrap().to_string_lossy()
+        ))
+        .exists());
+
+    // GNU tar reads the same tree (owners, modes, links, long and non-UTF-8 names).
+    let gnu = sb.root().join("gnu-extract");
+    std::fs::create_dir(&gnu).unwrap();
+    let tar = Command::new("tar")
+        .arg("-xzpf")
+        .arg(&archive)
+        .arg("--numeric-owner")
+        .arg("-C")
+        .arg(&gnu)
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "{}", stderr(&tar));
+    let mut gnu_tree = snapshot(&gnu);
+    let mut expected = before.clone();
+    // The extraction directory's own mtime is tar's business, not the archive's.
+    for t in [&mut gnu_tree, &mut expected] {
+        t.retain(|k, _| !k.is_empty());
+    }
+    assert_eq!(gnu_tree, expected);
+    std::fs::remove_dir_all(&gnu).unwrap();
+
+    // Wreck the volume, then restore: identical again, the container running, the old kept.
+    std::fs::remove_dir_all(vol.join("data/private")).unwrap();
+    std::fs::write(vol.join("data/index.html"), "defaced\n").unwrap();
+    let out = sb.run(&["restore", "app"]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("is kept as"), "{}", stdout(&out));
+    assert_eq!(snapshot(&vol), before);
+    assert_eq!(inspect(&sb.container("app"), "{{.State.Running}}"), "true");
+    assert_eq!(sb.get("app.test"), (200, "hello\n".to_string()));
+    let kept: Vec<String> = std::fs::read_dir(sb.path("/var/vol"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("app.pre-restore-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    // The next good backup removes it.
+    assert_ok(&sb.run(&["backup", "app"]));
+    assert!(!sb.path(&format!("/var/vol/{}", kept[0])).exists());
+
+    let verify = sb.run(&["verify"]);
+    assert_ok(&verify);
+    assert!(
+        stdout(&verify).ends_with("2 archive(s) verified, 0 bad\n"),
+        "{}",
+        stdout(&verify)
+    );
+}
+
+#[test]
+fn stop_mode_serves_the_maintenance_page_during_the_archive_and_restarts_the_service() {
+    let sb = Sandbox::new();
+    sb.install(&sb.profile(&service("big", "")));
+    let data = sb.path("/var/vol/big/data");
+    std::fs::write(data.join("index.html"), "big\n").unwrap();
+    // Enough data that the archive takes a noticeable moment.
+    let mut blob = vec![0u8; 160 << 20];
+    let mut x = 0x9e3779b97f4a7c15u64;
+    for chunk in blob.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(data.join("blob.bin"), &blob).unwrap();
+    drop(blob);
+    assert_eq!(sb.get("big.test").0, 200);
+    let id = sb.container_id("big");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let port = sb.http_port;
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut maintenance = 0;
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) && n < 5000 {
+                n += 1;
+                if let Ok((503, body)) = try_get(port, "big.test") {
+                    maintenance += body.contains("Back soon") as u32;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            maintenance
+        })
+    };
+    let out = sb.run(&["backup", "big"]);
+    stop.store(true, Ordering::SeqCst);
+    assert_ok(&out);
+    let maintenance = watcher.join().unwrap();
+    assert!(
+        maintenance > 0,
+        "no maintenance page seen during the backup:\n{}",
+        stdout(&out)
+    );
+    assert_eq!(inspect(&sb.container("big"), "{{.State.Running}}"), "true");
+    assert_eq!(
+        sb.container_id("big"),
+        id,
+        "stopped and started, not recreated"
+    );
+    assert_eq!(sb.get("big.test"), (200, "big\n".to_string()));
+}
+
+/// A small tmpfs, unmounted when dropped (also when the test fails).
+struct TinyDisk(PathBuf);
+
+impl TinyDisk {
+    fn new(at: PathBuf, size: &str) -> TinyDisk {
+        std::fs::create_dir_all(&at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount: {}", stderr(&out));
+        TinyDisk(at)
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn a_full_destination_fails_cleanly_keeps_earlier_archives_and_restarts_the_service() {
+    let sb = Sandbox::new();
+    sb.install(&sb.profile(&service("app", "")));
+    let dest = TinyDisk::new(sb.root().join("usb"), "2m");
+    let dest_arg = dest.0.to_str().unwrap().to_string();
+    std::fs::write(sb.path("/var/vol/app/data/index.html"), "app\n").unwrap();
+    assert_ok(&sb.run(&["backup", "app", "--dest", &dest_arg]));
+    let first = archives(&dest.0.join("app"));
+    assert_eq!(first.len(), 1);
+
+    // Incompressible data larger than the disk.
+    let noise: Vec<u8> = (0..(6u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(sb.path("/var/vol/app/data/noise.bin"), noise).unwrap();
+    std::fs::create_dir_all(sb.path("/var/vol/notes")).unwrap();
+    std::fs::write(sb.path("/var/vol/notes/todo.txt"), "buy milk\n").unwrap();
+    let out = sb.run(&["backup", "--dest", &dest_arg]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.lines().any(|l| l.starts_with("app")
+            && l.contains("FAILED")
+            && l.contains("No space left on device")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("notes") && l.contains(" ok ")),
+        "the other volumes still get backed up:\n{text}"
+    );
+    assert!(
+        stderr(&out).contains("backup failed for: app"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(inspect(&sb.container("app"), "{{.State.Running}}"), "true");
+    assert_eq!(partials(&dest.0.join("app")), Vec::<PathBuf>::new());
+    assert_eq!(archives(&dest.0.join("app")), first);
+    let verify = sb.run(&["verify", "--dest", &dest_arg]);
+    assert_ok(&verify);
+}
+
+#[test]
+fn sigkill_at_random_points_never_leaves_a_bad_archive_under_a_final_name() {
+    let sb = Sandbox::new();
+    sb.install(&sb.profile(""));
+    let vol = sb.path("/var/vol/bulk");
+    std::fs::create_dir_all(&vol).unwrap();
+    let mut text = String::new();
+    for i in 0..400_000u64 {
+        text.push_str(&format!("{i} the quick brown fox {}\n", i * 7919 % 10007));
+    }
+    std::fs::write(vol.join("log.txt"), &text).unwrap();
+    let noise: Vec<u8> = (0..(12u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    std::fs::write(vol.join("noise.bin"), noise).unwrap();
+    let dest = sb.root().join("dest");
+    let dest_arg = dest.to_str().unwrap().to_string();
+
+    let mut seed = 12345u64;
+    for round in 0..12 {
+        // A change each round, so no run can reuse the previous archive.
+        std::fs::write(vol.join("round.txt"), format!("{round}\n")).unwrap();
+        let mut child = sb
+            .cmd(&["backup", "bulk", "--dest", &dest_arg])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(20 + (seed >> 33) % 700));
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+        // Whatever carries a final name verifies.
+        let verify = sb.run(&["verify", "--dest", &dest_arg]);
+        assert_ok(&verify);
+    }
+    let survived = archives(&dest.join("bulk")).len();
+    assert!(
+        survived < 12,
+        "every run finished before its SIGKILL; the test proved nothing"
+    );
+    let out = sb.run(&["backup", "bulk", "--dest", &dest_arg]);
+    assert_ok(&out);
+    assert_eq!(
+        partials(&dest.join("bulk")),
+        Vec::<PathBuf>::new(),
+        "leftovers of killed runs are cleaned up"
+    );
+    let verify = sb.run(&["verify", "--dest", &dest_arg]);
+    assert_ok(&verify);
+    assert!(stdout(&verify).contains(", 0 bad"), "{}", stdout(&verify));
+}
+
+#[test]
+fn restore_refuses_an_archive_whose_entries_escape_and_changes_nothing() {
+    let sb = Sandbox::new();
+    sb.install(&sb.profile(&service("app", "")));
+    std::fs::write(sb.path("/var/vol/app/data/index.html"), "app\n").unwrap();
+    let before = snapshot(&sb.path("/var/vol/app"));
+    let dir = sb.path("/var/backups/pi-setup/app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = "app-20200101T000000Z.tar.gz";
+    // A well-formed archive (with a manifest that matches it) whose entries point outside.
+    let script = r#"
+import hashlib, io, json, sys, tarfile
+path, name = sys.argv[1], sys.argv[2]
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
+    for entry in ["../escaped.txt", "/tmp/absolute.txt"]:
+        data = b"pwned\n"
+        info = tarfile.TarInfo(entry)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+raw = buf.getvalue()
+import gzip
+gz = gzip.compress(raw)
+open(path, "wb").write(gz)
+manifest = {"name": "app", "archive": name, "created": "20200101T000000Z", "compression": "gzip", "level": 6,
+            "sha256": hashlib.sha256(gz).hexdigest(), "bytes_in": len(raw), "bytes_out": len(gz), "files": 2,
+            "entries": 2, "duration_ms": 1, "pi_setup_version": "0.1.0", "changed_files": [], "skipped": [],
+            "reused_from": None}
+open(path + ".manifest.json", "w").write(json.dumps(manifest))
+"#;
+    let py = Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.join(name))
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", stderr(&py));
+
+    let out = sb.run(&["restore", "app"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("../escaped.txt"), "{}", stderr(&out));
+    assert_eq!(snapshot(&sb.path("/var/vol/app")), before);
+    assert!(!sb.path("/var/vol/escaped.txt").exists() && !Path::new("/tmp/absolute.txt").exists());
+    let leftovers: Vec<String> = std::fs::read_dir(sb.path("/var/vol"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("restore"))
+        .collect();
+    assert_eq!(leftovers, Vec::<String>::new());
+    assert_eq!(inspect(&sb.container("app"), "{{.State.Running}}"), "true");
+}
+
+#[test]
+fn exec_mode_runs_its_hooks_in_the_container_first() {
+    let sb = Sandbox::new();
+    let hooks = "backup = { mode = \"exec\", exec = [\"echo dumped > /data/dump.sql\"] }";
+    let failing = "backup = { mode = \"exec\", exec = [\"echo no database >&2; exit 3\"] }";
+    sb.install(&sb.profile(&format!(
+        "{}{}",
+        service("db", hooks),
+        service("bad", failing)
+    )));
+    let out = sb.run(&["backup"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("db ") && l.contains(" ok ")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("bad")
+            && l.contains("FAILED")
+            && l.contains("exit code 3: no database")),
+        "{text}"
+    );
+    let archive = archives(&sb.path("/var/backups/pi-setup/db"))
+        .pop()
+        .unwrap();
+    let dump = Command::new("tar")
+        .arg("-xzOf")
+        .arg(&archive)
+        .arg("data/dump.sql")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&dump), "dumped\n", "{}", stderr(&dump));
+    assert_eq!(inspect(&sb.container("db"), "{{.State.Running}}"), "true");
+}
+
+#[test]
+fn retention_keeps_what_the_profile_says_and_never_the_partial_ones() {
+    let sb = Sandbox::new();
+    sb.install(
+        &sb.profile("[backup]\nkeep_last = 2\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n"),
+    );
+    let vol = sb.path("/var/vol/notes");
+    std::fs::create_dir_all(&vol).unwrap();
+    let mut pruned = 0;
+    for i in 0..4 {
+        std::fs::write(vol.join("n.txt"), format!("version {i}\n")).unwrap();
+        let out = sb.run(&["backup", "notes"]);
+        assert_ok(&out);
+        pruned += stdout(&out).matches("pruned").count();
+    }
+    let kept = archives(&sb.path("/var/backups/pi-setup/notes"));
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(pruned, 2);
+    let listed = sb.run(&["backups", "notes"]);
+    assert_eq!(stdout(&listed).lines().count(), 2, "{}", stdout(&listed));
+    // The newest is the last version.
+    let newest = kept.last().unwrap();
+    let content = Command::new("tar")
+        .arg("-xzOf")
+        .arg(newest)
+        .arg("n.txt")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&content), "version 3\n");
+}
+
+#[test]
+fn a_second_run_waits_for_the_lock_then_names_its_holder() {
+    let sb = Sandbox::new();
+    sb.install(&sb.profile(""));
+    let lock = sb.path("/run/pi-setup.lock");
+    std::fs::write(&lock, "4242 backup\n").unwrap();
+    let mut holder = Command::new("flock")
+        .arg("-x")
+        .arg(&lock)
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let out = sb.run(&["backup"]);
+    let waited = started.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("another pi-setup is running (pid 4242, `pi-setup backup`)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        waited >= Duration::from_secs(9),
+        "it waits briefly first: {waited:?}"
+    );
+}
