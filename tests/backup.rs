@@ -525,10 +525,13 @@ fn a_second_run_waits_for_the_lock_then_names_its_holder() {
     sb.install(&sb.profile(""));
     let lock = sb.path("/run/pi-setup.lock");
     std::fs::write(&lock, "4242 backup\n").unwrap();
+    // --no-fork: flock execs sleep itself, so killing it releases the lock and leaves nothing.
     let mut holder = Command::new("flock")
-        .arg("-x")
+        .args(["--no-fork", "-x"])
         .arg(&lock)
         .args(["sleep", "60"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
