@@ -407,6 +407,26 @@ fn bad_profiles_are_rejected_with_file_line_and_column() {
     rejected(&sb, "[gateway\nimage = 1\n", &[&at(1, 9), "unclosed table"]);
     rejected(
         &sb,
+        &format!("{gw}\n[backup]\ncompress = \"zstd\"\n"),
+        &["backup.compress \"zstd\" is not supported yet"],
+    );
+    rejected(
+        &sb,
+        &format!("{gw}\n[backup]\ndest = \"/var/vol/backups\"\n"),
+        &["must not be inside /var/vol"],
+    );
+    rejected(
+        &sb,
+        &format!("{gw}\n[backup]\nkeep_daily = -1\n"),
+        &["backup.keep_daily must be 0 or more"],
+    );
+    rejected(
+        &sb,
+        &format!("{gw}\n[[service]]\nname = \"web\"\nimage = \"x:1\"\nbackup = {{ mode = \"sometimes\" }}\n"),
+        &["backup mode \"sometimes\" is not one of stop, live, exec"],
+    );
+    rejected(
+        &sb,
         &format!("{gw}bind = \"localhost\"\n"),
         &["gateway.bind \"localhost\" is not an IP address"],
     );
