@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::desired::{Desired, Names, LABEL_INSTANCE, LABEL_MANAGED};
+use crate::desired::{Desired, Names};
 use crate::engine::Engine;
 use crate::gateway;
 use crate::host;
@@ -64,12 +64,9 @@ async fn run(
             result.with_context(|| offline_hint(image))?;
         }
         Action::CreateNetwork { name } => {
-            let labels = names.labels("");
-            let labels = labels
-                .into_iter()
-                .filter(|(k, _)| k == LABEL_MANAGED || k == LABEL_INSTANCE)
-                .collect();
-            engine.create_network(name, labels).await?;
+            engine
+                .create_network(name, names.network_labels().into_iter().collect())
+                .await?;
         }
         Action::CreateDir {
             path,

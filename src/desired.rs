@@ -40,11 +40,18 @@ impl Names {
         self.instance.clone().unwrap_or_default()
     }
 
+    /// A container's labels: managed, which instance, which service.
     pub fn labels(&self, service: &str) -> BTreeMap<String, String> {
+        let mut l = self.network_labels();
+        l.insert(LABEL_SERVICE.to_string(), service.to_string());
+        l
+    }
+
+    /// The network's labels: managed, which instance.
+    pub fn network_labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
             (LABEL_INSTANCE.to_string(), self.instance_label()),
-            (LABEL_SERVICE.to_string(), service.to_string()),
         ])
     }
 }
