@@ -6,5 +6,6 @@ mod harness;
 mod backup;
 mod cli;
 mod install;
+mod pull;
 mod services;
 mod shipped;

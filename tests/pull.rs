@@ -1,0 +1,113 @@
+//! Pulling images from a real registry: the local one `ci/test-registry` runs on 127.0.0.1:5000.
+
+use crate::harness::{docker, inspect, stderr, stdout, tree, Sandbox, BUSYBOX_IMAGE};
+
+const REGISTRY: &str = "127.0.0.1:5000";
+
+fn registry_up() {
+    let up = std::process::Command::new("curl")
+        .args(["-fsS", &format!("http://{REGISTRY}/v2/")])
+        .output()
+        .unwrap();
+    assert!(
+        up.status.success(),
+        "no registry on {REGISTRY}: run `bash ci/test-registry` (ci/test does)"
+    );
+}
+
+/// An image only the registry has: a tag of its own, pushed, then removed locally.
+struct RegistryImage(String);
+
+impl RegistryImage {
+    fn push(tag: &str) -> RegistryImage {
+        let reference = format!("{REGISTRY}/pi-setup-test/busybox:{tag}");
+        assert!(docker(&["tag", BUSYBOX_IMAGE, &reference]).status.success());
+        let push = docker(&["push", "-q", &reference]);
+        assert!(push.status.success(), "{}", stderr(&push));
+        assert!(docker(&["rmi", &reference]).status.success());
+        RegistryImage(reference)
+    }
+}
+
+impl Drop for RegistryImage {
+    fn drop(&mut self) {
+        docker(&["rmi", "-f", &self.0]);
+    }
+}
+
+#[test]
+fn a_missing_image_is_pulled_from_a_reachable_registry_with_progress() {
+    registry_up();
+    let sb = Sandbox::new();
+    let image = RegistryImage::push(&sb.instance);
+    let profile = sb.profile(&format!(
+        "[[service]]\nname = \"pulled\"\nimage = \"{}\"\ncommand = [\"sleep\", \"600\"]\n",
+        image.0
+    ));
+    let out = sb.install(&profile);
+    let (out_text, err_text) = (stdout(&out), stderr(&out));
+    assert!(
+        out_text.contains(&format!("pull image {}", image.0)),
+        "{out_text}"
+    );
+    // Not a terminal: plain lines instead of a bar.
+    assert!(
+        err_text.contains(&format!("pulling {} ...", image.0)),
+        "{err_text}"
+    );
+    assert!(
+        err_text.contains(&format!("pulled {} (", image.0)),
+        "{err_text}"
+    );
+    assert_eq!(
+        inspect(&sb.container("pulled"), "{{.Config.Image}}"),
+        image.0
+    );
+    assert_eq!(
+        inspect(&sb.container("pulled"), "{{.State.Running}}"),
+        "true"
+    );
+    // Present now: the next run pulls nothing.
+    let again = sb.install(&profile);
+    assert!(
+        stdout(&again).starts_with("Nothing changed"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+#[test]
+fn a_tag_the_registry_does_not_have_is_a_clear_error_that_changes_nothing() {
+    registry_up();
+    let sb = Sandbox::new();
+    for (image, says) in [
+        (
+            format!("{REGISTRY}/pi-setup-test/busybox:no-such-tag"),
+            "manifest unknown",
+        ),
+        (
+            "127.0.0.1:5999/pi-setup-test/busybox:1".to_string(),
+            "connection refused",
+        ),
+    ] {
+        let profile = sb.profile(&format!("[[service]]\nname = \"x\"\nimage = \"{image}\"\n"));
+        let out = sb.run(&["install", "--profile", profile.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "image {image} is not on this machine and could not be pulled"
+            )),
+            "{err}"
+        );
+        assert!(
+            err.to_lowercase().contains(says),
+            "expected {says:?} in {err}"
+        );
+        assert_eq!(
+            tree(sb.root()),
+            vec!["run".to_string(), "run/pi-setup.lock".to_string()]
+        );
+        assert_eq!(sb.docker_objects(), Vec::<String>::new());
+    }
+}
