@@ -153,6 +153,26 @@ pub fn files_with_suffix(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, HostE
     Ok(out)
 }
 
+/// Names of the sub-directories of `dir`, sorted; none when it is missing.
+pub fn subdirectories(dir: &Path) -> Result<Vec<String>, HostError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(err("listing", dir)(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(err("listing", dir))?;
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            if let Some(n) = entry.file_name().to_str() {
+                names.push(n.to_string());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// Deletes a directory tree (symlinks inside are removed, never followed); `Ok(false)` when it
 /// was already gone.
 pub fn remove_tree(path: &Path) -> Result<bool, HostError> {

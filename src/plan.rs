@@ -1,6 +1,7 @@
 //! Desired + actual → an ordered list of actions. Pure: printing a plan (`--dry-run`) and
 //! computing it change nothing. An empty plan means the host is already as desired.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -175,15 +176,7 @@ pub fn plan(
     // images are known to be there: a run that cannot pull changes nothing, and a run that
     // fails later leaves the definition in place for the next `apply` to finish.
     for f in &config.writes {
-        let current = a.config_files.get(&f.path).cloned().flatten();
-        if current.as_deref() != Some(f.contents.as_slice()) {
-            actions.push(Action::WriteFile {
-                path: f.path.clone(),
-                contents: f.contents.clone(),
-                mode: f.mode,
-                exists: current.is_some(),
-            });
-        }
+        write_if_changed(f, &a.config_files, &mut actions);
     }
     for path in &config.removes {
         if a.config_files.get(path).is_some_and(Option::is_some) {
@@ -231,16 +224,7 @@ pub fn plan(
 
     let mut gateway_config_changed = false;
     for f in &d.gateway_files {
-        let current = a.files.get(&f.path).cloned().flatten();
-        if current.as_deref() != Some(f.contents.as_slice()) {
-            gateway_config_changed = true;
-            actions.push(Action::WriteFile {
-                path: f.path.clone(),
-                contents: f.contents.clone(),
-                mode: f.mode,
-                exists: current.is_some(),
-            });
-        }
+        gateway_config_changed |= write_if_changed(f, &a.files, &mut actions);
     }
     for stale in a
         .site_files
@@ -255,16 +239,7 @@ pub fn plan(
 
     let mut units_changed = false;
     for u in &d.units {
-        let current = a.files.get(&u.path).cloned().flatten();
-        if current.as_deref() != Some(u.contents.as_slice()) {
-            units_changed = true;
-            actions.push(Action::WriteFile {
-                path: u.path.clone(),
-                contents: u.contents.clone(),
-                mode: u.mode,
-                exists: current.is_some(),
-            });
-        }
+        units_changed |= write_if_changed(u, &a.files, &mut actions);
     }
 
     let mut gateway_restarted = false;
@@ -336,4 +311,23 @@ pub fn plan(
     }
 
     Ok(Plan { actions })
+}
+
+/// Plans writing `f` unless its current contents are already the same; says whether it did.
+fn write_if_changed(
+    f: &FileSpec,
+    current: &BTreeMap<PathBuf, Option<Vec<u8>>>,
+    actions: &mut Vec<Action>,
+) -> bool {
+    let now = current.get(&f.path).and_then(Option::as_ref);
+    if now.map(Vec::as_slice) == Some(f.contents.as_slice()) {
+        return false;
+    }
+    actions.push(Action::WriteFile {
+        path: f.path.clone(),
+        contents: f.contents.clone(),
+        mode: f.mode,
+        exists: now.is_some(),
+    });
+    true
 }

@@ -167,6 +167,18 @@ fn backup_then_restore_brings_back_an_identical_tree_that_gnu_tar_also_reads() {
     let archive = archives(&sb.path("/var/backups/pi-setup/app"))
         .pop()
         .expect("an archive");
+    let list: serde_json::Value =
+        serde_json::from_slice(&sb.run(&["list", "--json"]).stdout).unwrap();
+    let app = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "app")
+        .unwrap()
+        .clone();
+    let name = archive.file_name().unwrap().to_string_lossy().into_owned();
+    let stamp = name.trim_start_matches("app-").trim_end_matches(".tar.gz");
+    assert_eq!(app["last_backup"], stamp, "list shows the last backup");
     assert!(archive
         .with_file_name(format!(
             "{}.manifest.json",

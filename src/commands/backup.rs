@@ -40,19 +40,7 @@ impl Volume {
 /// mode), and directories no service claims (live). Restore leftovers and hidden directories
 /// are not volumes.
 fn volumes(ctx: &Context, model: &Model) -> Result<Vec<Volume>> {
-    let root = ctx.paths.vol_root();
-    let mut names: Vec<String> = match std::fs::read_dir(&root) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|n| Name::parse(n).is_ok())
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(anyhow!("listing {}: {e}", root.display())),
-    };
-    names.sort();
-    Ok(names
+    Ok(named_subdirs(&ctx.paths.vol_root())?
         .into_iter()
         .map(|name| {
             let (mode, container) = if name == GATEWAY {
@@ -461,17 +449,14 @@ fn archive_names(dest: &Path, only: Option<&str>) -> Result<Vec<String>> {
     if let Some(n) = only {
         return Ok(vec![n.to_string()]);
     }
-    let mut names: Vec<String> = match std::fs::read_dir(dest) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|n| Name::parse(n).is_ok())
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(anyhow!("listing {}: {e}", dest.display())),
-    };
-    names.sort();
+    named_subdirs(dest)
+}
+
+/// Sub-directories whose names are valid volume names, sorted (restore leftovers such as
+/// `NAME.pre-restore-…` and hidden directories are not).
+fn named_subdirs(dir: &Path) -> Result<Vec<String>> {
+    let mut names = host::subdirectories(dir)?;
+    names.retain(|n| Name::parse(n).is_ok());
     Ok(names)
 }
 

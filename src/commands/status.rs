@@ -170,20 +170,14 @@ fn rows(
     out
 }
 
-/// The UTC timestamp of the newest archive `<dest>/<name>/<name>-<ts>.tar.*`, if any.
+/// The UTC timestamp of the newest good archive of `name`, if any.
 fn last_backup(dest: &Path, name: &str) -> Option<String> {
-    let files = host::files_with_suffix(&dest.join(name), "").ok()?;
-    files
+    let archives = crate::backup::list_archives(dest, name).ok()?;
+    archives
         .iter()
-        .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
-        .filter(|f| f.ends_with(".tar.gz") || f.ends_with(".tar.zst"))
-        .filter_map(|f| {
-            f.strip_prefix(&format!("{name}-"))?
-                .split('.')
-                .next()
-                .map(str::to_string)
-        })
-        .max()
+        .rev()
+        .find(|a| a.good)
+        .map(|a| a.timestamp.to_string())
 }
 
 fn table(rows: &[ServiceRow]) -> String {
