@@ -675,3 +675,43 @@ fn install_writes_timers_that_systemd_accepts() {
         stderr(&out)
     );
 }
+
+#[test]
+fn add_service_from_a_file_with_limits_and_an_explicitly_published_port() {
+    let sb = installed();
+    let port = crate::harness::free_port();
+    let def = sb.root().join("../limits.toml");
+    std::fs::write(
+        &def,
+        format!(
+            "name = \"direct\"\nimage = \"{BUSYBOX_IMAGE}\"\nport = 8080\nmemory = \"64m\"\ncpus = 0.5\n\
+             publish = [\"127.0.0.1:{port}:8080\"]\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = sb.run(&["add-service", "--file", def.to_str().unwrap()]);
+    assert_ok(&out);
+    assert_eq!(
+        std::fs::read_to_string(sb.path("/etc/pi-setup/services/direct.toml")).unwrap(),
+        std::fs::read_to_string(&def).unwrap(),
+        "a --file definition is stored as written"
+    );
+    let c = sb.container("direct");
+    assert_eq!(
+        inspect(&c, "{{.HostConfig.Memory}}"),
+        (64 << 20).to_string()
+    );
+    assert_eq!(inspect(&c, "{{.HostConfig.NanoCpus}}"), "500000000");
+    assert_eq!(
+        inspect(&c, "{{json .HostConfig.PortBindings}}"),
+        format!("{{\"8080/tcp\":[{{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"{port}\"}}]}}")
+    );
+    assert!(wait_until(Duration::from_secs(10), || try_get(
+        port, "anything"
+    )
+    .is_ok_and(|(s, _)| s == 200 || s == 404)));
+    // The gateway never gets the Docker socket.
+    let binds = inspect(&sb.container("gateway"), "{{json .HostConfig.Binds}}");
+    assert!(!binds.contains("docker.sock"), "{binds}");
+    std::fs::remove_file(&def).unwrap();
+}
