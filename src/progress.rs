@@ -5,49 +5,71 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::engine::PullProgress;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Progress {
-    tty: bool,
+    /// Present on a terminal: bars live here, and notes are printed above them.
+    multi: Option<MultiProgress>,
 }
 
 impl Progress {
     pub fn new() -> Self {
         Progress {
-            tty: std::io::stderr().is_terminal(),
+            multi: std::io::stderr().is_terminal().then(MultiProgress::new),
         }
     }
 
-    /// One plain line on stderr (progress, not results).
+    /// One line on stderr (progress, not results), above any bars.
     pub fn note(&self, msg: &str) {
-        eprintln!("{msg}");
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(msg);
+            }
+            None => eprintln!("{msg}"),
+        }
+    }
+
+    fn bar(&self, template: &str, message: String) -> Option<ProgressBar> {
+        let multi = self.multi.as_ref()?;
+        let b = multi.add(ProgressBar::new(0));
+        b.set_style(
+            ProgressStyle::with_template(template)
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        b.set_message(message);
+        b.enable_steady_tick(Duration::from_millis(200));
+        Some(b)
     }
 
     pub fn pull(&self, image: &str) -> PullBar {
-        let bar = if self.tty {
-            let b = ProgressBar::new(0);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            b.set_message(format!("pulling {image}"));
-            b.enable_steady_tick(Duration::from_millis(200));
-            Some(b)
-        } else {
+        let bar = self.bar(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            format!("pulling {image}"),
+        );
+        if bar.is_none() {
             eprintln!("pulling {image} ...");
-            None
-        };
+        }
         PullBar {
             bar,
             image: image.to_string(),
             layers: HashMap::new(),
         }
+    }
+
+    /// A bar for one volume's archive (bytes read, rate, ETA); a plain line when not a terminal.
+    pub fn volume(&self, name: &str, how: &str) -> VolumeBar {
+        let bar = self.bar(
+            "{msg:<24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            format!("{name} ({how})"),
+        );
+        if bar.is_none() {
+            eprintln!("backing up {name} ({how}) ...");
+        }
+        VolumeBar { bar }
     }
 }
 
@@ -94,6 +116,25 @@ impl PullBar {
                 self.image,
                 total as f64 / 1048576.0
             );
+        }
+    }
+}
+
+pub struct VolumeBar {
+    bar: Option<ProgressBar>,
+}
+
+impl VolumeBar {
+    pub fn update(&self, done: u64, total: u64) {
+        if let Some(b) = &self.bar {
+            b.set_length(total.max(done));
+            b.set_position(done);
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
         }
     }
 }

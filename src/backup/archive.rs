@@ -7,6 +7,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Instant, SystemTime};
 
@@ -38,6 +40,15 @@ pub struct ArchiveOptions {
     pub threads: usize,
     /// Names the archive; `None` means now. Tests and replays set it.
     pub timestamp: Option<SystemTime>,
+    /// Where the bytes read so far are counted, for a progress bar.
+    pub progress: Option<Arc<ArchiveProgress>>,
+}
+
+/// Read by the caller while an archive is written: file bytes in the tree, and read so far.
+#[derive(Debug, Default)]
+pub struct ArchiveProgress {
+    pub total: AtomicU64,
+    pub done: AtomicU64,
 }
 
 impl Default for ArchiveOptions {
@@ -47,6 +58,7 @@ impl Default for ArchiveOptions {
             level: 6,
             threads: 0,
             timestamp: None,
+            progress: None,
         }
     }
 }
@@ -82,6 +94,15 @@ pub fn archive_dir(
     remove_stale(&dir)?;
     let tree = walk(src_dir)?;
     let listing = tree.listing();
+    if let Some(p) = &opts.progress {
+        let total = tree
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.kind, NodeKind::File))
+            .map(|n| n.stat.size)
+            .sum();
+        p.total.store(total, Ordering::Relaxed);
+    }
     let mut manifest = Manifest {
         name: name.to_string(),
         archive: file_name(&archive),
@@ -132,7 +153,11 @@ pub fn archive_dir(
             };
             let (stats, compressed) =
                 compress_parallel(out, &partial, opts.level, threads, |sink| {
-                    write_tar(src_dir, &tree, sink, &partial)
+                    let mut counted = Counted {
+                        inner: sink,
+                        progress: opts.progress.as_deref(),
+                    };
+                    write_tar(src_dir, &tree, &mut counted, &partial)
                 })?;
             let sha256 = hex::encode(compressed.sha256);
             let back = read_back(&partial, &sha256, stats.entries)?;
@@ -236,10 +261,43 @@ struct TarStats {
     changed: Vec<PathBuf>,
 }
 
+/// Passes the tar stream on, counting its bytes for the progress bar.
+struct Counted<'a, W> {
+    inner: W,
+    progress: Option<&'a ArchiveProgress>,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(p) = self.progress {
+            p.done.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+type Sink<'a, 'b> = Counted<'a, &'b mut BlockSink>;
+
+impl Sink<'_, '_> {
+    /// File data goes straight into the compressor's blocks, past `write`: count it here.
+    fn copy_exact(&mut self, src: &mut impl io::Read, size: u64) -> Result<u64, CopyError> {
+        let copied = self.inner.copy_exact(src, size)?;
+        if let Some(p) = self.progress {
+            p.done.fetch_add(size, Ordering::Relaxed);
+        }
+        Ok(copied)
+    }
+}
+
 fn write_tar(
     root: &Path,
     tree: &Tree,
-    sink: &mut BlockSink,
+    sink: &mut Sink,
     partial: &Path,
 ) -> Result<TarStats, BackupError> {
     let sink_err = io_err("writing", partial);
@@ -300,7 +358,7 @@ thread_local! {
 fn append_file(
     root: &Path,
     node: &Node,
-    builder: &mut tar::Builder<&mut BlockSink>,
+    builder: &mut tar::Builder<&mut Sink>,
     first_names: &mut HashMap<(u64, u64), PathBuf>,
     stats: &mut TarStats,
     partial: &Path,

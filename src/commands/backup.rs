@@ -3,12 +3,14 @@
 //! brought back with its container stopped around the swap.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _, Result};
 use futures_util::{stream, StreamExt};
 
-use crate::backup::{self, ArchiveOptions, Compression, RetentionPolicy};
+use crate::backup::{self, ArchiveOptions, ArchiveProgress, Compression, RetentionPolicy};
 use crate::cli::{BackupArgs, BackupsArgs, RestoreArgs};
 use crate::commands::Context;
 use crate::config::{BadInput, Inputs};
@@ -148,11 +150,8 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     // for verification (mostly one core of inflate) the other keeps the cores busy.
     let mut runs = stream::iter(vols.iter())
         .map(|v| {
-            let (engine, dest, opts) = (&engine, &dest, &opts);
-            async move {
-                progress.note(&format!("backing up {} ({}) ...", v.name, v.mode_label()));
-                (v, backup_one(ctx, v, engine, dest, opts).await)
-            }
+            let (engine, dest, opts, progress) = (&engine, &dest, &opts, &progress);
+            async move { (v, backup_one(ctx, v, engine, dest, opts, progress).await) }
         })
         .buffer_unordered(2);
     while let Some((v, result)) = runs.next().await {
@@ -221,18 +220,19 @@ async fn backup_one(
     engine: &Result<Engine, crate::engine::EngineError>,
     dest: &Path,
     opts: &ArchiveOptions,
+    progress: &Progress,
 ) -> Result<backup::ArchiveReport> {
     let src = ctx.paths.vol(&v.name);
-    let archive = || {
-        let (src, dest, name, opts) = (
-            src.clone(),
-            dest.to_path_buf(),
-            v.name.clone(),
-            opts.clone(),
-        );
+    let archive = || async {
+        let counter = Arc::new(ArchiveProgress::default());
+        let opts = ArchiveOptions {
+            progress: Some(counter.clone()),
+            ..opts.clone()
+        };
+        let (src, dest, name) = (src.clone(), dest.to_path_buf(), v.name.clone());
         // The archive engine is blocking and uses its own threads.
-        tokio::task::spawn_blocking(
-            move || match backup::archive_dir(&src, &dest, &name, &opts) {
+        let mut task = tokio::task::spawn_blocking(move || {
+            match backup::archive_dir(&src, &dest, &name, &opts) {
                 // Archive names have one-second resolution: a second run within the same second
                 // waits for the next one rather than failing.
                 Err(backup::BackupError::AlreadyExists(_)) => {
@@ -240,8 +240,19 @@ async fn backup_one(
                     backup::archive_dir(&src, &dest, &name, &opts)
                 }
                 other => other,
-            },
-        )
+            }
+        });
+        let bar = progress.volume(&v.name, &v.mode_label());
+        let result = loop {
+            tokio::select! {
+                r = &mut task => break r,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    bar.update(counter.done.load(Ordering::Relaxed), counter.total.load(Ordering::Relaxed));
+                }
+            }
+        };
+        bar.finish();
+        result
     };
     let running = match (&v.container, engine) {
         (Some(c), Ok(e)) => e.container(c).await?.is_some_and(|i| i.running),
