@@ -16,16 +16,28 @@ fn version_and_help() {
         stdout(&out),
         format!("pi-setup {}\n", env!("CARGO_PKG_VERSION"))
     );
-    for cmd in [
-        &["--help"][..],
-        &["install", "--help"],
-        &["completions", "--help"],
-    ] {
-        let out = run(cmd);
-        assert!(out.status.success(), "{cmd:?}");
+    let commands = [
+        "install",
+        "add-service",
+        "remove-service",
+        "list",
+        "status",
+        "apply",
+        "heal",
+        "backup",
+        "restore",
+        "backups",
+        "verify",
+        "completions",
+    ];
+    let top = stdout(&run(&["--help"]));
+    for c in commands {
+        assert!(top.contains(&format!("  {c} ")), "--help lists {c}:\n{top}");
+        let out = run(&[c, "--help"]);
+        assert!(out.status.success(), "{c} --help");
         assert!(
-            stdout(&out).contains("Usage: pi-setup"),
-            "{cmd:?}: {}",
+            stdout(&out).contains(&format!("Usage: pi-setup {c}")),
+            "{c}: {}",
             stdout(&out)
         );
     }
