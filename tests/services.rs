@@ -93,6 +93,19 @@ fn add_service_routes_it_and_remove_service_keeps_or_purges_its_data() {
         "my blog\n"
     );
 
+    // A name that is not a service name is refused before anything is looked at, even when a
+    // hand-made file in services/ matches it (`--purge` must only ever delete /var/vol/NAME).
+    std::fs::write(sb.path("/etc/pi-setup/services/...toml"), "name = \"..\"\n").unwrap();
+    let out = sb.run(&["remove-service", "..", "--purge", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid service name \"..\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sb.path("/var/vol/gateway").exists() && sb.path("/var").exists());
+    std::fs::remove_file(sb.path("/etc/pi-setup/services/...toml")).unwrap();
+
     // Without a terminal, --purge needs --yes; with it, the data goes.
     add_web(&sb, "blog", "blog.test", "again\n");
     let out = sb.run(&["remove-service", "blog", "--purge"]);

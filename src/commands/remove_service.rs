@@ -10,11 +10,14 @@ use crate::cli::RemoveServiceArgs;
 use crate::commands::{reconcile, Context, Request};
 use crate::config::{BadInput, Inputs};
 use crate::host;
+use crate::model::Name;
 use crate::plan::ConfigChange;
 use crate::profile;
 
 pub async fn remove_service(ctx: &Context, args: &RemoveServiceArgs) -> Result<()> {
     let name = &args.name;
+    // A valid name cannot hold `/` or `..`: --purge deletes /var/vol/NAME and nothing else.
+    Name::parse(name).map_err(|why| BadInput(format!("invalid service name {name:?}: {why}")))?;
     let mut inputs = Inputs::read(None, &ctx.paths)?;
     let in_profile = profile::parse_profile(&inputs.profile)
         .map(|p| p.services.iter().any(|s| s.name.get_ref() == name))
