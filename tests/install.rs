@@ -482,6 +482,19 @@ fn bad_instance_name_is_rejected() {
         "{}",
         stderr(&out)
     );
+    // A sandbox root without an instance would share Docker objects with the real appliance.
+    let out = Command::new(crate::harness::bin())
+        .args(["--root", sb.root().to_str().unwrap(), "install"])
+        .env_remove("PI_SETUP_INSTANCE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("needs --instance NAME too"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(tree(sb.root()), Vec::<String>::new());
 }
 
 #[test]

@@ -51,6 +51,15 @@ impl Context {
                     .to_string(),
             ),
         };
+        // Docker objects are not under --root: without an instance of its own, a sandbox
+        // would plan against (and remove) the real appliance's containers.
+        if root != std::path::Path::new("/") && instance.is_none() {
+            return Err(BadInput(format!(
+                "--root {} needs --instance NAME too, so its containers and network stay apart from the real appliance's",
+                root.display()
+            ))
+            .into());
+        }
         let mut exec = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "/usr/local/bin/pi-setup".into());
