@@ -73,13 +73,6 @@ async fn run(
             uid,
             gid,
             mode,
-        }
-        | Action::FixDir {
-            path,
-            uid,
-            gid,
-            mode,
-            ..
         } => {
             host::ensure_dir(path, *uid, *gid, *mode)?;
         }

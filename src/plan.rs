@@ -23,13 +23,6 @@ pub enum Action {
         gid: u32,
         mode: u32,
     },
-    FixDir {
-        path: PathBuf,
-        uid: u32,
-        gid: u32,
-        mode: u32,
-        was: (u32, u32, u32),
-    },
     WriteFile {
         path: PathBuf,
         contents: Vec<u8>,
@@ -73,20 +66,6 @@ impl fmt::Display for Action {
                     path.display()
                 )
             }
-            Action::FixDir {
-                path,
-                uid,
-                gid,
-                mode,
-                was,
-            } => write!(
-                f,
-                "set owner/mode of {} to {uid}:{gid} {mode:04o} (was {}:{} {:04o})",
-                path.display(),
-                was.0,
-                was.1,
-                was.2
-            ),
             Action::WriteFile { path, exists, .. } => {
                 write!(
                     f,
@@ -209,15 +188,8 @@ pub fn plan(
             Some(s) if !s.is_dir || s.is_symlink => {
                 return Err(Conflict::NotADirectory(dir.path.clone()))
             }
-            Some(s) if (s.uid, s.gid, s.mode) != (dir.uid, dir.gid, dir.mode) => {
-                actions.push(Action::FixDir {
-                    path: dir.path.clone(),
-                    uid: dir.uid,
-                    gid: dir.gid,
-                    mode: dir.mode,
-                    was: (s.uid, s.gid, s.mode),
-                })
-            }
+            // Owner and mode are the layout's when pi-setup creates a directory; afterwards they
+            // belong to the container (images chown their data on first start).
             Some(_) => {}
         }
     }

@@ -113,6 +113,8 @@ fn a_second_install_changes_nothing() {
     let profile = sb.profile(&web_service("web", "web.test", ""));
     sb.install(&profile);
     let ids = (sb.container_id("gateway"), sb.container_id("web"));
+    // Images chown their own data on first start; that is theirs to keep.
+    std::os::unix::fs::chown(sb.path("/var/vol/web/www"), Some(70), Some(70)).unwrap();
     let files_before = tree(sb.root());
 
     let out = sb.install(&profile);
@@ -123,6 +125,13 @@ fn a_second_install_changes_nothing() {
     );
     assert_eq!((sb.container_id("gateway"), sb.container_id("web")), ids);
     assert_eq!(tree(sb.root()), files_before);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(sb.path("/var/vol/web/www"))
+            .unwrap()
+            .uid(),
+        70
+    );
 
     // Without --profile, install uses the profile in force and still changes nothing.
     let out = sb.run(&["install"]);
