@@ -268,7 +268,8 @@ pub fn wait_until(patience: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Lists everything under a directory (relative paths), for "nothing changed" checks.
+/// Lists everything under a directory (relative paths), for "nothing changed" checks. The
+/// lock file in /run is runtime state (tmpfs on a real host), not a change, so it is left out.
 pub fn tree(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
@@ -282,6 +283,7 @@ pub fn tree(dir: &Path) -> Vec<String> {
         }
     }
     walk(dir, dir, &mut out);
+    out.retain(|p| p != "run" && p != "run/pi-setup.lock");
     out.sort();
     out
 }

@@ -291,11 +291,6 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     assert_eq!(sb.docker_objects(), Vec::<String>::new());
 }
 
-/// What a run that failed after taking the lock leaves: the lock file, and nothing else.
-fn only_the_lock() -> Vec<String> {
-    vec!["run".to_string(), "run/pi-setup.lock".to_string()]
-}
-
 /// Runs install with a profile and expects exit 2, a message, and no change at all.
 #[track_caller]
 fn rejected(sb: &Sandbox, profile_text: &str, expected: &[&str]) {
@@ -529,7 +524,7 @@ fn an_image_that_cannot_be_pulled_stops_the_run_before_any_change() {
         "{err}"
     );
     assert!(err.contains("docker load -i image.tar"), "{err}");
-    assert_eq!(tree(sb.root()), only_the_lock());
+    assert_eq!(tree(sb.root()), Vec::<String>::new());
     assert_eq!(sb.docker_objects(), Vec::<String>::new());
 }
 
@@ -550,7 +545,7 @@ fn an_unreachable_docker_daemon_is_a_clear_error() {
     );
     assert!(err.contains("is Docker installed and running?"), "{err}");
     // The lock file is the only thing written (so two runs cannot interleave).
-    assert_eq!(tree(sb.root()), only_the_lock());
+    assert_eq!(tree(sb.root()), Vec::<String>::new());
 }
 
 #[test]
@@ -568,7 +563,7 @@ fn a_foreign_network_of_the_same_name_is_not_reused() {
         )),
         "{err}"
     );
-    assert_eq!(tree(sb.root()), only_the_lock());
+    assert_eq!(tree(sb.root()), Vec::<String>::new());
     assert_eq!(sb.docker_objects(), vec![net.clone()]);
 }
 

@@ -750,3 +750,38 @@ fn add_service_from_a_file_with_limits_and_an_explicitly_published_port() {
     assert!(!binds.contains("docker.sock"), "{binds}");
     std::fs::remove_file(&def).unwrap();
 }
+
+#[test]
+fn two_add_services_at_once_both_end_up_running() {
+    let sb = installed();
+    // Each waits for the other's lock, then plans from the configuration as it is by then.
+    let spawn = |name: &'static str| {
+        sb.cmd(&web_args(name, &format!("{name}.test")))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("first"), spawn("second"));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    for name in ["first", "second"] {
+        assert_eq!(
+            inspect(&sb.container(name), "{{.State.Running}}"),
+            "true",
+            "{name}"
+        );
+        assert!(
+            sb.path(&format!("/var/vol/gateway/etc/sites/{name}.caddy"))
+                .exists(),
+            "{name}"
+        );
+        assert_eq!(
+            sb.get(&format!("{name}.test")).0,
+            404,
+            "routed, serving an empty www: {name}"
+        );
+    }
+}

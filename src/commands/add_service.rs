@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::cli::AddServiceArgs;
-use crate::commands::{reconcile, Context, Request};
+use crate::commands::{reconcile, Context, Request, LOCK_WAIT};
 use crate::config::{parse_env_file, BadInput, Inputs};
 use crate::desired::FileSpec;
 use crate::model::{Name, GATEWAY};
@@ -19,6 +19,7 @@ use crate::source::Source;
 const BCRYPT_COST: u32 = 10;
 
 pub async fn add_service(ctx: &Context, args: &AddServiceArgs) -> Result<()> {
+    let _lock = ctx.lock("add-service", args.dry_run, LOCK_WAIT)?;
     let mut inputs = Inputs::read(None, &ctx.paths)?;
     let (name, text) = match &args.file {
         Some(f) => from_file(f)?,
@@ -77,7 +78,6 @@ pub async fn add_service(ctx: &Context, args: &AddServiceArgs) -> Result<()> {
             removes: Vec::new(),
         },
         dry_run: args.dry_run,
-        command: "add-service",
     };
     reconcile(ctx, request).await
 }

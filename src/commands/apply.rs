@@ -3,17 +3,17 @@
 use anyhow::Result;
 
 use crate::cli::ApplyArgs;
-use crate::commands::{reconcile, Context, Request};
+use crate::commands::{reconcile, Context, Request, LOCK_WAIT};
 use crate::config::Inputs;
 use crate::plan::ConfigChange;
 
 pub async fn apply(ctx: &Context, args: &ApplyArgs) -> Result<()> {
+    let _lock = ctx.lock("apply", args.dry_run, LOCK_WAIT)?;
     let inputs = Inputs::read(None, &ctx.paths)?;
     let request = Request {
         inputs: &inputs,
         config: ConfigChange::default(),
         dry_run: args.dry_run,
-        command: "apply",
     };
     reconcile(ctx, request).await
 }

@@ -12,11 +12,10 @@ use futures_util::{stream, StreamExt};
 
 use crate::backup::{self, ArchiveOptions, ArchiveProgress, Compression, RetentionPolicy};
 use crate::cli::{BackupArgs, BackupsArgs, RestoreArgs};
-use crate::commands::Context;
+use crate::commands::{Context, LOCK_WAIT};
 use crate::config::{BadInput, Inputs};
 use crate::engine::Engine;
 use crate::host;
-use crate::lock;
 use crate::model::{self, BackupMode, Model, Name, GATEWAY};
 use crate::progress::Progress;
 
@@ -133,8 +132,7 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
         println!("Dry run: nothing was changed.");
         return Ok(());
     }
-    ctx.require_root()?;
-    let _lock = lock::acquire(&ctx.paths.lock_file(), "backup", Duration::from_secs(10))?;
+    let _lock = ctx.lock("backup", false, LOCK_WAIT)?;
     let engine = Engine::connect().await;
     let opts = ArchiveOptions {
         compression,
@@ -369,8 +367,7 @@ pub async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         println!("Dry run: nothing was changed.");
         return Ok(());
     }
-    ctx.require_root()?;
-    let _lock = lock::acquire(&ctx.paths.lock_file(), "restore", Duration::from_secs(10))?;
+    let _lock = ctx.lock("restore", false, LOCK_WAIT)?;
     let engine = match &container {
         Some(_) => Some(Engine::connect().await?),
         None => None,

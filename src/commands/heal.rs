@@ -8,11 +8,9 @@ use anyhow::Result;
 
 use crate::commands::Context;
 use crate::engine::Engine;
-use crate::lock;
 
 pub async fn heal(ctx: &Context) -> Result<()> {
-    ctx.require_root()?;
-    let _lock = lock::acquire(&ctx.paths.lock_file(), "heal", Duration::from_secs(30))?;
+    let _lock = ctx.lock("heal", false, Duration::from_secs(30))?;
     let engine = Engine::connect().await?;
     let containers = engine
         .managed_containers(&ctx.names.instance_label())

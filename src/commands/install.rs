@@ -3,12 +3,13 @@
 use anyhow::Result;
 
 use crate::cli::InstallArgs;
-use crate::commands::{reconcile, Context, Request};
+use crate::commands::{reconcile, Context, Request, LOCK_WAIT};
 use crate::config::Inputs;
 use crate::desired::FileSpec;
 use crate::plan::ConfigChange;
 
 pub async fn install(ctx: &Context, args: &InstallArgs) -> Result<()> {
+    let _lock = ctx.lock("install", args.dry_run, LOCK_WAIT)?;
     let inputs = Inputs::read(args.profile.as_deref(), &ctx.paths)?;
     let profile_file = FileSpec {
         path: ctx.paths.profile_file(),
@@ -22,7 +23,6 @@ pub async fn install(ctx: &Context, args: &InstallArgs) -> Result<()> {
             removes: Vec::new(),
         },
         dry_run: args.dry_run,
-        command: "install",
     };
     reconcile(ctx, request).await
 }

@@ -86,34 +86,34 @@ impl Context {
         }
         Ok(())
     }
+
+    /// For a command that changes state (not a dry run): checks for root and takes the lock.
+    /// Taken before the configuration is read, so two commands cannot plan from the same stale
+    /// view and undo each other; held until the command returns.
+    pub fn lock(&self, command: &str, dry_run: bool, wait: Duration) -> Result<Option<lock::Lock>> {
+        if dry_run {
+            return Ok(None);
+        }
+        self.require_root()?;
+        Ok(Some(lock::acquire(&self.paths.lock_file(), command, wait)?))
+    }
 }
 
-/// What a state-changing command asks of `reconcile`.
+/// How long a command waits for another one to finish before giving up.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// What a state-changing command asks of `reconcile`. The caller holds the lock (`Context::lock`).
 pub struct Request<'a> {
     pub inputs: &'a Inputs,
     /// Definitions to persist (profile, service files, secrets) or remove.
     pub config: ConfigChange,
     pub dry_run: bool,
-    /// For the lock file and messages: `install`, `add-service`, ...
-    pub command: &'static str,
 }
 
 /// The one path every state-changing command takes: validate → desired → observe → plan →
 /// print (dry run) or apply → report. Bad input is rejected before anything is touched.
 pub async fn reconcile(ctx: &Context, req: Request<'_>) -> Result<()> {
     let model = req.inputs.model()?;
-    if !req.dry_run {
-        ctx.require_root()?;
-    }
-    let _lock = if req.dry_run {
-        None
-    } else {
-        Some(lock::acquire(
-            &ctx.paths.lock_file(),
-            req.command,
-            Duration::from_secs(10),
-        )?)
-    };
     let engine = Engine::connect().await?;
     let desired = desired::desired(&model, &ctx.paths, &ctx.names, &ctx.exec);
     let systemd = ctx.paths.is_system() && crate::host::systemd_running();

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::cli::RemoveServiceArgs;
-use crate::commands::{reconcile, Context, Request};
+use crate::commands::{reconcile, Context, Request, LOCK_WAIT};
 use crate::config::{BadInput, Inputs};
 use crate::host;
 use crate::model::Name;
@@ -15,6 +15,7 @@ use crate::plan::ConfigChange;
 use crate::profile;
 
 pub async fn remove_service(ctx: &Context, args: &RemoveServiceArgs) -> Result<()> {
+    let _lock = ctx.lock("remove-service", args.dry_run, LOCK_WAIT)?;
     let name = &args.name;
     // A valid name cannot hold `/` or `..`: --purge deletes /var/vol/NAME and nothing else.
     Name::parse(name).map_err(|why| BadInput(format!("invalid service name {name:?}: {why}")))?;
@@ -54,7 +55,6 @@ pub async fn remove_service(ctx: &Context, args: &RemoveServiceArgs) -> Result<(
             removes: vec![ctx.paths.service_file(name), ctx.paths.secrets_file(name)],
         },
         dry_run: args.dry_run,
-        command: "remove-service",
     };
     reconcile(ctx, request).await?;
     if args.purge {
