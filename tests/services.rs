@@ -778,10 +778,7 @@ fn two_add_services_at_once_both_end_up_running() {
                 .exists(),
             "{name}"
         );
-        assert_eq!(
-            sb.get(&format!("{name}.test")).0,
-            404,
-            "routed, serving an empty www: {name}"
-        );
+        std::fs::write(sb.path(&format!("/var/vol/{name}/www/index.html")), name).unwrap();
+        assert_eq!(sb.get(&format!("{name}.test")), (200, name.to_string()));
     }
 }
