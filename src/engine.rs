@@ -252,6 +252,9 @@ impl Engine {
     /// Any container of this exact name, managed or not.
     pub async fn container(&self, name: &str) -> Result<Option<ContainerInfo>, EngineError> {
         match self.docker.inspect_container(name, None).await {
+            // Inspect falls back to matching an ID prefix (`db` finds a container whose ID
+            // starts with db…); only the exact name is the container asked for.
+            Ok(c) if c.name.as_deref().map(|n| n.trim_start_matches('/')) != Some(name) => Ok(None),
             Ok(c) => {
                 let state = c.state.as_ref();
                 Ok(Some(ContainerInfo {
