@@ -563,3 +563,32 @@ fn a_second_run_waits_for_the_lock_then_names_its_holder() {
         "it waits briefly first: {waited:?}"
     );
 }
+
+#[test]
+fn without_docker_a_stop_mode_volume_fails_instead_of_being_archived_live() {
+    let sb = Sandbox::new();
+    sb.install(&sb.profile(&service("db", "")));
+    std::fs::create_dir_all(sb.path("/var/vol/notes")).unwrap();
+    let out = sb
+        .cmd(&["backup"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.lines().any(|l| l.starts_with("db")
+            && l.contains("FAILED")
+            && l.contains("cannot stop container")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("notes") && l.contains(" ok ")),
+        "{text}"
+    );
+    assert_eq!(
+        archives(&sb.path("/var/backups/pi-setup/db")),
+        Vec::<PathBuf>::new()
+    );
+}

@@ -254,6 +254,19 @@ async fn backup_one(
     };
     let running = match (&v.container, engine) {
         (Some(c), Ok(e)) => e.container(c).await?.is_some_and(|i| i.running),
+        // Without Docker there is no telling whether the service is writing: archiving it
+        // live could store a torn database, so a volume that needs its container fails.
+        (Some(c), Err(err)) if v.mode != BackupMode::Live => {
+            return Err(anyhow!(
+                "cannot {} container {c} for its {} backup: {err}",
+                if v.mode == BackupMode::Stop {
+                    "stop"
+                } else {
+                    "prepare"
+                },
+                v.mode_label()
+            ));
+        }
         _ => false,
     };
     match (&v.mode, running) {
