@@ -182,7 +182,8 @@ pub fn parse_env_file(src: &Source) -> Result<BTreeMap<String, String>, ConfigEr
         if !valid {
             return Err(ConfigError {
                 line_text: None,
-                ..src.error_at(start..start, format!("invalid variable name {k:?}"))
+                // The text before `=` may be a pasted secret: say where, not what.
+                ..src.error_at(start..start, "invalid variable name (use A-Z, 0-9 and _)")
             });
         }
         let v = v.trim();
@@ -251,5 +252,11 @@ mod tests {
         let e = parse_env_file(&bad).unwrap_err().to_string();
         assert_eq!(e, "s.env:2:1: expected KEY=value");
         assert!(!e.contains("supersecret"));
+        let pasted = Source::new("s.env", "A=1\ns3cr/t=x\n");
+        let e = parse_env_file(&pasted).unwrap_err().to_string();
+        assert_eq!(e, "s.env:2:1: invalid variable name (use A-Z, 0-9 and _)");
+        let pasted = Source::new("s.env", "A=1\ns3cr/t=x\n");
+        let e = parse_env_file(&pasted).unwrap_err().to_string();
+        assert_eq!(e, "s.env:2:1: invalid variable name (use A-Z, 0-9 and _)");
     }
 }

@@ -686,16 +686,26 @@ fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Ve
         Some((_, "lan")) => Access::Lan,
         Some((a, "auth")) => match (&r.auth_user, &r.auth_hash) {
             (Some(u), Some(h)) => {
-                if u.get_ref().is_empty() || u.get_ref().contains(char::is_whitespace) {
+                // Both go into the gateway's config verbatim: nothing that could end a token.
+                let user = u.get_ref();
+                let user_ok = !user.is_empty()
+                    && user.len() <= 64
+                    && user
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || "._-@".contains(ch));
+                if !user_ok {
                     c.at(
                         u,
-                        format!(
-                            "auth_user {:?} must be a non-empty name without spaces",
-                            u.get_ref()
-                        ),
+                        format!("auth_user {user:?} must be 1-64 of A-Z a-z 0-9 . _ - @"),
                     );
                 }
-                if !(h.get_ref().starts_with("$2") && h.get_ref().len() == 60) {
+                let hash = h.get_ref();
+                let hash_ok = hash.len() == 60
+                    && hash.starts_with("$2")
+                    && hash
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || "$./".contains(ch));
+                if !hash_ok {
                     c.at(h, "auth_hash must be a bcrypt hash ($2b$...); add-service --auth-password-file makes one".into());
                 }
                 Access::Auth {
