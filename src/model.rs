@@ -373,6 +373,36 @@ pub fn build(
         }
     }
 
+    // Host ports: the gateway's, and those services publish themselves, must not collide
+    // (the later container would fail to start, and keep failing on every apply).
+    let mut taken: Vec<(IpAddr, u16, String)> = vec![(
+        gateway.bind,
+        gateway.http_port,
+        "the gateway (http_port)".into(),
+    )];
+    if gateway.https != HttpsMode::Off {
+        taken.push((
+            gateway.bind,
+            gateway.https_port,
+            "the gateway (https_port)".into(),
+        ));
+    }
+    for (s_src, s) in &services {
+        for p in &s.publish {
+            let ip: IpAddr = p.host_ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+            let clash = taken.iter().find(|(tip, port, _)| {
+                *port == p.host_port && (*tip == ip || tip.is_unspecified() || ip.is_unspecified())
+            });
+            if let Some((_, _, owner)) = clash {
+                errors.push(s_src.error(format!(
+                    "service '{}' publishes host port {}, already used by {owner}",
+                    s.name, p.host_port
+                )));
+            }
+            taken.push((ip, p.host_port, format!("service '{}'", s.name)));
+        }
+    }
+
     if errors.is_empty() {
         Ok(Model {
             description: raw.description,
@@ -399,12 +429,12 @@ fn gateway(c: &mut Checker, g: &RawGateway) -> Gateway {
         .https_port
         .as_ref()
         .map_or(443, |p| c.port(p, "gateway.https_port"));
-    if let Some(p) = &g.https_port {
-        if http_port == https_port {
-            c.at(
-                p,
-                format!("gateway.https_port {https_port} is the same as gateway.http_port"),
-            );
+    let https_off = g.https.as_ref().is_some_and(|h| h.get_ref() == "off");
+    if http_port == https_port && !https_off {
+        let msg = format!("gateway.http_port and gateway.https_port are both {http_port}");
+        match g.https_port.as_ref().or(g.http_port.as_ref()) {
+            Some(p) => c.at(p, msg),
+            None => c.errors.push(c.src.error(msg)),
         }
     }
     let bind = match &g.bind {

@@ -214,6 +214,21 @@ pub fn plan(
         units_changed |= write_if_changed(u, &a.files, &mut actions);
     }
 
+    // Containers of services no longer defined go first: they may hold a host port or a
+    // name a new container needs.
+    for c in &a.managed {
+        let wanted = d.containers.iter().any(|s| s.name == c.name);
+        if !wanted {
+            actions.push(Action::RemoveContainer {
+                name: c.name.clone(),
+                why: format!(
+                    "service '{}' is no longer defined; its data is kept",
+                    c.service().unwrap_or("?")
+                ),
+            });
+        }
+    }
+
     let mut gateway_restarted = false;
     for spec in &d.containers {
         let current = a.containers.get(&spec.name).cloned().flatten();
@@ -265,19 +280,6 @@ pub fn plan(
         if units_changed || d.timers.iter().any(|t| !enabled.contains(t)) {
             actions.push(Action::EnableTimers {
                 timers: d.timers.clone(),
-            });
-        }
-    }
-
-    for c in &a.managed {
-        let wanted = d.containers.iter().any(|s| s.name == c.name);
-        if !wanted {
-            actions.push(Action::RemoveContainer {
-                name: c.name.clone(),
-                why: format!(
-                    "service '{}' is no longer defined; its data is kept",
-                    c.service().unwrap_or("?")
-                ),
             });
         }
     }

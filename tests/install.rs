@@ -411,6 +411,22 @@ fn bad_profiles_are_rejected_with_file_line_and_column() {
     rejected(&sb, "[gateway\nimage = 1\n", &[&at(1, 9), "unclosed table"]);
     rejected(
         &sb,
+        &svc(&format!(
+            "name = \"db\"\nimage = \"x:1\"\npublish = [\"{}:5432\"]",
+            sb.http_port
+        )),
+        &[&format!(
+            "service 'db' publishes host port {}, already used by the gateway (http_port)",
+            sb.http_port
+        )],
+    );
+    rejected(
+        &sb,
+        "[gateway]\nhttp_port = 443\n",
+        &["gateway.http_port and gateway.https_port are both 443"],
+    );
+    rejected(
+        &sb,
         &format!("{gw}\n[backup]\ncompress = \"zstd\"\n"),
         &["backup.compress \"zstd\" is not supported yet"],
     );
