@@ -91,11 +91,32 @@ async fn run(
         Action::CreateContainer { spec, .. } => {
             engine.create_container(spec).await?;
             engine.start(&spec.name).await?;
+            if spec.service == GATEWAY {
+                mark_gateway_loaded(desired)?;
+            }
         }
-        Action::StartContainer { name } => engine.start(name).await?,
-        Action::ReloadGateway => reload_gateway(desired, paths).await?,
+        Action::StartContainer { name } => {
+            engine.start(name).await?;
+            if *name == names.object(GATEWAY) {
+                mark_gateway_loaded(desired)?;
+            }
+        }
+        Action::ReloadGateway => {
+            reload_gateway(desired, paths).await?;
+            mark_gateway_loaded(desired)?;
+        }
         Action::EnableTimers { timers } => host::enable_timers(timers)?,
     }
+    Ok(())
+}
+
+/// A gateway that (re)starts reads the files it is given; one that reloads has loaded them.
+fn mark_gateway_loaded(desired: &Desired) -> Result<()> {
+    host::write_atomic(
+        &desired.gateway_loaded_marker,
+        desired.gateway_files_hash().as_bytes(),
+        0o600,
+    )?;
     Ok(())
 }
 

@@ -79,6 +79,22 @@ pub struct ContainerSpec {
     pub health: Option<Health>,
 }
 
+impl Desired {
+    /// Identifies the gateway files as a whole: stored in the marker once the gateway has
+    /// loaded them, so a reload that never happened (a run that stopped in between, a refused
+    /// config) is retried by the next run instead of being forgotten.
+    pub fn gateway_files_hash(&self) -> String {
+        let mut h = Sha256::new();
+        for f in &self.gateway_files {
+            h.update(f.path.as_os_str().as_encoded_bytes());
+            h.update([0]);
+            h.update(&f.contents);
+            h.update([0]);
+        }
+        hex::encode(h.finalize())
+    }
+}
+
 impl ContainerSpec {
     pub fn hash(&self) -> String {
         let json = serde_json::to_vec(self).expect("a spec always serialises");
@@ -115,6 +131,8 @@ pub struct Desired {
     pub dirs: Vec<DirSpec>,
     /// Gateway configuration files (Caddyfile, one site per routed service).
     pub gateway_files: Vec<FileSpec>,
+    /// Where pi-setup notes which gateway files the running gateway has loaded.
+    pub gateway_loaded_marker: PathBuf,
     /// The directory whose `*.caddy` files not in `gateway_files` are stale.
     pub sites_dir: PathBuf,
     /// Gateway first, then services in definition order.
@@ -242,6 +260,7 @@ pub fn desired(model: &Model, paths: &Paths, names: &Names, exec: &str) -> Desir
         timers,
         images,
         dirs,
+        gateway_loaded_marker: paths.vol(GATEWAY).join("admin/loaded"),
         gateway_files,
         sites_dir,
         containers,

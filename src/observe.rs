@@ -19,6 +19,8 @@ pub struct Actual {
     pub files: BTreeMap<PathBuf, Option<Vec<u8>>>,
     /// `*.caddy` files present in the gateway's sites directory.
     pub site_files: Vec<PathBuf>,
+    /// What the gateway last loaded (see `Desired::gateway_files_hash`).
+    pub gateway_loaded: Option<String>,
     /// Desired container name → what has that name now.
     pub containers: BTreeMap<String, Option<ContainerInfo>>,
     /// Every container labelled as this instance's.
@@ -52,6 +54,8 @@ pub async fn observe(
         a.files.insert(f.path.clone(), host::read(&f.path)?);
     }
     a.site_files = host::files_with_suffix(&desired.sites_dir, ".caddy")?;
+    a.gateway_loaded = host::read(&desired.gateway_loaded_marker)?
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string());
     for c in &desired.containers {
         a.containers
             .insert(c.name.clone(), engine.container(&c.name).await?);

@@ -272,7 +272,8 @@ pub fn plan(
             gateway_restarted |= spec.service == GATEWAY;
         }
     }
-    if gateway_config_changed && !gateway_restarted {
+    let loaded = a.gateway_loaded.as_deref() == Some(d.gateway_files_hash().as_str());
+    if (gateway_config_changed || !loaded) && !gateway_restarted {
         actions.push(Action::ReloadGateway);
     }
 

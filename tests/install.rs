@@ -209,6 +209,27 @@ fn a_new_domain_reloads_the_gateway_without_recreating_it() {
     );
     assert_eq!(sb.get("renamed.test"), (200, "web\n".to_string()));
     assert_eq!(sb.get("web.test").0, 404);
+
+    // A run that wrote the site files but stopped before the reload (killed, or Caddy refused
+    // the config) leaves the marker of what the gateway loaded behind: the next run reloads.
+    std::fs::write(
+        sb.path("/var/vol/gateway/admin/loaded"),
+        "an earlier configuration",
+    )
+    .unwrap();
+    let out = sb.run(&["install"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("reload the gateway configuration"),
+        "{}",
+        stdout(&out)
+    );
+    let again = sb.run(&["install"]);
+    assert!(
+        stdout(&again).starts_with("Nothing changed"),
+        "{}",
+        stdout(&again)
+    );
 }
 
 #[test]
