@@ -58,6 +58,12 @@ impl Paths {
         self.host("/etc/systemd/system")
     }
 
+    /// A file per container that a backup stopped and has not started again yet.
+    pub fn stopped_for_backup(&self, container: &str) -> PathBuf {
+        self.host("/var/lib/pi-setup/stopped-for-backup")
+            .join(container)
+    }
+
     /// Held by every command that changes state.
     pub fn lock_file(&self) -> PathBuf {
         self.host("/run/pi-setup.lock")

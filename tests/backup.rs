@@ -592,3 +592,32 @@ fn without_docker_a_stop_mode_volume_fails_instead_of_being_archived_live() {
         Vec::<PathBuf>::new()
     );
 }
+
+#[test]
+fn heal_starts_a_service_a_dead_backup_left_stopped() {
+    let sb = Sandbox::new();
+    sb.install(&sb.profile(&service("app", "")));
+    // A finished backup leaves no note behind.
+    assert_ok(&sb.run(&["backup", "app"]));
+    let notes = sb.path("/var/lib/pi-setup/stopped-for-backup");
+    assert_eq!(std::fs::read_dir(&notes).unwrap().count(), 0);
+    // What a backup killed between stop and start leaves: the note, and a stopped container.
+    std::fs::write(notes.join(sb.container("app")), "").unwrap();
+    assert!(
+        crate::harness::docker(&["stop", "-t", "1", &sb.container("app")])
+            .status
+            .success()
+    );
+    let out = sb.run(&["heal"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains(&format!(
+            "starting {} (a backup stopped it and did not finish)",
+            sb.container("app")
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(inspect(&sb.container("app"), "{{.State.Running}}"), "true");
+    assert_eq!(std::fs::read_dir(&notes).unwrap().count(), 0);
+}

@@ -274,6 +274,10 @@ async fn backup_one(
             let (Some(c), Ok(e)) = (&v.container, engine) else {
                 unreachable!("running implies both")
             };
+            // Noted before stopping: if this run dies (SIGKILL, power loss) before starting
+            // the container again, `heal` (every minute, and after boot) starts it.
+            let marker = ctx.paths.stopped_for_backup(c);
+            host::write_atomic(&marker, b"", 0o644)?;
             e.stop(c, 30)
                 .await
                 .with_context(|| format!("stopping {c} for its backup"))?;
@@ -282,6 +286,9 @@ async fn backup_one(
                 .start(c)
                 .await
                 .with_context(|| format!("starting {c} again after its backup"));
+            if restarted.is_ok() {
+                host::remove_file(&marker)?;
+            }
             let report = result.context("archive task")??;
             restarted?;
             Ok(report)

@@ -15,6 +15,20 @@ pub async fn heal(ctx: &Context) -> Result<()> {
     let containers = engine
         .managed_containers(&ctx.names.instance_label())
         .await?;
+    // A backup that died between stopping a container and starting it again left a note.
+    for c in &containers {
+        let marker = ctx.paths.stopped_for_backup(&c.name);
+        if marker.exists() {
+            if !c.running {
+                println!(
+                    "starting {} (a backup stopped it and did not finish)",
+                    c.name
+                );
+                engine.start(&c.name).await?;
+            }
+            crate::host::remove_file(&marker)?;
+        }
+    }
     let mut restarted = 0;
     for c in containers
         .iter()
