@@ -449,6 +449,20 @@ open(path + ".manifest.json", "w").write(json.dumps(manifest))
         .unwrap();
     assert!(py.status.success(), "{}", stderr(&py));
 
+    // An archive of another volume is refused by name.
+    let other = sb.run(&[
+        "restore",
+        "gateway",
+        "--archive",
+        dir.join(name).to_str().unwrap(),
+    ]);
+    assert_eq!(other.status.code(), Some(2), "{}", stderr(&other));
+    assert!(
+        stderr(&other).contains("is an archive of 'app', not of 'gateway'"),
+        "{}",
+        stderr(&other)
+    );
+
     let out = sb.run(&["restore", "app"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stderr(&out).contains("../escaped.txt"), "{}", stderr(&out));

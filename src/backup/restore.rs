@@ -224,6 +224,16 @@ fn extract(archive: &Path, root: &Path, opts: &RestoreOptions) -> Result<u64, Ba
         }
         entries += 1;
     }
+    // Each target was checked on its own; a chain (`x/l -> ..`, then `m -> x/l/..`) could still
+    // climb out through another link, so no target may pass *through* a symlink of the archive.
+    for (rel, target, _) in &symlinks {
+        if passes_through_symlink(rel, target, &symlink_paths) {
+            return Err(refuse(
+                rel.as_os_str().as_bytes(),
+                "is a symlink whose target passes through another symlink",
+            ));
+        }
+    }
     for (rel, target, meta) in &symlinks {
         let dest = root.join(rel);
         make_parent(&dest)?;
@@ -281,6 +291,30 @@ fn symlink_stays_inside(link: &Path, target: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// Walks `target` lexically from the link's directory and says whether any component before
+/// the last is itself a symlink of the archive.
+fn passes_through_symlink(link: &Path, target: &Path, symlinks: &HashSet<PathBuf>) -> bool {
+    let mut at: Vec<&OsStr> = link
+        .parent()
+        .map(|p| p.iter().collect())
+        .unwrap_or_default();
+    let parts: Vec<Component> = target.components().collect();
+    for (i, component) in parts.iter().enumerate() {
+        match component {
+            Component::Normal(name) => at.push(name),
+            Component::ParentDir => {
+                at.pop();
+            }
+            _ => {}
+        }
+        let last = i + 1 == parts.len();
+        if !last && symlinks.contains(&at.iter().collect::<PathBuf>()) {
+            return true;
+        }
+    }
+    false
 }
 
 fn make_parent(dest: &Path) -> Result<(), BackupError> {

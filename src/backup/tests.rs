@@ -404,7 +404,7 @@ fn crafted_archive(dir: &Path, entries: &[RawEntry]) -> PathBuf {
 #[test]
 fn restore_refuses_entries_that_escape_and_changes_nothing() {
     use tar::EntryType::{Directory, Link, Regular, Symlink};
-    let cases: [(&str, Vec<RawEntry>); 7] = [
+    let cases: [(&str, Vec<RawEntry>); 8] = [
         (
             "dot-dot path",
             vec![(b"ok.txt", Regular, b""), (b"../x", Regular, b"")],
@@ -435,6 +435,14 @@ fn restore_refuses_entries_that_escape_and_changes_nothing() {
         (
             "write through symlink",
             vec![(b"c", Symlink, b"."), (b"c/c/x", Regular, b"")],
+        ),
+        (
+            "symlink chain climbing out",
+            vec![
+                (b"x/", Directory, b""),
+                (b"x/l2", Symlink, b".."),
+                (b"m", Symlink, b"x/l2/.."),
+            ],
         ),
     ];
     for (what, entries) in cases {

@@ -369,6 +369,17 @@ pub async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
             }
         }
     };
+    // `--archive` can name any file: it must be an archive of this volume.
+    let manifest = backup::Manifest::read_for(&archive)?;
+    if manifest.name != args.name {
+        return Err(BadInput(format!(
+            "{} is an archive of '{}', not of '{}'",
+            archive.display(),
+            manifest.name,
+            args.name
+        ))
+        .into());
+    }
     let container = (args.name == GATEWAY || model.service(&args.name).is_some())
         .then(|| ctx.names.object(&args.name));
     if args.dry_run {
