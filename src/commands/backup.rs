@@ -417,12 +417,16 @@ pub async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     })
     .await
     .context("restore task")?;
-    if let (Some(c), Some(e), true) = (&container, &engine, was_running) {
-        e.start(c)
+    let restarted = match (&container, &engine, was_running) {
+        (Some(c), Some(e), true) => e
+            .start(c)
             .await
-            .with_context(|| format!("starting {c} again after the restore"))?;
-    }
+            .with_context(|| format!("starting {c} again after the restore")),
+        _ => Ok(()),
+    };
+    // The restore's own error first: it says what happened to the data.
     let report = result?;
+    restarted?;
     println!(
         "Restored {} ({} entries) from {}",
         report.restored.display(),
