@@ -233,7 +233,12 @@ pub fn desired(model: &Model, paths: &Paths, names: &Names, exec: &str) -> Desir
         gateway_files.push(FileSpec {
             path: sites_dir.join(format!("{}.caddy", s.name)),
             contents: gateway::site(gw, s).into_bytes(),
-            mode: 0o644,
+            // A password hash is not for every local user to brute-force.
+            mode: if matches!(s.access, crate::model::Access::Auth { .. }) {
+                0o600
+            } else {
+                0o644
+            },
         });
     }
 

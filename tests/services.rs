@@ -323,6 +323,13 @@ fn auth_access_needs_the_password_and_stores_only_a_hash() {
     let site =
         std::fs::read_to_string(sb.path("/var/vol/gateway/etc/sites/private.caddy")).unwrap();
     assert!(!site.contains("correct horse"));
+    for f in [
+        "/etc/pi-setup/services/private.toml",
+        "/var/vol/gateway/etc/sites/private.caddy",
+    ] {
+        let mode = std::fs::metadata(sb.path(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f} holds the hash: root only");
+    }
     std::fs::remove_file(&pw).unwrap();
 
     assert!(wait_until(Duration::from_secs(10), || try_get(

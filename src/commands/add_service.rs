@@ -48,8 +48,9 @@ pub async fn add_service(ctx: &Context, args: &AddServiceArgs) -> Result<()> {
     ));
     let mut writes = vec![FileSpec {
         path: service_file,
+        // It may hold an auth_hash: readable by root only, like the secrets.
         contents: text.into_bytes(),
-        mode: 0o644,
+        mode: 0o600,
     }];
     if let Some(env_file) = &args.env_file {
         let secret_text = std::fs::read_to_string(env_file).map_err(|e| {
