@@ -122,7 +122,7 @@ fn mark_gateway_loaded(desired: &Desired) -> Result<()> {
 
 /// Reloads through the admin socket; a gateway that has just started may not have created it
 /// yet, so connecting is retried for a few seconds.
-pub async fn reload_gateway(desired: &Desired, paths: &Paths) -> Result<()> {
+async fn reload_gateway(desired: &Desired, paths: &Paths) -> Result<()> {
     let caddyfile = desired
         .gateway_files
         .first()

@@ -83,6 +83,10 @@ impl ContainerInfo {
     pub fn service(&self) -> Option<&str> {
         self.labels.get(LABEL_SERVICE).map(String::as_str)
     }
+    /// The `--instance` it belongs to (empty for none).
+    pub fn instance(&self) -> &str {
+        self.labels.get(LABEL_INSTANCE).map_or("", String::as_str)
+    }
 }
 
 /// Progress of an image pull, as the daemon reports it.
@@ -158,14 +162,6 @@ impl Engine {
             .map_err(api(format!("creating network {name}")))
     }
 
-    pub async fn remove_network(&self, name: &str) -> Result<Option<()>, EngineError> {
-        match self.docker.remove_network(name).await {
-            Ok(()) => Ok(Some(())),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(api(format!("removing network {name}"))(e)),
-        }
-    }
-
     /// The local image ID for a reference, or None when the image is not on this machine.
     pub async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError> {
         match self.docker.inspect_image(reference).await {
@@ -221,13 +217,25 @@ impl Engine {
                 format!("{LABEL_INSTANCE}={instance}"),
             ],
         )]);
-        let opts = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
+        self.list(Some(filters)).await
+    }
+
+    /// Every container on the daemon (running or not), pi-setup's or not.
+    pub async fn all_containers(&self) -> Result<Vec<ContainerInfo>, EngineError> {
+        self.list(None).await
+    }
+
+    async fn list(
+        &self,
+        filters: Option<HashMap<String, Vec<String>>>,
+    ) -> Result<Vec<ContainerInfo>, EngineError> {
+        let mut opts = ListContainersOptionsBuilder::default().all(true);
+        if let Some(f) = &filters {
+            opts = opts.filters(f);
+        }
         let list = self
             .docker
-            .list_containers(Some(opts))
+            .list_containers(Some(opts.build()))
             .await
             .map_err(api("listing containers"))?;
         Ok(list

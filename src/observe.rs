@@ -56,11 +56,16 @@ pub async fn observe(
     a.site_files = host::files_with_suffix(&desired.sites_dir, ".caddy")?;
     a.gateway_loaded = host::read(&desired.gateway_loaded_marker)?
         .map(|b| String::from_utf8_lossy(&b).trim().to_string());
+    // One listing answers both questions: what has each desired name, and what is ours.
+    let all = engine.all_containers().await?;
     for c in &desired.containers {
-        a.containers
-            .insert(c.name.clone(), engine.container(&c.name).await?);
+        let found = all.iter().find(|x| x.name == c.name).cloned();
+        a.containers.insert(c.name.clone(), found);
     }
-    a.managed = engine.managed_containers(instance).await?;
+    a.managed = all
+        .into_iter()
+        .filter(|c| c.managed() && c.instance() == instance)
+        .collect();
     for u in &desired.units {
         a.files.insert(u.path.clone(), host::read(&u.path)?);
     }

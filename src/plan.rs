@@ -235,14 +235,7 @@ pub fn plan(
         let image_id = a.images.get(&spec.image).cloned().flatten();
         let why_recreate = match &current {
             None => Some("new".to_string()),
-            Some(c)
-                if !c.managed()
-                    || c.labels
-                        .get(crate::desired::LABEL_INSTANCE)
-                        .cloned()
-                        .unwrap_or_default()
-                        != names.instance_label() =>
-            {
+            Some(c) if !c.managed() || c.instance() != names.instance_label() => {
                 return Err(Conflict::ForeignContainer(spec.name.clone()))
             }
             Some(c) if c.hash() != Some(spec.hash().as_str()) => {

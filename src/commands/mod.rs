@@ -51,26 +51,28 @@ impl Context {
                     .to_string(),
             ),
         };
+        let paths = Paths::new(root);
         // Docker objects are not under --root: without an instance of its own, a sandbox
         // would plan against (and remove) the real appliance's containers.
-        if root != std::path::Path::new("/") && instance.is_none() {
+        if !paths.is_system() && instance.is_none() {
             return Err(BadInput(format!(
                 "--root {} needs --instance NAME too, so its containers and network stay apart from the real appliance's",
-                root.display()
+                paths.root.display()
             ))
             .into());
         }
         let mut exec = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "/usr/local/bin/pi-setup".into());
-        if root != std::path::Path::new("/") {
-            exec.push_str(&format!(" --root {}", root.display()));
+        // The units must call pi-setup the way it was called.
+        if !paths.is_system() {
+            exec.push_str(&format!(" --root {}", paths.root.display()));
         }
         if let Some(i) = &instance {
             exec.push_str(&format!(" --instance {i}"));
         }
         Ok(Context {
-            paths: Paths::new(root),
+            paths,
             names: Names { instance },
             exec,
         })
