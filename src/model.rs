@@ -150,16 +150,10 @@ pub struct Gateway {
     pub email: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    Gzip,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backup {
     pub dest: String,
     pub schedule: String,
-    pub compress: Compression,
     pub level: u32,
     pub keep_last: u32,
     pub keep_daily: u32,
@@ -492,25 +486,19 @@ fn gateway(c: &mut Checker, g: &RawGateway) -> Gateway {
 }
 
 fn backup(c: &mut Checker, b: &RawBackup) -> Backup {
-    let compress = match b.compress.as_ref().map(|v| (v, v.get_ref().as_str())) {
-        None | Some((_, "gzip")) => Compression::Gzip,
-        // No pure-Rust zstd encoder matches zstd's ratio yet, and the C one would need an
-        // aarch64 C toolchain for the Pi build.
-        Some((v, "zstd")) => {
-            c.at(
-                v,
-                "backup.compress \"zstd\" is not supported yet; use \"gzip\"".into(),
-            );
-            Compression::Gzip
-        }
-        Some((v, other)) => {
-            c.at(
-                v,
-                format!("backup.compress {other:?} is not one of gzip, zstd"),
-            );
-            Compression::Gzip
-        }
-    };
+    // gzip is the only format: no pure-Rust zstd encoder matches zstd's ratio yet, and the C
+    // one would need an aarch64 C toolchain for the Pi build. The field stays for profiles.
+    match b.compress.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "gzip")) => {}
+        Some((v, "zstd")) => c.at(
+            v,
+            "backup.compress \"zstd\" is not supported yet; use \"gzip\"".into(),
+        ),
+        Some((v, other)) => c.at(
+            v,
+            format!("backup.compress {other:?} is not one of gzip, zstd"),
+        ),
+    }
     let max_level = 9;
     let level = match &b.level {
         None => 6,
@@ -564,7 +552,6 @@ fn backup(c: &mut Checker, b: &RawBackup) -> Backup {
     Backup {
         dest,
         schedule,
-        compress,
         level,
         keep_last: c.count(&b.keep_last, "backup.keep_last", 3),
         keep_daily: c.count(&b.keep_daily, "backup.keep_daily", 7),

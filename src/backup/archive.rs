@@ -25,16 +25,9 @@ use crate::backup::timestamp::Timestamp;
 use crate::backup::verify::read_back;
 use crate::backup::walk::{escape, walk, Node, NodeKind, SkippedEntry, Stat, Tree};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    Gzip,
-    Zstd,
-}
-
 #[derive(Debug, Clone)]
 pub struct ArchiveOptions {
-    pub compression: Compression,
-    /// 0-9, as for gzip.
+    /// gzip level 1-9.
     pub level: u32,
     /// Compression threads; 0 means one per CPU.
     pub threads: usize,
@@ -54,7 +47,6 @@ pub struct ArchiveProgress {
 impl Default for ArchiveOptions {
     fn default() -> Self {
         ArchiveOptions {
-            compression: Compression::Gzip,
             level: 6,
             threads: 0,
             timestamp: None,
@@ -81,9 +73,6 @@ pub fn archive_dir(
 ) -> Result<ArchiveReport, BackupError> {
     let started = Instant::now();
     check_name(name)?;
-    if opts.compression == Compression::Zstd {
-        return Err(BackupError::Unsupported("zstd"));
-    }
     let created = Timestamp::from(opts.timestamp.unwrap_or_else(SystemTime::now));
     let dir = dest_dir.join(name);
     fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;

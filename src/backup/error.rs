@@ -32,8 +32,6 @@ pub enum BackupError {
         entry: String,
         reason: String,
     },
-    #[error("{0} compression is not supported yet; use gzip")]
-    Unsupported(&'static str),
 }
 
 impl BackupError {

@@ -18,7 +18,7 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-pub use archive::{archive_dir, ArchiveOptions, ArchiveProgress, ArchiveReport, Compression};
+pub use archive::{archive_dir, ArchiveOptions, ArchiveProgress, ArchiveReport};
 pub use error::BackupError;
 pub use manifest::Manifest;
 pub use restore::{restore_archive, RestoreOptions, RestoreReport};

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _, Result};
 use futures_util::{stream, StreamExt};
 
-use crate::backup::{self, ArchiveOptions, ArchiveProgress, Compression, RetentionPolicy};
+use crate::backup::{self, ArchiveOptions, ArchiveProgress, RetentionPolicy};
 use crate::cli::{BackupArgs, BackupsArgs, RestoreArgs};
 use crate::commands::{Context, LOCK_WAIT};
 use crate::config::{BadInput, Inputs};
 use crate::engine::Engine;
 use crate::host;
-use crate::model::{self, BackupMode, Model, Name, GATEWAY};
+use crate::model::{BackupMode, Model, Name, GATEWAY};
 use crate::progress::Progress;
 
 /// One volume directory and how to keep it consistent while it is archived.
@@ -78,18 +78,15 @@ fn policy(model: &Model) -> RetentionPolicy {
 
 pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
-    let compression = match args.compress.as_deref() {
-        None => match model.backup.compress {
-            model::Compression::Gzip => Compression::Gzip,
-        },
-        Some("gzip") => Compression::Gzip,
+    match args.compress.as_deref() {
+        None | Some("gzip") => {}
         Some("zstd") => {
             return Err(BadInput("--compress zstd is not supported yet; use gzip".into()).into())
         }
         Some(other) => {
             return Err(BadInput(format!("--compress {other:?} is not one of gzip, zstd")).into())
         }
-    };
+    }
     let level = args.level.unwrap_or(model.backup.level);
     if !(1..=9).contains(&level) {
         return Err(BadInput(format!("--level {level} is out of range (1-9)")).into());
@@ -135,7 +132,6 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let _lock = ctx.lock("backup", false, LOCK_WAIT)?;
     let engine = Engine::connect().await;
     let opts = ArchiveOptions {
-        compression,
         level,
         ..Default::default()
     };
