@@ -102,7 +102,7 @@ async fn run(
             }
         }
         Action::ReloadGateway => {
-            reload_gateway(desired, paths).await?;
+            reload_gateway(desired, paths, engine, names).await?;
             mark_gateway_loaded(desired)?;
         }
         Action::EnableTimers { timers } => host::enable_timers(timers)?,
@@ -121,8 +121,23 @@ fn mark_gateway_loaded(desired: &Desired) -> Result<()> {
 }
 
 /// Reloads through the admin socket; a gateway that has just started may not have created it
-/// yet, so connecting is retried for a few seconds.
-async fn reload_gateway(desired: &Desired, paths: &Paths) -> Result<()> {
+/// yet, so connecting is retried for a few seconds. New connections are first steered to
+/// the listeners the new config opens (`crate::reuseport`), so the reload drops none; if the
+/// kernel refuses that, the reload goes ahead and says what it could not do.
+async fn reload_gateway(
+    desired: &Desired,
+    paths: &Paths,
+    engine: &Engine,
+    names: &Names,
+) -> Result<()> {
+    if let Some(pid) = engine.pid(&names.object(GATEWAY)).await? {
+        if let Err(e) = crate::reuseport::steer_to_newest(pid) {
+            eprintln!(
+                "note: could not steer new connections during the gateway reload ({e}); \
+                 a request arriving at that instant may be dropped"
+            );
+        }
+    }
     let caddyfile = desired
         .gateway_files
         .first()

@@ -77,6 +77,10 @@ pub struct ContainerSpec {
     pub memory: Option<i64>,
     pub nano_cpus: Option<i64>,
     pub health: Option<Health>,
+    /// Namespaced kernel settings (`--sysctl`); left out of the hash when empty, so adding
+    /// the field did not recreate every container.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
 }
 
 impl Desired {
@@ -164,7 +168,14 @@ pub const UNITS: &[(&str, &str)] = &[
 ];
 
 /// `exec` is how the units call pi-setup: the binary's path plus `--root`/`--instance` if given.
-pub fn desired(model: &Model, paths: &Paths, names: &Names, exec: &str) -> Desired {
+/// `migrate_requests`: the kernel has `net.ipv4.tcp_migrate_req` (see `crate::reuseport`).
+pub fn desired(
+    model: &Model,
+    paths: &Paths,
+    names: &Names,
+    exec: &str,
+    migrate_requests: bool,
+) -> Desired {
     let mut images: Vec<String> = Vec::new();
     let mut dirs = Vec::new();
     let mut containers = Vec::new();
@@ -202,6 +213,15 @@ pub fn desired(model: &Model, paths: &Paths, names: &Names, exec: &str) -> Desir
         memory: None,
         nano_cpus: None,
         health: None,
+        // A reload hands what is queued on the old listener to the new one (crate::reuseport).
+        sysctls: if migrate_requests {
+            BTreeMap::from([(
+                crate::reuseport::MIGRATE_SYSCTL.to_string(),
+                "1".to_string(),
+            )])
+        } else {
+            BTreeMap::new()
+        },
     });
     images.push(gw.image.clone());
 
@@ -300,6 +320,7 @@ fn service_container(s: &Service, paths: &Paths, names: &Names) -> ContainerSpec
         memory: s.memory,
         nano_cpus: s.nano_cpus,
         health: s.health.clone(),
+        sysctls: BTreeMap::new(),
     }
 }
 

@@ -292,6 +292,19 @@ impl Engine {
         }
     }
 
+    /// The host PID of a running container's main process.
+    pub async fn pid(&self, name: &str) -> Result<Option<u32>, EngineError> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => Ok(c
+                .state
+                .and_then(|s| s.pid)
+                .filter(|p| *p > 0)
+                .map(|p| p as u32)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api(format!("inspecting container {name}"))(e)),
+        }
+    }
+
     pub async fn create_container(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = spec
             .ports
@@ -342,6 +355,11 @@ impl Engine {
                 security_opt: Some(spec.security_opt.clone()),
                 memory: spec.memory,
                 nano_cpus: spec.nano_cpus,
+                sysctls: if spec.sysctls.is_empty() {
+                    None
+                } else {
+                    Some(spec.sysctls.clone().into_iter().collect())
+                },
                 ..Default::default()
             }),
             healthcheck: spec.health.as_ref().map(|h| {

@@ -3,6 +3,8 @@
 //!
 //! Why a socket and not `docker exec caddy reload`: Caddy 2.11 answers that with HTTP 403
 //! (caddy#7528, admin origin checks). POST /load on the socket is what `caddy reload` does.
+//!
+//! A reload drops no request: see `reload` here and `crate::reuseport` for the kernel half.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -17,7 +19,9 @@ pub const ADMIN_SOCKET_IN_CONTAINER: &str = "/run/pi-setup/admin.sock";
 pub const ADMIN_SOCKET_ON_HOST: &str = "admin/admin.sock";
 
 pub fn caddyfile(g: &Gateway) -> String {
-    let mut global = format!("\tadmin unix/{ADMIN_SOCKET_IN_CONTAINER}\n");
+    let mut global = format!(
+        "\tadmin unix/{ADMIN_SOCKET_IN_CONTAINER}\n\tshutdown_delay {SHUTDOWN_DELAY_MS}ms\n"
+    );
     if let Some(email) = &g.email {
         global.push_str(&format!("\temail {email}\n"));
     }
@@ -120,10 +124,52 @@ pub fn ping(socket: &Path) -> Result<(), ReloadError> {
     admin_request(socket, "GET", "/config/", None).map(|_| ())
 }
 
+/// How long a replaced server keeps answering before it shuts down. Caddy only waits when the
+/// server's listen address is going away, which is why `reload` alternates its spelling.
+/// During the wait the old server gets no new connections (`crate::reuseport`); it only
+/// answers those it had accepted, which takes well under a millisecond.
+pub const SHUTDOWN_DELAY_MS: u32 = 250;
+
+/// The second spelling of the gateway's listen addresses. `:80` and `0.0.0.0:80` are the same
+/// socket to Go (a dual-stack wildcard) but different listeners to Caddy.
+const ALTERNATE_BIND: &str = "\tdefault_bind 0.0.0.0\n";
+
+/// `caddyfile` with its listen addresses spelled the other way (see `reload`).
+pub fn with_alternate_bind(caddyfile: &str) -> String {
+    caddyfile.replacen("{\n", &format!("{{\n{ALTERNATE_BIND}"), 1)
+}
+
 /// Loads `caddyfile` into the running gateway: Caddy adapts it (resolving the `import` inside
-/// the container), swaps the config without dropping connections, and rolls back on error.
+/// the container), swaps the config, and rolls back on error.
+///
+/// No request is dropped, given `crate::reuseport::steer_to_newest` on the gateway first: the
+/// new config spells its listen addresses differently from the running one (`:80` one time,
+/// `0.0.0.0:80` the next), so Caddy sees the old listeners as closing and holds the old
+/// server for `shutdown_delay` — answering what it has accepted — before shutting it down.
+/// With the same spelling Caddy shuts the old server down at once, and Go drops a request it
+/// reads after that (about one per reload under load).
 pub fn reload(socket: &Path, caddyfile: &str) -> Result<(), ReloadError> {
-    admin_request(socket, "POST", "/load", Some(caddyfile)).map(|_| ())
+    let running = admin_request(socket, "GET", "/config/apps/http/servers", None)?;
+    let body = if uses_alternate_bind(&running) {
+        caddyfile.to_string()
+    } else {
+        with_alternate_bind(caddyfile)
+    };
+    admin_request(socket, "POST", "/load", Some(&body)).map(|_| ())
+}
+
+/// Whether the running servers (Caddy's JSON for `apps.http.servers`) listen on the
+/// alternate spelling.
+fn uses_alternate_bind(servers_json: &str) -> bool {
+    let servers: serde_json::Value = serde_json::from_str(servers_json).unwrap_or_default();
+    servers
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(|srv| srv.get("listen")?.as_array())
+        .flatten()
+        .filter_map(|l| l.as_str())
+        .any(|l| l.starts_with("0.0.0.0:"))
 }
 
 /// One HTTP/1.1 request on the admin socket; the body of a 200 answer, else an error.
@@ -164,5 +210,34 @@ fn admin_request(
         Ok(body)
     } else {
         Err(ReloadError::Refused { status, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alternate_spelling_goes_into_the_global_options_and_is_recognised() {
+        let file = "# Written by pi-setup.\n{\n\tadmin unix//run/pi-setup/admin.sock\n}\n\n:80 {\n\trespond \"x\" 404\n}\n";
+        let alt = with_alternate_bind(file);
+        assert!(
+            alt.starts_with("# Written by pi-setup.\n{\n\tdefault_bind 0.0.0.0\n\tadmin"),
+            "{alt}"
+        );
+        assert_eq!(
+            alt.matches("default_bind").count(),
+            1,
+            "only the global block"
+        );
+
+        // What Caddy answers for GET /config/apps/http/servers, each way.
+        assert!(!uses_alternate_bind(
+            r#"{"srv0":{"listen":[":80"],"routes":[]}}"#
+        ));
+        assert!(uses_alternate_bind(
+            r#"{"srv0":{"listen":["0.0.0.0:443"]},"srv1":{"listen":["0.0.0.0:80"]}}"#
+        ));
+        assert!(!uses_alternate_bind("null"), "no http app yet");
     }
 }

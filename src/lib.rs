@@ -19,6 +19,7 @@ pub mod plan;
 pub mod profile;
 pub mod progress;
 pub mod report;
+pub mod reuseport;
 pub mod shipped;
 pub mod source;
 

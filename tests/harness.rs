@@ -136,8 +136,10 @@ impl Sandbox {
         out
     }
 
-    /// GET through the gateway on 127.0.0.1 with a Host header; retries connection failures and
-    /// 502s until the deadline (a fresh container needs a moment).
+    /// GET through the gateway on 127.0.0.1 with a Host header; retries connection failures,
+    /// 502s and maintenance-page 503s until the deadline (a fresh container needs a moment to
+    /// listen, and until it does the gateway serves the maintenance page). Tests that expect
+    /// the maintenance page use `try_get`.
     pub fn get(&self, host: &str) -> (u16, String) {
         http_get(self.http_port, host, Duration::from_secs(15))
     }
@@ -216,7 +218,7 @@ pub fn http_get(port: u16, host: &str, patience: Duration) -> (u16, String) {
     let deadline = Instant::now() + patience;
     loop {
         match try_get(port, host) {
-            Ok((status, body)) if status != 502 || Instant::now() >= deadline => {
+            Ok((status, body)) if !matches!(status, 502 | 503) || Instant::now() >= deadline => {
                 return (status, body)
             }
             Err(e) if Instant::now() >= deadline => {

@@ -230,64 +230,71 @@ fn add_service_rejects_conflicts_and_bad_values_without_changing_anything() {
     assert_eq!(sb.get("web.test"), (200, "web\n".to_string()));
 }
 
-/// While another service is added and removed, requests to a running one keep being answered
-/// by it: the gateway is reloaded, never restarted, and no request sees a wrong answer.
+/// While other services are added and removed, every request to a running one is answered by
+/// it: the gateway is reloaded (never restarted) and no connection is dropped.
 ///
-/// Measured limit (README "Known limits"): Caddy 2.11.7 swaps its listening socket on every
-/// reload, and a connection arriving at that instant can be dropped (an empty reply or a
-/// refused connect; the same with static `respond` sites, so it is not the proxying): 4 of
-/// 7,442 requests over 40 reloads. So connection-level drops are allowed up to one per reload; any HTTP answer other
-/// than the service's page fails the test, and so does a restart (which drops hundreds).
+/// Without the two halves of the lossless reload (`reuseport::steer_to_newest` and the
+/// alternating listen spelling in `gateway::reload`), Caddy 2.11.7 drops about one request per
+/// reload under this load (measured: 350 of 46,806 over 200 reloads with 4 clients).
 #[test]
-fn adding_and_removing_a_service_keeps_answering_for_another() {
+fn adding_and_removing_services_drops_no_request_to_another() {
     let sb = installed();
     add_web(&sb, "steady", "steady.test", "steady\n");
     assert_eq!(sb.get("steady.test").0, 200);
     let gateway_started = inspect(&sb.container("gateway"), "{{.State.StartedAt}}");
     let stop = Arc::new(AtomicBool::new(false));
     let port = sb.http_port;
-    let hammer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let (mut ok, mut dropped, mut wrong) = (0u32, Vec::new(), Vec::new());
-            // Bounded: stops when told, or after 5000 requests.
-            while !stop.load(Ordering::SeqCst) && ok + ((dropped.len() + wrong.len()) as u32) < 5000
-            {
-                match try_get(port, "steady.test") {
-                    Ok((200, body)) if body == "steady\n" => ok += 1,
-                    Ok(other) => wrong.push(format!("{other:?}")),
-                    Err(e) => dropped.push(e.to_string()),
+    // Four clients, each a new connection per request, as browsers and monitors do.
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut dropped, mut wrong) = (0u32, Vec::new(), Vec::new());
+                // Bounded: stops when told, or after 20,000 requests.
+                while !stop.load(Ordering::SeqCst)
+                    && ok as usize + dropped.len() + wrong.len() < 20_000
+                {
+                    match try_get(port, "steady.test") {
+                        Ok((200, body)) if body == "steady\n" => ok += 1,
+                        Ok(other) => wrong.push(format!("{other:?}")),
+                        Err(e) => dropped.push(e.to_string()),
+                    }
                 }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            (ok, dropped, wrong)
+                (ok, dropped, wrong)
+            })
         })
-    };
+        .collect();
     std::thread::sleep(Duration::from_millis(300));
-    add_web(&sb, "other", "other.test", "other\n");
-    assert_eq!(sb.get("other.test").0, 200);
-    assert_ok(&sb.run(&["remove-service", "other"]));
+    for round in 0..3 {
+        let name = format!("other{round}");
+        let domain = format!("{name}.test");
+        add_web(&sb, &name, &domain, "other\n");
+        assert_eq!(sb.get(&domain).0, 200);
+        assert_ok(&sb.run(&["remove-service", &name]));
+    }
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
-    let (ok, dropped, wrong) = hammer.join().unwrap();
+    let (mut ok, mut dropped, mut wrong) = (0u32, Vec::new(), Vec::new());
+    for c in clients {
+        let (o, d, w) = c.join().unwrap();
+        ok += o;
+        dropped.extend(d);
+        wrong.extend(w);
+    }
     let total = ok as usize + dropped.len() + wrong.len();
     println!(
-        "zero-downtime: {total} requests, {} failed ({} dropped connections, {} wrong answers)",
+        "zero-downtime: {total} requests over 6 reloads, {} failed ({} dropped connections, {} wrong answers)",
         dropped.len() + wrong.len(),
         dropped.len(),
         wrong.len()
     );
-    assert!(ok > 100, "too few requests to mean anything: {ok}");
+    assert!(ok > 1000, "too few requests to mean anything: {ok}");
     assert!(
-        wrong.is_empty(),
-        "{} of {total} requests got a wrong answer: {:?}",
-        wrong.len(),
+        dropped.is_empty() && wrong.is_empty(),
+        "{} of {total} requests failed: dropped {:?}, wrong {:?}",
+        dropped.len() + wrong.len(),
+        &dropped[..dropped.len().min(5)],
         &wrong[..wrong.len().min(5)]
-    );
-    assert!(
-        dropped.len() <= 2,
-        "{} of {total} connections dropped (more than one per reload): {dropped:?}",
-        dropped.len()
     );
     assert_eq!(
         inspect(&sb.container("gateway"), "{{.State.StartedAt}}"),

@@ -117,7 +117,13 @@ pub struct Request<'a> {
 pub async fn reconcile(ctx: &Context, req: Request<'_>) -> Result<()> {
     let model = req.inputs.model()?;
     let engine = Engine::connect().await?;
-    let desired = desired::desired(&model, &ctx.paths, &ctx.names, &ctx.exec);
+    let desired = desired::desired(
+        &model,
+        &ctx.paths,
+        &ctx.names,
+        &ctx.exec,
+        crate::reuseport::kernel_can_migrate_requests(),
+    );
     let systemd = ctx.paths.is_system() && crate::host::systemd_running();
     let actual = observe::observe(
         &engine,
