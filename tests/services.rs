@@ -700,6 +700,43 @@ fn list_and_status_report_state_in_words_and_json() {
 }
 
 #[test]
+fn status_says_when_the_gateway_admin_or_the_network_is_broken() {
+    let sb = installed();
+    add_web(&sb, "web", "web.test", "web\n");
+
+    // The admin socket gone (a hand-cleaned volume): reloads would fail, so status says so.
+    std::fs::remove_file(sb.path("/var/vol/gateway/admin/admin.sock")).unwrap();
+    let out = sb.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("gateway: running, but its admin API does not answer"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The network removed from under the containers.
+    let net = format!("{}-intercontainer", sb.instance);
+    for c in ["gateway", "web"] {
+        assert!(
+            docker(&["network", "disconnect", "-f", &net, &sb.container(c)])
+                .status
+                .success()
+        );
+    }
+    assert!(docker(&["network", "rm", &net]).status.success());
+    let out = sb.run(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = json["problems"].to_string();
+    assert!(
+        problems.contains(&format!(
+            "the network {net} does not exist: run `pi-setup apply`"
+        )),
+        "{problems}"
+    );
+}
+
+#[test]
 fn install_writes_timers_that_systemd_accepts() {
     let sb = installed();
     let dir = sb.path("/etc/systemd/system");
