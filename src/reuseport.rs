@@ -28,7 +28,7 @@
 use std::fs::File;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::sched::{setns, CloneFlags};
@@ -118,8 +118,9 @@ pub fn steer_to_newest(pid: u32) -> io::Result<Vec<u16>> {
     })
 }
 
-/// Joins the reuseport group of the listener on `addr`, attaches the program, and leaves.
-fn attach(addr: SocketAddr) -> io::Result<()> {
+/// A listening `SO_REUSEPORT` socket on `addr`: it joins the group of the listeners already
+/// there (same address, same kind, same owner).
+fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
     let family = match addr {
         SocketAddr::V4(_) => AddressFamily::Inet,
         SocketAddr::V6(_) => AddressFamily::Inet6,
@@ -134,7 +135,13 @@ fn attach(addr: SocketAddr) -> io::Result<()> {
             bind(sock.as_raw_fd(), &SockaddrIn6::from(a))?
         }
     }
-    listen(&sock, Backlog::new(1).map_err(io::Error::from)?)?;
+    listen(&sock, Backlog::new(backlog).map_err(io::Error::from)?)?;
+    Ok(sock)
+}
+
+/// Joins the reuseport group of the listener on `addr`, attaches the program, and leaves.
+fn attach(addr: SocketAddr) -> io::Result<()> {
+    let sock = reuseport_listener(addr, 1)?;
     // BPF_RET | BPF_K with k = 1: "the socket at index 1", i.e. the second one open.
     let mut program = [nix::libc::sock_filter {
         code: (nix::libc::BPF_RET | nix::libc::BPF_K) as u16,
@@ -169,72 +176,49 @@ mod tests {
         );
     }
 
+    /// A non-blocking listener on 127.0.0.1:`port` (0: any) in a reuseport group.
+    fn loopback_listener(port: u16) -> std::net::TcpListener {
+        let fd = reuseport_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), 64).unwrap();
+        let l = std::net::TcpListener::from(fd);
+        l.set_nonblocking(true).unwrap();
+        l
+    }
+
+    /// Connects `n` times to `port`; how many of those `older` and `newer` accepted.
+    fn spread(
+        n: usize,
+        port: u16,
+        older: &std::net::TcpListener,
+        newer: &std::net::TcpListener,
+    ) -> (usize, usize) {
+        let (mut to_older, mut to_newer) = (0, 0);
+        for _ in 0..n {
+            let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            to_older += older.accept().is_ok() as usize;
+            to_newer += newer.accept().is_ok() as usize;
+        }
+        (to_older, to_newer)
+    }
+
     #[test]
     fn a_port_with_the_program_sends_new_connections_to_its_second_socket() {
         // Two listeners on one port, as during a reload: once the program is on the group,
         // the second socket gets every new connection and the first none.
-        use std::net::{TcpListener, TcpStream};
-        let first = reuseport_listener(0);
+        let first = loopback_listener(0);
         let port = first.local_addr().unwrap().port();
         attach(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).unwrap();
-        let second = reuseport_listener(port);
-        first.set_nonblocking(true).unwrap();
-        second.set_nonblocking(true).unwrap();
-        for _ in 0..20 {
-            let _client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(2));
-            assert!(second.accept().is_ok(), "the newest socket gets it");
-            assert!(first.accept().is_err(), "the older socket gets nothing");
-        }
-
-        fn reuseport_listener(port: u16) -> TcpListener {
-            let s = socket(
-                AddressFamily::Inet,
-                SockType::Stream,
-                SockFlag::SOCK_CLOEXEC,
-                None,
-            )
-            .unwrap();
-            setsockopt(&s, sockopt::ReusePort, &true).unwrap();
-            let addr = std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
-            bind(s.as_raw_fd(), &SockaddrIn::from(addr)).unwrap();
-            listen(&s, Backlog::new(64).unwrap()).unwrap();
-            TcpListener::from(s)
-        }
+        let second = loopback_listener(port);
+        assert_eq!(spread(20, port, &first, &second), (0, 20));
     }
 
     #[test]
     fn without_the_program_both_sockets_get_connections() {
         // The control for the test above: the kernel's hash alone spreads them.
-        use std::net::{TcpListener, TcpStream};
-        let mk = |port: u16| {
-            let s = socket(
-                AddressFamily::Inet,
-                SockType::Stream,
-                SockFlag::SOCK_CLOEXEC,
-                None,
-            )
-            .unwrap();
-            setsockopt(&s, sockopt::ReusePort, &true).unwrap();
-            let addr = std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
-            bind(s.as_raw_fd(), &SockaddrIn::from(addr)).unwrap();
-            listen(&s, Backlog::new(64).unwrap()).unwrap();
-            let l = TcpListener::from(s);
-            l.set_nonblocking(true).unwrap();
-            l
-        };
-        let first = mk(0);
+        let first = loopback_listener(0);
         let port = first.local_addr().unwrap().port();
-        let second = mk(port);
-        let mut to_first = 0;
-        for _ in 0..40 {
-            let _client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(2));
-            if first.accept().is_ok() {
-                to_first += 1;
-            }
-            let _ = second.accept();
-        }
+        let second = loopback_listener(port);
+        let (to_first, _) = spread(40, port, &first, &second);
         assert!(to_first > 0, "the older socket gets some of 40 by hash");
     }
 }
