@@ -242,6 +242,14 @@ fn adding_and_removing_services_drops_no_request_to_another() {
     add_web(&sb, "steady", "steady.test", "steady\n");
     assert_eq!(sb.get("steady.test").0, 200);
     let gateway_started = inspect(&sb.container("gateway"), "{{.State.StartedAt}}");
+    if std::path::Path::new("/proc/sys/net/ipv4/tcp_migrate_req").exists() {
+        // Connections queued on a closing listener move to the new one (crate::reuseport).
+        let sysctls = inspect(&sb.container("gateway"), "{{json .HostConfig.Sysctls}}");
+        assert!(
+            sysctls.contains(r#""net.ipv4.tcp_migrate_req":"1""#),
+            "{sysctls}"
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let port = sb.http_port;
     // Four clients, each a new connection per request, as browsers and monitors do.
