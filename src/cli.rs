@@ -210,11 +210,11 @@ pub struct BackupArgs {
     #[arg(long, value_name = "DIR")]
     pub dest: Option<PathBuf>,
 
-    /// gzip (default) or zstd.
-    #[arg(long)]
+    /// gzip (.tar.gz) or zstd (.tar.zst); default: `backup.compress` of the profile, gzip.
+    #[arg(long, value_name = "FORMAT")]
     pub compress: Option<String>,
 
-    /// Compression level (gzip 1-9, default 6).
+    /// Compression level: gzip 1-9 (default 6), zstd 1-19 (default 3).
     #[arg(long)]
     pub level: Option<u32>,
 

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use toml::Spanned;
 
+use crate::backup::Codec;
 use crate::layout::{Layout, Layouts};
 use crate::profile::{RawBackup, RawGateway, RawProfile, RawService};
 use crate::source::{ConfigError, Source};
@@ -154,6 +155,8 @@ pub struct Gateway {
 pub struct Backup {
     pub dest: String,
     pub schedule: String,
+    pub compress: Codec,
+    /// Checked against `compress`'s range.
     pub level: u32,
     pub keep_last: u32,
     pub keep_daily: u32,
@@ -486,35 +489,36 @@ fn gateway(c: &mut Checker, g: &RawGateway) -> Gateway {
 }
 
 fn backup(c: &mut Checker, b: &RawBackup) -> Backup {
-    // gzip is the only format: no pure-Rust zstd encoder matches zstd's ratio yet, and the C
-    // one would need an aarch64 C toolchain for the Pi build. The field stays for profiles.
-    match b.compress.as_ref().map(|v| (v, v.get_ref().as_str())) {
-        None | Some((_, "gzip")) => {}
-        Some((v, "zstd")) => c.at(
-            v,
-            "backup.compress \"zstd\" is not supported yet; use \"gzip\"".into(),
-        ),
-        Some((v, other)) => c.at(
-            v,
-            format!("backup.compress {other:?} is not one of gzip, zstd"),
-        ),
-    }
-    let max_level = 9;
+    let compress = match &b.compress {
+        None => Codec::default(),
+        Some(v) => Codec::parse(v.get_ref()).unwrap_or_else(|| {
+            c.at(
+                v,
+                format!("backup.compress {:?} is not one of gzip, zstd", v.get_ref()),
+            );
+            Codec::default()
+        }),
+    };
     let level = match &b.level {
-        None => 6,
-        Some(l) => match u32::try_from(*l.get_ref()) {
-            Ok(n) if (1..=max_level).contains(&n) => n,
-            _ => {
-                c.at(
-                    l,
-                    format!(
-                        "backup.level {} is out of range (1-{max_level})",
-                        l.get_ref()
-                    ),
-                );
-                6
+        None => compress.default_level(),
+        Some(l) => {
+            let range = compress.levels();
+            match u32::try_from(*l.get_ref()) {
+                Ok(n) if range.contains(&n) => n,
+                _ => {
+                    c.at(
+                        l,
+                        format!(
+                            "backup.level {} is out of range for {compress} ({}-{})",
+                            l.get_ref(),
+                            range.start(),
+                            range.end()
+                        ),
+                    );
+                    compress.default_level()
+                }
             }
-        },
+        }
     };
     let dest = match &b.dest {
         None => "/var/backups/pi-setup".to_string(),
@@ -552,6 +556,7 @@ fn backup(c: &mut Checker, b: &RawBackup) -> Backup {
     Backup {
         dest,
         schedule,
+        compress,
         level,
         keep_last: c.count(&b.keep_last, "backup.keep_last", 3),
         keep_daily: c.count(&b.keep_daily, "backup.keep_daily", 7),

@@ -635,3 +635,85 @@ fn heal_starts_a_service_a_dead_backup_left_stopped() {
     assert_eq!(inspect(&sb.container("app"), "{{.State.Running}}"), "true");
     assert_eq!(std::fs::read_dir(&notes).unwrap().count(), 0);
 }
+
+#[test]
+fn zstd_from_the_profile_or_the_command_line_round_trips_and_bad_levels_change_nothing() {
+    let sb = Sandbox::new();
+    sb.install(&sb.profile("[backup]\ncompress = \"zstd\"\n"));
+    let vol = sb.path("/var/vol/notes");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::write(vol.join("n.txt"), "zstd version\n").unwrap();
+    let dir = sb.path("/var/backups/pi-setup/notes");
+
+    for (args, message) in [
+        (
+            &["backup", "--compress", "lz4"][..],
+            "--compress \"lz4\" is not one of gzip, zstd",
+        ),
+        // The profile says zstd: its range applies.
+        (
+            &["backup", "--level", "20"][..],
+            "--level 20 is out of range for zstd (1-19)",
+        ),
+        (
+            &["backup", "--compress", "gzip", "--level", "10"][..],
+            "--level 10 is out of range for gzip (1-9)",
+        ),
+    ] {
+        let out = sb.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+        assert!(!dir.exists(), "{args:?} wrote {}", dir.display());
+    }
+
+    // The profile's format and its default level.
+    assert_ok(&sb.run(&["backup", "notes"]));
+    let zst = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
+        .expect("a .tar.zst archive");
+    let manifest = |archive: &Path| -> serde_json::Value {
+        let m = format!("{}.manifest.json", archive.display());
+        serde_json::from_slice(&std::fs::read(m).unwrap()).unwrap()
+    };
+    assert_eq!(manifest(&zst)["compression"], "zstd");
+    assert_eq!(manifest(&zst)["level"], 3);
+    let content = Command::new("tar")
+        .arg("--zstd")
+        .arg("-xOf")
+        .arg(&zst)
+        .arg("n.txt")
+        .output()
+        .unwrap();
+    assert!(content.status.success(), "{}", stderr(&content));
+    assert_eq!(stdout(&content), "zstd version\n");
+
+    // gzip from the command line starts from gzip's default level, not the profile's 3.
+    std::fs::write(vol.join("n.txt"), "gzip version\n").unwrap();
+    assert_ok(&sb.run(&["backup", "notes", "--compress", "gzip"]));
+    let gz = archives(&dir).pop().expect("a .tar.gz archive");
+    assert_eq!(manifest(&gz)["compression"], "gzip");
+    assert_eq!(manifest(&gz)["level"], 6);
+
+    let listed = sb.run(&["backups", "notes"]);
+    assert_eq!(stdout(&listed).lines().count(), 2, "{}", stdout(&listed));
+    let verify = sb.run(&["verify"]);
+    assert_ok(&verify);
+    assert!(
+        stdout(&verify).ends_with("2 archive(s) verified, 0 bad\n"),
+        "{}",
+        stdout(&verify)
+    );
+
+    // Restore the zstd one by its timestamp.
+    let name = zst.file_name().unwrap().to_string_lossy().into_owned();
+    let stamp = name
+        .trim_start_matches("notes-")
+        .trim_end_matches(".tar.zst");
+    assert_ok(&sb.run(&["restore", "notes", "--at", stamp]));
+    assert_eq!(
+        std::fs::read_to_string(vol.join("n.txt")).unwrap(),
+        "zstd version\n"
+    );
+}

@@ -448,8 +448,18 @@ fn bad_profiles_are_rejected_with_file_line_and_column() {
     );
     rejected(
         &sb,
-        &format!("{gw}\n[backup]\ncompress = \"zstd\"\n"),
-        &["backup.compress \"zstd\" is not supported yet"],
+        &format!("{gw}\n[backup]\ncompress = \"lz4\"\n"),
+        &["backup.compress \"lz4\" is not one of gzip, zstd"],
+    );
+    rejected(
+        &sb,
+        &format!("{gw}\n[backup]\ncompress = \"gzip\"\nlevel = 12\n"),
+        &["backup.level 12 is out of range for gzip (1-9)"],
+    );
+    rejected(
+        &sb,
+        &format!("{gw}\n[backup]\ncompress = \"zstd\"\nlevel = 20\n"),
+        &["backup.level 20 is out of range for zstd (1-19)"],
     );
     rejected(
         &sb,

@@ -1,4 +1,4 @@
-//! `archive_dir`: one verified `.tar.gz` per volume directory, written as `.partial` and renamed
+//! `archive_dir`: one verified `.tar.gz` or `.tar.zst` per volume directory, written as `.partial` and renamed
 //! into place only once it reads back correctly; an unchanged tree becomes a hard link to the
 //! previous archive instead of being compressed again.
 
@@ -14,12 +14,12 @@ use std::time::{Instant, SystemTime};
 
 use tar::{EntryType, Header};
 
+use crate::backup::codec::Codec;
 use crate::backup::error::{check_name, io_err, BackupError};
 use crate::backup::manifest::{
-    listing_path, manifest_path, partial_path, remove_if_present, sync_dir, write_durably,
-    Manifest, ARCHIVE_SUFFIX,
+    listing_path, manifest_path, partial_path, remove_if_present, sync_dir, write_durably, Manifest,
 };
-use crate::backup::pgzip::{compress_parallel, BlockSink, CopyError};
+use crate::backup::parallel::{compress_parallel, BlockSink, CopyError};
 use crate::backup::retention::list_archives;
 use crate::backup::timestamp::Timestamp;
 use crate::backup::verify::read_back;
@@ -27,7 +27,8 @@ use crate::backup::walk::{escape, walk, Node, NodeKind, SkippedEntry, Stat, Tree
 
 #[derive(Debug, Clone)]
 pub struct ArchiveOptions {
-    /// gzip level 1-9.
+    pub codec: Codec,
+    /// In [`Codec::levels`].
     pub level: u32,
     /// Compression threads; 0 means one per CPU.
     pub threads: usize,
@@ -47,7 +48,8 @@ pub struct ArchiveProgress {
 impl Default for ArchiveOptions {
     fn default() -> Self {
         ArchiveOptions {
-            level: 6,
+            codec: Codec::Gzip,
+            level: Codec::Gzip.default_level(),
             threads: 0,
             timestamp: None,
             progress: None,
@@ -76,9 +78,13 @@ pub fn archive_dir(
     let created = Timestamp::from(opts.timestamp.unwrap_or_else(SystemTime::now));
     let dir = dest_dir.join(name);
     fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
-    let archive = dir.join(format!("{name}-{created}{ARCHIVE_SUFFIX}"));
-    if fs::symlink_metadata(&archive).is_ok() {
-        return Err(BackupError::AlreadyExists(archive));
+    let archive = dir.join(format!("{name}-{created}{}", opts.codec.suffix()));
+    // One archive per timestamp, whatever its format: `restore --at` and retention go by it.
+    for codec in Codec::ALL {
+        let taken = dir.join(format!("{name}-{created}{}", codec.suffix()));
+        if fs::symlink_metadata(&taken).is_ok() {
+            return Err(BackupError::AlreadyExists(taken));
+        }
     }
     remove_stale(&dir)?;
     let tree = walk(src_dir)?;
@@ -96,7 +102,7 @@ pub fn archive_dir(
         name: name.to_string(),
         archive: file_name(&archive),
         created: created.to_string(),
-        compression: "gzip".to_string(),
+        compression: opts.codec.name().to_string(),
         level: opts.level,
         sha256: String::new(),
         bytes_in: 0,
@@ -120,7 +126,7 @@ pub fn archive_dir(
         archive.clone(),
     ]);
     let mut changed = tree.vanished.clone();
-    match reusable(&dir, name, &listing)? {
+    match reusable(&dir, name, opts.codec, &listing)? {
         Some((previous, old)) => {
             // A hard link shares the verified bytes. It is made under the partial name and
             // renamed like a new archive, after the manifest: a final name never lacks one.
@@ -141,7 +147,7 @@ pub fn archive_dir(
                 n => n,
             };
             let (stats, compressed) =
-                compress_parallel(out, &partial, opts.level, threads, |sink| {
+                compress_parallel(out, &partial, opts.codec, opts.level, threads, |sink| {
                     let mut counted = Counted {
                         inner: sink,
                         progress: opts.progress.as_deref(),
@@ -221,11 +227,12 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The newest good archive, if its listing equals `listing` and nothing changed while it was
-/// read (a changed file may have been captured half-written).
+/// The newest good archive, if it is in the format asked for, its listing equals `listing` and
+/// nothing changed while it was read (a changed file may have been captured half-written).
 fn reusable(
     dir: &Path,
     name: &str,
+    codec: Codec,
     listing: &str,
 ) -> Result<Option<(PathBuf, Manifest)>, BackupError> {
     let archives = list_archives(dir.parent().unwrap_or(dir), name)?;
@@ -235,7 +242,7 @@ fn reusable(
     let Ok(manifest) = Manifest::read_for(&newest.path) else {
         return Ok(None);
     };
-    if !manifest.changed_files.is_empty() || manifest.compression != "gzip" {
+    if !manifest.changed_files.is_empty() || manifest.compression != codec.name() {
         return Ok(None);
     }
     match fs::read(listing_path(&newest.path)) {

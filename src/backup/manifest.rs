@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::error::{io_err, BackupError};
 
-pub const ARCHIVE_SUFFIX: &str = ".tar.gz";
 const MANIFEST_SUFFIX: &str = ".manifest.json";
 const LISTING_SUFFIX: &str = ".listing";
 const PARTIAL_SUFFIX: &str = ".partial";

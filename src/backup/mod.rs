@@ -1,14 +1,15 @@
 //! Backups of `/var/vol/<name>` directories: archive, verify, retention, restore.
 //!
-//! Layout under a destination: `<dest>/<name>/<name>-<YYYYMMDDTHHMMSSZ>.tar.gz`, beside it
+//! Layout under a destination: `<dest>/<name>/<name>-<YYYYMMDDTHHMMSSZ>.tar.gz` (or `.tar.zst`), beside it
 //! `<archive>.manifest.json` (checksum, sizes, counts, changed files) and `<archive>.listing`
 //! (the tree's metadata, to recognise an unchanged volume). An archive only ever appears
 //! under its final name complete, verified and with its manifest already in place.
 
 mod archive;
+mod codec;
 mod error;
 mod manifest;
-mod pgzip;
+mod parallel;
 mod restore;
 mod retention;
 mod timestamp;
@@ -19,6 +20,7 @@ mod walk;
 mod tests;
 
 pub use archive::{archive_dir, ArchiveOptions, ArchiveProgress, ArchiveReport};
+pub use codec::Codec;
 pub use error::BackupError;
 pub use manifest::Manifest;
 pub use restore::{restore_archive, RestoreOptions, RestoreReport};

@@ -4,17 +4,17 @@
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
-use std::io::{self, BufReader};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{fchown, lchown, symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flate2::read::MultiGzDecoder;
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use tar::EntryType;
 
+use crate::backup::codec::Codec;
 use crate::backup::error::{check_name, io_err, BackupError};
 use crate::backup::manifest::{sync_dir, Manifest};
 use crate::backup::timestamp::Timestamp;
@@ -126,8 +126,8 @@ struct Meta {
 /// so no entry can be written through one; directory metadata is applied last, deepest first,
 /// because creating their contents would change their mtimes.
 fn extract(archive: &Path, root: &Path, opts: &RestoreOptions) -> Result<u64, BackupError> {
-    let file = File::open(archive).map_err(io_err("opening", archive))?;
-    let mut tar = tar::Archive::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file)));
+    let mut tar =
+        tar::Archive::new(Codec::open(archive, 1 << 20).map_err(io_err("opening", archive))?);
     let corrupt = |e: io::Error| BackupError::Corrupt {
         path: archive.to_path_buf(),
         reason: e.to_string(),

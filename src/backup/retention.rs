@@ -7,10 +7,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::backup::codec::Codec;
 use crate::backup::error::{check_name, io_err, BackupError};
-use crate::backup::manifest::{
-    listing_path, manifest_path, remove_if_present, sync_dir, Manifest, ARCHIVE_SUFFIX,
-};
+use crate::backup::manifest::{listing_path, manifest_path, remove_if_present, sync_dir, Manifest};
 use crate::backup::timestamp::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +47,7 @@ pub fn list_archives(dest_dir: &Path, name: &str) -> Result<Vec<ArchiveName>, Ba
         let Some(stamp) = file_name
             .to_str()
             .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|n| n.strip_suffix(ARCHIVE_SUFFIX))
+            .and_then(|n| Codec::ALL.iter().find_map(|c| n.strip_suffix(c.suffix())))
             .and_then(Timestamp::parse)
         else {
             continue;

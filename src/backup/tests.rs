@@ -19,7 +19,7 @@ use tempfile::TempDir;
 use crate::backup::archive::AFTER_OPEN;
 use crate::backup::{
     archive_dir, list_archives, prune, restore_archive, verify_archive, ArchiveOptions,
-    BackupError, Manifest, RestoreOptions, RetentionPolicy,
+    BackupError, Codec, Manifest, RestoreOptions, RetentionPolicy,
 };
 
 const NON_UTF8: &[u8] = b"caf\xe9-\xff.txt";
@@ -236,15 +236,50 @@ fn round_trip_restores_an_identical_tree_and_swaps_it_in() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+fn zstd_at(secs: u64) -> ArchiveOptions {
+    ArchiveOptions {
+        codec: Codec::Zstd,
+        level: 3,
+        ..opts_at(secs)
+    }
+}
+
 #[test]
 fn gnu_tar_and_bsdtar_list_and_extract_the_same_tree() {
+    for codec in Codec::ALL {
+        tools_read_the_archive(codec);
+    }
+}
+
+fn tools_read_the_archive(codec: Codec) {
     let tmp = TempDir::new().unwrap();
     let src = tmp.path().join("app");
     fixture(&src);
-    let report = archive_dir(&src, &tmp.path().join("b"), "app", &opts_at(1_700_000_000)).unwrap();
+    let opts = ArchiveOptions {
+        codec,
+        level: codec.default_level(),
+        ..opts_at(1_700_000_000)
+    };
+    let report = archive_dir(&src, &tmp.path().join("b"), "app", &opts).unwrap();
+    assert!(report
+        .archive
+        .to_str()
+        .unwrap()
+        .ends_with(&format!("app-20231114T221320Z{}", codec.suffix())));
+    assert_eq!(report.manifest.compression, codec.name());
+    // The stock tools' own switches for the format: no auto-detection.
+    let flag = match codec {
+        Codec::Gzip => "--gzip",
+        Codec::Zstd => "--zstd",
+    };
     let mut ran = 0;
     for tool in ["tar", "bsdtar"] {
-        let Ok(list) = Command::new(tool).arg("-tzf").arg(&report.archive).output() else {
+        let Ok(list) = Command::new(tool)
+            .arg(flag)
+            .arg("-tf")
+            .arg(&report.archive)
+            .output()
+        else {
             eprintln!("{tool} is not installed; skipping it");
             continue;
         };
@@ -268,7 +303,8 @@ fn gnu_tar_and_bsdtar_list_and_extract_the_same_tree() {
         let out = tmp.path().join(format!("x-{tool}"));
         fs::create_dir(&out).unwrap();
         let extract = Command::new(tool)
-            .arg("-xpzf")
+            .arg(flag)
+            .arg("-xpf")
             .arg(&report.archive)
             .arg("-C")
             .arg(&out)
@@ -450,14 +486,23 @@ fn restore_refuses_entries_that_escape_and_changes_nothing() {
         let archive = crafted_archive(tmp.path(), &entries);
         let parent = tmp.path().join("vols");
         write(&parent.join("app/marker"), b"untouched");
-        let before = snapshot(&parent);
+        // The volume itself, and what sits beside it. (Not the parent's own mtime: the refused
+        // extraction's temporary directory came and went there.)
+        let names = |dir: &Path| -> BTreeSet<_> {
+            fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect()
+        };
+        let before = (snapshot(&parent.join("app")), names(&parent));
         let err =
             restore_archive(&archive, &parent, "app", &RestoreOptions::default()).expect_err(what);
         assert!(
             matches!(err, BackupError::UnsafeEntry { .. }),
             "{what}: {err}"
         );
-        assert_eq!(snapshot(&parent), before, "{what}: the target changed");
+        let after = (snapshot(&parent.join("app")), names(&parent));
+        assert_eq!(after, before, "{what}: the target changed");
         assert!(!tmp.path().join("x").exists() && !tmp.path().join("outside").exists());
     }
 }
@@ -574,6 +619,35 @@ fn an_unchanged_tree_is_linked_not_recompressed() {
         assert!(!crate::backup::manifest::listing_path(gone).exists());
     }
     verify_archive(&third.archive).unwrap();
+
+    // Another format is a new archive, not a link to one in the old format; the next run in
+    // that format links to it. Listing and pruning see both formats.
+    let fourth = archive_dir(&src, &dest, "app", &zstd_at(1_700_259_200)).unwrap();
+    assert_eq!(fourth.manifest.reused_from, None);
+    assert_eq!(fourth.manifest.compression, "zstd");
+    assert!(fourth.archive.to_str().unwrap().ends_with(".tar.zst"));
+    let fifth = archive_dir(&src, &dest, "app", &zstd_at(1_700_345_600)).unwrap();
+    assert_eq!(
+        fifth.manifest.reused_from.as_deref(),
+        Some("app-20231117T221320Z.tar.zst")
+    );
+    assert_eq!(ino(&fourth.archive), ino(&fifth.archive));
+    let listed: Vec<PathBuf> = list_archives(&dest, "app")
+        .unwrap()
+        .into_iter()
+        .map(|a| a.path)
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            third.archive.clone(),
+            fourth.archive.clone(),
+            fifth.archive.clone()
+        ]
+    );
+    let deleted = prune(&dest, "app", &keep_one).unwrap();
+    assert_eq!(deleted, [third.archive, fourth.archive]);
+    verify_archive(&fifth.archive).unwrap();
 }
 
 #[test]
@@ -599,6 +673,16 @@ fn verification_catches_a_flipped_byte() {
 fn multi_block_streams_round_trip_through_gzip() {
     // Several 1 MiB blocks with a mix of compressible and random data exercise the block
     // boundaries, dictionaries and the combined CRC; `gzip -t` checks the stream on its own.
+    multi_block_round_trip(opts_at(1_700_000_000), "gzip");
+}
+
+#[test]
+fn multi_block_streams_round_trip_through_zstd() {
+    // Several frames, each with its own checksum; `zstd -t` checks them on its own.
+    multi_block_round_trip(zstd_at(1_700_000_000), "zstd");
+}
+
+fn multi_block_round_trip(opts: ArchiveOptions, tester: &str) {
     let tmp = TempDir::new().unwrap();
     let src = tmp.path().join("app");
     write(&src.join("text.log"), &log_lines(60_000));
@@ -608,12 +692,18 @@ fn multi_block_streams_round_trip_through_gzip() {
         .read_exact(&mut noise)
         .unwrap();
     write(&src.join("noise.bin"), &noise);
-    let report = archive_dir(&src, &tmp.path().join("b"), "app", &opts_at(1_700_000_000)).unwrap();
+    let report = archive_dir(&src, &tmp.path().join("b"), "app", &opts).unwrap();
     assert!(report.manifest.bytes_in > 4 << 20);
-    if let Ok(out) = Command::new("gzip").arg("-t").arg(&report.archive).output() {
+    assert!(
+        report.manifest.bytes_out < report.manifest.bytes_in * 3 / 4,
+        "text compresses: {:?}",
+        report.manifest
+    );
+    verify_archive(&report.archive).unwrap();
+    if let Ok(out) = Command::new(tester).arg("-t").arg(&report.archive).output() {
         assert!(
             out.status.success(),
-            "gzip -t: {}",
+            "{tester} -t: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread;
 
-use flate2::read::MultiGzDecoder;
 use sha2::{Digest, Sha256};
 
+use crate::backup::codec::Codec;
 use crate::backup::error::{io_err, BackupError};
 use crate::backup::manifest::Manifest;
 
@@ -47,6 +47,10 @@ pub(crate) fn read_back(path: &Path, sha256: &str, entries: u64) -> Result<ReadB
         path: path.to_path_buf(),
         reason,
     };
+    let codec = Codec::sniff(path).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => corrupt(e.to_string()),
+        _ => io_err("opening", path)(e),
+    })?;
     let mut file = File::open(path).map_err(io_err("opening", path))?;
     let (tx, rx) = sync_channel::<Vec<u8>>(4);
     let (parsed, hashed) = thread::scope(|s| {
@@ -64,11 +68,14 @@ pub(crate) fn read_back(path: &Path, sha256: &str, entries: u64) -> Result<ReadB
                 }
             }
         });
-        let parsed = parse(ChunkReader {
-            rx,
-            chunk: Vec::new(),
-            pos: 0,
-        });
+        let parsed = parse(
+            codec,
+            ChunkReader {
+                rx,
+                chunk: Vec::new(),
+                pos: 0,
+            },
+        );
         (
             parsed,
             hasher
@@ -92,9 +99,9 @@ pub(crate) fn read_back(path: &Path, sha256: &str, entries: u64) -> Result<ReadB
     Ok(back)
 }
 
-fn parse(input: ChunkReader) -> io::Result<ReadBack> {
+fn parse(codec: Codec, input: ChunkReader) -> io::Result<ReadBack> {
     let mut archive = tar::Archive::new(CountingReader {
-        inner: MultiGzDecoder::new(BufReader::with_capacity(CHUNK, input)),
+        inner: codec.decoder(BufReader::with_capacity(CHUNK, input))?,
         count: 0,
     });
     let mut entries = 0;
@@ -104,7 +111,7 @@ fn parse(input: ChunkReader) -> io::Result<ReadBack> {
         io::copy(&mut entry, &mut io::sink())?;
         entries += 1;
     }
-    // The rest (tar's end-of-archive blocks) must still decompress and match the gzip CRC.
+    // The rest (tar's end-of-archive blocks) must still decompress and match the checksum.
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink())?;
     Ok(ReadBack {

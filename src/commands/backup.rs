@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _, Result};
 use futures_util::{stream, StreamExt};
 
-use crate::backup::{self, ArchiveOptions, ArchiveProgress, RetentionPolicy};
+use crate::backup::{self, ArchiveOptions, ArchiveProgress, Codec, RetentionPolicy};
 use crate::cli::{BackupArgs, BackupsArgs, RestoreArgs};
 use crate::commands::{Context, LOCK_WAIT};
 use crate::config::{BadInput, Inputs};
@@ -78,19 +78,20 @@ fn policy(model: &Model) -> RetentionPolicy {
 
 pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
-    match args.compress.as_deref() {
-        None | Some("gzip") => {}
-        Some("zstd") => {
-            return Err(BadInput("--compress zstd is not supported yet; use gzip".into()).into())
-        }
-        Some(other) => {
-            return Err(BadInput(format!("--compress {other:?} is not one of gzip, zstd")).into())
-        }
-    }
-    let level = args.level.unwrap_or(model.backup.level);
-    if !(1..=9).contains(&level) {
-        return Err(BadInput(format!("--level {level} is out of range (1-9)")).into());
-    }
+    let codec = match args.compress.as_deref() {
+        None => model.backup.compress,
+        Some(name) => Codec::parse(name)
+            .ok_or_else(|| BadInput(format!("--compress {name:?} is not one of gzip, zstd")))?,
+    };
+    // The profile's level is for the profile's format: another format on the command line
+    // starts from its own default.
+    let level = match args.level {
+        Some(level) => codec
+            .check_level(level)
+            .map_err(|e| BadInput(format!("--{e}")))?,
+        None if codec == model.backup.compress => model.backup.level,
+        None => codec.default_level(),
+    };
     let mut vols = volumes(ctx, &model)?;
     if !args.names.is_empty() {
         for n in &args.names {
@@ -132,6 +133,7 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let _lock = ctx.lock("backup", false, LOCK_WAIT)?;
     let engine = Engine::connect().await;
     let opts = ArchiveOptions {
+        codec,
         level,
         ..Default::default()
     };
