@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::channel;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Instant, SystemTime};
@@ -22,7 +23,7 @@ use crate::backup::manifest::{
 use crate::backup::parallel::{compress_parallel, BlockSink, CopyError};
 use crate::backup::retention::list_archives;
 use crate::backup::timestamp::Timestamp;
-use crate::backup::verify::read_back;
+use crate::backup::verify::{check, scan, Tail};
 use crate::backup::walk::{escape, walk, Node, NodeKind, SkippedEntry, Stat, Tree};
 
 #[derive(Debug, Clone)]
@@ -142,20 +143,40 @@ pub fn archive_dir(
         None => {
             let partial = partial_path(&archive);
             let out = File::create(&partial).map_err(io_err("creating", &partial))?;
+            // The read-back opens the file on its own and follows the writer, so it runs on
+            // whatever the compressors leave idle instead of after them.
+            let reread = File::open(&partial).map_err(io_err("opening", &partial))?;
             let threads = match opts.threads {
                 0 => thread::available_parallelism().map_or(1, |n| n.get()),
                 n => n,
             };
-            let (stats, compressed) =
-                compress_parallel(out, &partial, opts.codec, opts.level, threads, |sink| {
-                    let mut counted = Counted {
-                        inner: sink,
-                        progress: opts.progress.as_deref(),
-                    };
-                    write_tar(src_dir, &tree, &mut counted, &partial)
-                })?;
+            let (written_tx, written_rx) = channel();
+            let (compressed, scanned) = thread::scope(|s| {
+                let verifier = s.spawn(|| scan(opts.codec, Tail::new(reread, written_rx)));
+                let compressed = compress_parallel(
+                    out,
+                    &partial,
+                    opts.codec,
+                    opts.level,
+                    threads,
+                    written_tx,
+                    |sink| {
+                        let mut counted = Counted {
+                            inner: sink,
+                            progress: opts.progress.as_deref(),
+                        };
+                        write_tar(src_dir, &tree, &mut counted, &partial)
+                    },
+                );
+                let scanned = verifier
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (compressed, scanned)
+            });
+            let (stats, compressed) = compressed?;
             let sha256 = hex::encode(compressed.sha256);
-            let back = read_back(&partial, &sha256, stats.entries)?;
+            // The writer has fsynced the file: what was read back is what it wrote to disk.
+            let back = check(&partial, scanned, &sha256, stats.entries)?;
             if back.bytes_in != compressed.bytes_in {
                 return Err(BackupError::Corrupt {
                     path: partial,

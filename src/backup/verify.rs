@@ -1,5 +1,6 @@
 //! Reading an archive back: its sha256 against the manifest, and a full decompress and tar
-//! parse with the manifest's entry count.
+//! parse with the manifest's entry count. A new archive is read back while it is being
+//! written ([`Tail`]), so verifying it costs idle cores rather than time at the end.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -38,27 +39,37 @@ pub(crate) struct ReadBack {
     pub bytes_in: u64,
 }
 
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 256 << 10;
 
-/// Hashes the file on one thread while decompressing and parsing it on this one, so a read-back
-/// costs about the time of the slower of the two rather than their sum.
+/// Reads a finished archive back and checks it against its manifest's figures.
 pub(crate) fn read_back(path: &Path, sha256: &str, entries: u64) -> Result<ReadBack, BackupError> {
-    let corrupt = |reason: String| BackupError::Corrupt {
-        path: path.to_path_buf(),
-        reason,
-    };
     let codec = Codec::sniff(path).map_err(|e| match e.kind() {
-        io::ErrorKind::InvalidData => corrupt(e.to_string()),
+        io::ErrorKind::InvalidData => BackupError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        },
         _ => io_err("opening", path)(e),
     })?;
-    let mut file = File::open(path).map_err(io_err("opening", path))?;
-    let (tx, rx) = sync_channel::<Vec<u8>>(4);
-    let (parsed, hashed) = thread::scope(|s| {
+    let file = File::open(path).map_err(io_err("opening", path))?;
+    check(path, scan(codec, file), sha256, entries)
+}
+
+/// What reading an archive found: the sha256 of its bytes, and its parsed tar stream.
+pub(crate) struct Scan {
+    sha256: io::Result<String>,
+    parsed: io::Result<ReadBack>,
+}
+
+/// Hashes `src` on one thread while decompressing and parsing it on this one, so a read-back
+/// costs about the time of the slower of the two rather than their sum.
+pub(crate) fn scan(codec: Codec, mut src: impl Read + Send) -> Scan {
+    let (tx, rx) = sync_channel::<Vec<u8>>(2);
+    let (parsed, sha256) = thread::scope(|s| {
         let hasher = s.spawn(move || -> io::Result<String> {
             let mut sha = Sha256::new();
             loop {
                 let mut chunk = vec![0; CHUNK];
-                let n = read_full(&mut file, &mut chunk)?;
+                let n = read_full(&mut src, &mut chunk)?;
                 chunk.truncate(n);
                 sha.update(&chunk);
                 // The parser may stop early (e.g. on corrupt data); keep hashing regardless.
@@ -83,13 +94,27 @@ pub(crate) fn read_back(path: &Path, sha256: &str, entries: u64) -> Result<ReadB
                 .unwrap_or_else(|p| std::panic::resume_unwind(p)),
         )
     });
-    let actual = hashed.map_err(io_err("reading", path))?;
+    Scan { sha256, parsed }
+}
+
+/// Compares a [`Scan`] of the archive at `path` with the figures it must have.
+pub(crate) fn check(
+    path: &Path,
+    scan: Scan,
+    sha256: &str,
+    entries: u64,
+) -> Result<ReadBack, BackupError> {
+    let corrupt = |reason: String| BackupError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let actual = scan.sha256.map_err(io_err("reading", path))?;
     if actual != sha256 {
         return Err(corrupt(format!(
             "sha256 is {actual}, the manifest says {sha256}"
         )));
     }
-    let back = parsed.map_err(|e| corrupt(e.to_string()))?;
+    let back = scan.parsed.map_err(|e| corrupt(e.to_string()))?;
     if back.entries != entries {
         return Err(corrupt(format!(
             "{} entries, the manifest says {entries}",
@@ -120,7 +145,7 @@ fn parse(codec: Codec, input: ChunkReader) -> io::Result<ReadBack> {
     })
 }
 
-fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+fn read_full(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..]) {
@@ -131,6 +156,54 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+/// Reads a file as it is being written: the writer announces how many bytes it has written so
+/// far, and end of file is where it stopped (its sender dropped).
+pub(crate) struct Tail {
+    file: File,
+    written: Receiver<u64>,
+    available: u64,
+    pos: u64,
+}
+
+impl Tail {
+    pub fn new(file: File, written: Receiver<u64>) -> Tail {
+        Tail {
+            file,
+            written,
+            available: 0,
+            pos: 0,
+        }
+    }
+}
+
+impl Read for Tail {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // The newest announcement without waiting; wait only once everything announced is read.
+        while let Ok(n) = self.written.try_recv() {
+            self.available = n;
+        }
+        while self.pos == self.available {
+            match self.written.recv() {
+                Ok(n) => self.available = n,
+                Err(_) => return Ok(0),
+            }
+        }
+        let want = buf.len().min((self.available - self.pos) as usize);
+        let n = self.file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the file ends at byte {} though {} were written",
+                    self.pos, self.available
+                ),
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
 }
 
 struct ChunkReader {
