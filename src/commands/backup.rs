@@ -142,8 +142,9 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let mut failed = Vec::new();
     let mut total_in = 0u64;
     let mut total_out = 0u64;
-    // Two volumes at a time: each compresses on every core, and while one is being read back
-    // for verification (mostly one core of inflate) the other keeps the cores busy.
+    // Two volumes at a time: each compresses on every core, and while one waits (for its
+    // container to stop, its exec hooks, a slow disk, its last blocks) the other keeps the cores
+    // busy.
     let mut runs = stream::iter(vols.iter())
         .map(|v| {
             let (engine, dest, opts, progress) = (&engine, &dest, &opts, &progress);
