@@ -453,6 +453,12 @@ fn write_in_order(
         sha: Sha256::new(),
         bytes: 0,
         written,
+        #[cfg(test)]
+        garble: GARBLE_WRITES_UNDER
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|dir| path.starts_with(dir)),
     };
     let mut crc = Crc::new();
     let mut pending = BTreeMap::new();
@@ -495,10 +501,28 @@ struct HashedFile {
     sha: Sha256,
     bytes: u64,
     written: Sender<u64>,
+    #[cfg(test)]
+    garble: bool,
 }
+
+/// Tests set a directory here: archives written under it get one byte flipped on its way to
+/// the file (after hashing), as a bad disk or a bug between hashing and writing would.
+#[cfg(test)]
+pub(crate) static GARBLE_WRITES_UNDER: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
 
 impl HashedFile {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        if self.garble && bytes.len() > 100 {
+            self.garble = false;
+            let mut bad = bytes.to_vec();
+            bad[bytes.len() / 2] ^= 0x01;
+            self.file.write_all(&bad)?;
+            self.sha.update(bytes);
+            self.bytes += bytes.len() as u64;
+            let _ = self.written.send(self.bytes);
+            return Ok(());
+        }
         self.file.write_all(bytes)?;
         self.sha.update(bytes);
         self.bytes += bytes.len() as u64;

@@ -716,3 +716,27 @@ fn multi_block_round_trip(opts: ArchiveOptions, tester: &str) {
         log_lines(60_000)
     );
 }
+
+#[test]
+fn a_new_archive_whose_file_differs_from_what_was_written_is_never_renamed_into_place() {
+    for opts in [opts_at(1_700_000_000), zstd_at(1_700_000_000)] {
+        let tmp = TempDir::new().unwrap();
+        let src = tmp.path().join("app");
+        write(&src.join("text.log"), &log_lines(20_000));
+        let dest = tmp.path().join("b");
+        *crate::backup::parallel::GARBLE_WRITES_UNDER.lock().unwrap() = Some(dest.clone());
+        let err = archive_dir(&src, &dest, "app", &opts).expect_err("the read-back sees it");
+        *crate::backup::parallel::GARBLE_WRITES_UNDER.lock().unwrap() = None;
+        match &err {
+            BackupError::Corrupt { reason, .. } => {
+                assert!(reason.contains("sha256"), "{}: {reason}", opts.codec)
+            }
+            other => panic!("{}: {other}", opts.codec),
+        }
+        let left: Vec<_> = fs::read_dir(dest.join("app"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{}: {left:?}", opts.codec);
+    }
+}
