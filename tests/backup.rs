@@ -717,3 +717,86 @@ fn zstd_from_the_profile_or_the_command_line_round_trips_and_bad_levels_change_n
         "zstd version\n"
     );
 }
+
+#[test]
+fn dry_run_names_each_volume_its_mode_and_the_format_and_changes_nothing() {
+    let sb = Sandbox::new();
+    sb.install(&sb.profile(&service("app", "")));
+    std::fs::create_dir_all(sb.path("/var/vol/notes")).unwrap();
+    let started = inspect(&sb.container("app"), "{{.State.StartedAt}}");
+    let out = sb.run(&["backup", "--dry-run", "--compress", "zstd", "--level", "7"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("Would back up 3 volume(s) to ")
+            && text.contains("as zstd level 7 (.tar.zst):"),
+        "{text}"
+    );
+    for (name, mode) in [("app", "stop"), ("gateway", "live"), ("notes", "live")] {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().take(2).eq([name, mode])),
+            "{name} {mode} in:\n{text}"
+        );
+    }
+    assert!(text.contains("Dry run: nothing was changed."), "{text}");
+    assert!(!sb.path("/var/backups/pi-setup").exists());
+    // The stop-mode service was not stopped.
+    assert_eq!(inspect(&sb.container("app"), "{{.State.Running}}"), "true");
+    assert_eq!(
+        inspect(&sb.container("app"), "{{.State.StartedAt}}"),
+        started
+    );
+}
+
+#[test]
+fn restore_dry_run_names_the_archive_and_the_container_and_changes_nothing() {
+    let sb = Sandbox::new();
+    sb.install(&sb.profile(&service("app", "")));
+    let vol = sb.path("/var/vol/app");
+    std::fs::write(vol.join("data/index.html"), "hello\n").unwrap();
+    assert_ok(&sb.run(&["backup", "app"]));
+    let archive = archives(&sb.path("/var/backups/pi-setup/app"))
+        .pop()
+        .unwrap();
+    std::fs::write(vol.join("data/index.html"), "changed\n").unwrap();
+    let started = inspect(&sb.container("app"), "{{.State.StartedAt}}");
+
+    let out = sb.run(&["restore", "app", "--dry-run"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("from {}", archive.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("stopping container {}", sb.container("app"))),
+        "{text}"
+    );
+    assert!(text.contains("Dry run: nothing was changed."), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(vol.join("data/index.html")).unwrap(),
+        "changed\n"
+    );
+    assert_eq!(
+        inspect(&sb.container("app"), "{{.State.StartedAt}}"),
+        started
+    );
+    let aside = std::fs::read_dir(sb.path("/var/vol"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().contains("restore")
+        })
+        .count();
+    assert_eq!(aside, 0);
+
+    // A timestamp with no archive is bad input that lists the ones there are.
+    let out = sb.run(&["restore", "app", "--at", "20000101T000000Z"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no good archive of 'app' at 20000101T000000Z"),
+        "{}",
+        stderr(&out)
+    );
+}

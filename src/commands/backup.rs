@@ -115,9 +115,10 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     }
     if args.dry_run {
         println!(
-            "Would back up {} volume(s) to {}:",
+            "Would back up {} volume(s) to {} as {codec} level {level} ({}):",
             vols.len(),
-            dest.display()
+            dest.display(),
+            codec.suffix()
         );
         for v in &vols {
             println!(
