@@ -23,7 +23,7 @@ use crate::backup::manifest::{
 use crate::backup::parallel::{compress_parallel, BlockSink, CopyError};
 use crate::backup::retention::list_archives;
 use crate::backup::timestamp::Timestamp;
-use crate::backup::verify::{check, scan, Tail};
+use crate::backup::verify::{check, scan, Expected, Tail};
 use crate::backup::walk::{escape, walk, Node, NodeKind, SkippedEntry, Stat, Tree};
 
 #[derive(Debug, Clone)]
@@ -176,16 +176,12 @@ pub fn archive_dir(
             let (stats, compressed) = compressed?;
             let sha256 = hex::encode(compressed.sha256);
             // The writer has fsynced the file: what was read back is what it wrote to disk.
-            let back = check(&partial, scanned, &sha256, stats.entries)?;
-            if back.bytes_in != compressed.bytes_in {
-                return Err(BackupError::Corrupt {
-                    path: partial,
-                    reason: format!(
-                        "decompresses to {} bytes, {} were written",
-                        back.bytes_in, compressed.bytes_in
-                    ),
-                });
-            }
+            let written = Expected {
+                sha256: &sha256,
+                entries: stats.entries,
+                bytes_in: compressed.bytes_in,
+            };
+            check(&partial, scanned, &written)?;
             changed.extend(stats.changed);
             manifest.sha256 = sha256;
             manifest.bytes_in = compressed.bytes_in;

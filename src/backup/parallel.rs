@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::mem;
-use std::panic;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
@@ -188,7 +188,10 @@ pub(crate) fn compress_parallel<R>(
 ) -> Result<(R, Compressed), BackupError> {
     let threads = threads.max(1);
     let (job_tx, job_rx) = sync_channel::<Job>(threads);
-    let job_rx = Mutex::new(job_rx);
+    // Owned by the workers alone: once the last one has stopped, sending a job fails instead of
+    // waiting for a queue nobody reads (with one worker and a writer that failed on its first
+    // bytes, the producer would otherwise block forever).
+    let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = channel::<Done>();
     let (free_tx, free_rx) = channel::<Vec<u8>>();
     let (spare_tx, spare_rx) = channel::<Vec<u8>>();
@@ -201,10 +204,10 @@ pub(crate) fn compress_parallel<R>(
     thread::scope(|s| {
         for _ in 0..threads {
             let done_tx = done_tx.clone();
-            let (job_rx, spare_rx) = (&job_rx, &spare_rx);
-            s.spawn(move || compress_jobs(codec, level, job_rx, spare_rx, done_tx));
+            let (job_rx, spare_rx) = (job_rx.clone(), &spare_rx);
+            s.spawn(move || compress_jobs(codec, level, &job_rx, spare_rx, done_tx));
         }
-        drop(done_tx);
+        drop((done_tx, job_rx));
         let writer = s.spawn(move || {
             write_in_order(codec, out, out_path, done_rx, free_tx, spare_tx, written)
         });
@@ -289,10 +292,15 @@ fn compress_jobs(
             .try_recv()
             .unwrap_or_default();
         out.clear();
-        let deflated = match &mut engine {
-            Ok(engine) => engine.compress(&job, &mut out).map(|()| out),
+        // A panic becomes this block's error, which the writer reports; left to unwind, it
+        // would leave the writer waiting for this block forever (in builds that unwind).
+        let compressed = match &mut engine {
+            Ok(engine) => panic::catch_unwind(AssertUnwindSafe(|| engine.compress(&job, &mut out)))
+                .unwrap_or_else(|_| Err(io::Error::other("the compressor panicked"))),
             Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
         };
+        let failed = compressed.is_err();
+        let deflated = compressed.map(|()| out);
         let mut crc = Crc::new();
         if codec == Codec::Gzip {
             crc.update(&job.block[..job.len]);
@@ -304,7 +312,7 @@ fn compress_jobs(
             crc,
             last: job.last,
         };
-        if done.send(result).is_err() {
+        if done.send(result).is_err() || failed {
             return;
         }
     }

@@ -18,7 +18,7 @@ use crate::backup::codec::Codec;
 use crate::backup::error::{check_name, io_err, BackupError};
 use crate::backup::manifest::{sync_dir, Manifest};
 use crate::backup::timestamp::Timestamp;
-use crate::backup::verify::read_back;
+use crate::backup::verify::{read_back, Expected};
 
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
@@ -54,8 +54,9 @@ pub fn restore_archive(
 ) -> Result<RestoreReport, BackupError> {
     check_name(name)?;
     let manifest = Manifest::read_for(archive)?;
-    // The full read-back (checksum, gzip CRC, entry count) before anything is written.
-    read_back(archive, &manifest.sha256, manifest.entries)?;
+    // The full read-back (checksum, decompression, entry count, size) before anything is
+    // written.
+    read_back(archive, &Expected::of(&manifest))?;
     let stamp = Timestamp::now();
     let temp = target_parent.join(format!(".{name}.restore-{stamp}"));
     fs::DirBuilder::new()

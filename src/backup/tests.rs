@@ -740,3 +740,60 @@ fn a_new_archive_whose_file_differs_from_what_was_written_is_never_renamed_into_
         assert!(left.is_empty(), "{}: {left:?}", opts.codec);
     }
 }
+
+#[test]
+fn verify_checks_the_uncompressed_size_against_the_manifest() {
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("app");
+    write(&src.join("a.log"), &log_lines(5000));
+    let report = archive_dir(&src, &tmp.path().join("b"), "app", &zstd_at(1_700_000_000)).unwrap();
+    let path = crate::backup::manifest::manifest_path(&report.archive);
+    let mut manifest = report.manifest.clone();
+    manifest.bytes_in += 512;
+    fs::write(&path, manifest.to_bytes()).unwrap();
+    let err = verify_archive(&report.archive).expect_err("the size differs");
+    assert!(
+        err.to_string().contains(&format!(
+            "decompresses to {} bytes, the manifest says {}",
+            report.manifest.bytes_in, manifest.bytes_in
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_writer_that_fails_at_once_stops_the_pipeline_whatever_the_thread_count() {
+    // With one worker, a gzip writer failing on its header (a full disk) used to leave the
+    // producer waiting on a job queue nobody read any more.
+    for (codec, threads) in [(Codec::Gzip, 1), (Codec::Gzip, 2), (Codec::Zstd, 1)] {
+        for len in [(2 << 20) + 1, (5 << 20) / 2 + 1, 10 << 20] {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let full = File::options().write(true).open("/dev/full").unwrap();
+                let (written, _seen) = std::sync::mpsc::channel();
+                let result = crate::backup::parallel::compress_parallel(
+                    full,
+                    Path::new("/dev/full"),
+                    codec,
+                    codec.default_level(),
+                    threads,
+                    written,
+                    |sink| {
+                        let data = vec![b'x'; len];
+                        sink.write_all(&data)
+                            .map_err(crate::backup::error::io_err("writing", Path::new("x")))
+                    },
+                );
+                let _ = tx.send(result.map(drop).map_err(|e| e.to_string()));
+            });
+            let result = rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("{codec}, {threads} thread(s), {len} bytes: hangs"));
+            let err = result.expect_err("/dev/full is full");
+            assert!(
+                err.contains("/dev/full") && err.contains("No space left"),
+                "{codec}, {threads} thread(s), {len} bytes: {err}"
+            );
+        }
+    }
+}

@@ -25,7 +25,7 @@ pub struct VerifyReport {
 
 pub fn verify_archive(path: &Path) -> Result<VerifyReport, BackupError> {
     let manifest = Manifest::read_for(path)?;
-    let back = read_back(path, &manifest.sha256, manifest.entries)?;
+    let back = read_back(path, &Expected::of(&manifest))?;
     Ok(VerifyReport {
         archive: path.to_path_buf(),
         sha256: manifest.sha256,
@@ -41,8 +41,28 @@ pub(crate) struct ReadBack {
 
 const CHUNK: usize = 256 << 10;
 
-/// Reads a finished archive back and checks it against its manifest's figures.
-pub(crate) fn read_back(path: &Path, sha256: &str, entries: u64) -> Result<ReadBack, BackupError> {
+/// What an archive must read back as: its manifest's figures, or for a new archive what was
+/// written.
+pub(crate) struct Expected<'a> {
+    pub sha256: &'a str,
+    pub entries: u64,
+    /// The uncompressed tar stream's length: a stream cut after its last entry at a block (and
+    /// so zstd frame) boundary still parses, with the entry count right, but comes up short.
+    pub bytes_in: u64,
+}
+
+impl Expected<'_> {
+    pub fn of(manifest: &Manifest) -> Expected<'_> {
+        Expected {
+            sha256: &manifest.sha256,
+            entries: manifest.entries,
+            bytes_in: manifest.bytes_in,
+        }
+    }
+}
+
+/// Reads a finished archive back and checks it against `expected`.
+pub(crate) fn read_back(path: &Path, expected: &Expected) -> Result<ReadBack, BackupError> {
     let codec = Codec::sniff(path).map_err(|e| match e.kind() {
         io::ErrorKind::InvalidData => BackupError::Corrupt {
             path: path.to_path_buf(),
@@ -51,7 +71,7 @@ pub(crate) fn read_back(path: &Path, sha256: &str, entries: u64) -> Result<ReadB
         _ => io_err("opening", path)(e),
     })?;
     let file = File::open(path).map_err(io_err("opening", path))?;
-    check(path, scan(codec, file), sha256, entries)
+    check(path, scan(codec, file), expected)
 }
 
 /// What reading an archive found: the sha256 of its bytes, and its parsed tar stream.
@@ -98,12 +118,12 @@ pub(crate) fn scan(codec: Codec, mut src: impl Read + Send) -> Scan {
 }
 
 /// Compares a [`Scan`] of the archive at `path` with the figures it must have.
-pub(crate) fn check(
-    path: &Path,
-    scan: Scan,
-    sha256: &str,
-    entries: u64,
-) -> Result<ReadBack, BackupError> {
+pub(crate) fn check(path: &Path, scan: Scan, expected: &Expected) -> Result<ReadBack, BackupError> {
+    let Expected {
+        sha256,
+        entries,
+        bytes_in,
+    } = *expected;
     let corrupt = |reason: String| BackupError::Corrupt {
         path: path.to_path_buf(),
         reason,
@@ -119,6 +139,12 @@ pub(crate) fn check(
         return Err(corrupt(format!(
             "{} entries, the manifest says {entries}",
             back.entries
+        )));
+    }
+    if back.bytes_in != bytes_in {
+        return Err(corrupt(format!(
+            "decompresses to {} bytes, the manifest says {bytes_in}",
+            back.bytes_in
         )));
     }
     Ok(back)
