@@ -2,11 +2,12 @@
 //! independently, and a writer thread puts them out in order, hashing exactly the bytes it
 //! writes.
 //!
-//! gzip, in the style of pigz: each block is deflated primed with the previous block's last
-//! 32 KiB as its dictionary (so the ratio stays that of one stream), and the writer stitches
-//! them into a single gzip member. Blocks whose bytes look uniformly random (media,
-//! already-compressed files) are stored instead of deflated: deflate cannot shrink them and
-//! spends most of its time failing to.
+//! gzip, in the style of `bgzip` and `pigz --independent`: each block becomes one or more
+//! complete gzip members (libdeflate), each with its own CRC; a gzip file may hold any number of
+//! members, which gzip, GNU tar, bsdtar and every other multi-member reader decompress in
+//! sequence. Runs of a block whose bytes look uniformly random (media, already-compressed files)
+//! are stored instead of deflated: deflate cannot shrink them and spends most of its time
+//! failing to.
 //!
 //! zstd, in the style of `pzstd`: each block becomes one complete frame with its own checksum;
 //! a zstd file may hold any number of frames, which every decoder reads in sequence.
@@ -15,27 +16,24 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::mem;
+use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use libdeflater::{CompressionLvl, Compressor};
 use sha2::{Digest, Sha256};
 use zstd::zstd_safe::CParameter;
 
 use crate::backup::codec::Codec;
 use crate::backup::error::{io_err, BackupError};
 
-/// Uncompressed bytes per block. For zstd, whose frames share no window, 2 MiB blocks were
+/// Uncompressed bytes per block. Blocks share no window, in either format; 2 MiB blocks were
 /// measured no smaller than 1 MiB ones on ci/bench-backup's data, and slower and bigger in
 /// memory.
 const BLOCK: usize = 1 << 20;
-/// Deflate's window: a block can refer back this far into the previous one.
-const WINDOW: usize = 32 * 1024;
-/// Magic, deflate, no flags, no mtime (the manifest has it), no extra flags, OS = Unix.
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
 
 pub(crate) struct Compressed {
     pub bytes_in: u64,
@@ -47,15 +45,13 @@ struct Job {
     seq: u64,
     block: Vec<u8>,
     len: usize,
-    dict: Vec<u8>,
     last: bool,
 }
 
 struct Done {
     seq: u64,
     block: Vec<u8>,
-    deflated: io::Result<Vec<u8>>,
-    crc: Crc,
+    compressed: io::Result<Vec<u8>>,
     last: bool,
 }
 
@@ -64,9 +60,6 @@ pub(crate) struct BlockSink {
     current: Vec<u8>,
     filled: usize,
     seq: u64,
-    dict: Vec<u8>,
-    /// Only gzip blocks need the previous block's tail.
-    keep_dict: bool,
     bytes: u64,
     jobs: SyncSender<Job>,
     /// Blocks come back from the writer once written; waiting for one bounds memory.
@@ -100,17 +93,10 @@ impl BlockSink {
         };
         let block = mem::replace(&mut self.current, next);
         let len = mem::replace(&mut self.filled, 0);
-        let tail = if self.keep_dict {
-            block[len.saturating_sub(WINDOW)..len].to_vec()
-        } else {
-            Vec::new()
-        };
-        let dict = mem::replace(&mut self.dict, tail);
         let job = Job {
             seq: self.seq,
             block,
             len,
-            dict,
             last,
         };
         self.seq += 1;
@@ -208,15 +194,12 @@ pub(crate) fn compress_parallel<R>(
             s.spawn(move || compress_jobs(codec, level, &job_rx, spare_rx, done_tx));
         }
         drop((done_tx, job_rx));
-        let writer = s.spawn(move || {
-            write_in_order(codec, out, out_path, done_rx, free_tx, spare_tx, written)
-        });
+        let writer =
+            s.spawn(move || write_in_order(out, out_path, done_rx, free_tx, spare_tx, written));
         let mut sink = BlockSink {
             current: vec![0; BLOCK],
             filled: 0,
             seq: 0,
-            dict: Vec::new(),
-            keep_dict: codec == Codec::Gzip,
             bytes: 0,
             jobs: job_tx,
             free: free_rx,
@@ -241,17 +224,27 @@ pub(crate) fn compress_parallel<R>(
     })
 }
 
-/// A worker's compressor, made once and reset for every block.
+/// A worker's compressors, made once and used for every block.
 enum Engine {
-    /// Raw deflate: the writer supplies the gzip header and trailer for the whole stream.
-    Deflate(Compress),
+    Gzip {
+        deflate: Compressor,
+        /// libdeflate's level 0: stored blocks, at the speed of a copy.
+        store: Compressor,
+    },
     Zstd(zstd::bulk::Compressor<'static>),
 }
 
 impl Engine {
     fn new(codec: Codec, level: u32) -> io::Result<Engine> {
+        let gzip_level = |l: u32| {
+            CompressionLvl::new(l as i32)
+                .map_err(|_| io::Error::other(format!("gzip level {l} is out of range")))
+        };
         Ok(match codec {
-            Codec::Gzip => Engine::Deflate(Compress::new(Compression::new(level.min(9)), false)),
+            Codec::Gzip => Engine::Gzip {
+                deflate: Compressor::new(gzip_level(level)?),
+                store: Compressor::new(gzip_level(0)?),
+            },
             Codec::Zstd => {
                 let mut z = zstd::bulk::Compressor::new(level as i32)?;
                 // Every frame carries its own checksum, which decoders check.
@@ -261,10 +254,25 @@ impl Engine {
         })
     }
 
-    fn compress(&mut self, job: &Job, out: &mut Vec<u8>) -> io::Result<()> {
-        let input = &job.block[..job.len];
+    /// Appends `input`'s compressed form to `out`: zstd frames or gzip members, complete.
+    fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         match self {
-            Engine::Deflate(deflate) => compress_block(deflate, input, &job.dict, job.last, out),
+            Engine::Gzip { deflate, store } => {
+                for (run, incompressible) in runs(input) {
+                    let c = if incompressible {
+                        &mut *store
+                    } else {
+                        &mut *deflate
+                    };
+                    let at = out.len();
+                    out.resize(at + c.gzip_compress_bound(run.len()), 0);
+                    let n = c
+                        .gzip_compress(&input[run], &mut out[at..])
+                        .map_err(|e| io::Error::other(format!("gzip: {e:?}")))?;
+                    out.truncate(at + n);
+                }
+                Ok(())
+            }
             Engine::Zstd(z) => {
                 out.clear();
                 out.reserve(zstd::zstd_safe::compress_bound(input.len()));
@@ -292,24 +300,21 @@ fn compress_jobs(
             .try_recv()
             .unwrap_or_default();
         out.clear();
+        let input = &job.block[..job.len];
         // A panic becomes this block's error, which the writer reports; left to unwind, it
         // would leave the writer waiting for this block forever (in builds that unwind).
         let compressed = match &mut engine {
-            Ok(engine) => panic::catch_unwind(AssertUnwindSafe(|| engine.compress(&job, &mut out)))
-                .unwrap_or_else(|_| Err(io::Error::other("the compressor panicked"))),
+            Ok(engine) => {
+                panic::catch_unwind(AssertUnwindSafe(|| engine.compress(input, &mut out)))
+                    .unwrap_or_else(|_| Err(io::Error::other("the compressor panicked")))
+            }
             Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
         };
         let failed = compressed.is_err();
-        let deflated = compressed.map(|()| out);
-        let mut crc = Crc::new();
-        if codec == Codec::Gzip {
-            crc.update(&job.block[..job.len]);
-        }
         let result = Done {
             seq: job.seq,
             block: job.block,
-            deflated,
-            crc,
+            compressed: compressed.map(|()| out),
             last: job.last,
         };
         if done.send(result).is_err() || failed {
@@ -322,45 +327,25 @@ fn compress_jobs(
 /// photo stores only the photo's part.
 const SEGMENT: usize = 64 * 1024;
 
-/// Compresses one block as runs of segments, each run deflated or stored as a whole. `dict` is
-/// the stream's last 32 KiB before this block.
-fn compress_block(
-    deflate: &mut Compress,
-    input: &[u8],
-    dict: &[u8],
-    last: bool,
-    out: &mut Vec<u8>,
-) -> io::Result<()> {
-    if input.is_empty() {
-        return deflate_block(deflate, input, dict, last, out);
-    }
+/// `input` as runs of whole segments that all look incompressible, or all do not. An empty
+/// input is one empty run (an empty stream still needs one member).
+fn runs(input: &[u8]) -> Vec<(Range<usize>, bool)> {
     let segment_end = |start: usize| (start + SEGMENT).min(input.len());
+    let mut runs: Vec<(Range<usize>, bool)> = Vec::new();
     let mut start = 0;
     while start < input.len() {
-        let store = looks_incompressible(&input[start..segment_end(start)]);
-        let mut end = segment_end(start);
-        while end < input.len() && looks_incompressible(&input[end..segment_end(end)]) == store {
-            end = segment_end(end);
-        }
-        let run_last = last && end == input.len();
-        if store {
-            store_block(&input[start..end], run_last, out);
-        } else if start >= WINDOW {
-            deflate_block(
-                deflate,
-                &input[start..end],
-                &input[start - WINDOW..start],
-                run_last,
-                out,
-            )?;
-        } else {
-            let mut window = dict[dict.len().saturating_sub(WINDOW - start)..].to_vec();
-            window.extend_from_slice(&input[..start]);
-            deflate_block(deflate, &input[start..end], &window, run_last, out)?;
+        let end = segment_end(start);
+        let incompressible = looks_incompressible(&input[start..end]);
+        match runs.last_mut() {
+            Some((run, kind)) if *kind == incompressible => run.end = end,
+            _ => runs.push((start..end, incompressible)),
         }
         start = end;
     }
-    Ok(())
+    if runs.is_empty() {
+        runs.push((0..0, false));
+    }
+    runs
 }
 
 /// Order-0 entropy above this (bits per byte) means Huffman coding could save under 0.6% and
@@ -398,67 +383,8 @@ fn looks_incompressible(data: &[u8]) -> bool {
     bits > STORE_ABOVE_BITS
 }
 
-/// Deflate "stored" blocks. Every block before this one ended byte-aligned (sync flush), which
-/// is where a stored block's header byte must start, and stored blocks end byte-aligned too.
-fn store_block(input: &[u8], last: bool, out: &mut Vec<u8>) {
-    out.reserve(input.len() + input.len() / 65_535 * 5 + 5);
-    let mut chunks = input.chunks(65_535).peekable();
-    if chunks.peek().is_none() {
-        out.extend_from_slice(&[u8::from(last), 0, 0, 0xff, 0xff]);
-    }
-    while let Some(chunk) = chunks.next() {
-        out.push(u8::from(last && chunks.peek().is_none()));
-        let len = chunk.len() as u16;
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&(!len).to_le_bytes());
-        out.extend_from_slice(chunk);
-    }
-}
-
-/// Deflates `input` primed with `dict`. A sync flush ends every run but the stream's last on a
-/// byte boundary, so runs and blocks concatenate.
-fn deflate_block(
-    deflate: &mut Compress,
-    input: &[u8],
-    dict: &[u8],
-    last: bool,
-    out: &mut Vec<u8>,
-) -> io::Result<()> {
-    deflate.reset();
-    if !dict.is_empty() {
-        deflate.set_dictionary(dict).map_err(io::Error::other)?;
-    }
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    out.reserve(input.len() + input.len() / 64 + 1024);
-    let start = deflate.total_in();
-    loop {
-        let consumed = (deflate.total_in() - start) as usize;
-        let status = deflate
-            .compress_vec(&input[consumed..], out, flush)
-            .map_err(io::Error::other)?;
-        let consumed = (deflate.total_in() - start) as usize;
-        let complete = match status {
-            Status::StreamEnd => true,
-            Status::Ok | Status::BufError => {
-                !last && consumed == input.len() && out.len() < out.capacity()
-            }
-        };
-        if complete {
-            return Ok(());
-        }
-        if out.len() == out.capacity() {
-            out.reserve(64 * 1024);
-        }
-    }
-}
-
 /// Writes blocks in sequence order; returns `None` if the producer gave up before the last one.
 fn write_in_order(
-    codec: Codec,
     out: File,
     path: &Path,
     done: Receiver<Done>,
@@ -479,33 +405,20 @@ fn write_in_order(
             .as_ref()
             .is_some_and(|dir| path.starts_with(dir)),
     };
-    let mut crc = Crc::new();
     let mut pending = BTreeMap::new();
     let mut next = 0;
-    let gzip = codec == Codec::Gzip;
-    if gzip {
-        if let Err(e) = out.write_all(&GZIP_HEADER) {
-            return Err(failed(e));
-        }
-    }
     for block in done {
         pending.insert(block.seq, block);
         while let Some(block) = pending.remove(&next) {
             next += 1;
-            let deflated = block.deflated.map_err(io_err("compressing for", path))?;
-            if let Err(e) = out.write_all(&deflated) {
+            let compressed = block.compressed.map_err(io_err("compressing for", path))?;
+            if let Err(e) = out.write_all(&compressed) {
                 return Err(failed(e));
             }
-            crc.combine(&block.crc);
             let _ = free.send(block.block);
-            let _ = spare.send(deflated);
+            let _ = spare.send(compressed);
             if block.last {
-                let mut trailer = Vec::new();
-                if gzip {
-                    trailer.extend_from_slice(&crc.sum().to_le_bytes());
-                    trailer.extend_from_slice(&crc.amount().to_le_bytes());
-                }
-                if let Err(e) = out.write_all(&trailer).and_then(|()| out.file.sync_all()) {
+                if let Err(e) = out.file.sync_all() {
                     return Err(failed(e));
                 }
                 return Ok(Some((out.bytes, out.sha.finalize().into())));

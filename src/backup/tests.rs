@@ -671,8 +671,8 @@ fn verification_catches_a_flipped_byte() {
 
 #[test]
 fn multi_block_streams_round_trip_through_gzip() {
-    // Several 1 MiB blocks with a mix of compressible and random data exercise the block
-    // boundaries, dictionaries and the combined CRC; `gzip -t` checks the stream on its own.
+    // Several 1 MiB blocks with a mix of compressible and random data: members of deflated and
+    // of stored data, each with its own CRC; `gzip -t` checks the file on its own.
     multi_block_round_trip(opts_at(1_700_000_000), "gzip");
 }
 
@@ -705,6 +705,28 @@ fn multi_block_round_trip(opts: ArchiveOptions, tester: &str) {
             out.status.success(),
             "{tester} -t: {}",
             String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // GNU tar and bsdtar read every member or frame, not just the first.
+    for tool in ["tar", "bsdtar"] {
+        let Ok(out) = Command::new(tool)
+            .arg(format!("--{tester}"))
+            .arg("-tvf")
+            .arg(&report.archive)
+            .output()
+        else {
+            eprintln!("{tool} is not installed; skipping it");
+            continue;
+        };
+        let listing = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            listing.contains("noise.bin") && listing.contains("text.log"),
+            "{tool}: {listing}"
         );
     }
     let parent = tmp.path().join("r");
