@@ -800,3 +800,68 @@ fn restore_dry_run_names_the_archive_and_the_container_and_changes_nothing() {
         stderr(&out)
     );
 }
+
+#[test]
+fn every_directory_is_backed_up_or_reported_and_restore_checks_before_stopping() {
+    let sb = Sandbox::new();
+    sb.install(&sb.profile(&service("app", "")));
+    for d in ["Photos", "old_db", "data.bak", "bad name"] {
+        std::fs::create_dir_all(sb.path(&format!("/var/vol/{d}"))).unwrap();
+        std::fs::write(sb.path(&format!("/var/vol/{d}/f.txt")), d).unwrap();
+    }
+    let dry = sb.run(&["backup", "--dry-run"]);
+    assert_ok(&dry);
+    assert!(
+        stdout(&dry).contains("NOT backed up: \"") && stdout(&dry).contains("bad name"),
+        "{}",
+        stdout(&dry)
+    );
+
+    let out = sb.run(&["backup"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("5 of 6 volume(s) backed up"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("bad name") && l.contains("FAILED its name cannot name an archive")),
+        "{text}"
+    );
+    for d in ["Photos", "old_db", "data.bak", "app", "gateway"] {
+        let dir = sb.path(&format!("/var/backups/pi-setup/{d}"));
+        assert_eq!(archives(&dir).len(), 1, "{d}: {text}");
+    }
+    // Not a terminal: one plain line per volume on stderr, for the journal.
+    assert!(
+        stderr(&out).contains("backing up Photos (live) ..."),
+        "{}",
+        stderr(&out)
+    );
+    let listed = sb.run(&["backups", "Photos"]);
+    assert_eq!(stdout(&listed).lines().count(), 1, "{}", stdout(&listed));
+
+    // A corrupt archive: restore refuses it without stopping the service.
+    let archive = archives(&sb.path("/var/backups/pi-setup/app"))
+        .pop()
+        .unwrap();
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&archive, bytes).unwrap();
+    let started = inspect(&sb.container("app"), "{{.State.StartedAt}}");
+    let out = sb.run(&["restore", "app"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("sha256"), "{}", stderr(&out));
+    assert_eq!(
+        inspect(&sb.container("app"), "{{.State.StartedAt}}"),
+        started
+    );
+    assert_eq!(inspect(&sb.container("app"), "{{.State.Running}}"), "true");
+
+    // A restore by a name that is not a DNS label works like any other.
+    std::fs::write(sb.path("/var/vol/Photos/f.txt"), "changed").unwrap();
+    assert_ok(&sb.run(&["restore", "Photos"]));
+    assert_eq!(
+        std::fs::read_to_string(sb.path("/var/vol/Photos/f.txt")).unwrap(),
+        "Photos"
+    );
+}

@@ -134,6 +134,8 @@ pub fn archive_dir(
             let partial = partial_path(&archive);
             fs::hard_link(&previous, &partial).map_err(io_err("linking", &partial))?;
             manifest.sha256 = old.sha256;
+            // The bytes are the old archive's, written at its level.
+            manifest.level = old.level;
             manifest.bytes_in = old.bytes_in;
             manifest.bytes_out = old.bytes_out;
             manifest.files = old.files;
@@ -274,7 +276,8 @@ struct TarStats {
     changed: Vec<PathBuf>,
 }
 
-/// Passes the tar stream on, counting its bytes for the progress bar.
+/// Passes the tar stream on; file data copied through it is counted for the progress bar,
+/// whose total is the files' sizes (headers and padding are not counted).
 struct Counted<'a, W> {
     inner: W,
     progress: Option<&'a ArchiveProgress>,
@@ -282,11 +285,7 @@ struct Counted<'a, W> {
 
 impl<W: Write> Write for Counted<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        if let Some(p) = self.progress {
-            p.done.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        Ok(n)
+        self.inner.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -297,7 +296,7 @@ impl<W: Write> Write for Counted<'_, W> {
 type Sink<'a, 'b> = Counted<'a, &'b mut BlockSink>;
 
 impl Sink<'_, '_> {
-    /// File data goes straight into the compressor's blocks, past `write`: count it here.
+    /// File data goes straight into the compressor's blocks, past `write`: counted here.
     fn copy_exact(&mut self, src: &mut impl io::Read, size: u64) -> Result<u64, CopyError> {
         let copied = self.inner.copy_exact(src, size)?;
         if let Some(p) = self.progress {

@@ -52,7 +52,7 @@ pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error
 }
 
 /// Archive names become file names, so they must not be able to climb out of the destination.
-pub(crate) fn check_name(name: &str) -> Result<(), BackupError> {
+pub fn check_name(name: &str) -> Result<(), BackupError> {
     let ok = !name.is_empty()
         && name.len() <= 100
         && !name.starts_with('.')

@@ -21,7 +21,7 @@ mod tests;
 
 pub use archive::{archive_dir, ArchiveOptions, ArchiveProgress, ArchiveReport};
 pub use codec::Codec;
-pub use error::BackupError;
+pub use error::{check_name, BackupError};
 pub use manifest::Manifest;
 pub use restore::{restore_archive, RestoreOptions, RestoreReport};
 pub use retention::{list_archives, prune, select_prune, ArchiveName, RetentionPolicy};

@@ -274,15 +274,12 @@ fn tools_read_the_archive(codec: Codec) {
     };
     let mut ran = 0;
     for tool in ["tar", "bsdtar"] {
-        let Ok(list) = Command::new(tool)
+        let list = Command::new(tool)
             .arg(flag)
             .arg("-tf")
             .arg(&report.archive)
             .output()
-        else {
-            eprintln!("{tool} is not installed; skipping it");
-            continue;
-        };
+            .unwrap_or_else(|e| panic!("{tool}: {e} (bash ci/deps installs it)"));
         ran += 1;
         assert!(
             list.status.success(),
@@ -317,9 +314,7 @@ fn tools_read_the_archive(codec: Codec) {
         );
         assert_same_tree(&src, &out, tool == "tar");
     }
-    if ran == 0 {
-        eprintln!("neither tar nor bsdtar is installed; nothing checked");
-    }
+    assert_eq!(ran, 2, "install GNU tar and bsdtar: bash ci/deps");
 }
 
 #[test]
@@ -700,24 +695,24 @@ fn multi_block_round_trip(opts: ArchiveOptions, tester: &str) {
         report.manifest
     );
     verify_archive(&report.archive).unwrap();
-    if let Ok(out) = Command::new(tester).arg("-t").arg(&report.archive).output() {
-        assert!(
-            out.status.success(),
-            "{tester} -t: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let out = Command::new(tester)
+        .arg("-t")
+        .arg(&report.archive)
+        .output()
+        .unwrap_or_else(|e| panic!("{tester}: {e} (bash ci/deps installs it)"));
+    assert!(
+        out.status.success(),
+        "{tester} -t: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // GNU tar and bsdtar read every member or frame, not just the first.
     for tool in ["tar", "bsdtar"] {
-        let Ok(out) = Command::new(tool)
+        let out = Command::new(tool)
             .arg(format!("--{tester}"))
             .arg("-tvf")
             .arg(&report.archive)
             .output()
-        else {
-            eprintln!("{tool} is not installed; skipping it");
-            continue;
-        };
+            .unwrap_or_else(|e| panic!("{tool}: {e} (bash ci/deps installs it)"));
         let listing = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -818,4 +813,95 @@ fn a_writer_that_fails_at_once_stops_the_pipeline_whatever_the_thread_count() {
             );
         }
     }
+}
+
+#[test]
+fn files_that_vanish_or_turn_into_symlinks_after_the_walk_are_reported_not_followed() {
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("app");
+    write(&src.join("a-first.txt"), b"first\n");
+    write(&src.join("b-vanishes.txt"), b"soon gone\n");
+    write(&src.join("c-becomes-link.txt"), b"soon a link\n");
+    write(&src.join("d-last.txt"), b"last\n");
+    let secret = tmp.path().join("secret");
+    fs::write(&secret, b"outside the volume\n").unwrap();
+    // Opening the first file (after the walk listed all four) removes the second and replaces
+    // the third with a symlink out of the volume.
+    let (b, c, target) = (
+        src.join("b-vanishes.txt"),
+        src.join("c-becomes-link.txt"),
+        secret.clone(),
+    );
+    AFTER_OPEN.with(|hook| {
+        *hook.borrow_mut() = Some(Box::new(move |path: &Path| {
+            if path.ends_with("a-first.txt") {
+                fs::remove_file(&b).unwrap();
+                fs::remove_file(&c).unwrap();
+                symlink(&target, &c).unwrap();
+            }
+        }));
+    });
+    let result = archive_dir(&src, &tmp.path().join("b"), "app", &opts_at(1_700_000_000));
+    AFTER_OPEN.with(|hook| hook.borrow_mut().take());
+    let report = result.unwrap();
+    let mut changed = report.manifest.changed_files.clone();
+    changed.sort();
+    assert_eq!(changed, ["b-vanishes.txt", "c-becomes-link.txt"]);
+    verify_archive(&report.archive).unwrap();
+    let parent = tmp.path().join("r");
+    fs::create_dir(&parent).unwrap();
+    restore_archive(&report.archive, &parent, "app", &RestoreOptions::default()).unwrap();
+    let mut names: Vec<_> = fs::read_dir(parent.join("app"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a-first.txt", "d-last.txt"]);
+    assert_eq!(fs::read(parent.join("app/d-last.txt")).unwrap(), b"last\n");
+}
+
+#[test]
+fn progress_counts_file_bytes_up_to_exactly_the_total() {
+    // Many small files: tar headers and padding outweigh the data, and must not be counted.
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("app");
+    for i in 0..300 {
+        write(
+            &src.join(format!("d{}/f{i}.txt", i % 7)),
+            &vec![b'x'; i * 3],
+        );
+    }
+    let progress = std::sync::Arc::new(crate::backup::ArchiveProgress::default());
+    let opts = ArchiveOptions {
+        progress: Some(progress.clone()),
+        ..opts_at(1_700_000_000)
+    };
+    archive_dir(&src, &tmp.path().join("b"), "app", &opts).unwrap();
+    let total = progress.total.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(total, (0..300).map(|i| i * 3).sum::<u64>());
+    assert_eq!(
+        progress.done.load(std::sync::atomic::Ordering::Relaxed),
+        total
+    );
+}
+
+#[test]
+fn a_reused_archive_keeps_the_level_it_was_written_at() {
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("app");
+    write(&src.join("a.log"), &log_lines(100));
+    let dest = tmp.path().join("b");
+    archive_dir(&src, &dest, "app", &opts_at(1_700_000_000)).unwrap();
+    let again = archive_dir(
+        &src,
+        &dest,
+        "app",
+        &ArchiveOptions {
+            level: 9,
+            ..opts_at(1_700_086_400)
+        },
+    )
+    .unwrap();
+    assert!(again.manifest.reused_from.is_some());
+    assert_eq!(again.manifest.level, 6);
 }

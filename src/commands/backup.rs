@@ -16,8 +16,12 @@ use crate::commands::{Context, LOCK_WAIT};
 use crate::config::{BadInput, Inputs};
 use crate::engine::Engine;
 use crate::host;
-use crate::model::{BackupMode, Model, Name, GATEWAY};
+use crate::model::{BackupMode, Model, GATEWAY};
 use crate::progress::Progress;
+
+/// Why a directory under /var/vol was not archived.
+const UNUSABLE: &str = "its name cannot name an archive: rename it with letters, digits, \
+                        '-', '_' and '.' only, not starting with '.'";
 
 /// One volume directory and how to keep it consistent while it is archived.
 struct Volume {
@@ -39,9 +43,11 @@ impl Volume {
 
 /// Every directory under /var/vol: the gateway's (live: certificates), each service's (its
 /// mode), and directories no service claims (live). Restore leftovers and hidden directories
-/// are not volumes.
-fn volumes(ctx: &Context, model: &Model) -> Result<Vec<Volume>> {
-    Ok(named_subdirs(&ctx.paths.vol_root())?
+/// are not volumes. Second: directories whose names cannot name an archive, as printable
+/// paths; they are reported, never silently left out.
+fn volumes(ctx: &Context, model: &Model) -> Result<(Vec<Volume>, Vec<String>)> {
+    let (names, unusable) = archivable_subdirs(&ctx.paths.vol_root())?;
+    let vols = names
         .into_iter()
         .map(|name| {
             let (mode, container) = if name == GATEWAY {
@@ -57,7 +63,8 @@ fn volumes(ctx: &Context, model: &Model) -> Result<Vec<Volume>> {
                 container,
             }
         })
-        .collect())
+        .collect();
+    Ok((vols, unusable))
 }
 
 /// `--dest` as given, else the profile's `backup.dest` under `--root`.
@@ -92,8 +99,9 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
         None if codec == model.backup.compress => model.backup.level,
         None => codec.default_level(),
     };
-    let mut vols = volumes(ctx, &model)?;
+    let (mut vols, mut unusable) = volumes(ctx, &model)?;
     if !args.names.is_empty() {
+        unusable.clear();
         for n in &args.names {
             if !vols.iter().any(|v| &v.name == n) {
                 return Err(BadInput(format!(
@@ -128,6 +136,9 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
                 ctx.paths.vol(&v.name).display()
             );
         }
+        for u in &unusable {
+            println!("  NOT backed up: {u} ({UNUSABLE})");
+        }
         println!("Dry run: nothing was changed.");
         return Ok(());
     }
@@ -141,6 +152,10 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let progress = Progress::new();
     let started = Instant::now();
     let mut failed = Vec::new();
+    for u in &unusable {
+        println!("{u} FAILED {UNUSABLE}");
+        failed.push(u.clone());
+    }
     let mut total_in = 0u64;
     let mut total_out = 0u64;
     // Two volumes at a time: each compresses on every core, and while one waits (for its
@@ -194,10 +209,11 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
         }
     }
     drop(runs);
+    let all = vols.len() + unusable.len();
     println!(
         "\n{} of {} volume(s) backed up in {:.1}s ({} read, {} written) to {}",
-        vols.len() - failed.len(),
-        vols.len(),
+        all - failed.len(),
+        all,
         started.elapsed().as_secs_f64(),
         mib(total_in),
         mib(total_out),
@@ -331,8 +347,7 @@ fn remove_pre_restore(ctx: &Context, name: &str) {
 
 pub async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
-    Name::parse(&args.name)
-        .map_err(|why| BadInput(format!("invalid volume name {:?}: {why}", args.name)))?;
+    backup::check_name(&args.name).map_err(|e| BadInput(e.to_string()))?;
     let dest = dest(ctx, &model, &args.dest);
     let archive = match &args.archive {
         Some(a) => a.clone(),
@@ -399,6 +414,11 @@ pub async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         return Ok(());
     }
     let _lock = ctx.lock("restore", false, LOCK_WAIT)?;
+    // A bad archive must not cost the service any downtime: read it back while it still runs.
+    let a = archive.clone();
+    tokio::task::spawn_blocking(move || backup::verify_archive(&a))
+        .await
+        .context("verify task")??;
     let engine = match &container {
         Some(_) => Some(Engine::connect().await?),
         None => None,
@@ -413,7 +433,11 @@ pub async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     let (a, parent, name) = (archive.clone(), ctx.paths.vol_root(), args.name.clone());
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
     let result = tokio::task::spawn_blocking(move || {
-        backup::restore_archive(&a, &parent, &name, &backup::RestoreOptions::default())
+        let opts = backup::RestoreOptions {
+            verified: true,
+            ..Default::default()
+        };
+        backup::restore_archive(&a, &parent, &name, &opts)
     })
     .await
     .context("restore task")?;
@@ -492,15 +516,37 @@ fn archive_names(dest: &Path, only: Option<&str>) -> Result<Vec<String>> {
     if let Some(n) = only {
         return Ok(vec![n.to_string()]);
     }
-    named_subdirs(dest)
+    Ok(archivable_subdirs(dest)?.0)
 }
 
-/// Sub-directories whose names are valid volume names, sorted (restore leftovers such as
-/// `NAME.pre-restore-…` and hidden directories are not).
-fn named_subdirs(dir: &Path) -> Result<Vec<String>> {
-    let mut names = host::subdirectories(dir)?;
-    names.retain(|n| Name::parse(n).is_ok());
-    Ok(names)
+/// Sub-directories, sorted: those whose names can name archives (see [`backup::check_name`]),
+/// and the others' paths, escaped for printing. Hidden directories (a restore's temporary
+/// directory) and restore leftovers (`NAME.pre-restore-…`) are neither.
+fn archivable_subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
+    let (mut names, mut unusable) = (Vec::new(), Vec::new());
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let raw = entry.file_name();
+        let lossy = raw.to_string_lossy();
+        if lossy.starts_with('.') || lossy.contains(".pre-restore-") {
+            continue;
+        }
+        match raw.to_str() {
+            Some(n) if backup::check_name(n).is_ok() => names.push(n.to_string()),
+            _ => unusable.push(format!("{:?}", entry.path())),
+        }
+    }
+    names.sort();
+    unusable.sort();
+    Ok((names, unusable))
 }
 
 fn mib(b: u64) -> String {
