@@ -239,3 +239,20 @@ pub fn enable_timers(timers: &[String]) -> Result<(), HostError> {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// Why systemd would refuse `expr` as an `OnCalendar=` value, asking `systemd-analyze calendar`
+/// (systemd's own parser); `None` if it accepts it or the tool is not installed (a host without
+/// systemd never runs the timer).
+pub fn calendar_error(expr: &str) -> Option<String> {
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("calendar")
+        .arg(expr)
+        .output()
+        .ok()?;
+    if out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    let why = text.lines().next().unwrap_or("rejected").trim();
+    Some(why.to_string())
+}

@@ -544,13 +544,19 @@ fn backup(c: &mut Checker, b: &RawBackup) -> Backup {
     let schedule = match &b.schedule {
         None => "*-*-* 03:30:00".to_string(),
         Some(s) => {
-            if s.get_ref().trim().is_empty() || s.get_ref().contains('\n') {
+            let v = s.get_ref();
+            if v.trim().is_empty() || v.contains('\n') {
                 c.at(
                     s,
-                    "backup.schedule must be a systemd OnCalendar= expression".into(),
+                    format!("backup.schedule {v:?} must be a systemd OnCalendar= expression"),
+                );
+            } else if let Some(why) = crate::host::calendar_error(v) {
+                c.at(
+                    s,
+                    format!("backup.schedule {v:?} is not a systemd OnCalendar= expression: {why}"),
                 );
             }
-            s.get_ref().clone()
+            v.clone()
         }
     };
     Backup {

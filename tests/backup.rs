@@ -666,6 +666,23 @@ fn zstd_from_the_profile_or_the_command_line_round_trips_and_bad_levels_change_n
         assert!(!dir.exists(), "{args:?} wrote {}", dir.display());
     }
 
+    // A destination that only looks like it is outside /var/vol.
+    let sneaky = format!("{}/../vol/notes-backups", sb.path("/var/vol").display());
+    let link = sb.root().join("to-vol");
+    std::os::unix::fs::symlink(sb.path("/var/vol"), &link).unwrap();
+    let via_link = format!("{}/backups", link.display());
+    for d in [&sneaky, &via_link] {
+        let out = sb.run(&["backup", "--dest", d]);
+        assert_eq!(out.status.code(), Some(2), "{d}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is inside /var/vol"),
+            "{d}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!sb.path("/var/vol/notes-backups").exists());
+    assert!(!sb.path("/var/vol/backups").exists());
+
     // The profile's format and its default level.
     assert_ok(&sb.run(&["backup", "notes"]));
     let zst = std::fs::read_dir(&dir)
@@ -864,4 +881,19 @@ fn every_directory_is_backed_up_or_reported_and_restore_checks_before_stopping()
         std::fs::read_to_string(sb.path("/var/vol/Photos/f.txt")).unwrap(),
         "Photos"
     );
+}
+
+#[test]
+fn the_nightly_timer_takes_its_schedule_from_the_profile() {
+    let sb = Sandbox::new();
+    sb.install(&sb.profile("[backup]\nschedule = \"Sun *-*-* 04:10:00\"\n"));
+    let timer =
+        std::fs::read_to_string(sb.path("/etc/systemd/system/pi-setup-backup.timer")).unwrap();
+    for line in [
+        "OnCalendar=Sun *-*-* 04:10:00\n",
+        "Persistent=true\n",
+        "RandomizedDelaySec=15min\n",
+    ] {
+        assert!(timer.contains(line), "{line:?} in:\n{timer}");
+    }
 }

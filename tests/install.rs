@@ -448,6 +448,11 @@ fn bad_profiles_are_rejected_with_file_line_and_column() {
     );
     rejected(
         &sb,
+        &format!("{gw}\n[backup]\nschedule = \"every night\"\n"),
+        &["backup.schedule \"every night\" is not a systemd OnCalendar= expression"],
+    );
+    rejected(
+        &sb,
         &format!("{gw}\n[backup]\ncompress = \"lz4\"\n"),
         &["backup.compress \"lz4\" is not one of gzip, zstd"],
     );

@@ -114,7 +114,7 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
         vols.retain(|v| args.names.contains(&v.name));
     }
     let dest = dest(ctx, &model, &args.dest);
-    if dest.starts_with(ctx.paths.vol_root()) {
+    if resolved(&dest).starts_with(resolved(&ctx.paths.vol_root())) {
         return Err(BadInput(format!(
             "the backup destination {} is inside /var/vol, which is what gets backed up",
             dest.display()
@@ -547,6 +547,41 @@ fn archivable_subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
     names.sort();
     unusable.sort();
     Ok((names, unusable))
+}
+
+/// `path` as the kernel would resolve it: absolute, `..` applied, and symlinks followed as far
+/// as the path exists (`/var/vol/../vol/x`, a relative path, or a symlink into /var/vol all
+/// come out under /var/vol).
+fn resolved(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for part in abs.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                // Follow symlinks before going up, as the kernel does.
+                out = out.canonicalize().unwrap_or(out);
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    let mut existing = out.as_path();
+    let mut rest = Vec::new();
+    while existing.canonicalize().is_err() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return out,
+        }
+    }
+    let mut real = existing
+        .canonicalize()
+        .unwrap_or_else(|_| existing.to_path_buf());
+    real.extend(rest.iter().rev());
+    real
 }
 
 fn mib(b: u64) -> String {
