@@ -216,6 +216,9 @@ fn backup_then_restore_brings_back_an_identical_tree_that_gnu_tar_also_reads() {
     assert_eq!(snapshot(&vol), before);
     assert_eq!(inspect(&sb.container("app"), "{{.State.Running}}"), "true");
     assert_eq!(sb.get("app.test"), (200, "hello\n".to_string()));
+    // The note that lets `heal` restart a service a dead restore left stopped is gone again.
+    let notes = sb.path("/var/lib/pi-setup/stopped-for-backup");
+    assert_eq!(std::fs::read_dir(&notes).unwrap().count(), 0);
     let kept: Vec<String> = std::fs::read_dir(sb.path("/var/vol"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

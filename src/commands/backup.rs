@@ -427,7 +427,11 @@ pub async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     if let (Some(c), Some(e)) = (&container, &engine) {
         was_running = e.container(c).await?.is_some_and(|i| i.running);
         if was_running {
-            e.stop(c, 30).await?;
+            // As for a backup: if this run dies before starting it again, `heal` does.
+            host::write_atomic(&ctx.paths.stopped_for_backup(c), b"", 0o644)?;
+            e.stop(c, 30)
+                .await
+                .with_context(|| format!("stopping {c} for the restore"))?;
         }
     }
     let (a, parent, name) = (archive.clone(), ctx.paths.vol_root(), args.name.clone());
@@ -445,7 +449,11 @@ pub async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         (Some(c), Some(e), true) => e
             .start(c)
             .await
-            .with_context(|| format!("starting {c} again after the restore")),
+            .with_context(|| format!("starting {c} again after the restore"))
+            .and_then(|()| {
+                host::remove_file(&ctx.paths.stopped_for_backup(c))?;
+                Ok(())
+            }),
         _ => Ok(()),
     };
     // The restore's own error first: it says what happened to the data.
