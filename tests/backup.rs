@@ -343,6 +343,10 @@ fn a_full_destination_fails_cleanly_keeps_earlier_archives_and_restarts_the_serv
         "{text}"
     );
     assert!(
+        text.contains("the destination is full: free space there"),
+        "{text}"
+    );
+    assert!(
         text.lines()
             .any(|l| l.starts_with("notes") && l.contains(" ok ")),
         "the other volumes still get backed up:\n{text}"

@@ -204,6 +204,17 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
             }
             Err(e) => {
                 println!("{:<16} FAILED {e:#}", v.name);
+                let full = e.chain().any(|c| {
+                    c.downcast_ref::<backup::BackupError>()
+                        .is_some_and(|b| b.is_disk_full())
+                });
+                if full {
+                    println!(
+                        "{:<16}        the destination is full: free space there, keep fewer \
+                         archives (backup.keep_*), or set backup.dest to a bigger disk",
+                        ""
+                    );
+                }
                 failed.push(v.name.clone());
             }
         }
