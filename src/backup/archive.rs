@@ -1,6 +1,6 @@
-//! `archive_dir`: one verified `.tar.gz` or `.tar.zst` per volume directory, written as `.partial` and renamed
-//! into place only once it reads back correctly; an unchanged tree becomes a hard link to the
-//! previous archive instead of being compressed again.
+//! `archive_dir`: one verified `.tar.gz` or `.tar.zst` per volume directory, written as
+//! `.partial` and renamed into place only once it reads back correctly; an unchanged tree
+//! becomes a hard link to the previous archive instead of being compressed again.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
