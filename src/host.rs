@@ -153,8 +153,8 @@ pub fn files_with_suffix(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, HostE
     Ok(out)
 }
 
-/// Names of the sub-directories of `dir`, sorted; none when it is missing.
-pub fn subdirectories(dir: &Path) -> Result<Vec<String>, HostError> {
+/// Names of the sub-directories of `dir` (UTF-8 or not), sorted; none when it is missing.
+pub fn subdirectories(dir: &Path) -> Result<Vec<std::ffi::OsString>, HostError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -164,9 +164,7 @@ pub fn subdirectories(dir: &Path) -> Result<Vec<String>, HostError> {
     for entry in entries {
         let entry = entry.map_err(err("listing", dir))?;
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            if let Some(n) = entry.file_name().to_str() {
-                names.push(n.to_string());
-            }
+            names.push(entry.file_name());
         }
     }
     names.sort();

@@ -501,24 +501,10 @@ fn backup(c: &mut Checker, b: &RawBackup) -> Backup {
     };
     let level = match &b.level {
         None => compress.default_level(),
-        Some(l) => {
-            let range = compress.levels();
-            match u32::try_from(*l.get_ref()) {
-                Ok(n) if range.contains(&n) => n,
-                _ => {
-                    c.at(
-                        l,
-                        format!(
-                            "backup.level {} is out of range for {compress} ({}-{})",
-                            l.get_ref(),
-                            range.start(),
-                            range.end()
-                        ),
-                    );
-                    compress.default_level()
-                }
-            }
-        }
+        Some(l) => compress.check_level(*l.get_ref()).unwrap_or_else(|e| {
+            c.at(l, format!("backup.{e}"));
+            compress.default_level()
+        }),
     };
     let dest = match &b.dest {
         None => "/var/backups/pi-setup".to_string(),

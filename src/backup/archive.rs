@@ -79,13 +79,15 @@ pub fn archive_dir(
     let created = Timestamp::from(opts.timestamp.unwrap_or_else(SystemTime::now));
     let dir = dest_dir.join(name);
     fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
-    let archive = dir.join(format!("{name}-{created}{}", opts.codec.suffix()));
+    let named = |codec: Codec| dir.join(format!("{name}-{created}{}", codec.suffix()));
+    let archive = named(opts.codec);
     // One archive per timestamp, whatever its format: `restore --at` and retention go by it.
-    for codec in Codec::ALL {
-        let taken = dir.join(format!("{name}-{created}{}", codec.suffix()));
-        if fs::symlink_metadata(&taken).is_ok() {
-            return Err(BackupError::AlreadyExists(taken));
-        }
+    if let Some(taken) = Codec::ALL
+        .map(named)
+        .into_iter()
+        .find(|p| fs::symlink_metadata(p).is_ok())
+    {
+        return Err(BackupError::AlreadyExists(taken));
     }
     remove_stale(&dir)?;
     let tree = walk(src_dir)?;
@@ -154,7 +156,7 @@ pub fn archive_dir(
             };
             let (written_tx, written_rx) = channel();
             let (compressed, scanned) = thread::scope(|s| {
-                let verifier = s.spawn(|| scan(opts.codec, Tail::new(reread, written_rx)));
+                let verifier = s.spawn(|| scan(Tail::new(reread, written_rx)));
                 let compressed = compress_parallel(
                     out,
                     &partial,

@@ -1,12 +1,11 @@
 //! The two archive formats: `.tar.gz` (gzip, what every tool reads) and `.tar.zst` (zstd: about
-//! as small for about half the CPU, ci/bench-backup). Both are written as independent blocks on every core by
-//! [`crate::backup::parallel`]; both decompress with the stock `tar -xzf` / `tar --zstd -xf`.
+//! as small for about half the CPU, ci/bench-backup). Both are written as independent blocks on
+//! every core by [`crate::backup::parallel`]; both decompress with the stock `tar -xzf` /
+//! `tar --zstd -xf`.
 
 use std::fmt;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::ops::RangeInclusive;
-use std::path::Path;
 
 use flate2::bufread::MultiGzDecoder;
 
@@ -61,57 +60,35 @@ impl Codec {
         }
     }
 
-    /// Checks `level` for this format; the message names the value and the range.
-    pub fn check_level(self, level: u32) -> Result<u32, String> {
+    /// Checks `level` (as given: a profile's may be negative) for this format; the message
+    /// names the value and the range.
+    pub fn check_level(self, level: i64) -> Result<u32, String> {
         let range = self.levels();
-        if range.contains(&level) {
-            Ok(level)
-        } else {
-            Err(format!(
+        match u32::try_from(level) {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(format!(
                 "level {level} is out of range for {self} ({}-{})",
                 range.start(),
                 range.end()
-            ))
+            )),
         }
     }
 
-    /// The format of an archive file, from its first bytes (not its name: `restore --archive`
-    /// takes any file).
-    pub fn sniff(path: &Path) -> io::Result<Codec> {
-        let mut head = [0; 4];
-        let mut file = File::open(path)?;
-        let mut n = 0;
-        while n < head.len() {
-            match file.read(&mut head[n..])? {
-                0 => break,
-                k => n += k,
-            }
-        }
-        if head[..n].starts_with(&ZSTD_MAGIC) {
-            Ok(Codec::Zstd)
-        } else if head[..n].starts_with(&GZIP_MAGIC) {
-            Ok(Codec::Gzip)
+    /// Decompresses an archive's tar stream, whichever format it is in: told by its first
+    /// bytes, not its name (`restore --archive` takes any file). Every gzip member or zstd frame
+    /// is read in sequence, its checksum checked.
+    pub fn decoder<'a, R: BufRead + 'a>(mut input: R) -> io::Result<Box<dyn Read + 'a>> {
+        let head = input.fill_buf()?;
+        if head.starts_with(&ZSTD_MAGIC) {
+            Ok(Box::new(zstd::stream::read::Decoder::with_buffer(input)?))
+        } else if head.starts_with(&GZIP_MAGIC) {
+            Ok(Box::new(MultiGzDecoder::new(input)))
         } else {
             Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "not a gzip or zstd file (unknown magic bytes)",
             ))
         }
-    }
-
-    /// Decompresses every member (gzip) or frame (zstd) of `input` in sequence, checking each
-    /// one's checksum.
-    pub fn decoder<'a, R: BufRead + 'a>(self, input: R) -> io::Result<Box<dyn Read + 'a>> {
-        Ok(match self {
-            Codec::Gzip => Box::new(MultiGzDecoder::new(input)),
-            Codec::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
-        })
-    }
-
-    /// Opens an archive file for reading its tar stream, whichever format it is in.
-    pub fn open(path: &Path, buffer: usize) -> io::Result<Box<dyn Read>> {
-        let codec = Codec::sniff(path)?;
-        codec.decoder(BufReader::with_capacity(buffer, File::open(path)?))
     }
 }
 

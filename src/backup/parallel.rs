@@ -161,8 +161,8 @@ impl Write for BlockSink {
 
 /// Runs `produce` against a [`BlockSink`] while `threads` workers compress and a writer thread
 /// writes `out` (then fsyncs it), telling `written` how many bytes are in the file after each
-/// write. The writer's error wins over the producer's: when the disk
-/// fills up the producer only sees the pipeline stop.
+/// write. The writer's error wins over the producer's: when the disk fills up the producer only
+/// sees the pipeline stop.
 pub(crate) fn compress_parallel<R>(
     out: File,
     out_path: &Path,
@@ -254,7 +254,8 @@ impl Engine {
         })
     }
 
-    /// Appends `input`'s compressed form to `out`: zstd frames or gzip members, complete.
+    /// Writes `input`'s compressed form into `out` (empty): complete gzip members or a zstd
+    /// frame.
     fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         match self {
             Engine::Gzip { deflate, store } => {
@@ -274,7 +275,6 @@ impl Engine {
                 Ok(())
             }
             Engine::Zstd(z) => {
-                out.clear();
                 out.reserve(zstd::zstd_safe::compress_bound(input.len()));
                 z.compress_to_buffer(input, out).map(drop)
             }

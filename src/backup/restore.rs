@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
-use std::io;
+use std::io::{self, BufReader};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{fchown, lchown, symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -134,12 +134,14 @@ struct Meta {
 /// so no entry can be written through one; directory metadata is applied last, deepest first,
 /// because creating their contents would change their mtimes.
 fn extract(archive: &Path, root: &Path, opts: &RestoreOptions) -> Result<u64, BackupError> {
-    let mut tar =
-        tar::Archive::new(Codec::open(archive, 1 << 20).map_err(io_err("opening", archive))?);
+    let file = File::open(archive).map_err(io_err("opening", archive))?;
     let corrupt = |e: io::Error| BackupError::Corrupt {
         path: archive.to_path_buf(),
         reason: e.to_string(),
     };
+    let mut tar = tar::Archive::new(
+        Codec::decoder(BufReader::with_capacity(1 << 20, file)).map_err(corrupt)?,
+    );
     let refuse = |entry: &[u8], reason: &str| BackupError::UnsafeEntry {
         archive: archive.to_path_buf(),
         entry: format!("{:?}", String::from_utf8_lossy(entry)),

@@ -552,6 +552,15 @@ fn a_full_destination_leaves_no_partial_and_earlier_archives_intact() {
     verify_archive(&first.archive).unwrap();
 }
 
+/// What `list_archives` finds of volume "app" under `dest`, oldest first.
+fn archive_paths(dest: &Path) -> Vec<PathBuf> {
+    list_archives(dest, "app")
+        .unwrap()
+        .into_iter()
+        .map(|a| a.path)
+        .collect()
+}
+
 #[test]
 fn an_unchanged_tree_is_linked_not_recompressed() {
     let tmp = TempDir::new().unwrap();
@@ -589,11 +598,7 @@ fn an_unchanged_tree_is_linked_not_recompressed() {
         b"half",
     )
     .unwrap();
-    let listed: Vec<PathBuf> = list_archives(&dest, "app")
-        .unwrap()
-        .into_iter()
-        .map(|a| a.path)
-        .collect();
+    let listed = archive_paths(&dest);
     assert_eq!(
         listed,
         [
@@ -627,11 +632,7 @@ fn an_unchanged_tree_is_linked_not_recompressed() {
         Some("app-20231117T221320Z.tar.zst")
     );
     assert_eq!(ino(&fourth.archive), ino(&fifth.archive));
-    let listed: Vec<PathBuf> = list_archives(&dest, "app")
-        .unwrap()
-        .into_iter()
-        .map(|a| a.path)
-        .collect();
+    let listed = archive_paths(&dest);
     assert_eq!(
         listed,
         [

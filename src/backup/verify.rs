@@ -63,15 +63,8 @@ impl Expected<'_> {
 
 /// Reads a finished archive back and checks it against `expected`.
 pub(crate) fn read_back(path: &Path, expected: &Expected) -> Result<ReadBack, BackupError> {
-    let codec = Codec::sniff(path).map_err(|e| match e.kind() {
-        io::ErrorKind::InvalidData => BackupError::Corrupt {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        },
-        _ => io_err("opening", path)(e),
-    })?;
     let file = File::open(path).map_err(io_err("opening", path))?;
-    check(path, scan(codec, file), expected)
+    check(path, scan(file), expected)
 }
 
 /// What reading an archive found: the sha256 of its bytes, and its parsed tar stream.
@@ -82,7 +75,7 @@ pub(crate) struct Scan {
 
 /// Hashes `src` on one thread while decompressing and parsing it on this one, so a read-back
 /// costs about the time of the slower of the two rather than their sum.
-pub(crate) fn scan(codec: Codec, mut src: impl Read + Send) -> Scan {
+pub(crate) fn scan(mut src: impl Read + Send) -> Scan {
     let (tx, rx) = sync_channel::<Vec<u8>>(2);
     let (parsed, sha256) = thread::scope(|s| {
         let hasher = s.spawn(move || -> io::Result<String> {
@@ -99,14 +92,11 @@ pub(crate) fn scan(codec: Codec, mut src: impl Read + Send) -> Scan {
                 }
             }
         });
-        let parsed = parse(
-            codec,
-            ChunkReader {
-                rx,
-                chunk: Vec::new(),
-                pos: 0,
-            },
-        );
+        let parsed = parse(ChunkReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        });
         (
             parsed,
             hasher
@@ -150,9 +140,9 @@ pub(crate) fn check(path: &Path, scan: Scan, expected: &Expected) -> Result<Read
     Ok(back)
 }
 
-fn parse(codec: Codec, input: ChunkReader) -> io::Result<ReadBack> {
+fn parse(input: ChunkReader) -> io::Result<ReadBack> {
     let mut archive = tar::Archive::new(CountingReader {
-        inner: codec.decoder(BufReader::with_capacity(CHUNK, input))?,
+        inner: Codec::decoder(BufReader::with_capacity(CHUNK, input))?,
         count: 0,
     });
     let mut entries = 0;

@@ -94,7 +94,7 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     // starts from its own default.
     let level = match args.level {
         Some(level) => codec
-            .check_level(level)
+            .check_level(level.into())
             .map_err(|e| BadInput(format!("--{e}")))?,
         None if codec == model.backup.compress => model.backup.level,
         None => codec.default_level(),
@@ -542,29 +542,17 @@ fn archive_names(dest: &Path, only: Option<&str>) -> Result<Vec<String>> {
 /// and the others' paths, escaped for printing. Hidden directories (a restore's temporary
 /// directory) and restore leftovers (`NAME.pre-restore-…`) are neither.
 fn archivable_subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
-        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
-    };
     let (mut names, mut unusable) = (Vec::new(), Vec::new());
-    for entry in entries {
-        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let raw = entry.file_name();
+    for raw in host::subdirectories(dir)? {
         let lossy = raw.to_string_lossy();
         if lossy.starts_with('.') || lossy.contains(".pre-restore-") {
             continue;
         }
         match raw.to_str() {
             Some(n) if backup::check_name(n).is_ok() => names.push(n.to_string()),
-            _ => unusable.push(format!("{:?}", entry.path())),
+            _ => unusable.push(format!("{:?}", dir.join(&raw))),
         }
     }
-    names.sort();
-    unusable.sort();
     Ok((names, unusable))
 }
 
@@ -573,33 +561,20 @@ fn archivable_subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
 /// come out under /var/vol).
 fn resolved(path: &Path) -> PathBuf {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut out = PathBuf::new();
-    for part in abs.components() {
+    // The deepest ancestor that exists, as the kernel resolves it; then the rest, lexically.
+    let (mut real, rest) = abs
+        .ancestors()
+        .find_map(|a| Some((a.canonicalize().ok()?, abs.strip_prefix(a).ok()?)))
+        .unwrap_or_else(|| (PathBuf::new(), abs.as_path()));
+    for part in rest.components() {
         match part {
             std::path::Component::ParentDir => {
-                // Follow symlinks before going up, as the kernel does.
-                out = out.canonicalize().unwrap_or(out);
-                out.pop();
+                real.pop();
             }
             std::path::Component::CurDir => {}
-            other => out.push(other),
+            other => real.push(other),
         }
     }
-    let mut existing = out.as_path();
-    let mut rest = Vec::new();
-    while existing.canonicalize().is_err() {
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                existing = parent;
-            }
-            _ => return out,
-        }
-    }
-    let mut real = existing
-        .canonicalize()
-        .unwrap_or_else(|_| existing.to_path_buf());
-    real.extend(rest.iter().rev());
     real
 }
 
