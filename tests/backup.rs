@@ -291,6 +291,33 @@ fn stop_mode_serves_the_maintenance_page_during_the_archive_and_restarts_the_ser
         "stopped and started, not recreated"
     );
     assert_eq!(sb.get("big.test"), (200, "big\n".to_string()));
+
+    // A restore keeps the service stopped just as long, and meanwhile leaves the note by which
+    // `heal` would start it again if the restore died.
+    let note = sb
+        .path("/var/lib/pi-setup/stopped-for-backup")
+        .join(sb.container("big"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (stop, note) = (stop.clone(), note.clone());
+        std::thread::spawn(move || {
+            let mut seen = false;
+            while !stop.load(Ordering::SeqCst) && !seen {
+                seen = note.exists();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            seen
+        })
+    };
+    let out = sb.run(&["restore", "big"]);
+    stop.store(true, Ordering::SeqCst);
+    assert_ok(&out);
+    assert!(
+        watcher.join().unwrap(),
+        "no note while the restore had big stopped"
+    );
+    assert!(!note.exists(), "the note outlived the restore");
+    assert_eq!(sb.get("big.test"), (200, "big\n".to_string()));
 }
 
 /// A small tmpfs, unmounted when dropped (also when the test fails).
