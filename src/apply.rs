@@ -61,7 +61,7 @@ async fn run(
             let mut bar = progress.pull(image);
             let result = engine.pull(image, |p| bar.update(&p)).await;
             bar.finish(result.is_ok());
-            result.with_context(|| offline_hint(image))?;
+            result?;
         }
         Action::CreateNetwork { name } => {
             engine
@@ -84,6 +84,21 @@ async fn run(
         } => host::write_atomic(path, contents, *mode)?,
         Action::RemoveFile { path } => {
             host::remove_file(path)?;
+        }
+        Action::MoveVolumeData {
+            container,
+            service,
+            volume,
+            target,
+            to,
+        } => {
+            engine.stop(container, 30).await?;
+            let moved = move_volume_data(engine, container, volume, target, to, paths, service).await;
+            if moved.is_err() {
+                // Not removed after all: leave the service running as it was.
+                let _ = engine.start(container).await;
+            }
+            moved?;
         }
         Action::RemoveContainer { name, .. } => {
             engine.remove_container(name).await?;
@@ -156,10 +171,110 @@ async fn reload_gateway(
     }
 }
 
-fn offline_hint(image: &str) -> String {
-    format!(
-        "image {image} is not on this machine and could not be pulled (is a registry reachable?)\n  \
-         to install it offline: on a machine with access run `docker pull {image} && docker save {image} -o image.tar`,\n  \
-         copy image.tar here, run `docker load -i image.tar`, then run this command again"
-    )
+/// Copies the tree a (stopped) container has at `target` — in a Docker volume — into `to`,
+/// which is missing or empty. Extracted beside `to` first under restore's rules (nothing written
+/// outside it or through a symlink), noted in the service's `MOVED_VOLUMES_FILE`, then renamed
+/// into place: a run killed at any point either finds `to` empty and moves again, or finds it
+/// full and noted, and does not move twice.
+async fn move_volume_data(
+    engine: &Engine,
+    container: &str,
+    volume: &str,
+    target: &str,
+    to: &std::path::Path,
+    paths: &Paths,
+    service: &str,
+) -> Result<()> {
+    use futures_util::StreamExt;
+    let parent = to
+        .parent()
+        .context("a volume destination always has a parent")?;
+    host::ensure_parent(to)?;
+    let leaf = to
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = parent.join(format!(".{leaf}.pi-setup-move"));
+    host::remove_tree(&temp)?;
+    host::ensure_dir(&temp, 0, 0, 0o700)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let (origin, into) = (
+        std::path::PathBuf::from(format!("{container}:{target}")),
+        temp.clone(),
+    );
+    let extract = tokio::task::spawn_blocking(move || {
+        let opts = crate::backup::RestoreOptions {
+            preserve_owner: host::is_root(),
+            verified: true,
+        };
+        crate::backup::extract_tar(ChannelReader::new(rx), &origin, &into, &opts)
+    });
+    let mut stream = std::pin::pin!(engine.copy_out(container, target));
+    let mut copied = Ok(());
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => {
+                if tx.send(c).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                copied = Err(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let extracted = extract.await.context("the extraction task panicked")?;
+    let result = (|| -> Result<()> {
+        // A stream cut short can still end on an entry boundary: only a complete copy counts.
+        copied?;
+        extracted?;
+        // Docker names the tree after the last component of the path.
+        let base = target.rsplit('/').find(|p| !p.is_empty()).unwrap_or("");
+        let tree = temp.join(base);
+        let moved_file = paths.vol(service).join(crate::desired::MOVED_VOLUMES_FILE);
+        let mut noted = host::read(&moved_file)?.unwrap_or_default();
+        noted.extend_from_slice(format!("{volume} {target}\n").as_bytes());
+        host::write_atomic(&moved_file, &noted, 0o600)?;
+        host::replace_empty_dir(&tree, to)?;
+        Ok(())
+    })();
+    host::remove_tree(&temp)?;
+    result.with_context(|| format!("moving {container}:{target} into {}", to.display()))
+}
+
+/// Reads the chunks a channel delivers as one byte stream (for the blocking tar reader).
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Self {
+        ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.blocking_recv() {
+                Some(c) => {
+                    self.chunk = c;
+                    self.at = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }

@@ -2,14 +2,16 @@
 //! should exist. Pure: computing it touches nothing.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::engine::{ContainerInfo, ImageInfo, VolumeMount};
 use crate::gateway;
 use crate::layout::Layout;
-use crate::model::{Health, Model, Service, GATEWAY};
+use crate::model::{Health, Model, Mount, Service, GATEWAY};
 use crate::paths::Paths;
 
 pub const LABEL_MANAGED: &str = "pi-setup.managed";
@@ -65,8 +67,7 @@ pub struct ContainerSpec {
     pub image: String,
     pub cmd: Option<Vec<String>>,
     pub env: Vec<String>,
-    /// `host:container[:ro]`
-    pub binds: Vec<String>,
+    pub binds: Vec<Bind>,
     /// (container port, host address, host port)
     pub ports: Vec<(u16, String, u16)>,
     pub restart: String,
@@ -81,6 +82,10 @@ pub struct ContainerSpec {
     /// the field did not recreate every container.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub sysctls: BTreeMap<String, String>,
+    /// The paths its image declares as volumes, and the host directory each is kept in (also
+    /// in `binds`); for messages only.
+    #[serde(skip)]
+    pub image_volumes: Vec<(String, PathBuf)>,
 }
 
 impl Desired {
@@ -144,7 +149,17 @@ pub struct Desired {
     /// systemd units from `systemd/`, and the timers among them to enable.
     pub units: Vec<FileSpec>,
     pub timers: Vec<String>,
+    /// `/var/vol` under the root.
+    pub vol_root: PathBuf,
+    /// Images not on this machine yet: the volumes they declare are mapped once they are
+    /// pulled (see `image_volume_mounts`).
+    pub unknown_images: Vec<String>,
 }
+
+/// The file under `/var/vol/<service>` that lists the Docker volumes whose data pi-setup has
+/// moved in (`<volume> <path in the container>` lines): a directory that is not empty is the
+/// moved data only if its volume is listed, so a run killed after the move does not move again.
+pub const MOVED_VOLUMES_FILE: &str = ".pi-setup-moved-volumes";
 
 /// Unit templates shipped in the binary; `@EXEC@` becomes the pi-setup command line and
 /// `@SCHEDULE@` the profile's `backup.schedule`.
@@ -169,12 +184,14 @@ pub const UNITS: &[(&str, &str)] = &[
 
 /// `exec` is how the units call pi-setup: the binary's path plus `--root`/`--instance` if given.
 /// `migrate_requests`: the kernel has `net.ipv4.tcp_migrate_req` (see `crate::reuseport`).
+/// `image_facts`: what the daemon knows of each image (None: not on this machine yet).
 pub fn desired(
     model: &Model,
     paths: &Paths,
     names: &Names,
     exec: &str,
     migrate_requests: bool,
+    image_facts: &BTreeMap<String, Option<ImageInfo>>,
 ) -> Desired {
     let mut images: Vec<String> = Vec::new();
     let mut dirs = Vec::new();
@@ -222,17 +239,38 @@ pub fn desired(
         } else {
             BTreeMap::new()
         },
+        image_volumes: Vec::new(),
     });
     images.push(gw.image.clone());
+    let gateway_mounts = model.gateway_layout.mounts();
+    let gateway_auto = image_volume_mounts(&gateway_mounts, declared(image_facts, &gw.image));
+    if let Some(spec) = containers.last_mut() {
+        add_image_volumes(spec, paths, GATEWAY, &gateway_auto);
+        let extra: Vec<&str> = gateway_auto.iter().map(|m| m.sub.as_str()).collect();
+        dirs.extend(layout_dirs(&Layout::default(), paths, GATEWAY, &extra));
+    }
 
     for s in &model.services {
-        let extra: Vec<&str> = s.mounts.iter().map(|m| m.sub.as_str()).collect();
+        let auto = image_volume_mounts(&s.mounts, declared(image_facts, &s.image));
+        let extra: Vec<&str> = s
+            .mounts
+            .iter()
+            .chain(&auto)
+            .map(|m| m.sub.as_str())
+            .collect();
         dirs.extend(layout_dirs(&s.layout, paths, s.name.as_str(), &extra));
-        containers.push(service_container(s, paths, names));
+        let mut spec = service_container(s, paths, names);
+        add_image_volumes(&mut spec, paths, s.name.as_str(), &auto);
+        containers.push(spec);
         if !images.contains(&s.image) {
             images.push(s.image.clone());
         }
     }
+    let unknown_images = images
+        .iter()
+        .filter(|i| image_facts.get(*i).is_none_or(Option::is_none))
+        .cloned()
+        .collect();
 
     let sites_dir = paths.vol(GATEWAY).join("etc/sites");
     let mut gateway_files = vec![FileSpec {
@@ -281,6 +319,8 @@ pub fn desired(
 
     Desired {
         network: names.network(),
+        vol_root: paths.vol_root(),
+        unknown_images,
         units,
         timers,
         images,
@@ -321,22 +361,163 @@ fn service_container(s: &Service, paths: &Paths, names: &Names) -> ContainerSpec
         nano_cpus: s.nano_cpus,
         health: s.health.clone(),
         sysctls: BTreeMap::new(),
+        image_volumes: Vec::new(),
     }
 }
 
-fn binds(paths: &Paths, name: &str, mounts: &[crate::model::Mount]) -> Vec<String> {
+fn declared<'a>(facts: &'a BTreeMap<String, Option<ImageInfo>>, image: &str) -> &'a [String] {
+    facts
+        .get(image)
+        .and_then(Option::as_ref)
+        .map_or(&[], |i| i.volumes.as_slice())
+}
+
+fn add_image_volumes(spec: &mut ContainerSpec, paths: &Paths, name: &str, auto: &[Mount]) {
+    for b in binds(paths, name, auto) {
+        spec.image_volumes.push((b.target.clone(), b.host.clone()));
+        spec.binds.push(b);
+    }
+}
+
+/// Where the sub-directories for volumes an image declares go, when no mount of the service
+/// contains them.
+pub const IMAGE_VOLUMES_DIR: &str = "image-volumes";
+
+/// Bind mounts for the paths an image declares as volumes (`VOLUME /data`) that the service
+/// does not mount itself. Without one, Docker keeps such a path in an anonymous volume:
+/// outside /var/vol, so never backed up, and replaced by an empty one whenever the container
+/// is recreated. Docker makes that volume unless a mount has exactly the declared path, so a
+/// mount of a parent directory does not cover it: the declared path then goes in the same
+/// place inside the parent's directory (where the data is expected), else under
+/// `image-volumes/<path>`. Paths that are not clean absolute paths are ignored (Docker refuses
+/// to create such containers anyway).
+pub fn image_volume_mounts(mounts: &[Mount], declared: &[String]) -> Vec<Mount> {
+    let mut out: Vec<Mount> = Vec::new();
+    for path in declared {
+        let Some(parts) = clean_parts(path) else {
+            continue;
+        };
+        let target = format!("/{}", parts.join("/"));
+        let covered = mounts
+            .iter()
+            .chain(&out)
+            .any(|m| clean_parts(&m.target).as_deref() == Some(parts.as_slice()));
+        if covered || parts.is_empty() {
+            continue;
+        }
+        // The nearest writable mount above it.
+        let parent = mounts
+            .iter()
+            .filter(|m| !m.read_only)
+            .filter_map(|m| Some((clean_parts(&m.target)?, m)))
+            .filter(|(t, _)| t.len() < parts.len() && parts.starts_with(t))
+            .max_by_key(|(t, _)| t.len());
+        let sub = match parent {
+            Some((t, m)) => {
+                let rest = parts[t.len()..].join("/");
+                if m.sub == "." {
+                    rest
+                } else {
+                    format!("{}/{rest}", m.sub)
+                }
+            }
+            None => format!("{IMAGE_VOLUMES_DIR}/{}", parts.join("/")),
+        };
+        out.push(Mount {
+            sub,
+            target,
+            read_only: false,
+        });
+    }
+    out
+}
+
+/// The normal components of an absolute path (`/a//b/./c/` → a, b, c); None for a relative
+/// path or one with `..`.
+fn clean_parts(path: &str) -> Option<Vec<&str>> {
+    if !path.starts_with('/') {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    Some(parts)
+}
+
+/// The host directory each Docker volume of an existing container should be moved into: where
+/// the container's new definition binds that path, else where `image_volume_mounts` would put
+/// it in the service's directory.
+pub fn volume_destinations(d: &Desired, c: &ContainerInfo) -> Vec<(VolumeMount, PathBuf)> {
+    let Some(service) = c.service() else {
+        return Vec::new();
+    };
+    // A name from a label: used as a directory only if it is one pi-setup could have made.
+    if crate::model::Name::parse(service).is_err() {
+        return Vec::new();
+    }
+    let spec = d.containers.iter().find(|s| s.name == c.name);
+    let service_dir = d.vol_root.join(service);
+    c.volumes
+        .iter()
+        .filter_map(|v| {
+            let bound = spec.and_then(|s| {
+                s.binds
+                    .iter()
+                    .find(|b| clean_parts(&b.target) == clean_parts(&v.target))
+                    .map(|b| b.host.clone())
+            });
+            let to = match bound {
+                Some(h) => h,
+                None => {
+                    let auto = image_volume_mounts(&[], std::slice::from_ref(&v.target));
+                    service_dir.join(&auto.first()?.sub)
+                }
+            };
+            Some((v.clone(), to))
+        })
+        .collect()
+}
+
+fn binds(paths: &Paths, name: &str, mounts: &[Mount]) -> Vec<Bind> {
     mounts
         .iter()
-        .map(|m| {
-            let host = if m.sub == "." {
+        .map(|m| Bind {
+            host: if m.sub == "." {
                 paths.vol(name)
             } else {
                 paths.vol(name).join(&m.sub)
-            };
-            let ro = if m.read_only { ":ro" } else { "" };
-            format!("{}:{}{ro}", host.display(), m.target)
+            },
+            target: m.target.clone(),
+            read_only: m.read_only,
         })
         .collect()
+}
+
+/// A host directory mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub host: PathBuf,
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// Docker's `host:container[:ro]` form, which is also how a bind enters the spec's hash.
+impl fmt::Display for Bind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ro = if self.read_only { ":ro" } else { "" };
+        write!(f, "{}:{}{ro}", self.host.display(), self.target)
+    }
+}
+
+impl Serialize for Bind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// The layout's directories, plus any extra sub-directory a volume names (created with the

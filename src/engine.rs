@@ -20,19 +20,32 @@ use crate::desired::{ContainerSpec, LABEL_HASH, LABEL_INSTANCE, LABEL_MANAGED, L
 /// Docker 20.10 (Raspberry Pi OS's docker.io) speaks API 1.41; nothing older is supported.
 const MIN_API: (usize, usize) = (1, 41);
 
+/// The daemon's error is part of each message, and not also a `source`: printing the chain
+/// would say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("cannot reach the Docker daemon at {host}: {source}\n  is Docker installed and running? (`systemctl status docker`; DOCKER_HOST selects another daemon)")]
-    Unreachable { host: String, source: BollardError },
+    #[error("cannot reach the Docker daemon at {host}: {error}\n  is Docker installed and running? (`systemctl status docker`; DOCKER_HOST selects another daemon)")]
+    Unreachable { host: String, error: BollardError },
     #[error("the Docker daemon at {host} speaks API {version}; pi-setup needs {}.{} or newer (Docker 20.10+)", MIN_API.0, MIN_API.1)]
     TooOld { host: String, version: String },
-    #[error("{what}: {source}")]
-    Api { what: String, source: BollardError },
+    #[error("{what}: {error}")]
+    Api { what: String, error: BollardError },
+    /// A pull that failed, with what to do about it after the daemon's reason.
+    #[error("pulling image {image}: {error}\n{}", offline_hint(image))]
+    Pull { image: String, error: BollardError },
 }
 
 fn api(what: impl Into<String>) -> impl FnOnce(BollardError) -> EngineError {
     let what = what.into();
-    move |source| EngineError::Api { what, source }
+    move |error| EngineError::Api { what, error }
+}
+
+fn offline_hint(image: &str) -> String {
+    format!(
+        "  the image is not on this machine and could not be pulled (is a registry reachable?)\n  \
+         to install it offline: on a machine with access run `docker pull {image} && docker save {image} -o image.tar`,\n  \
+         copy image.tar here, run `docker load -i image.tar`, then run this command again"
+    )
 }
 
 fn is_not_found(e: &BollardError) -> bool {
@@ -71,6 +84,40 @@ pub struct ContainerInfo {
     /// `healthy`, `unhealthy` or `starting` for containers with a health check.
     pub health: Option<String>,
     pub labels: HashMap<String, String>,
+    /// Docker volumes (not bind mounts) mounted in it: where its data lives outside /var/vol.
+    pub volumes: Vec<VolumeMount>,
+}
+
+/// A Docker volume mounted in a container: for pi-setup's containers, always an anonymous
+/// volume Docker made for a path the image declares (`VOLUME`), from before pi-setup mapped
+/// those paths under /var/vol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub volume: String,
+    /// The path inside the container.
+    pub target: String,
+}
+
+/// What pi-setup needs of a local image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub id: String,
+    /// The paths it declares as volumes (`VOLUME` in its Dockerfile).
+    pub volumes: Vec<String>,
+}
+
+fn volume_mounts(mounts: Option<Vec<bollard::models::MountPoint>>) -> Vec<VolumeMount> {
+    mounts
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.typ.as_deref() == Some("volume"))
+        .filter_map(|m| {
+            Some(VolumeMount {
+                volume: m.name?,
+                target: m.destination?,
+            })
+        })
+        .collect()
 }
 
 impl ContainerInfo {
@@ -110,9 +157,9 @@ impl Engine {
     pub async fn connect() -> Result<Engine, EngineError> {
         let host =
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-        let unreachable = |source| EngineError::Unreachable {
+        let unreachable = |error| EngineError::Unreachable {
             host: host.clone(),
-            source,
+            error,
         };
         let docker = Docker::connect_with_defaults().map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
@@ -162,10 +209,13 @@ impl Engine {
             .map_err(api(format!("creating network {name}")))
     }
 
-    /// The local image ID for a reference, or None when the image is not on this machine.
-    pub async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError> {
+    /// The local image for a reference, or None when the image is not on this machine.
+    pub async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError> {
         match self.docker.inspect_image(reference).await {
-            Ok(i) => Ok(i.id),
+            Ok(i) => Ok(Some(ImageInfo {
+                id: i.id.unwrap_or_default(),
+                volumes: i.config.and_then(|c| c.volumes).unwrap_or_default(),
+            })),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(api(format!("inspecting image {reference}"))(e)),
         }
@@ -183,14 +233,15 @@ impl Engine {
             opts = opts.tag(t);
         }
         let mut stream = self.docker.create_image(Some(opts.build()), None, None);
+        let failed = |error| EngineError::Pull {
+            image: reference.to_string(),
+            error,
+        };
         while let Some(item) = stream.next().await {
-            let info = item.map_err(api(format!("pulling image {reference}")))?;
+            let info = item.map_err(failed)?;
             if let Some(detail) = info.error_detail {
                 let msg = detail.message.unwrap_or_default();
-                return Err(EngineError::Api {
-                    what: format!("pulling image {reference}"),
-                    source: BollardError::DockerStreamError { error: msg },
-                });
+                return Err(failed(BollardError::DockerStreamError { error: msg }));
             }
             let (current, total) = info
                 .progress_detail
@@ -253,6 +304,7 @@ impl Engine {
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
                 health: c.status.as_deref().and_then(health_from_status),
                 labels: c.labels.unwrap_or_default(),
+                volumes: volume_mounts(c.mounts),
             })
             .collect())
     }
@@ -285,6 +337,7 @@ impl Engine {
                         .map(|h| h.to_string())
                         .filter(|h| !h.is_empty() && h != "none"),
                     labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
+                    volumes: volume_mounts(c.mounts),
                 }))
             }
             Err(e) if is_not_found(&e) => Ok(None),
@@ -341,7 +394,7 @@ impl Engine {
                 Some(exposed)
             },
             host_config: Some(HostConfig {
-                binds: Some(spec.binds.clone()),
+                binds: Some(spec.binds.iter().map(ToString::to_string).collect()),
                 port_bindings: if port_bindings.is_empty() {
                     None
                 } else {
@@ -466,7 +519,7 @@ impl Engine {
             .collect();
         Err(EngineError::Api {
             what,
-            source: BollardError::DockerStreamError {
+            error: BollardError::DockerStreamError {
                 error: format!("exit code {code}: {}", tail.trim()),
             },
         })
@@ -482,6 +535,25 @@ impl Engine {
             Err(e) if is_not_modified(&e) || is_not_found(&e) => Ok(()),
             Err(e) => Err(api(format!("stopping container {name}"))(e)),
         }
+    }
+
+    /// A tar stream of `path` inside a container, running or not (what `docker cp` reads); its
+    /// Docker volumes included.
+    pub fn copy_out<'a>(
+        &'a self,
+        name: &'a str,
+        path: &'a str,
+    ) -> impl futures_util::Stream<Item = Result<Vec<u8>, EngineError>> + 'a {
+        let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        self.docker
+            .download_from_container(name, Some(opts))
+            .map(move |chunk| {
+                chunk
+                    .map(|b| b.to_vec())
+                    .map_err(api(format!("copying {path} out of container {name}")))
+            })
     }
 
     /// Removes a container (stopping it first); `Ok(None)` when it was already gone.

@@ -153,6 +153,39 @@ pub fn files_with_suffix(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, HostE
     Ok(out)
 }
 
+/// Creates the missing parents of `path` (mode 0755).
+pub fn ensure_parent(path: &Path) -> Result<(), HostError> {
+    match path.parent() {
+        Some(parent) => fs::create_dir_all(parent).map_err(err("creating", parent)),
+        None => Ok(()),
+    }
+}
+
+/// Renames directory `from` to `to`, where `to` is missing or an empty directory (removed
+/// first); the parent is fsynced.
+pub fn replace_empty_dir(from: &Path, to: &Path) -> Result<(), HostError> {
+    match fs::remove_dir(to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err("removing the empty directory", to)(e)),
+    }
+    fs::rename(from, to).map_err(err("moving into place", to))?;
+    sync_dir(to.parent().unwrap_or(Path::new("/")))
+}
+
+/// True when `path` is missing or an empty directory (a symlink or a file is not empty).
+pub fn is_empty_dir(path: &Path) -> Result<bool, HostError> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(err("reading", path)(e)),
+        Ok(m) if !m.is_dir() => Ok(false),
+        Ok(_) => Ok(fs::read_dir(path)
+            .map_err(err("listing", path))?
+            .next()
+            .is_none()),
+    }
+}
+
 /// Names of the sub-directories of `dir` (UTF-8 or not), sorted; none when it is missing.
 pub fn subdirectories(dir: &Path) -> Result<Vec<std::ffi::OsString>, HostError> {
     let entries = match fs::read_dir(dir) {

@@ -6,15 +6,15 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::desired::Desired;
-use crate::engine::{ContainerInfo, Engine, NetworkInfo};
+use crate::desired::{self, Desired, MOVED_VOLUMES_FILE};
+use crate::engine::{ContainerInfo, Engine, ImageInfo, NetworkInfo};
 use crate::host::{self, Stat};
 
 #[derive(Debug, Default)]
 pub struct Actual {
     pub network: Option<NetworkInfo>,
-    /// Image reference → local image ID (None: not on this machine).
-    pub images: BTreeMap<String, Option<String>>,
+    /// Image reference → the local image (None: not on this machine).
+    pub images: BTreeMap<String, Option<ImageInfo>>,
     pub dirs: BTreeMap<PathBuf, Option<Stat>>,
     pub files: BTreeMap<PathBuf, Option<Vec<u8>>>,
     /// `*.caddy` files present in the gateway's sites directory.
@@ -30,23 +30,46 @@ pub struct Actual {
     pub systemd: Option<Vec<String>>,
     /// Current contents of the configuration files the command may change.
     pub config_files: BTreeMap<PathBuf, Option<Vec<u8>>>,
+    /// (Docker volume, host directory it is to be moved into) → what is in that directory.
+    pub volume_dests: BTreeMap<(String, PathBuf), DestState>,
+}
+
+/// A host directory that a container's Docker volume is to be moved into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestState {
+    /// Missing or empty: the move can go ahead.
+    Empty,
+    /// Holds data that a run of pi-setup moved in from this volume (`MOVED_VOLUMES_FILE`).
+    Moved,
+    /// Holds something else: moving would mix two trees.
+    Occupied,
+}
+
+/// What the daemon knows of each image; observed before the desired state, which depends on the
+/// volumes images declare.
+pub async fn images(engine: &Engine, refs: &[String]) -> Result<BTreeMap<String, Option<ImageInfo>>> {
+    let mut out = BTreeMap::new();
+    for r in refs {
+        if !out.contains_key(r) {
+            out.insert(r.clone(), engine.image(r).await?);
+        }
+    }
+    Ok(out)
 }
 
 pub async fn observe(
     engine: &Engine,
     desired: &Desired,
+    images: BTreeMap<String, Option<ImageInfo>>,
     config_paths: &[PathBuf],
     instance: &str,
     systemd_root: bool,
 ) -> Result<Actual> {
     let mut a = Actual {
         network: engine.network(&desired.network).await?,
+        images,
         ..Default::default()
     };
-    for image in &desired.images {
-        a.images
-            .insert(image.clone(), engine.image_id(image).await?);
-    }
     for d in &desired.dirs {
         a.dirs.insert(d.path.clone(), host::stat(&d.path)?);
     }
@@ -66,6 +89,23 @@ pub async fn observe(
         .into_iter()
         .filter(|c| c.managed() && c.instance() == instance)
         .collect();
+    for c in &a.managed {
+        let moved = host::read(&desired.vol_root.join(c.service().unwrap_or("")).join(MOVED_VOLUMES_FILE))
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        for (v, to) in desired::volume_destinations(desired, c) {
+            let state = match host::is_empty_dir(&to)? {
+                true => DestState::Empty,
+                false if moved.lines().any(|l| l.split(' ').next() == Some(v.volume.as_str())) => {
+                    DestState::Moved
+                }
+                false => DestState::Occupied,
+            };
+            a.volume_dests.insert((v.volume, to), state);
+        }
+    }
     for u in &desired.units {
         a.files.insert(u.path.clone(), host::read(&u.path)?);
     }

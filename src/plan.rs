@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::desired::{ContainerSpec, Desired, FileSpec, Names};
+use crate::desired::{self, ContainerSpec, Desired, FileSpec, Names};
+use crate::engine::ContainerInfo;
 use crate::model::GATEWAY;
-use crate::observe::Actual;
+use crate::observe::{Actual, DestState};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -31,6 +32,16 @@ pub enum Action {
     },
     RemoveFile {
         path: PathBuf,
+    },
+    /// Moves what a container keeps in a Docker volume into its directory under /var/vol
+    /// (stopping it for the copy), before the container is removed.
+    MoveVolumeData {
+        container: String,
+        service: String,
+        volume: String,
+        /// The path inside the container.
+        target: String,
+        to: PathBuf,
     },
     RemoveContainer {
         name: String,
@@ -75,13 +86,32 @@ impl fmt::Display for Action {
                 )
             }
             Action::RemoveFile { path } => write!(f, "remove {}", path.display()),
+            Action::MoveVolumeData {
+                container,
+                target,
+                to,
+                ..
+            } => write!(
+                f,
+                "move the data container {container} keeps at {target} (in a Docker volume, \
+                 outside /var/vol) into {}",
+                to.display()
+            ),
             Action::RemoveContainer { name, why } => write!(f, "remove container {name} ({why})"),
             Action::CreateContainer { spec, why } => {
                 write!(
                     f,
                     "create and start container {} from {} ({why})",
                     spec.name, spec.image
-                )
+                )?;
+                for (target, host) in &spec.image_volumes {
+                    write!(
+                        f,
+                        "; the image keeps data at {target}: mounted from {}",
+                        host.display()
+                    )?;
+                }
+                Ok(())
             }
             Action::StartContainer { name } => write!(f, "start container {name}"),
             Action::ReloadGateway => write!(f, "reload the gateway configuration"),
@@ -130,6 +160,13 @@ pub enum Conflict {
     ForeignContainer(String),
     #[error("{0} exists and is not a directory")]
     NotADirectory(PathBuf),
+    #[error("container {container} keeps data at {target} in Docker volume {volume}, to be moved into {to}, but {to} is not empty; move its contents aside (or mount another directory at {target}), then run the command again")]
+    VolumeDataInTheWay {
+        container: String,
+        target: String,
+        volume: String,
+        to: PathBuf,
+    },
 }
 
 /// The ordered plan: images first (so a missing image stops the run before anything changes),
@@ -144,7 +181,7 @@ pub fn plan(
     let mut actions = Vec::new();
 
     for image in &d.images {
-        if a.images.get(image).is_none_or(|id| id.is_none()) {
+        if a.images.get(image).is_none_or(Option::is_none) {
             actions.push(Action::PullImage {
                 image: image.clone(),
             });
@@ -219,6 +256,7 @@ pub fn plan(
     for c in &a.managed {
         let wanted = d.containers.iter().any(|s| s.name == c.name);
         if !wanted {
+            volume_moves(d, a, c, &mut actions)?;
             actions.push(Action::RemoveContainer {
                 name: c.name.clone(),
                 why: format!(
@@ -232,7 +270,11 @@ pub fn plan(
     let mut gateway_restarted = false;
     for spec in &d.containers {
         let current = a.containers.get(&spec.name).cloned().flatten();
-        let image_id = a.images.get(&spec.image).cloned().flatten();
+        let image_id = a
+            .images
+            .get(&spec.image)
+            .and_then(Option::as_ref)
+            .map(|i| i.id.clone());
         let why_recreate = match &current {
             None => Some("new".to_string()),
             Some(c) if !c.managed() || c.instance() != names.instance_label() => {
@@ -247,7 +289,8 @@ pub fn plan(
             Some(_) => None,
         };
         if let Some(why) = why_recreate {
-            if current.is_some() {
+            if let Some(c) = &current {
+                volume_moves(d, a, c, &mut actions)?;
                 actions.push(Action::RemoveContainer {
                     name: spec.name.clone(),
                     why: why.clone(),
@@ -279,6 +322,37 @@ pub fn plan(
     }
 
     Ok(Plan { actions })
+}
+
+/// Before a container is removed: moves for the data it keeps in Docker volumes (see
+/// `desired::image_volume_mounts`), unless a run killed after the move already made it.
+fn volume_moves(
+    d: &Desired,
+    a: &Actual,
+    c: &ContainerInfo,
+    actions: &mut Vec<Action>,
+) -> Result<(), Conflict> {
+    for (v, to) in desired::volume_destinations(d, c) {
+        match a.volume_dests.get(&(v.volume.clone(), to.clone())) {
+            Some(DestState::Moved) => {}
+            Some(DestState::Occupied) => {
+                return Err(Conflict::VolumeDataInTheWay {
+                    container: c.name.clone(),
+                    target: v.target,
+                    volume: v.volume,
+                    to,
+                })
+            }
+            Some(DestState::Empty) | None => actions.push(Action::MoveVolumeData {
+                container: c.name.clone(),
+                service: c.service().unwrap_or_default().to_string(),
+                volume: v.volume,
+                target: v.target,
+                to,
+            }),
+        }
+    }
+    Ok(())
 }
 
 /// Plans writing `f` unless its current contents are already the same; says whether it did.

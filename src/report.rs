@@ -8,7 +8,8 @@ use crate::gateway;
 use crate::model::{HttpsMode, Model, GATEWAY};
 use crate::plan::Plan;
 
-pub fn plan_text(plan: &Plan, origin: &str) -> String {
+/// `unknown_images`: images not pulled yet, whose declared volumes are not known.
+pub fn plan_text(plan: &Plan, origin: &str, unknown_images: &[String]) -> String {
     let mut s = String::new();
     if plan.is_empty() {
         let _ = writeln!(s, "Nothing to change: the host already matches {origin}.");
@@ -17,6 +18,13 @@ pub fn plan_text(plan: &Plan, origin: &str) -> String {
         for (i, a) in plan.actions.iter().enumerate() {
             let _ = writeln!(s, "  {:>2}. {a}", i + 1);
         }
+    }
+    for image in unknown_images {
+        let _ = writeln!(
+            s,
+            "Note: {image} is not on this machine yet; any path it declares as a volume will be \
+             mounted from its service's directory under /var/vol once it is pulled."
+        );
     }
     let _ = writeln!(s, "Dry run: nothing was changed.");
     s

@@ -23,7 +23,7 @@ pub use archive::{archive_dir, ArchiveOptions, ArchiveProgress, ArchiveReport};
 pub use codec::Codec;
 pub use error::{check_name, BackupError};
 pub use manifest::Manifest;
-pub use restore::{restore_archive, RestoreOptions, RestoreReport};
+pub use restore::{extract_tar, restore_archive, RestoreOptions, RestoreReport};
 pub use retention::{list_archives, prune, select_prune, ArchiveName, RetentionPolicy};
 pub use timestamp::Timestamp;
 pub use verify::{verify_archive, VerifyReport};

@@ -135,13 +135,30 @@ struct Meta {
 /// because creating their contents would change their mtimes.
 fn extract(archive: &Path, root: &Path, opts: &RestoreOptions) -> Result<u64, BackupError> {
     let file = File::open(archive).map_err(io_err("opening", archive))?;
+    let decoder = Codec::decoder(BufReader::with_capacity(1 << 20, file)).map_err(|e| {
+        BackupError::Corrupt {
+            path: archive.to_path_buf(),
+            reason: e.to_string(),
+        }
+    })?;
+    extract_tar(decoder, archive, root, opts)
+}
+
+/// Extracts an uncompressed tar stream into `root` (a fresh directory) under the same rules
+/// as a restore: nothing lands outside `root` or is written through a symlink. `origin` names
+/// the stream in errors. Used by restore, and to move data out of a container's Docker volume.
+pub fn extract_tar(
+    stream: impl io::Read,
+    origin: &Path,
+    root: &Path,
+    opts: &RestoreOptions,
+) -> Result<u64, BackupError> {
+    let archive = origin;
     let corrupt = |e: io::Error| BackupError::Corrupt {
         path: archive.to_path_buf(),
         reason: e.to_string(),
     };
-    let mut tar = tar::Archive::new(
-        Codec::decoder(BufReader::with_capacity(1 << 20, file)).map_err(corrupt)?,
-    );
+    let mut tar = tar::Archive::new(stream);
     let refuse = |entry: &[u8], reason: &str| BackupError::UnsafeEntry {
         archive: archive.to_path_buf(),
         entry: format!("{:?}", String::from_utf8_lossy(entry)),

@@ -114,20 +114,73 @@ pub struct Request<'a> {
 
 /// The one path every state-changing command takes: validate → desired → observe → plan →
 /// print (dry run) or apply → report. Bad input is rejected before anything is touched.
+///
+/// Images come first: the paths an image declares as volumes shape its container (see
+/// `desired::image_volume_mounts`), so missing images are pulled, and only then is the rest
+/// planned. A run that cannot pull still changes nothing.
 pub async fn reconcile(ctx: &Context, req: Request<'_>) -> Result<()> {
     let model = req.inputs.model()?;
     let engine = Engine::connect().await?;
+    let mut plan = plan_once(ctx, &req, &model, &engine).await?;
+    if req.dry_run {
+        print!(
+            "{}",
+            report::plan_text(&plan.1, &req.inputs.profile.origin, &plan.0.unknown_images)
+        );
+        return Ok(());
+    }
+    let progress = Progress::new();
+    let mut done = Vec::new();
+    let (pulls, _): (Vec<_>, Vec<_>) = plan
+        .1
+        .actions
+        .iter()
+        .cloned()
+        .partition(|a| matches!(a, plan::Action::PullImage { .. }));
+    if !pulls.is_empty() {
+        let pulls = plan::Plan { actions: pulls };
+        let applied =
+            applying::apply(&pulls, &plan.0, &engine, &ctx.paths, &ctx.names, &progress).await?;
+        done.extend(applied.done);
+        plan = plan_once(ctx, &req, &model, &engine).await?;
+    }
+    let (desired, plan) = plan;
+    let applied =
+        applying::apply(&plan, &desired, &engine, &ctx.paths, &ctx.names, &progress).await?;
+    done.extend(applied.done);
+    let states = engine
+        .managed_containers(&ctx.names.instance_label())
+        .await?;
+    print!("{}", report::summary(&done, &model, &ctx.names, &states));
+    Ok(())
+}
+
+/// Observes the images, derives the desired state from them, observes the rest, and plans.
+async fn plan_once(
+    ctx: &Context,
+    req: &Request<'_>,
+    model: &crate::model::Model,
+    engine: &Engine,
+) -> Result<(desired::Desired, plan::Plan)> {
+    let refs: Vec<String> = std::iter::once(model.gateway.image.clone())
+        .chain(model.services.iter().map(|s| s.image.clone()))
+        .collect();
+    let images = observe::images(engine, &refs)
+        .await
+        .context("reading the current state")?;
     let desired = desired::desired(
-        &model,
+        model,
         &ctx.paths,
         &ctx.names,
         &ctx.exec,
         crate::reuseport::kernel_can_migrate_requests(),
+        &images,
     );
     let systemd = ctx.paths.is_system() && crate::host::systemd_running();
     let actual = observe::observe(
-        &engine,
+        engine,
         &desired,
+        images,
         &req.config.paths(),
         &ctx.names.instance_label(),
         systemd,
@@ -136,21 +189,7 @@ pub async fn reconcile(ctx: &Context, req: Request<'_>) -> Result<()> {
     .context("reading the current state")?;
     let plan = plan::plan(&desired, &actual, &ctx.names, &req.config)
         .map_err(|c| BadInput(c.to_string()))?;
-    if req.dry_run {
-        print!("{}", report::plan_text(&plan, &req.inputs.profile.origin));
-        return Ok(());
-    }
-    let progress = Progress::new();
-    let applied =
-        applying::apply(&plan, &desired, &engine, &ctx.paths, &ctx.names, &progress).await?;
-    let states = engine
-        .managed_containers(&ctx.names.instance_label())
-        .await?;
-    print!(
-        "{}",
-        report::summary(&applied.done, &model, &ctx.names, &states)
-    );
-    Ok(())
+    Ok((desired, plan))
 }
 
 pub fn completions(shell: clap_complete::Shell) {
