@@ -93,7 +93,8 @@ async fn run(
             to,
         } => {
             engine.stop(container, 30).await?;
-            let moved = move_volume_data(engine, container, volume, target, to, paths, service).await;
+            let moved =
+                move_volume_data(engine, container, volume, target, to, paths, service).await;
             if moved.is_err() {
                 // Not removed after all: leave the service running as it was.
                 let _ = engine.start(container).await;

@@ -58,6 +58,17 @@ fn is_not_found(e: &BollardError) -> bool {
     )
 }
 
+/// 409 "removal of container … is already in progress".
+fn is_removal_in_progress(e: &BollardError) -> bool {
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } if message.contains("already in progress")
+    )
+}
+
 fn is_not_modified(e: &BollardError) -> bool {
     matches!(
         e,
@@ -562,6 +573,17 @@ impl Engine {
         match self.docker.remove_container(name, Some(opts)).await {
             Ok(()) => Ok(Some(())),
             Err(e) if is_not_found(&e) => Ok(None),
+            // A run killed mid-removal leaves the daemon removing it: wait for that instead.
+            Err(e) if is_removal_in_progress(&e) => {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while self.container(name).await?.is_some() {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(api(format!("removing container {name}"))(e));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Ok(Some(()))
+            }
             Err(e) => Err(api(format!("removing container {name}"))(e)),
         }
     }

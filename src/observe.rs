@@ -47,7 +47,10 @@ pub enum DestState {
 
 /// What the daemon knows of each image; observed before the desired state, which depends on the
 /// volumes images declare.
-pub async fn images(engine: &Engine, refs: &[String]) -> Result<BTreeMap<String, Option<ImageInfo>>> {
+pub async fn images(
+    engine: &Engine,
+    refs: &[String],
+) -> Result<BTreeMap<String, Option<ImageInfo>>> {
     let mut out = BTreeMap::new();
     for r in refs {
         if !out.contains_key(r) {
@@ -90,15 +93,24 @@ pub async fn observe(
         .filter(|c| c.managed() && c.instance() == instance)
         .collect();
     for c in &a.managed {
-        let moved = host::read(&desired.vol_root.join(c.service().unwrap_or("")).join(MOVED_VOLUMES_FILE))
-            .ok()
-            .flatten()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
+        let moved = host::read(
+            &desired
+                .vol_root
+                .join(c.service().unwrap_or(""))
+                .join(MOVED_VOLUMES_FILE),
+        )
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
         for (v, to) in desired::volume_destinations(desired, c) {
             let state = match host::is_empty_dir(&to)? {
                 true => DestState::Empty,
-                false if moved.lines().any(|l| l.split(' ').next() == Some(v.volume.as_str())) => {
+                false
+                    if moved
+                        .lines()
+                        .any(|l| l.split(' ').next() == Some(v.volume.as_str())) =>
+                {
                     DestState::Moved
                 }
                 false => DestState::Occupied,

@@ -373,3 +373,373 @@ fn write_if_changed(
     });
     true
 }
+
+#[cfg(test)]
+mod tests {
+    //! The plan against a fake world: `Actual` built by hand, and `apply_to` carrying a plan
+    //! out on it the way the engine and host modules do on the real ones.
+
+    use std::collections::{BTreeMap, HashMap};
+    use std::path::{Path, PathBuf};
+
+    use super::{plan, Action, ConfigChange, Conflict, Plan};
+    use crate::desired::{self, Desired, Names};
+    use crate::engine::{ContainerInfo, ImageInfo, NetworkInfo, VolumeMount};
+    use crate::host::Stat;
+    use crate::observe::{Actual, DestState};
+    use crate::paths::Paths;
+    use crate::source::Source;
+
+    const WEB: &str = "[[service]]\nname = \"web\"\nimage = \"busybox:1\"\ndomains = [\"web.test\"]\nvolumes = [\"www:/www\"]\n\n[[service]]\nname = \"db\"\nimage = \"postgres:16\"\nlayout = \"postgres\"\n";
+
+    fn names() -> Names {
+        Names {
+            instance: Some("t".into()),
+        }
+    }
+
+    fn images(volumes: &[(&str, &[&str])]) -> BTreeMap<String, Option<ImageInfo>> {
+        ["caddy:2.11.7", "busybox:1", "postgres:16"]
+            .iter()
+            .map(|i| {
+                let v = volumes
+                    .iter()
+                    .find(|(name, _)| name == i)
+                    .map(|(_, v)| v.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default();
+                (
+                    i.to_string(),
+                    Some(ImageInfo {
+                        id: format!("sha256:{i}"),
+                        volumes: v,
+                    }),
+                )
+            })
+            .collect()
+    }
+
+    fn desired_from(profile: &str, facts: &BTreeMap<String, Option<ImageInfo>>) -> Desired {
+        let model = crate::config::load(&Source::new("p.toml", profile), &[]).unwrap();
+        desired::desired(
+            &model,
+            &Paths::new("/r"),
+            &names(),
+            "/usr/local/bin/pi-setup",
+            false,
+            facts,
+        )
+    }
+
+    /// A host with Docker and nothing of pi-setup's on it.
+    fn empty_world(facts: BTreeMap<String, Option<ImageInfo>>) -> Actual {
+        Actual {
+            images: facts,
+            systemd: Some(Vec::new()),
+            ..Actual::default()
+        }
+    }
+
+    fn container(spec: &desired::ContainerSpec, image_id: &str) -> ContainerInfo {
+        ContainerInfo {
+            id: format!("id-{}", spec.name),
+            name: spec.name.clone(),
+            image_id: image_id.to_string(),
+            running: true,
+            state: "running".into(),
+            health: None,
+            labels: spec.all_labels().into_iter().collect::<HashMap<_, _>>(),
+            volumes: Vec::new(),
+        }
+    }
+
+    /// Carries a plan out on the fake world.
+    fn apply_to(a: &mut Actual, d: &Desired, p: &Plan) {
+        for action in &p.actions {
+            match action {
+                Action::PullImage { image } => {
+                    a.images.insert(
+                        image.clone(),
+                        Some(ImageInfo {
+                            id: format!("sha256:{image}"),
+                            volumes: Vec::new(),
+                        }),
+                    );
+                }
+                Action::CreateNetwork { .. } => {
+                    a.network = Some(NetworkInfo {
+                        managed: true,
+                        instance: Some("t".into()),
+                    });
+                }
+                Action::CreateDir {
+                    path,
+                    uid,
+                    gid,
+                    mode,
+                } => {
+                    a.dirs.insert(
+                        path.clone(),
+                        Some(Stat {
+                            uid: *uid,
+                            gid: *gid,
+                            mode: *mode,
+                            is_dir: true,
+                            is_symlink: false,
+                        }),
+                    );
+                }
+                Action::WriteFile { path, contents, .. } => {
+                    a.files.insert(path.clone(), Some(contents.clone()));
+                    if path.extension().is_some_and(|e| e == "caddy")
+                        && !a.site_files.contains(path)
+                    {
+                        a.site_files.push(path.clone());
+                    }
+                }
+                Action::RemoveFile { path } => {
+                    a.files.insert(path.clone(), None);
+                    a.site_files.retain(|p| p != path);
+                }
+                Action::MoveVolumeData { volume, to, .. } => {
+                    a.volume_dests
+                        .insert((volume.clone(), to.clone()), DestState::Moved);
+                }
+                Action::RemoveContainer { name, .. } => {
+                    a.containers.insert(name.clone(), None);
+                    a.managed.retain(|c| &c.name != name);
+                }
+                Action::CreateContainer { spec, .. } => {
+                    let id = a.images[&spec.image].as_ref().unwrap().id.clone();
+                    let c = container(spec, &id);
+                    a.containers.insert(spec.name.clone(), Some(c.clone()));
+                    a.managed.push(c);
+                    a.gateway_loaded = Some(d.gateway_files_hash());
+                }
+                Action::StartContainer { name } => {
+                    if let Some(Some(c)) = a.containers.get_mut(name) {
+                        c.running = true;
+                    }
+                }
+                Action::ReloadGateway => a.gateway_loaded = Some(d.gateway_files_hash()),
+                Action::EnableTimers { timers } => a.systemd = Some(timers.clone()),
+            }
+        }
+    }
+
+    fn steps(p: &Plan) -> Vec<String> {
+        p.actions.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_fresh_host_gets_everything_and_a_second_plan_is_empty() {
+        let facts = images(&[]);
+        let d = desired_from(WEB, &facts);
+        let mut a = empty_world(facts);
+        let first = plan(&d, &a, &names(), &ConfigChange::default()).unwrap();
+        let text = steps(&first);
+        assert_eq!(text[0], "create network t-intercontainer");
+        assert!(text
+            .contains(&"create directory /r/var/vol/web/www (owner 0:0, mode 0755)".to_string()));
+        assert!(text.contains(&"create and start container t-web from busybox:1 (new)".to_string()));
+        assert!(text
+            .contains(&"enable and start pi-setup-backup.timer, pi-setup-heal.timer".to_string()));
+        assert!(
+            !text.iter().any(|s| s.contains("reload")),
+            "a gateway that starts reads its files: no reload"
+        );
+        apply_to(&mut a, &d, &first);
+        assert_eq!(
+            plan(&d, &a, &names(), &ConfigChange::default()).unwrap(),
+            Plan::default()
+        );
+    }
+
+    fn converged(profile: &str, facts: BTreeMap<String, Option<ImageInfo>>) -> (Desired, Actual) {
+        let d = desired_from(profile, &facts);
+        let mut a = empty_world(facts);
+        let p = plan(&d, &a, &names(), &ConfigChange::default()).unwrap();
+        apply_to(&mut a, &d, &p);
+        (d, a)
+    }
+
+    #[test]
+    fn a_changed_service_recreates_only_its_container() {
+        let (_, a) = converged(WEB, images(&[]));
+        let changed = WEB.replace(
+            "volumes = [\"www:/www\"]",
+            "volumes = [\"www:/www\"]\nenv = { A = \"1\" }",
+        );
+        let d = desired_from(&changed, &images(&[]));
+        let p = plan(&d, &a, &names(), &ConfigChange::default()).unwrap();
+        assert_eq!(
+            steps(&p),
+            [
+                "remove container t-web (configuration changed)",
+                "create and start container t-web from busybox:1 (configuration changed)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_domain_rewrites_the_site_and_reloads_the_gateway_without_restarting_anything() {
+        let (_, a) = converged(WEB, images(&[]));
+        let changed = WEB.replace("[\"web.test\"]", "[\"web.test\", \"www.test\"]");
+        let d = desired_from(&changed, &images(&[]));
+        let p = plan(&d, &a, &names(), &ConfigChange::default()).unwrap();
+        assert_eq!(
+            steps(&p),
+            [
+                "update /r/var/vol/gateway/etc/sites/web.caddy",
+                "reload the gateway configuration",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reload_that_never_happened_is_planned_again() {
+        let (d, mut a) = converged(WEB, images(&[]));
+        a.gateway_loaded = Some("something older".into());
+        let p = plan(&d, &a, &names(), &ConfigChange::default()).unwrap();
+        assert_eq!(steps(&p), ["reload the gateway configuration"]);
+    }
+
+    #[test]
+    fn objects_that_are_not_ours_are_conflicts_not_changes() {
+        let (d, a) = converged(WEB, images(&[]));
+        let mut foreign_net = empty_world(images(&[]));
+        foreign_net.network = Some(NetworkInfo {
+            managed: false,
+            instance: None,
+        });
+        assert_eq!(
+            plan(&d, &foreign_net, &names(), &ConfigChange::default()),
+            Err(Conflict::ForeignNetwork("t-intercontainer".into()))
+        );
+        let mut foreign = a;
+        let web = foreign
+            .containers
+            .get_mut("t-web")
+            .unwrap()
+            .as_mut()
+            .unwrap();
+        web.labels = HashMap::from([("maintainer".to_string(), "someone".to_string())]);
+        assert_eq!(
+            plan(&d, &foreign, &names(), &ConfigChange::default()),
+            Err(Conflict::ForeignContainer("t-web".into()))
+        );
+        let mut other_instance = empty_world(images(&[]));
+        other_instance.network = Some(NetworkInfo {
+            managed: true,
+            instance: Some("u".into()),
+        });
+        assert_eq!(
+            plan(&d, &other_instance, &names(), &ConfigChange::default()),
+            Err(Conflict::OtherInstanceNetwork(
+                "t-intercontainer".into(),
+                "u".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_removed_service_loses_its_container_and_site_but_not_its_directory() {
+        let (_, a) = converged(WEB, images(&[]));
+        let only_db = &WEB[WEB.find("[[service]]\nname = \"db\"").unwrap()..];
+        let d = desired_from(only_db, &images(&[]));
+        let p = plan(&d, &a, &names(), &ConfigChange::default()).unwrap();
+        assert_eq!(
+            steps(&p),
+            [
+                "remove /r/var/vol/gateway/etc/sites/web.caddy",
+                "remove container t-web (service 'web' is no longer defined; its data is kept)",
+                "reload the gateway configuration",
+            ]
+        );
+    }
+
+    #[test]
+    fn image_volumes_are_mounted_from_the_service_directory() {
+        let facts = images(&[
+            ("busybox:1", &["/data", "/www/cache", "/"]),
+            ("postgres:16", &["/var/lib/postgresql/data"]),
+        ]);
+        let d = desired_from(WEB, &facts);
+        let web = d.containers.iter().find(|c| c.service == "web").unwrap();
+        let binds: Vec<String> = web.binds.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            binds,
+            [
+                "/r/var/vol/web/www:/www",
+                "/r/var/vol/web/image-volumes/data:/data",
+                // Inside a mounted parent: where the data is expected.
+                "/r/var/vol/web/www/cache:/www/cache",
+            ]
+        );
+        // The postgres layout already mounts exactly that path: nothing added.
+        let db = d.containers.iter().find(|c| c.service == "db").unwrap();
+        assert!(db.image_volumes.is_empty(), "{:?}", db.image_volumes);
+        assert!(d
+            .dirs
+            .iter()
+            .any(|dir| dir.path == Path::new("/r/var/vol/web/image-volumes/data")));
+    }
+
+    #[test]
+    fn volume_data_of_an_old_container_is_moved_once_and_never_over_other_data() {
+        let (_, mut a) = converged(WEB, images(&[]));
+        // The container from before kept /data in an anonymous volume.
+        let old = a.containers.get_mut("t-web").unwrap().as_mut().unwrap();
+        old.volumes = vec![VolumeMount {
+            volume: "abc123".into(),
+            target: "/data".into(),
+        }];
+        let old = old.clone();
+        a.managed = a
+            .managed
+            .iter()
+            .map(|c| {
+                if c.name == old.name {
+                    old.clone()
+                } else {
+                    c.clone()
+                }
+            })
+            .collect();
+        let facts = images(&[("busybox:1", &["/data"])]);
+        let d = desired_from(WEB, &facts);
+        let to = PathBuf::from("/r/var/vol/web/image-volumes/data");
+        let p = plan(&d, &a, &names(), &ConfigChange::default()).unwrap();
+        let text = steps(&p);
+        let moved = text
+            .iter()
+            .position(|s| s.starts_with("move the data container t-web keeps at /data"))
+            .unwrap();
+        let removed = text
+            .iter()
+            .position(|s| s.starts_with("remove container t-web"))
+            .unwrap();
+        assert!(moved < removed, "{text:?}");
+
+        // Killed after the move, before the container went: the next run does not move again.
+        a.volume_dests
+            .insert(("abc123".into(), to.clone()), DestState::Moved);
+        let p = plan(&d, &a, &names(), &ConfigChange::default()).unwrap();
+        assert!(
+            !steps(&p).iter().any(|s| s.starts_with("move")),
+            "{:?}",
+            steps(&p)
+        );
+
+        a.volume_dests
+            .insert(("abc123".into(), to.clone()), DestState::Occupied);
+        assert_eq!(
+            plan(&d, &a, &names(), &ConfigChange::default()),
+            Err(Conflict::VolumeDataInTheWay {
+                container: "t-web".into(),
+                target: "/data".into(),
+                volume: "abc123".into(),
+                to,
+            })
+        );
+    }
+}

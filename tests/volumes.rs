@@ -86,7 +86,11 @@ fn a_path_the_image_declares_as_a_volume_is_kept_under_var_vol_across_a_recreate
     assert_eq!(exec(&c, "cat /data/file; echo $A"), "precious\n2\n");
     let again = sb.run(&["apply"]);
     assert_ok(&again);
-    assert!(stdout(&again).starts_with("Nothing changed"), "{}", stdout(&again));
+    assert!(
+        stdout(&again).starts_with("Nothing changed"),
+        "{}",
+        stdout(&again)
+    );
 }
 
 #[test]
@@ -162,5 +166,9 @@ fn a_container_from_before_has_its_volume_data_moved_under_var_vol_before_it_is_
     assert!(!mount_types(&c).contains("volume"), "{}", mount_types(&c));
     let again = sb.run(&["apply"]);
     assert_ok(&again);
-    assert!(stdout(&again).starts_with("Nothing changed"), "{}", stdout(&again));
+    assert!(
+        stdout(&again).starts_with("Nothing changed"),
+        "{}",
+        stdout(&again)
+    );
 }
