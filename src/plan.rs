@@ -280,6 +280,8 @@ pub fn plan(
             Some(c) if !c.managed() || c.instance() != names.instance_label() => {
                 return Err(Conflict::ForeignContainer(spec.name.clone()))
             }
+            // A run killed while Docker removed it: finish the removal, then create it anew.
+            Some(c) if c.state == "removing" => Some("its removal was interrupted".to_string()),
             Some(c) if c.hash() != Some(spec.hash().as_str()) => {
                 Some("configuration changed".to_string())
             }
@@ -740,6 +742,22 @@ mod tests {
                 volume: "abc123".into(),
                 to,
             })
+        );
+    }
+
+    #[test]
+    fn a_container_whose_removal_was_interrupted_is_removed_and_created_again() {
+        let (d, mut a) = converged(WEB, images(&[]));
+        let web = a.containers.get_mut("t-web").unwrap().as_mut().unwrap();
+        web.state = "removing".into();
+        web.running = false;
+        let p = plan(&d, &a, &names(), &ConfigChange::default()).unwrap();
+        assert_eq!(
+            steps(&p),
+            [
+                "remove container t-web (its removal was interrupted)",
+                "create and start container t-web from busybox:1 (its removal was interrupted)",
+            ]
         );
     }
 }
