@@ -21,7 +21,7 @@ pub struct Applied {
 pub async fn apply(
     plan: &Plan,
     desired: &Desired,
-    engine: &Engine,
+    engine: &impl Engine,
     paths: &Paths,
     names: &Names,
     progress: &Progress,
@@ -51,7 +51,7 @@ pub async fn apply(
 async fn run(
     action: &Action,
     desired: &Desired,
-    engine: &Engine,
+    engine: &impl Engine,
     paths: &Paths,
     names: &Names,
     progress: &Progress,
@@ -59,7 +59,7 @@ async fn run(
     match action {
         Action::PullImage { image } => {
             let mut bar = progress.pull(image);
-            let result = engine.pull(image, |p| bar.update(&p)).await;
+            let result = engine.pull(image, &mut |p| bar.update(&p)).await;
             bar.finish(result.is_ok());
             result?;
         }
@@ -143,7 +143,7 @@ fn mark_gateway_loaded(desired: &Desired) -> Result<()> {
 async fn reload_gateway(
     desired: &Desired,
     paths: &Paths,
-    engine: &Engine,
+    engine: &impl Engine,
     names: &Names,
 ) -> Result<()> {
     if let Some(pid) = engine.pid(&names.object(GATEWAY)).await? {
@@ -178,7 +178,7 @@ async fn reload_gateway(
 /// into place: a run killed at any point either finds `to` empty and moves again, or finds it
 /// full and noted, and does not move twice.
 async fn move_volume_data(
-    engine: &Engine,
+    engine: &impl Engine,
     container: &str,
     volume: &str,
     target: &str,

@@ -48,7 +48,7 @@ pub enum DestState {
 /// What the daemon knows of each image; observed before the desired state, which depends on the
 /// volumes images declare.
 pub async fn images(
-    engine: &Engine,
+    engine: &impl Engine,
     refs: &[String],
 ) -> Result<BTreeMap<String, Option<ImageInfo>>> {
     let mut out = BTreeMap::new();
@@ -61,7 +61,7 @@ pub async fn images(
 }
 
 pub async fn observe(
-    engine: &Engine,
+    engine: &impl Engine,
     desired: &Desired,
     images: BTreeMap<String, Option<ImageInfo>>,
     config_paths: &[PathBuf],

@@ -647,7 +647,8 @@ fn a_container_is_looked_up_by_its_exact_name_never_by_an_id_prefix() {
     let id = sb.container_id("gateway");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let engine = pi_setup::engine::Engine::connect().await.unwrap();
+        use pi_setup::engine::Engine as _;
+        let engine = pi_setup::engine::connect().await.unwrap();
         // A service called e.g. `db` on a host without --instance is a container named `db`;
         // Docker's inspect would also match a container whose ID starts with db….
         assert_eq!(engine.container(&id[..6]).await.unwrap(), None);

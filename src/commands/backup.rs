@@ -143,7 +143,7 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
         return Ok(());
     }
     let _lock = ctx.lock("backup", false, LOCK_WAIT)?;
-    let engine = Engine::connect().await;
+    let engine = crate::engine::connect().await;
     let opts = ArchiveOptions {
         codec,
         level,
@@ -242,7 +242,7 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
 async fn backup_one(
     ctx: &Context,
     v: &Volume,
-    engine: &Result<Engine, crate::engine::EngineError>,
+    engine: &Result<crate::engine::Docker, crate::engine::EngineError>,
     dest: &Path,
     opts: &ArchiveOptions,
     progress: &Progress,
@@ -431,7 +431,7 @@ pub async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         .await
         .context("verify task")??;
     let engine = match &container {
-        Some(_) => Some(Engine::connect().await?),
+        Some(_) => Some(crate::engine::connect().await?),
         None => None,
     };
     let mut was_running = false;

@@ -11,7 +11,7 @@ use crate::engine::Engine;
 
 pub async fn heal(ctx: &Context) -> Result<()> {
     let _lock = ctx.lock("heal", false, Duration::from_secs(30))?;
-    let engine = Engine::connect().await?;
+    let engine = crate::engine::connect().await?;
     let containers = engine
         .managed_containers(&ctx.names.instance_label())
         .await?;

@@ -120,8 +120,18 @@ pub struct Request<'a> {
 /// planned. A run that cannot pull still changes nothing.
 pub async fn reconcile(ctx: &Context, req: Request<'_>) -> Result<()> {
     let model = req.inputs.model()?;
-    let engine = Engine::connect().await?;
-    let mut plan = plan_once(ctx, &req, &model, &engine).await?;
+    let engine = crate::engine::connect().await?;
+    reconcile_with(ctx, &req, &model, &engine).await
+}
+
+/// `reconcile` on a given engine (the fast tests give it a fake).
+pub async fn reconcile_with(
+    ctx: &Context,
+    req: &Request<'_>,
+    model: &crate::model::Model,
+    engine: &impl Engine,
+) -> Result<()> {
+    let mut plan = plan_once(ctx, req, model, engine).await?;
     if req.dry_run {
         print!(
             "{}",
@@ -140,18 +150,18 @@ pub async fn reconcile(ctx: &Context, req: Request<'_>) -> Result<()> {
     if !pulls.is_empty() {
         let pulls = plan::Plan { actions: pulls };
         let applied =
-            applying::apply(&pulls, &plan.0, &engine, &ctx.paths, &ctx.names, &progress).await?;
+            applying::apply(&pulls, &plan.0, engine, &ctx.paths, &ctx.names, &progress).await?;
         done.extend(applied.done);
-        plan = plan_once(ctx, &req, &model, &engine).await?;
+        plan = plan_once(ctx, req, model, engine).await?;
     }
     let (desired, plan) = plan;
     let applied =
-        applying::apply(&plan, &desired, &engine, &ctx.paths, &ctx.names, &progress).await?;
+        applying::apply(&plan, &desired, engine, &ctx.paths, &ctx.names, &progress).await?;
     done.extend(applied.done);
     let states = engine
         .managed_containers(&ctx.names.instance_label())
         .await?;
-    print!("{}", report::summary(&done, &model, &ctx.names, &states));
+    print!("{}", report::summary(&done, model, &ctx.names, &states));
     Ok(())
 }
 
@@ -160,7 +170,7 @@ async fn plan_once(
     ctx: &Context,
     req: &Request<'_>,
     model: &crate::model::Model,
-    engine: &Engine,
+    engine: &impl Engine,
 ) -> Result<(desired::Desired, plan::Plan)> {
     let refs: Vec<String> = std::iter::once(model.gateway.image.clone())
         .chain(model.services.iter().map(|s| s.image.clone()))
@@ -195,4 +205,127 @@ async fn plan_once(
 pub fn completions(shell: clap_complete::Shell) {
     let mut cmd = Cli::command();
     clap_complete::generate(shell, &mut cmd, "pi-setup", &mut std::io::stdout());
+}
+
+#[cfg(test)]
+mod tests {
+    //! The whole reconcile path — model, desired, observe, plan, apply — on a fake engine and a
+    //! temporary root: no Docker needed.
+
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::{reconcile_with, Context, Request};
+    use crate::config::Inputs;
+    use crate::desired::Names;
+    use crate::engine::fake::Fake;
+    use crate::engine::ImageInfo;
+    use crate::paths::Paths;
+    use crate::plan::ConfigChange;
+    use crate::source::Source;
+
+    const PROFILE: &str = "[gateway]\nimage = \"caddy:2\"\nhttps = \"off\"\n\n[[service]]\nname = \"web\"\nimage = \"busybox:1\"\ndomains = [\"web.test\"]\n";
+
+    fn ctx(root: &Path) -> Context {
+        Context {
+            paths: Paths::new(root),
+            names: Names {
+                instance: Some("t".into()),
+            },
+            exec: "/usr/local/bin/pi-setup".into(),
+        }
+    }
+
+    async fn run(root: &Path, engine: &Fake) -> anyhow::Result<()> {
+        let inputs = Inputs {
+            profile: Source::new("p.toml", PROFILE),
+            services: Vec::new(),
+            secrets: BTreeMap::new(),
+        };
+        let model = inputs.model()?;
+        let req = Request {
+            inputs: &inputs,
+            config: ConfigChange::default(),
+            dry_run: false,
+        };
+        reconcile_with(&ctx(root), &req, &model, engine).await
+    }
+
+    fn calls(engine: &Fake) -> Vec<String> {
+        engine.calls.borrow().clone()
+    }
+
+    #[tokio::test]
+    async fn a_fresh_host_is_provisioned_and_a_second_run_calls_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = Fake::with_images(&["caddy:2", "busybox:1"]);
+        run(root.path(), &engine).await.unwrap();
+        assert_eq!(
+            calls(&engine),
+            [
+                "create_network t-intercontainer",
+                "create_container t-gateway",
+                "start t-gateway",
+                "create_container t-web",
+                "start t-web",
+            ]
+        );
+        let site = root.path().join("var/vol/gateway/etc/sites/web.caddy");
+        assert!(std::fs::read_to_string(site)
+            .unwrap()
+            .contains("reverse_proxy web:80"));
+        run(root.path(), &engine).await.unwrap();
+        assert_eq!(calls(&engine).len(), 5, "{:?}", calls(&engine));
+    }
+
+    #[tokio::test]
+    async fn a_failure_mid_apply_names_the_step_and_the_next_run_finishes_the_rest() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = Fake::with_images(&["caddy:2", "busybox:1"]);
+        *engine.fail.borrow_mut() = Some("create_container t-web".into());
+        let e = format!("{:#}", run(root.path(), &engine).await.unwrap_err());
+        assert!(
+            e.starts_with("step 17 of 17 failed: create and start container t-web from busybox:1 (new) (16 earlier step(s) were done; run the command again to finish)"),
+            "{e}"
+        );
+        *engine.fail.borrow_mut() = None;
+        engine.calls.borrow_mut().clear();
+        run(root.path(), &engine).await.unwrap();
+        assert_eq!(calls(&engine), ["create_container t-web", "start t-web"]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_image_is_pulled_before_planning_so_its_volumes_are_mapped() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = Fake::with_images(&["caddy:2"]);
+        engine.registry.borrow_mut().insert(
+            "busybox:1".into(),
+            ImageInfo {
+                id: "sha256:b".into(),
+                volumes: vec!["/data".into()],
+            },
+        );
+        run(root.path(), &engine).await.unwrap();
+        assert_eq!(calls(&engine)[0], "pull busybox:1");
+        assert!(root.path().join("var/vol/web/image-volumes/data").is_dir());
+    }
+
+    #[tokio::test]
+    async fn a_failed_pull_changes_nothing_and_says_why_once_then_what_to_do() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = Fake::with_images(&["caddy:2"]);
+        let e = run(root.path(), &engine).await.unwrap_err();
+        let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
+        assert_eq!(
+            chain[0],
+            "step 1 of 1 failed: pull image busybox:1 (nothing had been changed before it)"
+        );
+        assert!(
+            chain[1].starts_with("pulling image busybox:1: manifest for busybox:1 not found\n  image busybox:1 is not on this machine"),
+            "{chain:?}"
+        );
+        assert_eq!(chain.len(), 2, "the daemon's reason once: {chain:?}");
+        assert_eq!(calls(&engine), ["pull busybox:1"]);
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
 }

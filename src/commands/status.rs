@@ -34,7 +34,7 @@ struct StatusReport {
 
 pub async fn list(ctx: &Context, args: &ListArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
-    let engine = Engine::connect().await?;
+    let engine = crate::engine::connect().await?;
     let containers = engine
         .managed_containers(&ctx.names.instance_label())
         .await?;
@@ -58,7 +58,7 @@ pub async fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
         }
     }
     let mut problems = Vec::new();
-    let (containers, network_ok) = match Engine::connect().await {
+    let (containers, network_ok) = match crate::engine::connect().await {
         Ok(engine) => {
             let network = engine.network(&ctx.names.network()).await?;
             match &network {

@@ -1,5 +1,4 @@
-//! The Docker Engine API, through bollard: the only module that talks to Docker.
-//! "Already there" and "already gone" come back as results, not errors.
+//! The Docker Engine API through bollard: the only code that talks to Docker.
 
 use std::collections::HashMap;
 
@@ -12,40 +11,17 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
-use bollard::Docker;
+use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 
-use crate::desired::{ContainerSpec, LABEL_HASH, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SERVICE};
-
-/// Docker 20.10 (Raspberry Pi OS's docker.io) speaks API 1.41; nothing older is supported.
-const MIN_API: (usize, usize) = (1, 41);
-
-/// The daemon's error is part of each message, and not also a `source`: printing the chain
-/// would say it twice.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("cannot reach the Docker daemon at {host}: {error}\n  is Docker installed and running? (`systemctl status docker`; DOCKER_HOST selects another daemon)")]
-    Unreachable { host: String, error: BollardError },
-    #[error("the Docker daemon at {host} speaks API {version}; pi-setup needs {}.{} or newer (Docker 20.10+)", MIN_API.0, MIN_API.1)]
-    TooOld { host: String, version: String },
-    #[error("{what}: {error}")]
-    Api { what: String, error: BollardError },
-    /// A pull that failed, with what to do about it after the daemon's reason.
-    #[error("pulling image {image}: {error}\n{}", offline_hint(image))]
-    Pull { image: String, error: BollardError },
-}
+use crate::desired::{ContainerSpec, LABEL_INSTANCE, LABEL_MANAGED};
+use crate::engine::{
+    ContainerInfo, Engine, EngineError, ImageInfo, NetworkInfo, PullProgress, VolumeMount, MIN_API,
+};
 
 fn api(what: impl Into<String>) -> impl FnOnce(BollardError) -> EngineError {
     let what = what.into();
     move |error| EngineError::Api { what, error }
-}
-
-fn offline_hint(image: &str) -> String {
-    format!(
-        "  the image is not on this machine and could not be pulled (is a registry reachable?)\n  \
-         to install it offline: on a machine with access run `docker pull {image} && docker save {image} -o image.tar`,\n  \
-         copy image.tar here, run `docker load -i image.tar`, then run this command again"
-    )
 }
 
 fn is_not_found(e: &BollardError) -> bool {
@@ -79,44 +55,6 @@ fn is_not_modified(e: &BollardError) -> bool {
     )
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkInfo {
-    pub managed: bool,
-    pub instance: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerInfo {
-    pub id: String,
-    pub name: String,
-    pub image_id: String,
-    pub running: bool,
-    pub state: String,
-    /// `healthy`, `unhealthy` or `starting` for containers with a health check.
-    pub health: Option<String>,
-    pub labels: HashMap<String, String>,
-    /// Docker volumes (not bind mounts) mounted in it: where its data lives outside /var/vol.
-    pub volumes: Vec<VolumeMount>,
-}
-
-/// A Docker volume mounted in a container: for pi-setup's containers, always an anonymous
-/// volume Docker made for a path the image declares (`VOLUME`), from before pi-setup mapped
-/// those paths under /var/vol.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumeMount {
-    pub volume: String,
-    /// The path inside the container.
-    pub target: String,
-}
-
-/// What pi-setup needs of a local image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageInfo {
-    pub id: String,
-    /// The paths it declares as volumes (`VOLUME` in its Dockerfile).
-    pub volumes: Vec<String>,
-}
-
 fn volume_mounts(mounts: Option<Vec<bollard::models::MountPoint>>) -> Vec<VolumeMount> {
     mounts
         .unwrap_or_default()
@@ -131,48 +69,24 @@ fn volume_mounts(mounts: Option<Vec<bollard::models::MountPoint>>) -> Vec<Volume
         .collect()
 }
 
-impl ContainerInfo {
-    pub fn managed(&self) -> bool {
-        self.labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
-    }
-    pub fn hash(&self) -> Option<&str> {
-        self.labels.get(LABEL_HASH).map(String::as_str)
-    }
-    pub fn service(&self) -> Option<&str> {
-        self.labels.get(LABEL_SERVICE).map(String::as_str)
-    }
-    /// The `--instance` it belongs to (empty for none).
-    pub fn instance(&self) -> &str {
-        self.labels.get(LABEL_INSTANCE).map_or("", String::as_str)
-    }
-}
-
-/// Progress of an image pull, as the daemon reports it.
-#[derive(Debug, Clone)]
-pub struct PullProgress {
-    pub layer: Option<String>,
-    pub status: String,
-    pub current: Option<i64>,
-    pub total: Option<i64>,
-}
-
-pub struct Engine {
-    docker: Docker,
+/// The Docker Engine API, through bollard.
+pub struct Docker {
+    docker: bollard::Docker,
     pub host: String,
 }
 
-impl Engine {
+impl Docker {
     /// Connects as the docker CLI would (`DOCKER_HOST`, else the local socket) and settles on
     /// the daemon's API version: bollard asks for its newest by default, which Docker 20.10
     /// refuses (see bollard#736).
-    pub async fn connect() -> Result<Engine, EngineError> {
+    pub async fn connect() -> Result<Docker, EngineError> {
         let host =
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
         let unreachable = |error| EngineError::Unreachable {
             host: host.clone(),
             error,
         };
-        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+        let docker = bollard::Docker::connect_with_defaults().map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         let v = docker.client_version();
         if (v.major_version, v.minor_version) < MIN_API {
@@ -181,110 +95,7 @@ impl Engine {
                 version: v.to_string(),
             });
         }
-        Ok(Engine { docker, host })
-    }
-
-    pub async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, EngineError> {
-        match self.docker.inspect_network(name, None).await {
-            Ok(n) => {
-                let labels = n.labels.unwrap_or_default();
-                // Inspect matches by ID prefix too; only an exact name is ours.
-                if n.name.as_deref() != Some(name) {
-                    return Ok(None);
-                }
-                Ok(Some(NetworkInfo {
-                    managed: labels.get(LABEL_MANAGED).map(String::as_str) == Some("true"),
-                    instance: labels.get(LABEL_INSTANCE).cloned(),
-                }))
-            }
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(api(format!("inspecting network {name}"))(e)),
-        }
-    }
-
-    pub async fn create_network(
-        &self,
-        name: &str,
-        labels: HashMap<String, String>,
-    ) -> Result<(), EngineError> {
-        let req = NetworkCreateRequest {
-            name: name.to_string(),
-            driver: Some("bridge".into()),
-            labels: Some(labels),
-            ..Default::default()
-        };
-        self.docker
-            .create_network(req)
-            .await
-            .map(|_| ())
-            .map_err(api(format!("creating network {name}")))
-    }
-
-    /// The local image for a reference, or None when the image is not on this machine.
-    pub async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError> {
-        match self.docker.inspect_image(reference).await {
-            Ok(i) => Ok(Some(ImageInfo {
-                id: i.id.unwrap_or_default(),
-                volumes: i.config.and_then(|c| c.volumes).unwrap_or_default(),
-            })),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(api(format!("inspecting image {reference}"))(e)),
-        }
-    }
-
-    /// Pulls an image, reporting progress; the daemon's own error text is kept.
-    pub async fn pull(
-        &self,
-        reference: &str,
-        mut on_progress: impl FnMut(PullProgress),
-    ) -> Result<(), EngineError> {
-        let (repo, tag) = split_reference(reference);
-        let mut opts = CreateImageOptionsBuilder::default().from_image(&repo);
-        if let Some(t) = &tag {
-            opts = opts.tag(t);
-        }
-        let mut stream = self.docker.create_image(Some(opts.build()), None, None);
-        let failed = |error| EngineError::Pull {
-            image: reference.to_string(),
-            error,
-        };
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(failed)?;
-            if let Some(detail) = info.error_detail {
-                let msg = detail.message.unwrap_or_default();
-                return Err(failed(BollardError::DockerStreamError { error: msg }));
-            }
-            let (current, total) = info
-                .progress_detail
-                .map_or((None, None), |d| (d.current, d.total));
-            on_progress(PullProgress {
-                layer: info.id,
-                status: info.status.unwrap_or_default(),
-                current,
-                total,
-            });
-        }
-        Ok(())
-    }
-
-    /// Containers labelled as this instance's (running or not).
-    pub async fn managed_containers(
-        &self,
-        instance: &str,
-    ) -> Result<Vec<ContainerInfo>, EngineError> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![
-                format!("{LABEL_MANAGED}=true"),
-                format!("{LABEL_INSTANCE}={instance}"),
-            ],
-        )]);
-        self.list(Some(filters)).await
-    }
-
-    /// Every container on the daemon (running or not), pi-setup's or not.
-    pub async fn all_containers(&self) -> Result<Vec<ContainerInfo>, EngineError> {
-        self.list(None).await
+        Ok(Docker { docker, host })
     }
 
     async fn list(
@@ -319,9 +130,113 @@ impl Engine {
             })
             .collect())
     }
+}
+
+impl Engine for Docker {
+    async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, EngineError> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(n) => {
+                let labels = n.labels.unwrap_or_default();
+                // Inspect matches by ID prefix too; only an exact name is ours.
+                if n.name.as_deref() != Some(name) {
+                    return Ok(None);
+                }
+                Ok(Some(NetworkInfo {
+                    managed: labels.get(LABEL_MANAGED).map(String::as_str) == Some("true"),
+                    instance: labels.get(LABEL_INSTANCE).cloned(),
+                }))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api(format!("inspecting network {name}"))(e)),
+        }
+    }
+
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), EngineError> {
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.docker
+            .create_network(req)
+            .await
+            .map(|_| ())
+            .map_err(api(format!("creating network {name}")))
+    }
+
+    /// The local image for a reference, or None when the image is not on this machine.
+    async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(i) => Ok(Some(ImageInfo {
+                id: i.id.unwrap_or_default(),
+                volumes: i.config.and_then(|c| c.volumes).unwrap_or_default(),
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api(format!("inspecting image {reference}"))(e)),
+        }
+    }
+
+    /// Pulls an image, reporting progress; the daemon's own error text is kept.
+    async fn pull(
+        &self,
+        reference: &str,
+        on_progress: &mut dyn FnMut(PullProgress),
+    ) -> Result<(), EngineError> {
+        let (repo, tag) = split_reference(reference);
+        let mut opts = CreateImageOptionsBuilder::default().from_image(&repo);
+        if let Some(t) = &tag {
+            opts = opts.tag(t);
+        }
+        let mut stream = self.docker.create_image(Some(opts.build()), None, None);
+        let failed = |reason| EngineError::Pull {
+            image: reference.to_string(),
+            reason,
+        };
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| match e {
+                BollardError::DockerStreamError { error } => failed(error),
+                other => failed(other.to_string()),
+            })?;
+            if let Some(detail) = info.error_detail {
+                return Err(failed(detail.message.unwrap_or_default()));
+            }
+            let (current, total) = info
+                .progress_detail
+                .map_or((None, None), |d| (d.current, d.total));
+            on_progress(PullProgress {
+                layer: info.id,
+                status: info.status.unwrap_or_default(),
+                current,
+                total,
+            });
+        }
+        Ok(())
+    }
+
+    /// Containers labelled as this instance's (running or not).
+    async fn managed_containers(&self, instance: &str) -> Result<Vec<ContainerInfo>, EngineError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{LABEL_MANAGED}=true"),
+                format!("{LABEL_INSTANCE}={instance}"),
+            ],
+        )]);
+        self.list(Some(filters)).await
+    }
+
+    /// Every container on the daemon (running or not), pi-setup's or not.
+    async fn all_containers(&self) -> Result<Vec<ContainerInfo>, EngineError> {
+        self.list(None).await
+    }
 
     /// Any container of this exact name, managed or not.
-    pub async fn container(&self, name: &str) -> Result<Option<ContainerInfo>, EngineError> {
+    async fn container(&self, name: &str) -> Result<Option<ContainerInfo>, EngineError> {
         match self.docker.inspect_container(name, None).await {
             // Inspect falls back to matching an ID prefix (`db` finds a container whose ID
             // starts with db…); only the exact name is the container asked for.
@@ -357,7 +272,7 @@ impl Engine {
     }
 
     /// The host PID of a running container's main process.
-    pub async fn pid(&self, name: &str) -> Result<Option<u32>, EngineError> {
+    async fn pid(&self, name: &str) -> Result<Option<u32>, EngineError> {
         match self.docker.inspect_container(name, None).await {
             Ok(c) => Ok(c
                 .state
@@ -369,7 +284,7 @@ impl Engine {
         }
     }
 
-    pub async fn create_container(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = spec
             .ports
             .iter()
@@ -460,7 +375,7 @@ impl Engine {
     }
 
     /// Starts a container; one already running is fine.
-    pub async fn start(&self, name: &str) -> Result<(), EngineError> {
+    async fn start(&self, name: &str) -> Result<(), EngineError> {
         match self.docker.start_container(name, None).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_modified(&e) => Ok(()),
@@ -468,7 +383,7 @@ impl Engine {
         }
     }
 
-    pub async fn restart(&self, name: &str, timeout_secs: i32) -> Result<(), EngineError> {
+    async fn restart(&self, name: &str, timeout_secs: i32) -> Result<(), EngineError> {
         let opts = RestartContainerOptionsBuilder::default()
             .t(timeout_secs)
             .build();
@@ -480,7 +395,7 @@ impl Engine {
 
     /// Runs a shell command inside a running container and waits for it; a non-zero exit is an
     /// error that keeps the command's output (the last 2 KiB).
-    pub async fn exec_shell(&self, name: &str, command: &str) -> Result<(), EngineError> {
+    async fn exec_shell(&self, name: &str, command: &str) -> Result<(), EngineError> {
         use bollard::exec::StartExecResults;
         use bollard::models::ExecConfig;
         let what = format!("running `{command}` in container {name}");
@@ -537,7 +452,7 @@ impl Engine {
     }
 
     /// Stops a container; one already stopped, or gone, is fine.
-    pub async fn stop(&self, name: &str, timeout_secs: i32) -> Result<(), EngineError> {
+    async fn stop(&self, name: &str, timeout_secs: i32) -> Result<(), EngineError> {
         let opts = StopContainerOptionsBuilder::default()
             .t(timeout_secs)
             .build();
@@ -550,11 +465,11 @@ impl Engine {
 
     /// A tar stream of `path` inside a container, running or not (what `docker cp` reads); its
     /// Docker volumes included.
-    pub fn copy_out<'a>(
+    fn copy_out<'a>(
         &'a self,
         name: &'a str,
         path: &'a str,
-    ) -> impl futures_util::Stream<Item = Result<Vec<u8>, EngineError>> + 'a {
+    ) -> BoxStream<'a, Result<Vec<u8>, EngineError>> {
         let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
             .path(path)
             .build();
@@ -565,10 +480,11 @@ impl Engine {
                     .map(|b| b.to_vec())
                     .map_err(api(format!("copying {path} out of container {name}")))
             })
+            .boxed()
     }
 
     /// Removes a container (stopping it first); `Ok(None)` when it was already gone.
-    pub async fn remove_container(&self, name: &str) -> Result<Option<()>, EngineError> {
+    async fn remove_container(&self, name: &str) -> Result<Option<()>, EngineError> {
         let opts = RemoveContainerOptionsBuilder::default().force(true).build();
         match self.docker.remove_container(name, Some(opts)).await {
             Ok(()) => Ok(Some(())),

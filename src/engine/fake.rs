@@ -1,0 +1,213 @@
+//! An in-memory engine for the fast tests: it keeps networks, images and containers the way
+//! the daemon would, records every call that changes something, and can be told to fail one
+//! (what a real daemon cannot be made to do on cue: fail mid-apply).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::errors::Error as BollardError;
+use futures_util::stream::{self, BoxStream, StreamExt};
+
+use crate::desired::{ContainerSpec, LABEL_INSTANCE, LABEL_MANAGED};
+use crate::engine::{ContainerInfo, Engine, EngineError, ImageInfo, NetworkInfo, PullProgress};
+
+#[derive(Default)]
+pub struct Fake {
+    pub networks: RefCell<BTreeMap<String, NetworkInfo>>,
+    /// Images on the "machine".
+    pub images: RefCell<BTreeMap<String, ImageInfo>>,
+    /// Images a pull can fetch.
+    pub registry: RefCell<BTreeMap<String, ImageInfo>>,
+    pub containers: RefCell<Vec<ContainerInfo>>,
+    /// Calls that change something, in order: `create_container t-web`, ...
+    pub calls: RefCell<Vec<String>>,
+    /// A call (as recorded) that fails instead of happening.
+    pub fail: RefCell<Option<String>>,
+}
+
+impl Fake {
+    /// A daemon that has these images locally.
+    pub fn with_images(images: &[&str]) -> Fake {
+        let fake = Fake::default();
+        for i in images {
+            fake.images.borrow_mut().insert(
+                (*i).to_string(),
+                ImageInfo {
+                    id: format!("sha256:{i}"),
+                    volumes: Vec::new(),
+                },
+            );
+        }
+        fake
+    }
+
+    fn record(&self, call: String) -> Result<(), EngineError> {
+        if self.fail.borrow().as_deref() == Some(call.as_str()) {
+            return Err(EngineError::Api {
+                what: call,
+                error: BollardError::DockerResponseServerError {
+                    status_code: 500,
+                    message: "injected failure".into(),
+                },
+            });
+        }
+        self.calls.borrow_mut().push(call);
+        Ok(())
+    }
+
+    fn set_running(&self, name: &str, running: bool) {
+        for c in self.containers.borrow_mut().iter_mut() {
+            if c.name == name {
+                c.running = running;
+                c.state = if running { "running" } else { "exited" }.into();
+            }
+        }
+    }
+}
+
+#[allow(clippy::unused_async)] // the trait's methods are async; the fake answers at once
+impl Engine for Fake {
+    async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, EngineError> {
+        Ok(self.networks.borrow().get(name).cloned())
+    }
+
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), EngineError> {
+        self.record(format!("create_network {name}"))?;
+        self.networks.borrow_mut().insert(
+            name.to_string(),
+            NetworkInfo {
+                managed: labels.get(LABEL_MANAGED).map(String::as_str) == Some("true"),
+                instance: labels.get(LABEL_INSTANCE).cloned(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError> {
+        Ok(self.images.borrow().get(reference).cloned())
+    }
+
+    async fn pull(
+        &self,
+        reference: &str,
+        on_progress: &mut dyn FnMut(PullProgress),
+    ) -> Result<(), EngineError> {
+        self.record(format!("pull {reference}"))?;
+        let found = self.registry.borrow().get(reference).cloned();
+        match found {
+            Some(image) => {
+                on_progress(PullProgress {
+                    layer: None,
+                    status: "Downloaded newer image".into(),
+                    current: None,
+                    total: None,
+                });
+                self.images
+                    .borrow_mut()
+                    .insert(reference.to_string(), image);
+                Ok(())
+            }
+            None => Err(EngineError::Pull {
+                image: reference.to_string(),
+                reason: format!("manifest for {reference} not found"),
+            }),
+        }
+    }
+
+    async fn managed_containers(&self, instance: &str) -> Result<Vec<ContainerInfo>, EngineError> {
+        Ok(self
+            .containers
+            .borrow()
+            .iter()
+            .filter(|c| c.managed() && c.instance() == instance)
+            .cloned()
+            .collect())
+    }
+
+    async fn all_containers(&self) -> Result<Vec<ContainerInfo>, EngineError> {
+        Ok(self.containers.borrow().clone())
+    }
+
+    async fn container(&self, name: &str) -> Result<Option<ContainerInfo>, EngineError> {
+        Ok(self
+            .containers
+            .borrow()
+            .iter()
+            .find(|c| c.name == name)
+            .cloned())
+    }
+
+    async fn pid(&self, _name: &str) -> Result<Option<u32>, EngineError> {
+        Ok(None)
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        self.record(format!("create_container {}", spec.name))?;
+        let image_id = self
+            .images
+            .borrow()
+            .get(&spec.image)
+            .map(|i| i.id.clone())
+            .ok_or_else(|| EngineError::Api {
+                what: format!("creating container {}", spec.name),
+                error: BollardError::DockerResponseServerError {
+                    status_code: 404,
+                    message: format!("No such image: {}", spec.image),
+                },
+            })?;
+        self.containers.borrow_mut().push(ContainerInfo {
+            id: format!("id-{}", spec.name),
+            name: spec.name.clone(),
+            image_id,
+            running: false,
+            state: "created".into(),
+            health: None,
+            labels: spec.all_labels().into_iter().collect(),
+            volumes: Vec::new(),
+        });
+        Ok(format!("id-{}", spec.name))
+    }
+
+    async fn start(&self, name: &str) -> Result<(), EngineError> {
+        self.record(format!("start {name}"))?;
+        self.set_running(name, true);
+        Ok(())
+    }
+
+    async fn restart(&self, name: &str, _timeout_secs: i32) -> Result<(), EngineError> {
+        self.record(format!("restart {name}"))?;
+        self.set_running(name, true);
+        Ok(())
+    }
+
+    async fn exec_shell(&self, name: &str, command: &str) -> Result<(), EngineError> {
+        self.record(format!("exec {name} {command}"))
+    }
+
+    async fn stop(&self, name: &str, _timeout_secs: i32) -> Result<(), EngineError> {
+        self.record(format!("stop {name}"))?;
+        self.set_running(name, false);
+        Ok(())
+    }
+
+    async fn remove_container(&self, name: &str) -> Result<Option<()>, EngineError> {
+        self.record(format!("remove_container {name}"))?;
+        let mut containers = self.containers.borrow_mut();
+        let before = containers.len();
+        containers.retain(|c| c.name != name);
+        Ok((containers.len() < before).then_some(()))
+    }
+
+    fn copy_out<'a>(
+        &'a self,
+        name: &'a str,
+        path: &'a str,
+    ) -> BoxStream<'a, Result<Vec<u8>, EngineError>> {
+        let recorded = self.record(format!("copy_out {name}:{path}"));
+        stream::iter(recorded.err().map(Err)).boxed()
+    }
+}

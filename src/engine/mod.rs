@@ -1,0 +1,155 @@
+//! The Docker Engine, behind a narrow seam: the `Engine` trait is everything pi-setup asks of
+//! Docker; `Docker` (bollard) is the real one, `fake::Fake` an in-memory one that records calls
+//! for the fast tests. "Already there" and "already gone" come back as results, not errors.
+
+mod docker;
+#[cfg(test)]
+pub mod fake;
+
+use std::collections::HashMap;
+
+use bollard::errors::Error as BollardError;
+use futures_util::stream::BoxStream;
+
+pub use docker::{split_reference, Docker};
+
+use crate::desired::{ContainerSpec, LABEL_HASH, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SERVICE};
+
+/// Docker 20.10 (Raspberry Pi OS's docker.io) speaks API 1.41; nothing older is supported.
+pub const MIN_API: (usize, usize) = (1, 41);
+
+/// Connects to the daemon as the docker CLI would (`DOCKER_HOST`, else the local socket).
+pub async fn connect() -> Result<Docker, EngineError> {
+    Docker::connect().await
+}
+
+/// What pi-setup asks of a container engine.
+#[allow(async_fn_in_trait)] // used through generics on one runtime; no Send bound needed
+pub trait Engine {
+    async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, EngineError>;
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), EngineError>;
+    /// The local image for a reference, or None when it is not on this machine.
+    async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError>;
+    /// Pulls an image, reporting progress; the daemon's own error text is kept.
+    async fn pull(
+        &self,
+        reference: &str,
+        on_progress: &mut dyn FnMut(PullProgress),
+    ) -> Result<(), EngineError>;
+    /// Containers labelled as this instance's (running or not).
+    async fn managed_containers(&self, instance: &str) -> Result<Vec<ContainerInfo>, EngineError>;
+    /// Every container on the daemon (running or not), pi-setup's or not.
+    async fn all_containers(&self) -> Result<Vec<ContainerInfo>, EngineError>;
+    /// Any container of this exact name, managed or not.
+    async fn container(&self, name: &str) -> Result<Option<ContainerInfo>, EngineError>;
+    /// The host PID of a running container's main process.
+    async fn pid(&self, name: &str) -> Result<Option<u32>, EngineError>;
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String, EngineError>;
+    /// Starts a container; one already running is fine.
+    async fn start(&self, name: &str) -> Result<(), EngineError>;
+    async fn restart(&self, name: &str, timeout_secs: i32) -> Result<(), EngineError>;
+    /// Runs a shell command inside a running container and waits for it; a non-zero exit is
+    /// an error that keeps the command's output.
+    async fn exec_shell(&self, name: &str, command: &str) -> Result<(), EngineError>;
+    /// Stops a container; one already stopped, or gone, is fine.
+    async fn stop(&self, name: &str, timeout_secs: i32) -> Result<(), EngineError>;
+    /// Removes a container (stopping it first); `Ok(None)` when it was already gone.
+    async fn remove_container(&self, name: &str) -> Result<Option<()>, EngineError>;
+    /// A tar stream of `path` inside a container, running or not (what `docker cp` reads),
+    /// its Docker volumes included.
+    fn copy_out<'a>(
+        &'a self,
+        name: &'a str,
+        path: &'a str,
+    ) -> BoxStream<'a, Result<Vec<u8>, EngineError>>;
+}
+
+/// The daemon's error is part of each message, and not also a `source`: printing the chain
+/// would say it twice.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot reach the Docker daemon at {host}: {error}\n  is Docker installed and running? (`systemctl status docker`; DOCKER_HOST selects another daemon)")]
+    Unreachable { host: String, error: BollardError },
+    #[error("the Docker daemon at {host} speaks API {version}; pi-setup needs {}.{} or newer (Docker 20.10+)", MIN_API.0, MIN_API.1)]
+    TooOld { host: String, version: String },
+    #[error("{what}: {error}")]
+    Api { what: String, error: BollardError },
+    /// A pull that failed, with what to do about it after the daemon's reason.
+    #[error("pulling image {image}: {reason}\n{}", offline_hint(image))]
+    Pull { image: String, reason: String },
+}
+
+fn offline_hint(image: &str) -> String {
+    format!(
+        "  image {image} is not on this machine and could not be pulled (is a registry reachable?)\n  \
+         to install it offline: on a machine with access run `docker pull {image} && docker save {image} -o image.tar`,\n  \
+         copy image.tar here, run `docker load -i image.tar`, then run this command again"
+    )
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInfo {
+    pub managed: bool,
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub image_id: String,
+    pub running: bool,
+    pub state: String,
+    /// `healthy`, `unhealthy` or `starting` for containers with a health check.
+    pub health: Option<String>,
+    pub labels: HashMap<String, String>,
+    /// Docker volumes (not bind mounts) mounted in it: where its data lives outside /var/vol.
+    pub volumes: Vec<VolumeMount>,
+}
+
+/// A Docker volume mounted in a container: for pi-setup's containers, always an anonymous
+/// volume Docker made for a path the image declares (`VOLUME`), from before pi-setup mapped
+/// those paths under /var/vol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub volume: String,
+    /// The path inside the container.
+    pub target: String,
+}
+
+/// What pi-setup needs of a local image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub id: String,
+    /// The paths it declares as volumes (`VOLUME` in its Dockerfile).
+    pub volumes: Vec<String>,
+}
+
+impl ContainerInfo {
+    pub fn managed(&self) -> bool {
+        self.labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
+    }
+    pub fn hash(&self) -> Option<&str> {
+        self.labels.get(LABEL_HASH).map(String::as_str)
+    }
+    pub fn service(&self) -> Option<&str> {
+        self.labels.get(LABEL_SERVICE).map(String::as_str)
+    }
+    /// The `--instance` it belongs to (empty for none).
+    pub fn instance(&self) -> &str {
+        self.labels.get(LABEL_INSTANCE).map_or("", String::as_str)
+    }
+}
+
+/// Progress of an image pull, as the daemon reports it.
+#[derive(Debug, Clone)]
+pub struct PullProgress {
+    pub layer: Option<String>,
+    pub status: String,
+    pub current: Option<i64>,
+    pub total: Option<i64>,
+}
