@@ -95,6 +95,8 @@ pub struct Inputs {
     pub services: Vec<Source>,
     /// Service name → its secrets file (`KEY=value` lines).
     pub secrets: BTreeMap<String, Source>,
+    /// Where host paths named in the profile (the maintenance page) are read.
+    pub paths: Paths,
 }
 
 impl Inputs {
@@ -104,12 +106,13 @@ impl Inputs {
             profile: profile_source(profile_arg, paths)?,
             services: service_sources(paths)?,
             secrets: secret_sources(paths)?,
+            paths: paths.clone(),
         })
     }
 
     /// Validates the inputs into a model (secrets and the maintenance page included).
     pub fn model(&self) -> Result<Model, BadInput> {
-        let mut model = load(&self.profile, &self.services)?;
+        let mut model = load_on(&self.profile, &self.services, &this_host())?;
         let mut errors = Vec::new();
         for svc in &mut model.services {
             if let Some(src) = self.secrets.get(svc.name.as_str()) {
@@ -120,12 +123,15 @@ impl Inputs {
             }
         }
         if let Some(page) = &model.gateway.maintenance_page {
-            match std::fs::read_to_string(page) {
+            match read_maintenance_page(&self.paths, page) {
                 Ok(html) => model.gateway.maintenance_html = Some(html),
-                Err(e) => errors.push(
-                    self.profile
-                        .error(format!("gateway.maintenance_page {page}: {e}")),
-                ),
+                Err(why) => {
+                    let msg = format!("gateway.maintenance_page {page:?}: {why}");
+                    errors.push(match &model.gateway.maintenance_page_span {
+                        Some(span) => self.profile.error_at(span.clone(), msg),
+                        None => self.profile.error(msg),
+                    });
+                }
             }
         }
         if errors.is_empty() {
@@ -134,6 +140,80 @@ impl Inputs {
             Err(errors.into())
         }
     }
+}
+
+/// The largest maintenance page published: a page, not a file store.
+pub const MAX_MAINTENANCE_PAGE: u64 = 1 << 20;
+
+/// Reads the custom maintenance page under `--root`, as every host path is. It is published to
+/// anyone who asks for a service that is down, so only a file that is already public on this
+/// host goes out: a regular file (not a symlink, whose target could be anything, nor a FIFO
+/// or device, which could block or have side effects on open), readable by everyone
+/// (`o+r`: pi-setup runs as root and could read a 0600 file such as /etc/shadow, so "could
+/// the caller read it" would say yes to everything), at most 1 MiB, UTF-8. Every directory on
+/// the way must stay under the root, so a symlinked directory cannot lead out of it either.
+/// The error says why, never what the file holds.
+pub fn read_maintenance_page(paths: &Paths, page: &str) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+    let path = paths.host(page);
+    let shown = path.display();
+    let root = std::fs::canonicalize(&paths.root)
+        .map_err(|e| format!("cannot resolve --root {}: {e}", paths.root.display()))?;
+    let parent = path.parent().unwrap_or(&paths.root);
+    let real_parent = std::fs::canonicalize(parent).map_err(|e| format!("{shown}: {e}"))?;
+    if !real_parent.starts_with(&root) {
+        return Err(format!(
+            "{shown}: its directory leads out of {} through a symbolic link",
+            root.display()
+        ));
+    }
+    let path = real_parent.join(path.file_name().unwrap_or_default());
+    let before = std::fs::symlink_metadata(&path).map_err(|e| format!("{shown}: {e}"))?;
+    let kind = before.file_type();
+    if kind.is_symlink() {
+        return Err(format!("{shown} is a symbolic link; name the file itself"));
+    }
+    if !kind.is_file() {
+        return Err(format!(
+            "{shown} is not a regular file (a directory, FIFO, socket or device)"
+        ));
+    }
+    // O_NOFOLLOW and O_NONBLOCK: if it was swapped for a symlink or a FIFO since, the open
+    // fails or returns at once instead of following it or hanging.
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(&path)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if (meta.dev(), meta.ino()) != (before.dev(), before.ino()) || !meta.file_type().is_file() {
+        return Err(format!("{shown} changed while it was read; try again"));
+    }
+    if meta.mode() & 0o004 == 0 {
+        return Err(format!(
+            "{shown} is not readable by everyone (mode {:04o}); the page is shown to anyone, so \
+             only a file that is already world-readable is published (chmod o+r it if it is meant \
+             to be public)",
+            meta.mode() & 0o7777
+        ));
+    }
+    if meta.len() > MAX_MAINTENANCE_PAGE {
+        return Err(format!(
+            "{shown} is {} bytes; a maintenance page may be at most 1 MiB",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_MAINTENANCE_PAGE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_MAINTENANCE_PAGE {
+        return Err(format!("{shown} grew beyond 1 MiB while it was read"));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{shown} is not UTF-8 text"))
 }
 
 /// Reads `/etc/pi-setup/secrets/<name>.env`.
@@ -184,6 +264,16 @@ pub fn parse_env_file(src: &Source) -> Result<BTreeMap<String, String>, ConfigEr
                 line_text: None,
                 // The text before `=` may be a pasted secret: say where, not what.
                 ..src.error_at(start..start, "invalid variable name (use A-Z, 0-9 and _)")
+            });
+        }
+        if v.contains('\0') {
+            // Docker refuses it and quotes the value back in its error, on every apply.
+            return Err(ConfigError {
+                line_text: None,
+                ..src.error_at(
+                    start..start,
+                    format!("{k}: the value contains a NUL byte, which Docker refuses (the value is not shown)"),
+                )
             });
         }
         let v = v.trim();
@@ -355,5 +445,11 @@ mod tests {
         let pasted = Source::new("s.env", "A=1\ns3cr/t=x\n");
         let e = parse_env_file(&pasted).unwrap_err().to_string();
         assert_eq!(e, "s.env:2:1: invalid variable name (use A-Z, 0-9 and _)");
+        let nul = Source::new("s.env", "A=1\nTOKEN=\"s3cr3t\0x\"\n");
+        let e = parse_env_file(&nul).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "s.env:2:1: TOKEN: the value contains a NUL byte, which Docker refuses (the value is not shown)"
+        );
     }
 }
