@@ -9,3 +9,4 @@ mod install;
 mod pull;
 mod services;
 mod shipped;
+mod validation;
