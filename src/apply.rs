@@ -108,12 +108,14 @@ async fn run(
             engine.create_container(spec).await?;
             engine.start(&spec.name).await?;
             if spec.service == GATEWAY {
+                wait_for_gateway(&spec.name, paths, engine).await?;
                 mark_gateway_loaded(desired)?;
             }
         }
         Action::StartContainer { name } => {
             engine.start(name).await?;
             if *name == names.object(GATEWAY) {
+                wait_for_gateway(name, paths, engine).await?;
                 mark_gateway_loaded(desired)?;
             }
         }
@@ -122,6 +124,37 @@ async fn run(
             mark_gateway_loaded(desired)?;
         }
         Action::EnableTimers { timers } => host::enable_timers(timers)?,
+    }
+    Ok(())
+}
+
+/// Waits until a gateway that was just (re)started has loaded its config (its admin socket
+/// answers). One that cannot load it exits, and Docker restarts it over and over: that fails
+/// the step, with the gateway's last log lines, instead of reporting it running.
+async fn wait_for_gateway(name: &str, paths: &Paths, engine: &impl Engine) -> Result<()> {
+    let socket = paths.vol(GATEWAY).join(gateway::ADMIN_SOCKET_ON_HOST);
+    let restarts = engine.run_state(name).await?.map_or(0, |(_, n)| n);
+    let socket = &socket;
+    let waited = gateway::wait_until_loaded(gateway::STARTUP_PATIENCE, move || async move {
+        if gateway::ping(socket).is_ok() {
+            return gateway::Startup::Loaded;
+        }
+        match engine.run_state(name).await {
+            Ok(Some((true, n))) if n == restarts => gateway::Startup::Starting,
+            Ok(Some((true, _))) => gateway::Startup::Failed("it exited and was restarted".into()),
+            Ok(Some((false, _))) => gateway::Startup::Failed("it exited".into()),
+            Ok(None) => gateway::Startup::Failed("its container is gone".into()),
+            Err(e) => gateway::Startup::Failed(e.to_string()),
+        }
+    })
+    .await;
+    if let Err(why) = waited {
+        let logs = match engine.logs_tail(name, 20).await {
+            Ok(l) if !l.trim().is_empty() => format!("its last log lines:\n{}", l.trim_end()),
+            Ok(_) => "it logged nothing".to_string(),
+            Err(e) => format!("its logs could not be read: {e}"),
+        };
+        anyhow::bail!("the gateway did not load its configuration: {why}; {logs}");
     }
     Ok(())
 }

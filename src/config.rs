@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::layout::Layouts;
-use crate::model::{self, Model};
+use crate::model::{self, HostFacts, Model};
 use crate::paths::Paths;
 use crate::profile;
 use crate::shipped;
@@ -95,6 +95,8 @@ pub struct Inputs {
     pub services: Vec<Source>,
     /// Service name → its secrets file (`KEY=value` lines).
     pub secrets: BTreeMap<String, Source>,
+    /// Where host paths named in the profile (the maintenance page) are read.
+    pub paths: Paths,
 }
 
 impl Inputs {
@@ -104,12 +106,13 @@ impl Inputs {
             profile: profile_source(profile_arg, paths)?,
             services: service_sources(paths)?,
             secrets: secret_sources(paths)?,
+            paths: paths.clone(),
         })
     }
 
     /// Validates the inputs into a model (secrets and the maintenance page included).
     pub fn model(&self) -> Result<Model, BadInput> {
-        let mut model = load(&self.profile, &self.services)?;
+        let mut model = load_on(&self.profile, &self.services, &this_host())?;
         let mut errors = Vec::new();
         for svc in &mut model.services {
             if let Some(src) = self.secrets.get(svc.name.as_str()) {
@@ -120,12 +123,15 @@ impl Inputs {
             }
         }
         if let Some(page) = &model.gateway.maintenance_page {
-            match std::fs::read_to_string(page) {
+            match read_maintenance_page(&self.paths, page) {
                 Ok(html) => model.gateway.maintenance_html = Some(html),
-                Err(e) => errors.push(
-                    self.profile
-                        .error(format!("gateway.maintenance_page {page}: {e}")),
-                ),
+                Err(why) => {
+                    let msg = format!("gateway.maintenance_page {page:?}: {why}");
+                    errors.push(match &model.gateway.maintenance_page_span {
+                        Some(span) => self.profile.error_at(span.clone(), msg),
+                        None => self.profile.error(msg),
+                    });
+                }
             }
         }
         if errors.is_empty() {
@@ -134,6 +140,80 @@ impl Inputs {
             Err(errors.into())
         }
     }
+}
+
+/// The largest maintenance page published: a page, not a file store.
+pub const MAX_MAINTENANCE_PAGE: u64 = 1 << 20;
+
+/// Reads the custom maintenance page under `--root`, as every host path is. It is published to
+/// anyone who asks for a service that is down, so only a file that is already public on this
+/// host goes out: a regular file (not a symlink, whose target could be anything, nor a FIFO
+/// or device, which could block or have side effects on open), readable by everyone
+/// (`o+r`: pi-setup runs as root and could read a 0600 file such as /etc/shadow, so "could
+/// the caller read it" would say yes to everything), at most 1 MiB, UTF-8. Every directory on
+/// the way must stay under the root, so a symlinked directory cannot lead out of it either.
+/// The error says why, never what the file holds.
+pub fn read_maintenance_page(paths: &Paths, page: &str) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+    let path = paths.host(page);
+    let shown = path.display();
+    let root = std::fs::canonicalize(&paths.root)
+        .map_err(|e| format!("cannot resolve --root {}: {e}", paths.root.display()))?;
+    let parent = path.parent().unwrap_or(&paths.root);
+    let real_parent = std::fs::canonicalize(parent).map_err(|e| format!("{shown}: {e}"))?;
+    if !real_parent.starts_with(&root) {
+        return Err(format!(
+            "{shown}: its directory leads out of {} through a symbolic link",
+            root.display()
+        ));
+    }
+    let path = real_parent.join(path.file_name().unwrap_or_default());
+    let before = std::fs::symlink_metadata(&path).map_err(|e| format!("{shown}: {e}"))?;
+    let kind = before.file_type();
+    if kind.is_symlink() {
+        return Err(format!("{shown} is a symbolic link; name the file itself"));
+    }
+    if !kind.is_file() {
+        return Err(format!(
+            "{shown} is not a regular file (a directory, FIFO, socket or device)"
+        ));
+    }
+    // O_NOFOLLOW and O_NONBLOCK: if it was swapped for a symlink or a FIFO since, the open
+    // fails or returns at once instead of following it or hanging.
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(&path)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if (meta.dev(), meta.ino()) != (before.dev(), before.ino()) || !meta.file_type().is_file() {
+        return Err(format!("{shown} changed while it was read; try again"));
+    }
+    if meta.mode() & 0o004 == 0 {
+        return Err(format!(
+            "{shown} is not readable by everyone (mode {:04o}); the page is shown to anyone, so \
+             only a file that is already world-readable is published (chmod o+r it if it is meant \
+             to be public)",
+            meta.mode() & 0o7777
+        ));
+    }
+    if meta.len() > MAX_MAINTENANCE_PAGE {
+        return Err(format!(
+            "{shown} is {} bytes; a maintenance page may be at most 1 MiB",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_MAINTENANCE_PAGE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_MAINTENANCE_PAGE {
+        return Err(format!("{shown} grew beyond 1 MiB while it was read"));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{shown} is not UTF-8 text"))
 }
 
 /// Reads `/etc/pi-setup/secrets/<name>.env`.
@@ -186,6 +266,16 @@ pub fn parse_env_file(src: &Source) -> Result<BTreeMap<String, String>, ConfigEr
                 ..src.error_at(start..start, "invalid variable name (use A-Z, 0-9 and _)")
             });
         }
+        if v.contains('\0') {
+            // Docker refuses it and quotes the value back in its error, on every apply.
+            return Err(ConfigError {
+                line_text: None,
+                ..src.error_at(
+                    start..start,
+                    format!("{k}: the value contains a NUL byte, which Docker refuses (the value is not shown)"),
+                )
+            });
+        }
         let v = v.trim();
         let v = v
             .strip_prefix('"')
@@ -197,8 +287,25 @@ pub fn parse_env_file(src: &Source) -> Result<BTreeMap<String, String>, ConfigEr
     Ok(env)
 }
 
-/// Parses and validates everything; all problems are reported together.
+/// Parses and validates everything against this machine (see `this_host`); all problems are
+/// reported together.
 pub fn load(profile_src: &Source, service_srcs: &[Source]) -> Result<Model, BadInput> {
+    load_on(profile_src, service_srcs, &this_host())
+}
+
+/// What validation needs to know about the machine pi-setup runs on (Docker's host).
+pub fn this_host() -> HostFacts {
+    HostFacts {
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
+/// `load`, against the given host facts.
+pub fn load_on(
+    profile_src: &Source,
+    service_srcs: &[Source],
+    host: &HostFacts,
+) -> Result<Model, BadInput> {
     let layouts = Layouts::shipped()?;
     let mut errors = Vec::new();
     let raw = profile::parse_profile(profile_src).map_err(|e| vec![e]);
@@ -215,7 +322,7 @@ pub fn load(profile_src: &Source, service_srcs: &[Source]) -> Result<Model, BadI
                         format!("the service in this file is named {:?}; the file must be named {:?}.toml", r.name.get_ref(), r.name.get_ref()),
                     ));
                 }
-                extra.push((s.clone(), r));
+                extra.push((s, r));
             }
             Err(e) => errors.push(e),
         }
@@ -227,7 +334,7 @@ pub fn load(profile_src: &Source, service_srcs: &[Source]) -> Result<Model, BadI
             return Err(e.into());
         }
     };
-    match model::build(profile_src, raw, extra, &layouts) {
+    match model::build(profile_src, raw, extra, &layouts, host) {
         Ok(m) if errors.is_empty() => Ok(m),
         Ok(_) => Err(errors.into()),
         Err(mut e) => {
@@ -237,9 +344,89 @@ pub fn load(profile_src: &Source, service_srcs: &[Source]) -> Result<Model, BadI
     }
 }
 
+/// Counts the bytes the current thread allocates, for tests that check how memory grows
+/// without timing anything. Thread-local, so tests running in parallel do not disturb it.
+#[cfg(test)]
+mod alloc_count {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static BYTES: Cell<u64> = const { Cell::new(0) };
+    }
+
+    fn add(n: usize) {
+        // `try_with`: no counting while the thread's locals are torn down.
+        let _ = BYTES.try_with(|b| b.set(b.get() + n as u64));
+    }
+
+    struct Counting;
+
+    // SAFETY: every call is passed straight to the system allocator; counting only touches a
+    // const-initialised thread-local `Cell`, which never allocates.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            add(layout.size());
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            add(layout.size());
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            add(new_size.saturating_sub(layout.size()));
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+
+    /// Runs `f` and returns what it returned and the bytes this thread allocated meanwhile.
+    pub fn allocated_by<T>(f: impl FnOnce() -> T) -> (T, u64) {
+        let before = BYTES.with(Cell::get);
+        let out = f();
+        (out, BYTES.with(Cell::get) - before)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A profile of `n` services, each with a domain, a volume and an env var.
+    fn profile_of(n: usize) -> Source {
+        let mut text = String::from("[gateway]\nhttps = \"off\"\n");
+        for i in 0..n {
+            text.push_str(&format!(
+                "\n[[service]]\nname = \"svc{i}\"\nimage = \"busybox:1\"\n\
+                 domains = [\"svc{i}.local\"]\nvolumes = [\"data:/data\"]\nenv = {{ A = \"{i}\" }}\n"
+            ));
+        }
+        Source::new("p.toml", text)
+    }
+
+    #[test]
+    fn validation_memory_grows_linearly_with_the_number_of_services() {
+        let host = HostFacts { cpus: 4 };
+        let bytes = |n| {
+            let src = profile_of(n);
+            let (model, bytes) = alloc_count::allocated_by(|| load_on(&src, &[], &host));
+            assert_eq!(model.unwrap().services.len(), n);
+            bytes
+        };
+        // Every byte allocated counts, freed or not: a copy of the profile per service (what
+        // made 4,000 services take 1.4 GB) doubles this ratio to about 4.
+        let (small, large) = (bytes(400), bytes(800));
+        let ratio = large as f64 / small as f64;
+        assert!(
+            ratio < 2.6,
+            "400 services allocated {small} bytes, 800 allocated {large} (x{ratio:.2}): not linear"
+        );
+    }
 
     #[test]
     fn env_files_never_echo_values() {
@@ -258,5 +445,11 @@ mod tests {
         let pasted = Source::new("s.env", "A=1\ns3cr/t=x\n");
         let e = parse_env_file(&pasted).unwrap_err().to_string();
         assert_eq!(e, "s.env:2:1: invalid variable name (use A-Z, 0-9 and _)");
+        let nul = Source::new("s.env", "A=1\nTOKEN=\"s3cr3t\0x\"\n");
+        let e = parse_env_file(&nul).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "s.env:2:1: TOKEN: the value contains a NUL byte, which Docker refuses (the value is not shown)"
+        );
     }
 }

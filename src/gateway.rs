@@ -124,6 +124,50 @@ pub fn ping(socket: &Path) -> Result<(), ReloadError> {
     admin_request(socket, "GET", "/config/", None).map(|_| ())
 }
 
+/// What one look at a gateway that has just been (re)started found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Startup {
+    /// Its admin socket answers: Caddy opens it only once its config has loaded.
+    Loaded,
+    /// Not yet, and nothing is wrong so far.
+    Starting,
+    /// It exited or was restarted (Caddy exits when it cannot load its config, and Docker
+    /// restarts it over and over): why, in words.
+    Failed(String),
+}
+
+/// How long a gateway may take to load its config after it was (re)started. Caddy needs well
+/// under a second; a slow SD card and a cold start make it a few.
+pub const STARTUP_PATIENCE: Duration = Duration::from_secs(15);
+
+/// Looks at a starting gateway (`look`) until it has loaded its config, has failed, or
+/// `patience` has run out; the pause between looks grows from 50 ms to 500 ms. The error
+/// says what the last look found.
+pub async fn wait_until_loaded<F, Fut>(patience: Duration, mut look: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Startup>,
+{
+    let deadline = std::time::Instant::now() + patience;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match look().await {
+            Startup::Loaded => return Ok(()),
+            Startup::Failed(why) => return Err(why),
+            Startup::Starting if std::time::Instant::now() >= deadline => {
+                return Err(format!(
+                    "its admin socket did not answer within {} s",
+                    patience.as_secs_f32()
+                ))
+            }
+            Startup::Starting => {
+                tokio::time::sleep(pause.min(deadline - std::time::Instant::now())).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
 /// How long a replaced server keeps answering before it shuts down. Caddy only waits when the
 /// server's listen address is going away, which is why `reload` alternates its spelling.
 /// During the wait the old server gets no new connections (`crate::reuseport`); it only
@@ -216,6 +260,58 @@ fn admin_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs `wait_until_loaded` over a script of looks; returns the result and the looks taken.
+    fn wait_over(patience: Duration, script: Vec<Startup>) -> (Result<(), String>, usize) {
+        let looks = std::cell::Cell::new(0);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(wait_until_loaded(patience, || {
+            let n = looks.get();
+            looks.set(n + 1);
+            let found = script.get(n).cloned().unwrap_or(Startup::Starting);
+            async move { found }
+        }));
+        (result, looks.get())
+    }
+
+    #[test]
+    fn waiting_for_the_gateway_ends_when_it_loads_fails_or_runs_out_of_time() {
+        let long = Duration::from_secs(30);
+        assert_eq!(
+            wait_over(
+                long,
+                vec![Startup::Starting, Startup::Starting, Startup::Loaded]
+            ),
+            (Ok(()), 3)
+        );
+        assert_eq!(
+            wait_over(
+                long,
+                vec![
+                    Startup::Starting,
+                    Startup::Failed("it exited".into()),
+                    Startup::Loaded
+                ]
+            ),
+            (Err("it exited".into()), 2),
+            "a failure ends the wait at once, without waiting out the deadline"
+        );
+        let started = std::time::Instant::now();
+        let (result, looks) = wait_over(Duration::from_millis(300), Vec::new());
+        assert_eq!(
+            result,
+            Err("its admin socket did not answer within 0.3 s".into())
+        );
+        assert!(looks >= 3, "it kept looking: {looks}");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+    }
 
     #[test]
     fn the_alternate_spelling_goes_into_the_global_options_and_is_recognised() {

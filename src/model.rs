@@ -64,6 +64,39 @@ impl fmt::Display for Name {
     }
 }
 
+/// An email address strict enough to go into the gateway's config as one bare token:
+/// `local@domain`, the local part 1-64 of `A-Z a-z 0-9 . _ % + -` (no leading, trailing or
+/// double dot), the domain a host name with at least one dot. Anything else (quotes, braces,
+/// backslashes, white space, `<<`) could end the token or the block it is in.
+pub fn check_email(v: &str) -> Result<(), String> {
+    let Some((local, domain)) = v.split_once('@') else {
+        return Err("it has no '@'".into());
+    };
+    if v.len() > 254 {
+        return Err(format!("it is {} characters long; at most 254", v.len()));
+    }
+    if local.is_empty() || local.len() > 64 {
+        return Err("the part before '@' must be 1-64 characters".into());
+    }
+    if let Some(ch) = local
+        .chars()
+        .find(|ch| !(ch.is_ascii_alphanumeric() || "._%+-".contains(*ch)))
+    {
+        return Err(format!(
+            "the part before '@' contains {ch:?}; use only A-Z a-z 0-9 . _ % + -"
+        ));
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err("the part before '@' must not start or end with '.', or hold '..'".into());
+    }
+    if !domain.contains('.') {
+        return Err(format!("the domain {domain:?} has no '.'"));
+    }
+    Domain::parse(&domain.to_ascii_lowercase())
+        .map(|_| ())
+        .map_err(|why| format!("the domain {domain:?} {why}"))
+}
+
 /// A host name the gateway routes by (`cloud.example.com`, `nas.local`); lower case.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Domain(String);
@@ -142,6 +175,8 @@ pub struct Gateway {
     pub image: String,
     /// Host path of a custom maintenance page (read by `config`).
     pub maintenance_page: Option<String>,
+    /// Where the profile sets it, for errors found while reading it.
+    pub maintenance_page_span: Option<std::ops::Range<usize>>,
     /// Its contents, once read; None means the built-in page.
     pub maintenance_html: Option<String>,
     pub http_port: u16,
@@ -280,6 +315,14 @@ impl Model {
     }
 }
 
+/// What validation needs to know about the host, read once by the caller (`config`) so that
+/// this module stays free of I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostFacts {
+    /// CPUs Docker may hand out: it refuses a `--cpus` above this.
+    pub cpus: usize,
+}
+
 /// Collects every problem of a document instead of stopping at the first.
 struct Checker<'a> {
     src: &'a Source,
@@ -289,6 +332,14 @@ struct Checker<'a> {
 impl<'a> Checker<'a> {
     fn at<T>(&mut self, v: &Spanned<T>, msg: String) {
         self.errors.push(self.src.error_at(v.span(), msg));
+    }
+
+    /// `at`, without quoting the line: for values that may be secret.
+    fn hidden_at<T>(&mut self, v: &Spanned<T>, msg: String) {
+        self.errors.push(ConfigError {
+            line_text: None,
+            ..self.src.error_at(v.span(), msg)
+        });
     }
 
     fn port(&mut self, v: &Spanned<i64>, what: &str) -> u16 {
@@ -319,11 +370,16 @@ impl<'a> Checker<'a> {
 }
 
 /// Validates a profile against the known layouts. All errors of the document come back at once.
+///
+/// Service files come with their `Source` by reference, and the profile's own services share
+/// `src`: a clone of a source per service made validation quadratic in memory (4,000 services
+/// in a 361 KB profile took 1.4 GB).
 pub fn build(
     src: &Source,
     raw: RawProfile,
-    extra: Vec<(Source, RawService)>,
+    extra: Vec<(&Source, RawService)>,
     layouts: &Layouts,
+    host: &HostFacts,
 ) -> Result<Model, Vec<ConfigError>> {
     let mut c = Checker {
         src,
@@ -341,9 +397,9 @@ pub fn build(
     };
 
     let mut services = Vec::new();
-    let profile_services = raw.services.into_iter().map(|s| (src.clone(), s));
+    let profile_services = raw.services.into_iter().map(|s| (src, s));
     for (s_src, rs) in profile_services.chain(extra) {
-        match service(&s_src, rs, layouts) {
+        match service(s_src, rs, layouts, host) {
             Ok(s) => services.push((s_src, s)),
             Err(mut e) => errors.append(&mut e),
         }
@@ -458,27 +514,35 @@ fn gateway(c: &mut Checker, g: &RawGateway) -> Gateway {
         }
     };
     let maintenance_page = g.maintenance_page.as_ref().map(|m| {
-        if !m.get_ref().starts_with('/') {
+        let v = m.get_ref();
+        // It is read under --root (by `config`): `..` would step out of it.
+        if !v.starts_with('/') || v.split('/').any(|p| p == "..") {
             c.at(
                 m,
-                format!(
-                    "gateway.maintenance_page {:?} must be an absolute path",
-                    m.get_ref()
-                ),
+                format!("gateway.maintenance_page {v:?} must be an absolute path without '..'"),
+            );
+        } else if v.chars().any(char::is_control) {
+            c.at(
+                m,
+                format!("gateway.maintenance_page {v:?} contains a control character"),
             );
         }
-        m.get_ref().clone()
+        v.clone()
     });
     let email = g.email.as_ref().map(|e| {
         let v = e.get_ref();
-        if !v.contains('@') || v.chars().any(char::is_whitespace) {
-            c.at(e, format!("gateway.email {v:?} is not an email address"));
+        if let Err(why) = check_email(v) {
+            c.at(
+                e,
+                format!("gateway.email {v:?} is not an email address: {why}"),
+            );
         }
         v.clone()
     });
     Gateway {
         image,
         maintenance_page,
+        maintenance_page_span: g.maintenance_page.as_ref().map(Spanned::span),
         maintenance_html: None,
         http_port,
         https_port,
@@ -592,7 +656,12 @@ fn image_ref(c: &mut Checker, i: &Spanned<String>) -> String {
     v.clone()
 }
 
-fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Vec<ConfigError>> {
+fn service(
+    src: &Source,
+    r: RawService,
+    layouts: &Layouts,
+    host: &HostFacts,
+) -> Result<Service, Vec<ConfigError>> {
     let mut c = Checker {
         src,
         errors: Vec::new(),
@@ -650,6 +719,14 @@ fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Ve
             && k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
         if !valid {
             c.at(v, format!("invalid environment variable name {k:?}"));
+        }
+        if v.get_ref().contains('\0') {
+            // Docker refuses it, and echoes the value in its error: say where, never what
+            // (the line itself would show the value too).
+            c.hidden_at(
+                v,
+                format!("env {k}: the value contains a NUL byte, which Docker refuses (the value is not shown)"),
+            );
         }
         env.insert(k.clone(), v.get_ref().clone());
     }
@@ -761,12 +838,20 @@ fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Ve
         .memory
         .as_ref()
         .and_then(|m| match parse_bytes(m.get_ref()) {
-            Some(b) if b >= 6 * 1024 * 1024 => Some(b),
-            _ => {
+            // Docker refuses less than 6 MiB.
+            Some(b) if (MIN_MEMORY..=MAX_MEMORY).contains(&b) => Some(b),
+            Some(_) => {
+                c.at(
+                    m,
+                    format!("memory {:?} is out of range: 6m to 1024g", m.get_ref()),
+                );
+                None
+            }
+            None => {
                 c.at(
                     m,
                     format!(
-                        "memory {:?} must be bytes or a size like 512m or 2g (at least 6m)",
+                        "memory {:?} must be bytes or a size like 512m or 2g",
                         m.get_ref()
                     ),
                 );
@@ -774,11 +859,19 @@ fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Ve
             }
         });
     let nano_cpus = r.cpus.as_ref().and_then(|n| {
+        // Docker refuses less than 0.01 CPU and more than the host has, at container start:
+        // a definition it would refuse is refused here, where the message can say where.
         let v = n.get_ref().as_f64();
-        if v > 0.0 && v <= 1024.0 {
+        if (0.01..=host.cpus as f64).contains(&v) {
             Some((v * 1e9).round() as i64)
         } else {
-            c.at(n, format!("cpus {v} must be more than 0 (e.g. 1.5)"));
+            c.at(
+                n,
+                format!(
+                    "cpus {v} is out of range: 0.01 to {} (the CPUs this host has)",
+                    host.cpus
+                ),
+            );
             None
         }
     });
@@ -792,20 +885,18 @@ fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Ve
             if cmd.get_ref().trim().is_empty() {
                 c.at(cmd, "health_cmd must not be empty".into());
             }
+            if cmd.get_ref().contains('\0') {
+                c.at(
+                    cmd,
+                    "health_cmd contains a NUL byte, which Docker refuses".into(),
+                );
+            }
             let interval_secs = match interval {
                 None => 30,
-                Some(i) => parse_duration(i.get_ref())
-                    .filter(|s| *s > 0)
-                    .unwrap_or_else(|| {
-                        c.at(
-                            i,
-                            format!(
-                                "health_interval {:?} must be a duration like 30s, 1m or 1m30s",
-                                i.get_ref()
-                            ),
-                        );
-                        30
-                    }),
+                Some(i) => check_health_interval(i.get_ref()).unwrap_or_else(|why| {
+                    c.at(i, why);
+                    30
+                }),
             };
             Some(Health {
                 cmd: cmd.get_ref().clone(),
@@ -846,6 +937,23 @@ fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Ve
             BackupMode::Stop
         }
     };
+    if r.command.iter().flatten().any(|a| a.contains('\0')) {
+        c.at(
+            &r.name,
+            format!(
+                "service '{}': command contains a NUL byte, which Docker refuses",
+                r.name.get_ref()
+            ),
+        );
+    }
+    for e in r.backup.iter().flat_map(|b| &b.exec) {
+        if e.get_ref().contains('\0') {
+            c.at(
+                e,
+                "backup exec command contains a NUL byte, which Docker refuses".into(),
+            );
+        }
+    }
     if let Some(b) = &r.backup {
         if !matches!(backup, BackupMode::Exec(_)) {
             if let Some(e) = b.exec.first() {
@@ -881,22 +989,48 @@ fn service(src: &Source, r: RawService, layouts: &Layouts) -> Result<Service, Ve
     }
 }
 
-/// `512m`, `2g`, `1048576` → bytes.
+/// Docker's smallest memory limit.
+pub const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+/// A sane largest one (far beyond any Pi): a typo like `512000g` is caught.
+pub const MAX_MEMORY: i64 = 1024 * 1024 * 1024 * 1024;
+
+/// `512m`, `2g`, `1.5g`, `1048576` → bytes (`i64::MAX` for anything larger); None when
+/// malformed or zero. Only digits
+/// and one `.`: `inf`, `nan` and `1e300` (which `f64` would take) are not sizes.
 pub fn parse_bytes(s: &str) -> Option<i64> {
     let s = s.trim().to_ascii_lowercase();
     let s = s.strip_suffix('b').unwrap_or(&s);
     let (num, mult) = match s.chars().last()? {
-        'k' => (&s[..s.len() - 1], 1024),
-        'm' => (&s[..s.len() - 1], 1024 * 1024),
-        'g' => (&s[..s.len() - 1], 1024 * 1024 * 1024),
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
         _ => (s, 1),
     };
-    let n: f64 = num.parse().ok()?;
-    (n > 0.0).then_some((n * mult as f64) as i64)
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    let digits = |d: &str| d.chars().all(|c| c.is_ascii_digit());
+    if int.is_empty() || !digits(int) || !digits(frac) || (num.contains('.') && frac.is_empty()) {
+        return None;
+    }
+    // Well formed from here on: too large saturates (and is then out of any range) rather
+    // than wrapping or being called malformed.
+    let whole = int.parse::<u64>().unwrap_or(u64::MAX).saturating_mul(mult);
+    // The fraction of a unit, in whole bytes (rounded down); 20 digits are plenty for 2^30.
+    let frac = &frac[..frac.len().min(20)];
+    let part = if frac.is_empty() {
+        0
+    } else {
+        let f = frac.parse::<u128>().ok()?;
+        (f * u128::from(mult) / 10u128.pow(frac.len() as u32)) as u64
+    };
+    let bytes = i64::try_from(whole.saturating_add(part)).unwrap_or(i64::MAX);
+    (bytes > 0).then_some(bytes)
 }
 
-/// `30s`, `1m`, `1m30s`, `2h`, or plain seconds → seconds.
+/// `30s`, `1m`, `1m30s`, `2h`, or plain seconds → seconds; None when malformed or beyond `u64`.
 pub fn parse_duration(s: &str) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
     if let Ok(n) = s.parse::<u64>() {
         return Some(n);
     }
@@ -908,15 +1042,47 @@ pub fn parse_duration(s: &str) -> Option<u64> {
         } else {
             let n: u64 = num.parse().ok()?;
             num.clear();
-            total += n * match ch {
+            let unit = match ch {
                 's' => 1,
                 'm' => 60,
                 'h' => 3600,
                 _ => return None,
             };
+            total = total.checked_add(n.checked_mul(unit)?)?;
         }
     }
     num.is_empty().then_some(total)
+}
+
+/// The longest health check interval: Docker counts in nanoseconds (an `i64`), and beyond a
+/// day a check no longer tells whether a service is up.
+pub const MAX_HEALTH_INTERVAL_SECS: u64 = 24 * 3600;
+
+/// Whether `s` is shaped like a duration (`45`, or `30s`, `1m30s`, ...), whatever its size.
+fn duration_shaped(s: &str) -> bool {
+    let mut digits = 0;
+    for ch in s.chars() {
+        match ch {
+            '0'..='9' => digits += 1,
+            's' | 'm' | 'h' if digits > 0 => digits = 0,
+            _ => return false,
+        }
+    }
+    !s.is_empty() && (digits == 0 || s.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// A health check interval: 1s to 24h.
+pub fn check_health_interval(s: &str) -> Result<u64, String> {
+    match parse_duration(s) {
+        Some(secs) if (1..=MAX_HEALTH_INTERVAL_SECS).contains(&secs) => Ok(secs),
+        Some(_) => Err(format!("health_interval {s:?} is out of range: 1s to 24h")),
+        None if duration_shaped(s) => {
+            Err(format!("health_interval {s:?} is out of range: 1s to 24h"))
+        }
+        None => Err(format!(
+            "health_interval {s:?} must be a duration like 30s, 1m or 1m30s"
+        )),
+    }
 }
 
 /// `[IP:]HOST:CONTAINER`
@@ -951,12 +1117,15 @@ pub fn parse_volume(s: &str) -> Result<Mount, String> {
         [sub, target, "rw"] => (*sub, *target, false),
         _ => return Err("expected SUBDIR:/container/path or SUBDIR:/container/path:ro".into()),
     };
-    let sub = sub.trim_end_matches('/');
+    if s.chars().any(char::is_control) {
+        return Err("contains a control character".into());
+    }
     if sub.starts_with('/') {
         return Err(format!(
             "{sub:?} must be relative to the service's directory"
         ));
     }
+    let sub = sub.trim_end_matches('/');
     if sub.is_empty() || sub == "." {
         // The whole service directory.
     } else if sub
@@ -972,10 +1141,21 @@ pub fn parse_volume(s: &str) -> Result<Mount, String> {
             "container path {target:?} must be absolute, without '..'"
         ));
     }
+    // One spelling per directory (`/data/`, `/./data` and `/data` are one mount point to
+    // Docker, so duplicates are caught), and never the container's root, which Docker refuses.
+    let parts: Vec<&str> = target
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.is_empty() {
+        return Err(format!(
+            "container path {target:?} is the container's root; Docker cannot mount there (use a directory such as /data)"
+        ));
+    }
     let sub = if sub.is_empty() { "." } else { sub };
     Ok(Mount {
         sub: sub.to_string(),
-        target: target.to_string(),
+        target: format!("/{}", parts.join("/")),
         read_only,
     })
 }
@@ -983,6 +1163,133 @@ pub fn parse_volume(s: &str) -> Result<Mount, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Validates a profile on a 4-CPU host; each error as `line:col: message`, without the
+    /// quoted line (`hidden` says whether it was left out).
+    fn problems(profile: &str) -> Vec<(String, bool)> {
+        let src = Source::new("p.toml", profile);
+        let raw = crate::profile::parse_profile(&src).expect("the test profile parses");
+        let layouts = Layouts::shipped().unwrap();
+        match build(&src, raw, Vec::new(), &layouts, &HostFacts { cpus: 4 }) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors
+                .into_iter()
+                .map(|e| {
+                    let at = format!("{}:{}: {}", e.line.unwrap(), e.col.unwrap(), e.message);
+                    (at, e.line_text.is_none())
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn service_values_docker_would_refuse_are_refused_with_their_position() {
+        let table: &[(&str, &str)] = &[
+            ("cpus = 1000", "4:8: cpus 1000 is out of range: 0.01 to 4 (the CPUs this host has)"),
+            ("cpus = 0.001", "4:8: cpus 0.001 is out of range: 0.01 to 4 (the CPUs this host has)"),
+            ("cpus = nan", "4:8: cpus NaN is out of range: 0.01 to 4 (the CPUs this host has)"),
+            ("cpus = inf", "4:8: cpus inf is out of range: 0.01 to 4 (the CPUs this host has)"),
+            ("cpus = -1", "4:8: cpus -1 is out of range: 0.01 to 4 (the CPUs this host has)"),
+            ("memory = \"5m\"", "4:10: memory \"5m\" is out of range: 6m to 1024g"),
+            ("memory = \"2048g\"", "4:10: memory \"2048g\" is out of range: 6m to 1024g"),
+            (
+                "memory = \"99999999999999999999999g\"",
+                "4:10: memory \"99999999999999999999999g\" is out of range: 6m to 1024g",
+            ),
+            ("memory = \"inf\"", "4:10: memory \"inf\" must be bytes or a size like 512m or 2g"),
+            ("memory = \"1e300\"", "4:10: memory \"1e300\" must be bytes or a size like 512m or 2g"),
+            ("memory = \"-5m\"", "4:10: memory \"-5m\" must be bytes or a size like 512m or 2g"),
+            (
+                "health_cmd = \"true\"\nhealth_interval = \"18446744074s\"",
+                "5:19: health_interval \"18446744074s\" is out of range: 1s to 24h",
+            ),
+            (
+                "health_cmd = \"true\"\nhealth_interval = \"99999999999999999999999h\"",
+                "5:19: health_interval \"99999999999999999999999h\" is out of range: 1s to 24h",
+            ),
+            (
+                "health_cmd = \"true\"\nhealth_interval = \"25h\"",
+                "5:19: health_interval \"25h\" is out of range: 1s to 24h",
+            ),
+            (
+                "health_cmd = \"true\"\nhealth_interval = \"0s\"",
+                "5:19: health_interval \"0s\" is out of range: 1s to 24h",
+            ),
+            (
+                "health_cmd = \"true\"\nhealth_interval = \"1m3\"",
+                "5:19: health_interval \"1m3\" must be a duration like 30s, 1m or 1m30s",
+            ),
+            (
+                "volumes = [\".:/\"]",
+                "4:12: invalid volume \".:/\": container path \"/\" is the container's root; Docker cannot mount there (use a directory such as /data)",
+            ),
+            (
+                "volumes = [\"data://.\"]",
+                "4:12: invalid volume \"data://.\": container path \"//.\" is the container's root; Docker cannot mount there (use a directory such as /data)",
+            ),
+            ("volumes = [\"a:/data/\", \"b:/./data\"]", "4:24: two volumes are mounted at /data"),
+            (
+                "health_cmd = \"true\\u0000\"",
+                "4:14: health_cmd contains a NUL byte, which Docker refuses",
+            ),
+        ];
+        for (field, expected) in table {
+            let profile = format!("[[service]]\nname = \"web\"\nimage = \"busybox:1\"\n{field}\n");
+            let got: Vec<String> = problems(&profile).into_iter().map(|(m, _)| m).collect();
+            assert_eq!(got, vec![expected.to_string()], "for {field}");
+        }
+    }
+
+    #[test]
+    fn a_nul_in_an_env_value_names_the_key_and_never_shows_the_value() {
+        let got = problems(
+            "[[service]]\nname = \"web\"\nimage = \"busybox:1\"\nenv = { TOKEN = \"s3cr3t\\u0000x\" }\n",
+        );
+        assert_eq!(
+            got,
+            vec![(
+                "4:17: env TOKEN: the value contains a NUL byte, which Docker refuses (the value is not shown)".to_string(),
+                true
+            )]
+        );
+    }
+
+    #[test]
+    fn gateway_values_are_checked_before_they_reach_its_config() {
+        let table: &[(&str, &str)] = &[
+            ("email = \"\\\"@x.com\"", "2:9: gateway.email \"\\\"@x.com\" is not an email address: the part before '@' contains '\"'; use only A-Z a-z 0-9 . _ % + -"),
+            ("email = 'a@x.com\\'", "2:9: gateway.email \"a@x.com\\\\\" is not an email address: the domain \"x.com\\\\\" contains '\\\\'; use only a-z, 0-9, '-' and '.'"),
+            ("email = \"<<EOF@x.com\"", "2:9: gateway.email \"<<EOF@x.com\" is not an email address: the part before '@' contains '<'; use only A-Z a-z 0-9 . _ % + -"),
+            ("email = \"me@x.com}\"", "2:9: gateway.email \"me@x.com}\" is not an email address: the domain \"x.com}\" contains '}'; use only a-z, 0-9, '-' and '.'"),
+            ("email = \"me @x.com\"", "2:9: gateway.email \"me @x.com\" is not an email address: the part before '@' contains ' '; use only A-Z a-z 0-9 . _ % + -"),
+            ("email = \"me@x@y.com\"", "2:9: gateway.email \"me@x@y.com\" is not an email address: the domain \"x@y.com\" contains '@'; use only a-z, 0-9, '-' and '.'"),
+            ("email = \"me@localhost\"", "2:9: gateway.email \"me@localhost\" is not an email address: the domain \"localhost\" has no '.'"),
+            ("email = \"me.example.com\"", "2:9: gateway.email \"me.example.com\" is not an email address: it has no '@'"),
+            ("email = \".me@x.com\"", "2:9: gateway.email \".me@x.com\" is not an email address: the part before '@' must not start or end with '.', or hold '..'"),
+            (
+                "maintenance_page = \"/../etc/shadow\"",
+                "2:20: gateway.maintenance_page \"/../etc/shadow\" must be an absolute path without '..'",
+            ),
+            (
+                "maintenance_page = \"page.html\"",
+                "2:20: gateway.maintenance_page \"page.html\" must be an absolute path without '..'",
+            ),
+        ];
+        for (field, expected) in table {
+            let got: Vec<String> = problems(&format!("[gateway]\n{field}\n"))
+                .into_iter()
+                .map(|(m, _)| m)
+                .collect();
+            assert_eq!(got, vec![expected.to_string()], "for {field}");
+        }
+        for ok in [
+            "me@example.com",
+            "First.Last+pi@Mail.Example.ORG",
+            "a_b%c-d@x-y.home.arpa",
+        ] {
+            assert!(check_email(ok).is_ok(), "{ok}");
+        }
+    }
 
     #[test]
     fn names_follow_dns_label_rules() {
@@ -1015,6 +1322,20 @@ mod tests {
         assert_eq!(parse_bytes("1.5g"), Some(1610612736));
         assert_eq!(parse_bytes("100"), Some(100));
         assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(parse_bytes("0.5k"), Some(512));
+        assert_eq!(parse_bytes("99999999999999999999g"), Some(i64::MAX));
+        assert_eq!(parse_bytes("9223372036854775807"), Some(i64::MAX));
+        for bad in [
+            "nan", "inf", "1e3", "0", ".5g", "5.g", "-1", "", "g", "1.2.3m",
+        ] {
+            assert_eq!(parse_bytes(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_duration("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_duration("18446744073709551615m"), None, "overflows");
+        assert_eq!(parse_duration("5124095576030432h"), None, "overflows");
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(check_health_interval("24h"), Ok(86400));
+        assert_eq!(check_health_interval("1s"), Ok(1));
         assert_eq!(parse_duration("30s"), Some(30));
         assert_eq!(parse_duration("1m30s"), Some(90));
         assert_eq!(parse_duration("45"), Some(45));

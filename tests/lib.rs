@@ -9,4 +9,5 @@ mod install;
 mod pull;
 mod services;
 mod shipped;
+mod validation;
 mod volumes;

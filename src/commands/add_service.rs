@@ -60,7 +60,8 @@ pub async fn add_service(ctx: &Context, args: &AddServiceArgs) -> Result<()> {
             ))
         })?;
         let src = Source::new(env_file.display().to_string(), secret_text.clone());
-        parse_env_file(&src)?;
+        // A bad file is bad input (exit code 2), like every other problem with the definition.
+        parse_env_file(&src).map_err(BadInput::from)?;
         let secrets_file = ctx.paths.secrets_file(&name);
         inputs.secrets.insert(
             name.clone(),

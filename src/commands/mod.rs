@@ -241,6 +241,7 @@ mod tests {
             profile: Source::new("p.toml", PROFILE),
             services: Vec::new(),
             secrets: BTreeMap::new(),
+            paths: Paths::new(root),
         };
         let model = inputs.model()?;
         let req = Request {
@@ -251,6 +252,34 @@ mod tests {
         reconcile_with(&ctx(root), &req, &model, engine).await
     }
 
+    /// Caddy's admin API as the gateway container would serve it on its unix socket under
+    /// the root: 200 to every request (the real one is exercised by the Docker tests).
+    fn fake_gateway_admin(root: &Path) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let dir = root.join("var/vol/gateway/admin");
+        std::fs::create_dir_all(&dir).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(dir.join("admin.sock")).unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+            }
+        });
+    }
+
     fn calls(engine: &Fake) -> Vec<String> {
         engine.calls.borrow().clone()
     }
@@ -258,6 +287,7 @@ mod tests {
     #[tokio::test]
     async fn a_fresh_host_is_provisioned_and_a_second_run_calls_nothing() {
         let root = tempfile::tempdir().unwrap();
+        fake_gateway_admin(root.path());
         let engine = Fake::with_images(&["caddy:2", "busybox:1"]);
         run(root.path(), &engine).await.unwrap();
         assert_eq!(
@@ -281,11 +311,21 @@ mod tests {
     #[tokio::test]
     async fn a_failure_mid_apply_names_the_step_and_the_next_run_finishes_the_rest() {
         let root = tempfile::tempdir().unwrap();
+        fake_gateway_admin(root.path());
         let engine = Fake::with_images(&["caddy:2", "busybox:1"]);
         *engine.fail.borrow_mut() = Some("create_container t-web".into());
         let e = format!("{:#}", run(root.path(), &engine).await.unwrap_err());
+        // The last step failed, and the message counts the ones done before it.
+        let n: usize = e
+            .strip_prefix("step ")
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{e}"));
         assert!(
-            e.starts_with("step 17 of 17 failed: create and start container t-web from busybox:1 (new) (16 earlier step(s) were done; run the command again to finish)"),
+            e.starts_with(&format!(
+                "step {n} of {n} failed: create and start container t-web from busybox:1 (new) ({} earlier step(s) were done; run the command again to finish)",
+                n - 1
+            )),
             "{e}"
         );
         *engine.fail.borrow_mut() = None;
@@ -297,6 +337,7 @@ mod tests {
     #[tokio::test]
     async fn a_missing_image_is_pulled_before_planning_so_its_volumes_are_mapped() {
         let root = tempfile::tempdir().unwrap();
+        fake_gateway_admin(root.path());
         let engine = Fake::with_images(&["caddy:2"]);
         engine.registry.borrow_mut().insert(
             "busybox:1".into(),

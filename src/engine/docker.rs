@@ -503,6 +503,40 @@ impl Engine for Docker {
             Err(e) => Err(api(format!("removing container {name}"))(e)),
         }
     }
+
+    /// Whether a container is running, and how often Docker has restarted it: a container
+    /// that exits and is restarted between two looks still shows in the count. `None` when
+    /// it is gone.
+    async fn run_state(&self, name: &str) -> Result<Option<(bool, i64)>, EngineError> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => Ok(Some((
+                c.state.and_then(|s| s.running).unwrap_or(false),
+                c.restart_count.unwrap_or(0),
+            ))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api(format!("inspecting container {name}"))(e)),
+        }
+    }
+
+    /// The last `lines` lines a container wrote (stdout and stderr, interleaved as Docker
+    /// kept them), for errors that say why it stopped.
+    async fn logs_tail(&self, name: &str, lines: usize) -> Result<String, EngineError> {
+        let opts = bollard::query_parameters::LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&lines.to_string())
+            .build();
+        let mut stream = self.docker.logs(name, Some(opts));
+        let mut out = String::new();
+        while let Some(chunk) = stream.next().await {
+            out.push_str(
+                &chunk
+                    .map_err(api(format!("reading the logs of container {name}")))?
+                    .to_string(),
+            );
+        }
+        Ok(out)
+    }
 }
 
 /// The list endpoint only gives health inside the status text: `Up 3 minutes (unhealthy)`.

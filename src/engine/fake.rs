@@ -202,6 +202,19 @@ impl Engine for Fake {
         Ok((containers.len() < before).then_some(()))
     }
 
+    async fn run_state(&self, name: &str) -> Result<Option<(bool, i64)>, EngineError> {
+        Ok(self
+            .containers
+            .borrow()
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| (c.running, 0)))
+    }
+
+    async fn logs_tail(&self, _name: &str, _lines: usize) -> Result<String, EngineError> {
+        Ok(String::new())
+    }
+
     fn copy_out<'a>(
         &'a self,
         name: &'a str,

@@ -59,6 +59,11 @@ pub trait Engine {
     async fn stop(&self, name: &str, timeout_secs: i32) -> Result<(), EngineError>;
     /// Removes a container (stopping it first); `Ok(None)` when it was already gone.
     async fn remove_container(&self, name: &str) -> Result<Option<()>, EngineError>;
+    /// Whether a container is running, and how often Docker has restarted it; `None` when it
+    /// is gone.
+    async fn run_state(&self, name: &str) -> Result<Option<(bool, i64)>, EngineError>;
+    /// The last `lines` lines a container wrote (stdout and stderr).
+    async fn logs_tail(&self, name: &str, lines: usize) -> Result<String, EngineError>;
     /// A tar stream of `path` inside a container, running or not (what `docker cp` reads),
     /// its Docker volumes included.
     fn copy_out<'a>(
