@@ -222,7 +222,7 @@ pub fn plan(
             actions.push(Action::RemoveContainer {
                 name: c.name.clone(),
                 why: format!(
-                    "service '{}' is no longer defined; its data is kept",
+                    "service '{}' is no longer defined",
                     c.service().unwrap_or("?")
                 ),
             });
