@@ -7,5 +7,6 @@ mod backup;
 mod cli;
 mod install;
 mod pull;
+mod rough_edges;
 mod services;
 mod shipped;
