@@ -174,10 +174,7 @@ fn check(inputs: &Inputs, def: &Definition) -> Result<(), BadInput> {
     match mine.len() {
         0 => Ok(()),
         1 => Err(BadInput(mine.concat())),
-        n => Err(BadInput(format!(
-            "{}\n{n} problems found",
-            mine.join("\n")
-        ))),
+        n => Err(BadInput(format!("{}\n{n} problems found", mine.join("\n")))),
     }
 }
 
@@ -409,4 +406,68 @@ fn from_flags(a: &AddServiceArgs) -> Result<Definition, BadInput> {
         source: Source::new(FLAGS, t.text),
         flags: t.flags,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn from_args(args: &[&str]) -> Definition {
+        let argv = ["pi-setup", "add-service"].iter().chain(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::AddService(a) => from_flags(&a).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_in_the_text_written_from_flags_name_the_flag() {
+        let d = from_args(&[
+            "x",
+            "--image",
+            "i:1",
+            "--volume",
+            "a:/a",
+            "--volume",
+            "../b:/b",
+            "--env",
+            "A=1",
+            "--",
+            "sh",
+            "-c",
+            "--dry-run",
+        ]);
+        assert_eq!(
+            d.source.text,
+            "# Added by `pi-setup add-service`. Edit it, then run `pi-setup apply`.\n\
+             name = \"x\"\nimage = \"i:1\"\nvolumes = [\"a:/a\", \"../b:/b\"]\n\
+             command = [\"sh\", \"-c\", \"--dry-run\"]\n\n[env]\nA = \"1\"\n"
+        );
+        let raw = profile::parse_service(&d.source).unwrap();
+        let at = |span: std::ops::Range<usize>| d.explain(&d.source.error_at(span, "bad"));
+        assert_eq!(at(raw.name.span()), "NAME \"x\": bad");
+        assert_eq!(
+            at(raw.image.as_ref().unwrap().span()),
+            "--image \"i:1\": bad"
+        );
+        assert_eq!(at(raw.volumes[0].span()), "--volume \"a:/a\": bad");
+        assert_eq!(at(raw.volumes[1].span()), "--volume \"../b:/b\": bad");
+        assert_eq!(at(raw.env["A"].span()), "--env \"A=1\": bad");
+        // Without a position (a duplicate across services), the message stands alone.
+        assert_eq!(d.explain(&d.source.error("dup")), "dup");
+    }
+
+    #[test]
+    fn errors_in_a_file_keep_its_position() {
+        let d = Definition {
+            name: "x".into(),
+            source: Source::new("/tmp/x.toml", "name = \"x\"\nport = 0\n"),
+            flags: Vec::new(),
+        };
+        let e = d.source.error_at(18..19, "bad");
+        assert_eq!(d.explain(&e), "/tmp/x.toml:2:8: bad\n     2 | port = 0");
+    }
 }
