@@ -366,6 +366,7 @@ fn a_new_service_docker_refuses_is_not_kept() {
     assert!(!docker(&["inspect", &sb.container("direct")])
         .status
         .success());
+    assert!(!sb.path("/var/vol/direct").exists());
 
     // Later commands are not stuck on it.
     let out = sb.run(&["apply"]);

@@ -94,10 +94,27 @@ pub async fn add_service(ctx: &Context, args: &AddServiceArgs) -> Result<()> {
         },
         dry_run: args.dry_run,
     };
+    // Made by this run (none of it is data yet) unless it was there before.
+    let volume = ctx.paths.vol(&name);
+    let new_volume = (!volume.exists()).then_some(volume);
     match reconcile(ctx, request).await {
-        Err(failure) if !args.dry_run => Err(forget(ctx, &before, &name, &written, failure).await),
+        Err(failure) if !args.dry_run => {
+            let made = Made {
+                files: written,
+                volume: new_volume,
+            };
+            Err(forget(ctx, &before, &name, made, failure).await)
+        }
         result => result,
     }
+}
+
+/// What a run of add-service may have left on the host.
+struct Made {
+    /// The definition files it wrote (if it got that far).
+    files: Vec<PathBuf>,
+    /// `/var/vol/NAME`, when it did not exist before the run.
+    volume: Option<PathBuf>,
 }
 
 /// A new service whose first apply failed (Docker refused its container, say) is not kept:
@@ -108,20 +125,20 @@ async fn forget(
     ctx: &Context,
     before: &Inputs,
     name: &str,
-    written: &[PathBuf],
+    made: Made,
     failure: anyhow::Error,
 ) -> anyhow::Error {
     let mut removed = Vec::new();
-    for path in written {
+    for path in &made.files {
         match host::remove_file(path) {
             Ok(true) => removed.push(path.display().to_string()),
             Ok(false) => {}
             Err(e) => {
+                let path = path.display();
                 return failure.context(format!(
-                "adding service '{name}' failed, and its definition could not be removed ({e}); \
-                     delete {} by hand, then run `pi-setup apply`",
-                path.display()
-            ))
+                    "adding service '{name}' failed, and its definition could not be removed \
+                     ({e}): delete {path} by hand, then run `pi-setup apply`"
+                ));
             }
         }
     }
@@ -139,12 +156,17 @@ async fn forget(
         "adding service '{name}' failed, so the definition was not kept (removed {})",
         removed.join(", ")
     );
-    match reconcile(ctx, undo).await {
-        Ok(()) => failure.context(format!("{kept}; what was half-created is removed again")),
-        Err(e) => failure.context(format!(
+    if let Err(e) = reconcile(ctx, undo).await {
+        return failure.context(format!(
             "{kept}; removing what was half-created failed too ({e:#}): run `pi-setup apply`"
-        )),
+        ));
     }
+    // The volume directory this run created goes too, unless the container got as far as
+    // writing something into it.
+    if let Some(v) = made.volume.filter(|v| host::tree_size(v) == 0) {
+        let _ = host::remove_tree(&v);
+    }
+    failure.context(format!("{kept}; what was half-created is removed again"))
 }
 
 /// Validates the new definition together with everything already defined, so that its problems
