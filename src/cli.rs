@@ -16,6 +16,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         value_name = "DIR",
         env = "PI_SETUP_ROOT",
         default_value = "/"
@@ -23,7 +24,13 @@ pub struct Cli {
     pub root: PathBuf,
 
     /// Prefix every Docker object name with NAME-, so several appliances share one daemon.
-    #[arg(long, global = true, value_name = "NAME", env = "PI_SETUP_INSTANCE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "NAME",
+        env = "PI_SETUP_INSTANCE"
+    )]
     pub instance: Option<String>,
 
     #[command(subcommand)]
@@ -83,7 +90,7 @@ pub struct AddServiceArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "name", "image", "domains", "port", "env", "env_file", "volumes", "layout", "access",
         "auth_user", "auth_password_file", "memory", "cpus", "health_cmd", "health_interval",
-        "restart", "publish", "command",
+        "restart", "publish", "command", "old_command",
     ])]
     pub file: Option<PathBuf>,
 
@@ -151,9 +158,15 @@ pub struct AddServiceArgs {
     #[arg(long, value_name = "[IP:]HOST:CONTAINER")]
     pub publish: Vec<String>,
 
-    /// The command to run instead of the image's default; takes all remaining arguments.
-    #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "ARG")]
+    /// The command to run instead of the image's default, after `--` (it takes every
+    /// argument after it, so no option can end up inside it): `-- httpd -f -p 8080`.
+    #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+
+    /// The old spelling of the command; refused with a pointer to `--` (it swallowed every
+    /// option after it, `--dry-run` included).
+    #[arg(long = "command", hide = true, num_args = 0.., allow_hyphen_values = true)]
+    pub old_command: Option<Vec<String>>,
 
     /// Print the plan and change nothing.
     #[arg(long)]
@@ -186,7 +199,7 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Only this service (and the gateway and network it needs).
+    /// Only this service (problems of the gateway and network it needs are still reported).
     pub name: Option<String>,
 
     /// Print JSON for scripts.

@@ -260,7 +260,7 @@ pub fn plan(
             actions.push(Action::RemoveContainer {
                 name: c.name.clone(),
                 why: format!(
-                    "service '{}' is no longer defined; its data is kept",
+                    "service '{}' is no longer defined",
                     c.service().unwrap_or("?")
                 ),
             });
@@ -653,7 +653,7 @@ mod tests {
             steps(&p),
             [
                 "remove /r/var/vol/gateway/etc/sites/web.caddy",
-                "remove container t-web (service 'web' is no longer defined; its data is kept)",
+                "remove container t-web (service 'web' is no longer defined)",
                 "reload the gateway configuration",
             ]
         );

@@ -7,6 +7,7 @@ mod backup;
 mod cli;
 mod install;
 mod pull;
+mod rough_edges;
 mod services;
 mod shipped;
 mod validation;

@@ -19,7 +19,7 @@ fn installed() -> Sandbox {
 }
 
 /// add-service arguments for a busybox httpd serving /var/vol/NAME/www on port 8080.
-/// `--command` takes every argument after it, so more options go in at index 2.
+/// The command comes last, after `--`; more options go in at index 2.
 fn web_args<'a>(name: &'a str, domain: &'a str) -> Vec<&'a str> {
     vec![
         "add-service",
@@ -32,7 +32,7 @@ fn web_args<'a>(name: &'a str, domain: &'a str) -> Vec<&'a str> {
         "8080",
         "--volume",
         "www:/www",
-        "--command",
+        "--",
         "httpd",
         "-f",
         "-p",

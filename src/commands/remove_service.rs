@@ -9,8 +9,9 @@ use anyhow::Result;
 use crate::cli::RemoveServiceArgs;
 use crate::commands::{reconcile, Context, Request, LOCK_WAIT};
 use crate::config::{BadInput, Inputs};
+use crate::engine::Engine;
 use crate::host;
-use crate::model::Name;
+use crate::model::{Name, GATEWAY};
 use crate::plan::ConfigChange;
 use crate::profile;
 
@@ -19,6 +20,12 @@ pub async fn remove_service(ctx: &Context, args: &RemoveServiceArgs) -> Result<(
     let name = &args.name;
     // A valid name cannot hold `/` or `..`: --purge deletes /var/vol/NAME and nothing else.
     Name::parse(name).map_err(|why| BadInput(format!("invalid service name {name:?}: {why}")))?;
+    if name == GATEWAY {
+        return Err(BadInput(format!(
+            "'{GATEWAY}' is the gateway, not a service; it cannot be removed"
+        ))
+        .into());
+    }
     let mut inputs = Inputs::read(None, &ctx.paths)?;
     let in_profile = profile::parse_profile(&inputs.profile)
         .map(|p| p.services.iter().any(|s| s.name.get_ref() == name))
@@ -30,6 +37,7 @@ pub async fn remove_service(ctx: &Context, args: &RemoveServiceArgs) -> Result<(
         ))
         .into());
     }
+    let volume = ctx.paths.vol(name);
     let before = inputs.services.len();
     inputs.services.retain(|s| {
         Path::new(&s.origin)
@@ -37,13 +45,9 @@ pub async fn remove_service(ctx: &Context, args: &RemoveServiceArgs) -> Result<(
             .is_none_or(|f| f != name.as_str())
     });
     if inputs.services.len() == before {
-        return Err(BadInput(format!(
-            "there is no service named '{name}' (see `pi-setup list`)"
-        ))
-        .into());
+        return purge_leftover(ctx, args, &volume).await;
     }
     inputs.secrets.remove(name);
-    let volume = ctx.paths.vol(name);
     if args.purge && !args.dry_run && !args.yes && !confirm_purge(name, &volume)? {
         return Err(BadInput("not confirmed".into()).into());
     }
@@ -57,21 +61,65 @@ pub async fn remove_service(ctx: &Context, args: &RemoveServiceArgs) -> Result<(
         dry_run: args.dry_run,
     };
     reconcile(ctx, request).await?;
-    if args.purge {
-        if args.dry_run {
-            println!(
-                "With --purge: would delete {} and everything in it.",
-                volume.display()
-            );
-        } else if host::remove_tree(&volume)? {
-            println!("Deleted {} (--purge).", volume.display());
+    let shown = volume.display();
+    match (args.purge, args.dry_run) {
+        (true, true) => println!("Would delete {shown} and everything in it (--purge)."),
+        (true, false) => {
+            if host::remove_tree(&volume)? {
+                println!("Deleted {shown} (--purge).");
+            }
         }
-    } else if volume.exists() {
-        println!(
-            "Kept its data in {} (delete it with --purge).",
-            volume.display()
-        );
+        (false, true) if volume.exists() => println!(
+            "Would keep its data in {shown} (`pi-setup remove-service {name} --purge` deletes it)."
+        ),
+        (false, false) if volume.exists() => println!(
+            "Kept its data in {shown} (delete it with `pi-setup remove-service {name} --purge`)."
+        ),
+        (false, _) => {}
     }
+    Ok(())
+}
+
+/// `remove-service NAME --purge` after `remove-service NAME`: the definition is gone and only
+/// the data is left, so the next step the first run advertised deletes just that.
+async fn purge_leftover(ctx: &Context, args: &RemoveServiceArgs, volume: &Path) -> Result<()> {
+    let name = &args.name;
+    let shown = volume.display();
+    if !volume.exists() {
+        return Err(BadInput(format!(
+            "there is no service named '{name}' (see `pi-setup list`)"
+        ))
+        .into());
+    }
+    if !args.purge {
+        return Err(BadInput(format!(
+            "there is no service named '{name}'; its data is still in {shown} (`pi-setup remove-service {name} --purge` deletes it)"
+        ))
+        .into());
+    }
+    // The data of a running container is not deleted from under it. One is left only when an
+    // earlier removal failed half-way; `apply` finishes that.
+    let engine = crate::engine::connect().await?;
+    let container = ctx.names.object(name);
+    let containers = engine
+        .managed_containers(&ctx.names.instance_label())
+        .await?;
+    if containers.iter().any(|c| c.name == container) {
+        return Err(BadInput(format!(
+            "service '{name}' is no longer defined, but its container {container} still exists: run `pi-setup apply` to remove it, then purge"
+        ))
+        .into());
+    }
+    if args.dry_run {
+        println!("Service '{name}' is already removed; would delete its data, {shown}, and everything in it (--purge).");
+        println!("Dry run: nothing was changed.");
+        return Ok(());
+    }
+    if !args.yes && !confirm_purge(name, volume)? {
+        return Err(BadInput("not confirmed".into()).into());
+    }
+    host::remove_tree(volume)?;
+    println!("Service '{name}' was already removed; deleted its data, {shown} (--purge).");
     Ok(())
 }
 

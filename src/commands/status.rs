@@ -21,7 +21,8 @@ pub struct ServiceRow {
     pub state: String,
     pub health: Option<String>,
     pub domains: Vec<String>,
-    pub access: String,
+    /// `public`, `lan` or `auth`; none for the gateway (it is the way in, not behind it).
+    pub access: Option<String>,
     pub volume_bytes: u64,
     pub last_backup: Option<String>,
 }
@@ -33,12 +34,17 @@ struct StatusReport {
 }
 
 pub async fn list(ctx: &Context, args: &ListArgs) -> Result<()> {
-    let model = Inputs::read(None, &ctx.paths)?.model()?;
+    let (model, broken) = readable_model(ctx)?;
+    // The list is a report, not a check: broken files are named on stderr and the exit code
+    // stays 0, so scripts reading the rows keep working. `status` is the check.
+    for b in &broken {
+        eprintln!("warning: left out of the list: {}", b.error);
+    }
     let engine = crate::engine::connect().await?;
     let containers = engine
         .managed_containers(&ctx.names.instance_label())
         .await?;
-    let rows = rows(ctx, &model, &containers, None);
+    let rows = rows(ctx, &model, &containers);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -48,16 +54,22 @@ pub async fn list(ctx: &Context, args: &ListArgs) -> Result<()> {
 }
 
 pub async fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
-    let model = Inputs::read(None, &ctx.paths)?.model()?;
-    if let Some(n) = &args.name {
-        if n != GATEWAY && model.service(n).is_none() {
+    let (model, broken) = readable_model(ctx)?;
+    let only = args.name.as_deref();
+    if let Some(n) = only {
+        let is_broken = broken.iter().any(|b| b.service == n);
+        if n != GATEWAY && model.service(n).is_none() && !is_broken {
             return Err(BadInput(format!(
                 "there is no service named '{n}' (see `pi-setup list`)"
             ))
             .into());
         }
     }
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = broken
+        .iter()
+        .filter(|b| only.is_none_or(|n| n == b.service))
+        .map(|b| b.error.clone())
+        .collect();
     let (containers, network_ok) = match crate::engine::connect().await {
         Ok(engine) => {
             let network = engine.network(&ctx.names.network()).await?;
@@ -84,7 +96,9 @@ pub async fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
             (Vec::new(), false)
         }
     };
-    let rows = rows(ctx, &model, &containers, args.name.as_deref());
+    let mut rows = rows(ctx, &model, &containers);
+    // `status NAME` checks NAME and what it needs (the gateway, the network), and lists NAME.
+    rows.retain(|r| only.is_none_or(|n| n == r.name || r.name == GATEWAY));
     if network_ok || !containers.is_empty() {
         for r in &rows {
             match (r.state.as_str(), r.health.as_deref()) {
@@ -113,6 +127,7 @@ pub async fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
             }
         }
     }
+    rows.retain(|r| only.is_none_or(|n| n == r.name));
     if args.json {
         println!(
             "{}",
@@ -124,11 +139,15 @@ pub async fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     } else {
         print!("{}", table(&rows));
         if problems.is_empty() {
-            println!("\nAll good: the network, the gateway and every service are up.");
+            match only {
+                None => println!("\nAll good: the network, the gateway and every service are up."),
+                Some(n) => println!("\nAll good: {n}, the network and the gateway are up."),
+            }
         } else {
             println!("\nProblems:");
             for p in &problems {
-                println!("  - {p}");
+                // A config error spans lines (the offending line is quoted): keep them indented.
+                println!("  - {}", p.replace('\n', "\n    "));
             }
         }
     }
@@ -139,14 +158,58 @@ pub async fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     }
 }
 
-fn rows(
-    ctx: &Context,
-    model: &Model,
-    containers: &[ContainerInfo],
-    only: Option<&str>,
-) -> Vec<ServiceRow> {
+/// A service file that does not validate, left out so the rest can still be shown.
+struct Broken {
+    /// The service its file is named after.
+    service: String,
+    /// The validation error (file:line:col and the line).
+    error: String,
+}
+
+/// The model of everything that validates. Read-only commands must still show the state of
+/// everything else when one service file is broken (a hand edit gone wrong): service files are
+/// added one by one and each that fails (on its own, or with those before it: a duplicate
+/// domain) is left out and reported. A broken profile still fails: nothing can be shown then.
+fn readable_model(ctx: &Context) -> Result<(Model, Vec<Broken>)> {
+    let inputs = Inputs::read(None, &ctx.paths)?;
+    let all_errors = match inputs.model() {
+        Ok(model) => return Ok((model, Vec::new())),
+        Err(e) => e,
+    };
+    let mut kept = Inputs {
+        services: Vec::new(),
+        ..inputs.clone()
+    };
+    let Ok(mut model) = kept.model() else {
+        return Err(all_errors.into());
+    };
+    let mut broken = Vec::new();
+    for src in &inputs.services {
+        kept.services.push(src.clone());
+        match kept.model() {
+            Ok(m) => model = m,
+            Err(e) => {
+                kept.services.pop();
+                broken.push(Broken {
+                    service: Path::new(&src.origin)
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    if broken.is_empty() {
+        // Nothing to blame on one file (the secrets of a service, say): report as it is.
+        return Err(all_errors.into());
+    }
+    Ok((model, broken))
+}
+
+fn rows(ctx: &Context, model: &Model, containers: &[ContainerInfo]) -> Vec<ServiceRow> {
     let backups = ctx.paths.host(&model.backup.dest);
-    let row = |name: &str, image: &str, domains: Vec<String>, access: &str| {
+    let row = |name: &str, image: &str, domains: Vec<String>, access: Option<&str>| {
         let c = containers.iter().find(|c| c.name == ctx.names.object(name));
         ServiceRow {
             name: name.to_string(),
@@ -154,18 +217,20 @@ fn rows(
             state: c.map_or("missing".to_string(), |c| c.state.clone()),
             health: c.and_then(|c| c.health.clone()),
             domains,
-            access: access.to_string(),
+            access: access.map(str::to_string),
             volume_bytes: host::tree_size(&ctx.paths.vol(name)),
             last_backup: last_backup(&backups, name),
         }
     };
-    let mut out = vec![row(GATEWAY, &model.gateway.image, Vec::new(), "-")];
+    let mut out = vec![row(GATEWAY, &model.gateway.image, Vec::new(), None)];
     for s in &model.services {
         let domains = s.domains.iter().map(ToString::to_string).collect();
-        out.push(row(s.name.as_str(), &s.image, domains, s.access.label()));
-    }
-    if let Some(n) = only {
-        out.retain(|r| r.name == n || r.name == GATEWAY);
+        out.push(row(
+            s.name.as_str(),
+            &s.image,
+            domains,
+            Some(s.access.label()),
+        ));
     }
     out
 }
@@ -191,7 +256,7 @@ fn table(rows: &[ServiceRow]) -> String {
             r.name,
             r.state,
             r.health.as_deref().unwrap_or("-"),
-            r.access,
+            r.access.as_deref().unwrap_or("-"),
             human_bytes(r.volume_bytes),
             r.last_backup.as_deref().unwrap_or("never"),
             r.image,
