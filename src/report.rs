@@ -78,3 +78,59 @@ pub fn summary(done: &[String], model: &Model, names: &Names, states: &[Containe
     }
     s
 }
+
+/// A size as people read it: `512 B`, `20.1 KiB`, `48.0 MiB` (binary units, one decimal).
+pub fn human_bytes(b: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+/// A duration as people read it: `40 ms` under a second, `2.3 s` under a minute, then `4m 05s`.
+pub fn human_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        let s = d.as_secs();
+        format!("{}m {:02}s", s / 60, s % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{human_bytes, human_duration};
+
+    #[test]
+    fn sizes_read_like_sizes() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(20_582), "20.1 KiB");
+        assert_eq!(human_bytes(48 * 1024 * 1024), "48.0 MiB");
+        assert_eq!(human_bytes(3 << 40), "3.0 TiB");
+    }
+
+    #[test]
+    fn durations_read_like_durations() {
+        assert_eq!(human_duration(Duration::ZERO), "0 ms");
+        assert_eq!(human_duration(Duration::from_millis(42)), "42 ms");
+        assert_eq!(human_duration(Duration::from_millis(999)), "999 ms");
+        assert_eq!(human_duration(Duration::from_millis(1000)), "1.0 s");
+        assert_eq!(human_duration(Duration::from_millis(2345)), "2.3 s");
+        assert_eq!(human_duration(Duration::from_secs(245)), "4m 05s");
+    }
+}

@@ -567,7 +567,8 @@ fn retention_keeps_what_the_profile_says_and_never_the_partial_ones() {
     assert_eq!(kept.len(), 2, "{kept:?}");
     assert_eq!(pruned, 2);
     let listed = sb.run(&["backups", "notes"]);
-    assert_eq!(stdout(&listed).lines().count(), 2, "{}", stdout(&listed));
+    // A header, then one line per archive.
+    assert_eq!(stdout(&listed).lines().count(), 3, "{}", stdout(&listed));
     // The newest is the last version.
     let newest = kept.last().unwrap();
     let content = Command::new("tar")
@@ -748,7 +749,8 @@ fn zstd_from_the_profile_or_the_command_line_round_trips_and_bad_levels_change_n
     assert_eq!(manifest(&gz)["level"], 6);
 
     let listed = sb.run(&["backups", "notes"]);
-    assert_eq!(stdout(&listed).lines().count(), 2, "{}", stdout(&listed));
+    // A header, then one line per archive.
+    assert_eq!(stdout(&listed).lines().count(), 3, "{}", stdout(&listed));
     let verify = sb.run(&["verify"]);
     assert_ok(&verify);
     assert!(
@@ -888,7 +890,7 @@ fn every_directory_is_backed_up_or_reported_and_restore_checks_before_stopping()
         stderr(&out)
     );
     let listed = sb.run(&["backups", "Photos"]);
-    assert_eq!(stdout(&listed).lines().count(), 1, "{}", stdout(&listed));
+    assert_eq!(stdout(&listed).lines().count(), 2, "{}", stdout(&listed));
 
     // A corrupt archive: restore refuses it without stopping the service.
     let archive = archives(&sb.path("/var/backups/pi-setup/app"))
@@ -930,4 +932,101 @@ fn the_nightly_timer_takes_its_schedule_from_the_profile() {
     ] {
         assert!(timer.contains(line), "{line:?} in:\n{timer}");
     }
+}
+
+#[test]
+fn a_mistyped_name_is_a_usage_error_that_lists_the_names_there() {
+    let sb = Sandbox::new();
+    for d in ["app", "notes"] {
+        std::fs::create_dir_all(sb.path(&format!("/var/vol/{d}"))).unwrap();
+        std::fs::write(sb.path(&format!("/var/vol/{d}/f.txt")), d).unwrap();
+    }
+    assert_ok(&sb.run(&["backup", "app"]));
+    let dest = sb.path("/var/backups/pi-setup");
+    let vol = sb.path("/var/vol");
+    for args in [
+        &["backups", "NOSUCH"][..],
+        &["verify", "NOSUCH"],
+        &["restore", "NOSUCH"],
+        &["restore", "NOSUCH", "--dry-run"],
+    ] {
+        let out = sb.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "", "{args:?}");
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "error: no archives or volume named 'NOSUCH' in {} or {} (names there: app, notes)\n\
+                 nothing was changed\n",
+                dest.display(),
+                vol.display()
+            ),
+            "{args:?}"
+        );
+    }
+    let out = sb.run(&["backup", "NOSUCH"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("there is no volume directory")
+            && stderr(&out).contains("(volumes: app, notes)"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A volume without archives yet is no typo: an empty list, and restore says what there is.
+    let listed = sb.run(&["backups", "notes"]);
+    assert_ok(&listed);
+    assert_eq!(
+        stdout(&listed),
+        "NAME             TIMESTAMP               SIZE  STATE ARCHIVE\n"
+    );
+    let out = sb.run(&["restore", "notes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "there is no archive of 'notes' in {} yet (archives there: app)",
+            dest.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+
+    // Every listing starts with the column names.
+    let listed = stdout(&sb.run(&["backups"]));
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "TIMESTAMP", "SIZE", "STATE", "ARCHIVE"]
+    );
+    assert!(lines[1].starts_with("app "), "{listed}");
+    assert!(lines[1].contains(" B  ok "), "{listed}");
+}
+
+#[test]
+fn the_summary_shows_small_volumes_and_short_runs_in_readable_units() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("/var/vol/tiny")).unwrap();
+    std::fs::write(sb.path("/var/vol/tiny/f.txt"), "a few bytes").unwrap();
+    let out = sb.run(&["backup", "tiny"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        !text.contains("0.0 MiB") && !text.contains("0.0s"),
+        "{text}"
+    );
+    // The tar stream of one small file is a few KiB; gzip makes it a few hundred bytes; it all
+    // takes milliseconds.
+    let line = text.lines().next().unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[..2], ["tiny", "ok"], "{line}");
+    assert_eq!(words[3], "KiB", "{line}");
+    assert_eq!((words[4], words[7], words[9]), ("->", "in", "ms"), "{line}");
+    assert!(words[6] == "B" || words[6] == "KiB", "{line}");
+    let summary = text.lines().last().unwrap();
+    assert!(
+        summary.starts_with("1 of 1 volume(s) backed up in ") && summary.contains(" ms ("),
+        "{summary}"
+    );
+    assert!(summary.contains(" KiB read, "), "{summary}");
 }

@@ -1,26 +1,29 @@
-//! Pulling images from a real registry: the local one `ci/test-registry` runs on 127.0.0.1:5000.
+//! Pulling images from a real registry: the local one `ci/test-registry` runs on
+//! `$PI_SETUP_TEST_REGISTRY` (default 127.0.0.1:5000).
 
 use crate::harness::{docker, inspect, stderr, stdout, tree, Sandbox, BUSYBOX_IMAGE};
 
-const REGISTRY: &str = "127.0.0.1:5000";
-
-fn registry_up() {
+/// Where `ci/test-registry` serves; asserts that it answers.
+fn registry() -> String {
+    let addr =
+        std::env::var("PI_SETUP_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".to_string());
     let up = std::process::Command::new("curl")
-        .args(["-fsS", &format!("http://{REGISTRY}/v2/")])
+        .args(["-fsS", &format!("http://{addr}/v2/")])
         .output()
         .unwrap();
     assert!(
         up.status.success(),
-        "no registry on {REGISTRY}: run `bash ci/test-registry` (ci/test does)"
+        "no registry on {addr}: run `bash ci/test-registry` (ci/test does)"
     );
+    addr
 }
 
 /// An image only the registry has: a tag of its own, pushed, then removed locally.
 struct RegistryImage(String);
 
 impl RegistryImage {
-    fn push(tag: &str) -> RegistryImage {
-        let reference = format!("{REGISTRY}/pi-setup-test/busybox:{tag}");
+    fn push(registry: &str, tag: &str) -> RegistryImage {
+        let reference = format!("{registry}/pi-setup-test/busybox:{tag}");
         assert!(docker(&["tag", BUSYBOX_IMAGE, &reference]).status.success());
         let push = docker(&["push", "-q", &reference]);
         assert!(push.status.success(), "{}", stderr(&push));
@@ -37,9 +40,9 @@ impl Drop for RegistryImage {
 
 #[test]
 fn a_missing_image_is_pulled_from_a_reachable_registry_with_progress() {
-    registry_up();
+    let registry = registry();
     let sb = Sandbox::new();
-    let image = RegistryImage::push(&sb.instance);
+    let image = RegistryImage::push(&registry, &sb.instance);
     let profile = sb.profile(&format!(
         "[[service]]\nname = \"pulled\"\nimage = \"{}\"\ncommand = [\"sleep\", \"600\"]\n",
         image.0
@@ -78,11 +81,11 @@ fn a_missing_image_is_pulled_from_a_reachable_registry_with_progress() {
 
 #[test]
 fn a_tag_the_registry_does_not_have_is_a_clear_error_that_changes_nothing() {
-    registry_up();
+    let registry = registry();
     let sb = Sandbox::new();
     for (image, says) in [
         (
-            format!("{REGISTRY}/pi-setup-test/busybox:no-such-tag"),
+            format!("{registry}/pi-setup-test/busybox:no-such-tag"),
             "manifest unknown",
         ),
         (

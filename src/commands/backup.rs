@@ -18,6 +18,7 @@ use crate::engine::Engine;
 use crate::host;
 use crate::model::{BackupMode, Model, GATEWAY};
 use crate::progress::Progress;
+use crate::report::{human_bytes, human_duration};
 
 /// Why a directory under /var/vol was not archived.
 const UNUSABLE: &str = "its name cannot name an archive: rename it with letters, digits, \
@@ -104,9 +105,11 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
         unusable.clear();
         for n in &args.names {
             if !vols.iter().any(|v| &v.name == n) {
+                let there: Vec<&str> = vols.iter().map(|v| v.name.as_str()).collect();
                 return Err(BadInput(format!(
-                    "there is no volume directory {}",
-                    ctx.paths.vol(n).display()
+                    "there is no volume directory {} (volumes: {})",
+                    ctx.paths.vol(n).display(),
+                    names_there(&there)
                 ))
                 .into());
             }
@@ -179,11 +182,11 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
                     ""
                 };
                 println!(
-                    "{:<16} ok    {:>10} -> {:>10} in {:>6.1}s  {}{how}",
+                    "{:<16} ok    {:>10} -> {:>10} in {:>7}  {}{how}",
                     v.name,
-                    mib(m.bytes_in),
-                    mib(m.bytes_out),
-                    m.duration_ms as f64 / 1000.0,
+                    human_bytes(m.bytes_in),
+                    human_bytes(m.bytes_out),
+                    human_duration(Duration::from_millis(m.duration_ms)),
                     report.archive.display()
                 );
                 for c in &m.changed_files {
@@ -222,12 +225,12 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     drop(runs);
     let all = vols.len() + unusable.len();
     println!(
-        "\n{} of {} volume(s) backed up in {:.1}s ({} read, {} written) to {}",
+        "\n{} of {} volume(s) backed up in {} ({} read, {} written) to {}",
         all - failed.len(),
         all,
-        started.elapsed().as_secs_f64(),
-        mib(total_in),
-        mib(total_out),
+        human_duration(started.elapsed()),
+        human_bytes(total_in),
+        human_bytes(total_out),
         dest.display()
     );
     if failed.is_empty() {
@@ -371,12 +374,19 @@ pub async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
             match pick {
                 Some(a) => a.path.clone(),
                 None if all.is_empty() => {
+                    if !known_names(ctx, &dest)?.contains(&args.name) {
+                        return Err(no_such_name(ctx, &dest, &args.name)?);
+                    }
+                    let with_archives = archivable_subdirs(&dest)?.0;
+                    let with_archives: Vec<&str> =
+                        with_archives.iter().map(String::as_str).collect();
                     return Err(BadInput(format!(
-                        "there is no archive of '{}' in {}",
+                        "there is no archive of '{}' in {} yet (archives there: {})",
                         args.name,
-                        dest.display()
+                        dest.display(),
+                        names_there(&with_archives)
                     ))
-                    .into())
+                    .into());
                 }
                 None => {
                     let list: Vec<String> = all.iter().map(|a| a.timestamp.to_string()).collect();
@@ -488,14 +498,19 @@ pub async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
 pub fn backups(ctx: &Context, args: &BackupsArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
     let dest = dest(ctx, &model, &args.dest);
-    for name in archive_names(&dest, args.name.as_deref())? {
+    let names = archive_names(ctx, &dest, args.name.as_deref())?;
+    println!(
+        "{:<16} {:<16}  {:>10}  {:<5} ARCHIVE",
+        "NAME", "TIMESTAMP", "SIZE", "STATE"
+    );
+    for name in names {
         for a in backup::list_archives(&dest, &name)? {
             let size = std::fs::metadata(&a.path).map(|m| m.len()).unwrap_or(0);
             println!(
-                "{:<16} {}  {:>10}  {:<4} {}",
+                "{:<16} {}  {:>10}  {:<5} {}",
                 name,
                 a.timestamp,
-                mib(size),
+                human_bytes(size),
                 if a.good { "ok" } else { "BAD" },
                 a.path.display()
             );
@@ -508,7 +523,7 @@ pub fn verify(ctx: &Context, args: &BackupsArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
     let dest = dest(ctx, &model, &args.dest);
     let (mut good, mut bad) = (0, 0);
-    for name in archive_names(&dest, args.name.as_deref())? {
+    for name in archive_names(ctx, &dest, args.name.as_deref())? {
         for a in backup::list_archives(&dest, &name)? {
             match backup::verify_archive(&a.path) {
                 Ok(r) => {
@@ -530,12 +545,54 @@ pub fn verify(ctx: &Context, args: &BackupsArgs) -> Result<()> {
     }
 }
 
-/// Volume names that have an archive directory under `dest` (or just `only`).
-fn archive_names(dest: &Path, only: Option<&str>) -> Result<Vec<String>> {
-    if let Some(n) = only {
-        return Ok(vec![n.to_string()]);
+/// Volume names that have an archive directory under `dest`; with `only`, just that one (none
+/// when it is a volume that has no archives yet). A name that is neither is an error: a typo
+/// must not look like "no archives".
+fn archive_names(ctx: &Context, dest: &Path, only: Option<&str>) -> Result<Vec<String>> {
+    let with_archives = archivable_subdirs(dest)?.0;
+    let Some(n) = only else {
+        return Ok(with_archives);
+    };
+    if with_archives.iter().any(|a| a == n) {
+        Ok(vec![n.to_string()])
+    } else if known_names(ctx, dest)?.iter().any(|k| k == n) {
+        Ok(Vec::new())
+    } else {
+        Err(no_such_name(ctx, dest, n)?)
     }
-    Ok(archivable_subdirs(dest)?.0)
+}
+
+/// Every name a volume command can mean, sorted, once each: the volume directories under
+/// /var/vol and the archive directories under `dest` (a volume deleted since it was backed up
+/// can still be restored).
+fn known_names(ctx: &Context, dest: &Path) -> Result<Vec<String>> {
+    let mut names = archivable_subdirs(&ctx.paths.vol_root())?.0;
+    names.extend(archivable_subdirs(dest)?.0);
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// The usage error for a name that is neither a volume nor has archives, with the names that
+/// exist, so a typo is seen as one.
+fn no_such_name(ctx: &Context, dest: &Path, name: &str) -> Result<anyhow::Error> {
+    let known = known_names(ctx, dest)?;
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    Ok(BadInput(format!(
+        "no archives or volume named '{name}' in {} or {} (names there: {})",
+        dest.display(),
+        ctx.paths.vol_root().display(),
+        names_there(&known)
+    ))
+    .into())
+}
+
+fn names_there(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none yet".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// Sub-directories, sorted: those whose names can name archives (see [`backup::check_name`]),
@@ -576,8 +633,4 @@ fn resolved(path: &Path) -> PathBuf {
         }
     }
     real
-}
-
-fn mib(b: u64) -> String {
-    format!("{:.1} MiB", b as f64 / 1048576.0)
 }

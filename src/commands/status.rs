@@ -13,6 +13,7 @@ use crate::engine::{ContainerInfo, Engine};
 use crate::gateway;
 use crate::host;
 use crate::model::{Model, GATEWAY};
+use crate::report::human_bytes;
 
 #[derive(Debug, Serialize)]
 pub struct ServiceRow {
@@ -268,19 +269,4 @@ fn table(rows: &[ServiceRow]) -> String {
         ));
     }
     s
-}
-
-fn human_bytes(b: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < units.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
 }
