@@ -171,7 +171,7 @@ fn errors_in_flag_values_name_the_flag_and_in_a_file_its_position() {
         (
             vec!["--memory", "1k", "--env", "1X=y"],
             "error: --env \"1X=y\": invalid environment variable name \"1X\"\n\
-             --memory \"1k\": memory \"1k\" must be bytes or a size like 512m or 2g (at least 6m)\n\
+             --memory \"1k\": memory \"1k\" is out of range: 6m to 1024g\n\
              2 problems found\n"
                 .into(),
         ),
