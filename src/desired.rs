@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::{ContainerInfo, ImageInfo, VolumeMount};
 use crate::gateway;
-use crate::layout::Layout;
+use crate::host::paths::Paths;
+use crate::input::layout::Layout;
 use crate::model::{Health, Model, Mount, Service, GATEWAY};
-use crate::paths::Paths;
 
 pub const LABEL_MANAGED: &str = "pi-setup.managed";
 pub const LABEL_INSTANCE: &str = "pi-setup.instance";

@@ -1,34 +1,38 @@
 //! pi-setup: provisions a host as a self-hosting appliance. Data flows one way:
 //! profile (raw TOML) → model (validated) → desired + observed → plan → apply → report.
 
-pub mod apply;
-pub mod backup;
+// Input → model → desired + observed → plan → execute → report, in that order.
 pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod desired;
-pub mod engine;
-pub mod gateway;
-pub mod host;
-pub mod layout;
-pub mod lock;
+pub mod error;
+pub mod input;
 pub mod model;
+pub mod desired;
+pub mod gateway;
 pub mod observe;
-pub mod paths;
 pub mod plan;
-pub mod profile;
-pub mod progress;
+pub mod reconcile;
+pub mod execute;
 pub mod report;
+pub mod progress;
+
+// The outside systems, each behind one module.
+pub mod engine;
+pub mod host;
+pub mod lock;
 pub mod reuseport;
-pub mod shipped;
-pub mod source;
+
+// Backups: the library, and the commands that run it.
+pub mod backup;
+
+// One handler per sub-command.
+pub mod commands;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::config::BadInput;
+use crate::error::BadInput;
 
 /// Exit codes, documented in the README.
 pub const EXIT_OK: u8 = 0;

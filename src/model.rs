@@ -8,9 +8,9 @@ use std::net::IpAddr;
 use toml::Spanned;
 
 use crate::backup::Codec;
-use crate::layout::{Layout, Layouts};
-use crate::profile::{RawBackup, RawGateway, RawProfile, RawService};
-use crate::source::{ConfigError, Source};
+use crate::input::layout::{Layout, Layouts};
+use crate::input::raw::{RawBackup, RawGateway, RawProfile, RawService};
+use crate::input::source::{ConfigError, Source};
 
 /// The image the default gateway runs. Caddy 2.11 answers `caddy reload` inside the container
 /// with 403 (caddy#7528), so pi-setup reloads through the admin unix socket instead.
@@ -1168,7 +1168,7 @@ mod tests {
     /// quoted line (`hidden` says whether it was left out).
     fn problems(profile: &str) -> Vec<(String, bool)> {
         let src = Source::new("p.toml", profile);
-        let raw = crate::profile::parse_profile(&src).expect("the test profile parses");
+        let raw = crate::input::raw::parse_profile(&src).expect("the test profile parses");
         let layouts = Layouts::shipped().unwrap();
         match build(&src, raw, Vec::new(), &layouts, &HostFacts { cpus: 4 }) {
             Ok(_) => Vec::new(),

@@ -387,10 +387,10 @@ mod tests {
     use super::{plan, Action, ConfigChange, Conflict, Plan};
     use crate::desired::{self, Desired, Names};
     use crate::engine::{ContainerInfo, ImageInfo, NetworkInfo, VolumeMount};
+    use crate::host::paths::Paths;
     use crate::host::Stat;
+    use crate::input::source::Source;
     use crate::observe::{Actual, DestState};
-    use crate::paths::Paths;
-    use crate::source::Source;
 
     const WEB: &str = "[[service]]\nname = \"web\"\nimage = \"busybox:1\"\ndomains = [\"web.test\"]\nvolumes = [\"www:/www\"]\n\n[[service]]\nname = \"db\"\nimage = \"postgres:16\"\nlayout = \"postgres\"\n";
 
@@ -421,7 +421,7 @@ mod tests {
     }
 
     fn desired_from(profile: &str, facts: &BTreeMap<String, Option<ImageInfo>>) -> Desired {
-        let model = crate::config::load(&Source::new("p.toml", profile), &[]).unwrap();
+        let model = crate::input::load(&Source::new("p.toml", profile), &[]).unwrap();
         desired::desired(
             &model,
             &Paths::new("/r"),

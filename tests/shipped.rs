@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use pi_setup::config;
-use pi_setup::layout;
-use pi_setup::shipped;
-use pi_setup::source::Source;
+use pi_setup::input;
+use pi_setup::input::layout;
+use pi_setup::input::shipped;
+use pi_setup::input::source::Source;
 
 fn files(dir: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> =
@@ -36,14 +36,14 @@ fn every_profile_is_embedded_and_valid() {
         .collect();
     assert_eq!(on_disk, embedded, "profiles/ and shipped::PROFILES differ");
     for (name, text) in on_disk {
-        let model = config::load(&Source::new(format!("profiles/{name}.toml"), text), &[])
+        let model = input::load(&Source::new(format!("profiles/{name}.toml"), text), &[])
             .unwrap_or_else(|e| panic!("profiles/{name}.toml: {e}"));
         assert!(
             model.description.is_some(),
             "profiles/{name}.toml needs a description"
         );
     }
-    let default = config::load(
+    let default = input::load(
         &Source::new("default", shipped::profile("default").unwrap()),
         &[],
     )

@@ -7,15 +7,17 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::cli::AddServiceArgs;
-use crate::commands::{reconcile, Context, Request, LOCK_WAIT};
-use crate::config::{parse_env_file, BadInput, Inputs};
+use crate::commands::{Context, LOCK_WAIT};
 use crate::desired::FileSpec;
+use crate::error::BadInput;
 use crate::host;
-use crate::layout::Layouts;
+use crate::input::layout::Layouts;
+use crate::input::raw::{self, RawService};
+use crate::input::source::{ConfigError, Source};
+use crate::input::{parse_env_file, Inputs};
 use crate::model::{self, Name, GATEWAY};
 use crate::plan::ConfigChange;
-use crate::profile::{self, RawService};
-use crate::source::{ConfigError, Source};
+use crate::reconcile::{reconcile, Request};
 
 /// bcrypt cost: Caddy checks the hash on every request, and a Pi 4 takes ~60 ms at 10.
 const BCRYPT_COST: u32 = 10;
@@ -174,19 +176,18 @@ async fn forget(
 /// point at what was given: the flag, or the line of `--file`. Problems elsewhere (a broken
 /// service file) are left to `reconcile`, which reports them as for any command.
 fn check(inputs: &Inputs, def: &Definition) -> Result<(), BadInput> {
-    let raw = profile::parse_service(&def.source).map_err(|e| BadInput(def.explain(&e)))?;
-    let (Ok(raw_profile), Ok(layouts)) =
-        (profile::parse_profile(&inputs.profile), Layouts::shipped())
+    let raw = raw::parse_service(&def.source).map_err(|e| BadInput(def.explain(&e)))?;
+    let (Ok(raw_profile), Ok(layouts)) = (raw::parse_profile(&inputs.profile), Layouts::shipped())
     else {
         return Ok(());
     };
     let mut all: Vec<(&Source, RawService)> = inputs
         .services
         .iter()
-        .filter_map(|s| profile::parse_service(s).ok().map(|r| (s, r)))
+        .filter_map(|s| raw::parse_service(s).ok().map(|r| (s, r)))
         .collect();
     all.push((&def.source, raw));
-    let host = crate::config::this_host();
+    let host = crate::input::this_host();
     let Err(errors) = model::build(&inputs.profile, raw_profile, all, &layouts, &host) else {
         return Ok(());
     };
@@ -204,7 +205,7 @@ fn check(inputs: &Inputs, def: &Definition) -> Result<(), BadInput> {
 
 /// Where a service of this name is already defined, if anywhere.
 fn defined_in(inputs: &Inputs, name: &str) -> Option<String> {
-    let in_profile = profile::parse_profile(&inputs.profile)
+    let in_profile = raw::parse_profile(&inputs.profile)
         .ok()
         .filter(|p| p.services.iter().any(|s| s.name.get_ref() == name))
         .map(|_| inputs.profile.origin.clone());
@@ -264,7 +265,7 @@ fn from_file(path: &Path) -> Result<Definition, BadInput> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| BadInput(format!("cannot read --file {}: {e}", path.display())))?;
     let source = Source::new(path.display().to_string(), text);
-    let raw = profile::parse_service(&source)?;
+    let raw = raw::parse_service(&source)?;
     Ok(Definition {
         name: raw.name.get_ref().clone(),
         source,
@@ -470,7 +471,7 @@ mod tests {
              name = \"x\"\nimage = \"i:1\"\nvolumes = [\"a:/a\", \"../b:/b\"]\n\
              command = [\"sh\", \"-c\", \"--dry-run\"]\n\n[env]\nA = \"1\"\n"
         );
-        let raw = profile::parse_service(&d.source).unwrap();
+        let raw = raw::parse_service(&d.source).unwrap();
         let at = |span: std::ops::Range<usize>| d.explain(&d.source.error_at(span, "bad"));
         assert_eq!(at(raw.name.span()), "NAME \"x\": bad");
         assert_eq!(

@@ -3,9 +3,10 @@
 use anyhow::Result;
 
 use crate::cli::ApplyArgs;
-use crate::commands::{reconcile, Context, Request, LOCK_WAIT};
-use crate::config::Inputs;
+use crate::commands::{Context, LOCK_WAIT};
+use crate::input::Inputs;
 use crate::plan::ConfigChange;
+use crate::reconcile::{reconcile, Request};
 
 pub async fn apply(ctx: &Context, args: &ApplyArgs) -> Result<()> {
     let _lock = ctx.lock("apply", args.dry_run, LOCK_WAIT)?;

@@ -3,10 +3,11 @@
 use anyhow::Result;
 
 use crate::cli::InstallArgs;
-use crate::commands::{reconcile, Context, Request, LOCK_WAIT};
-use crate::config::Inputs;
+use crate::commands::{Context, LOCK_WAIT};
 use crate::desired::FileSpec;
+use crate::input::Inputs;
 use crate::plan::ConfigChange;
+use crate::reconcile::{reconcile, Request};
 
 pub async fn install(ctx: &Context, args: &InstallArgs) -> Result<()> {
     let _lock = ctx.lock("install", args.dry_run, LOCK_WAIT)?;

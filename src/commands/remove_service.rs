@@ -7,13 +7,15 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::cli::RemoveServiceArgs;
-use crate::commands::{reconcile, Context, Request, LOCK_WAIT};
-use crate::config::{BadInput, Inputs};
+use crate::commands::{Context, LOCK_WAIT};
 use crate::engine::Engine;
+use crate::error::BadInput;
 use crate::host;
+use crate::input::raw;
+use crate::input::Inputs;
 use crate::model::{Name, GATEWAY};
 use crate::plan::ConfigChange;
-use crate::profile;
+use crate::reconcile::{reconcile, Request};
 
 pub async fn remove_service(ctx: &Context, args: &RemoveServiceArgs) -> Result<()> {
     let _lock = ctx.lock("remove-service", args.dry_run, LOCK_WAIT)?;
@@ -27,7 +29,7 @@ pub async fn remove_service(ctx: &Context, args: &RemoveServiceArgs) -> Result<(
         .into());
     }
     let mut inputs = Inputs::read(None, &ctx.paths)?;
-    let in_profile = profile::parse_profile(&inputs.profile)
+    let in_profile = raw::parse_profile(&inputs.profile)
         .map(|p| p.services.iter().any(|s| s.name.get_ref() == name))
         .unwrap_or(false);
     if in_profile {

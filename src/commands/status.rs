@@ -8,10 +8,11 @@ use serde::Serialize;
 
 use crate::cli::{ListArgs, StatusArgs};
 use crate::commands::Context;
-use crate::config::{BadInput, Inputs};
 use crate::engine::{ContainerInfo, Engine};
+use crate::error::BadInput;
 use crate::gateway;
 use crate::host;
+use crate::input::Inputs;
 use crate::model::{Model, GATEWAY};
 use crate::report::human_bytes;
 

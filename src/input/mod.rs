@@ -1,49 +1,21 @@
-//! Finds and reads the configuration: the profile (a shipped name, a path, or the one in force
-//! on the host) and the service files, then hands them to `model` for validation.
+//! The first stage: finds and reads the configuration — the profile (a shipped name, a path,
+//! or the one in force on the host), the service files, the secrets, the maintenance page —
+//! and hands it to `model` for validation. Nothing here changes the host.
+
+pub mod layout;
+pub mod raw;
+pub mod shipped;
+pub mod source;
 
 use std::collections::BTreeMap;
-use std::fmt;
+
 use std::path::Path;
 
-use crate::layout::Layouts;
+use crate::error::BadInput;
+use crate::host::paths::Paths;
+use crate::input::layout::Layouts;
+use crate::input::source::{ConfigError, Source};
 use crate::model::{self, HostFacts, Model};
-use crate::paths::Paths;
-use crate::profile;
-use crate::shipped;
-use crate::source::{ConfigError, Source};
-
-/// Invalid input: exits with code 2 and changes nothing.
-#[derive(Debug)]
-pub struct BadInput(pub String);
-
-impl fmt::Display for BadInput {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BadInput {}
-
-impl From<Vec<ConfigError>> for BadInput {
-    fn from(errors: Vec<ConfigError>) -> Self {
-        let n = errors.len();
-        let mut s = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
-        if n > 1 {
-            s.push_str(&format!("\n{n} problems found; nothing was changed"));
-        }
-        BadInput(s)
-    }
-}
-
-impl From<ConfigError> for BadInput {
-    fn from(e: ConfigError) -> Self {
-        BadInput(e.to_string())
-    }
-}
 
 /// `--profile` given: a path if it names an existing file or looks like one, else a shipped
 /// name. Not given: the profile in force on the host, else the shipped default.
@@ -308,10 +280,10 @@ pub fn load_on(
 ) -> Result<Model, BadInput> {
     let layouts = Layouts::shipped()?;
     let mut errors = Vec::new();
-    let raw = profile::parse_profile(profile_src).map_err(|e| vec![e]);
+    let raw = raw::parse_profile(profile_src).map_err(|e| vec![e]);
     let mut extra = Vec::new();
     for s in service_srcs {
-        match profile::parse_service(s) {
+        match raw::parse_service(s) {
             Ok(r) => {
                 let file_stem = Path::new(&s.origin)
                     .file_stem()

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::input::shipped;
+use crate::input::source::{ConfigError, Source};
 use crate::model::Mount;
-use crate::shipped;
-use crate::source::{ConfigError, Source};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,6 +1,8 @@
 //! Files and directories on the host: the only module that writes them (atomically, fsynced)
 //! and sets owners and modes (nix).
 
+pub mod paths;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};

@@ -9,8 +9,8 @@ use crate::desired::{Desired, Names};
 use crate::engine::Engine;
 use crate::gateway;
 use crate::host;
+use crate::host::paths::Paths;
 use crate::model::GATEWAY;
-use crate::paths::Paths;
 use crate::plan::{Action, Plan};
 use crate::progress::Progress;
 

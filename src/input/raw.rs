@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::source::{ConfigError, Source};
+use crate::input::source::{ConfigError, Source};
 
 /// A whole profile: `profiles/*.toml`, or `/etc/pi-setup/pi-setup.toml` on a host.
 #[derive(Debug, Deserialize, Default)]

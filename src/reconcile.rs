@@ -1,0 +1,279 @@
+//! The one path every state-changing command takes: model → desired (from the model and the
+//! images) → observed → plan → printed (dry run) or executed → report.
+
+use anyhow::{Context as _, Result};
+
+use crate::commands::Context;
+use crate::desired;
+use crate::engine::Engine;
+use crate::error::BadInput;
+use crate::execute;
+use crate::input::Inputs;
+use crate::model::Model;
+use crate::observe;
+use crate::plan::{self, ConfigChange};
+use crate::progress::Progress;
+use crate::report;
+
+/// What a state-changing command asks of `reconcile`. The caller holds the lock (`Context::lock`).
+pub struct Request<'a> {
+    pub inputs: &'a Inputs,
+    /// Definitions to persist (profile, service files, secrets) or remove.
+    pub config: ConfigChange,
+    pub dry_run: bool,
+}
+
+/// The one path every state-changing command takes: validate → desired → observe → plan →
+/// print (dry run) or apply → report. Bad input is rejected before anything is touched.
+///
+/// Images come first: the paths an image declares as volumes shape its container (see
+/// `desired::image_volume_mounts`), so missing images are pulled, and only then is the rest
+/// planned. A run that cannot pull still changes nothing.
+pub async fn reconcile(ctx: &Context, req: Request<'_>) -> Result<()> {
+    let model = req.inputs.model()?;
+    let engine = crate::engine::connect().await?;
+    reconcile_with(ctx, &req, &model, &engine).await
+}
+
+/// `reconcile` on a given engine (the fast tests give it a fake).
+pub async fn reconcile_with(
+    ctx: &Context,
+    req: &Request<'_>,
+    model: &Model,
+    engine: &impl Engine,
+) -> Result<()> {
+    let mut plan = plan_once(ctx, req, model, engine).await?;
+    if req.dry_run {
+        print!(
+            "{}",
+            report::plan_text(&plan.1, &req.inputs.profile.origin, &plan.0.unknown_images)
+        );
+        return Ok(());
+    }
+    let progress = Progress::new();
+    let mut done = Vec::new();
+    let (pulls, _): (Vec<_>, Vec<_>) = plan
+        .1
+        .actions
+        .iter()
+        .cloned()
+        .partition(|a| matches!(a, plan::Action::PullImage { .. }));
+    if !pulls.is_empty() {
+        let pulls = plan::Plan { actions: pulls };
+        let applied =
+            execute::apply(&pulls, &plan.0, engine, &ctx.paths, &ctx.names, &progress).await?;
+        done.extend(applied.done);
+        plan = plan_once(ctx, req, model, engine).await?;
+    }
+    let (desired, plan) = plan;
+    let applied =
+        execute::apply(&plan, &desired, engine, &ctx.paths, &ctx.names, &progress).await?;
+    done.extend(applied.done);
+    let states = engine
+        .managed_containers(&ctx.names.instance_label())
+        .await?;
+    print!("{}", report::summary(&done, model, &ctx.names, &states));
+    Ok(())
+}
+
+/// Observes the images, derives the desired state from them, observes the rest, and plans.
+async fn plan_once(
+    ctx: &Context,
+    req: &Request<'_>,
+    model: &Model,
+    engine: &impl Engine,
+) -> Result<(desired::Desired, plan::Plan)> {
+    let refs: Vec<String> = std::iter::once(model.gateway.image.clone())
+        .chain(model.services.iter().map(|s| s.image.clone()))
+        .collect();
+    let images = observe::images(engine, &refs)
+        .await
+        .context("reading the current state")?;
+    let desired = desired::desired(
+        model,
+        &ctx.paths,
+        &ctx.names,
+        &ctx.exec,
+        crate::reuseport::kernel_can_migrate_requests(),
+        &images,
+    );
+    let systemd = ctx.paths.is_system() && crate::host::systemd_running();
+    let actual = observe::observe(
+        engine,
+        &desired,
+        images,
+        &req.config.paths(),
+        &ctx.names.instance_label(),
+        systemd,
+    )
+    .await
+    .context("reading the current state")?;
+    let plan = plan::plan(&desired, &actual, &ctx.names, &req.config)
+        .map_err(|c| BadInput(c.to_string()))?;
+    Ok((desired, plan))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The whole reconcile path — model, desired, observe, plan, apply — on a fake engine and a
+    //! temporary root: no Docker needed.
+
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::{reconcile_with, Request};
+    use crate::commands::Context;
+    use crate::desired::Names;
+    use crate::engine::fake::Fake;
+    use crate::engine::ImageInfo;
+    use crate::host::paths::Paths;
+    use crate::input::source::Source;
+    use crate::input::Inputs;
+    use crate::plan::ConfigChange;
+
+    const PROFILE: &str = "[gateway]\nimage = \"caddy:2\"\nhttps = \"off\"\n\n[[service]]\nname = \"web\"\nimage = \"busybox:1\"\ndomains = [\"web.test\"]\n";
+
+    fn ctx(root: &Path) -> Context {
+        Context {
+            paths: Paths::new(root),
+            names: Names {
+                instance: Some("t".into()),
+            },
+            exec: "/usr/local/bin/pi-setup".into(),
+        }
+    }
+
+    async fn run(root: &Path, engine: &Fake) -> anyhow::Result<()> {
+        let inputs = Inputs {
+            profile: Source::new("p.toml", PROFILE),
+            services: Vec::new(),
+            secrets: BTreeMap::new(),
+            paths: Paths::new(root),
+        };
+        let model = inputs.model()?;
+        let req = Request {
+            inputs: &inputs,
+            config: ConfigChange::default(),
+            dry_run: false,
+        };
+        reconcile_with(&ctx(root), &req, &model, engine).await
+    }
+
+    /// Caddy's admin API as the gateway container would serve it on its unix socket under
+    /// the root: 200 to every request (the real one is exercised by the Docker tests).
+    fn fake_gateway_admin(root: &Path) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let dir = root.join("var/vol/gateway/admin");
+        std::fs::create_dir_all(&dir).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(dir.join("admin.sock")).unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+            }
+        });
+    }
+
+    fn calls(engine: &Fake) -> Vec<String> {
+        engine.calls.borrow().clone()
+    }
+
+    #[tokio::test]
+    async fn a_fresh_host_is_provisioned_and_a_second_run_calls_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        fake_gateway_admin(root.path());
+        let engine = Fake::with_images(&["caddy:2", "busybox:1"]);
+        run(root.path(), &engine).await.unwrap();
+        assert_eq!(
+            calls(&engine),
+            [
+                "create_network t-intercontainer",
+                "create_container t-gateway",
+                "start t-gateway",
+                "create_container t-web",
+                "start t-web",
+            ]
+        );
+        let site = root.path().join("var/vol/gateway/etc/sites/web.caddy");
+        assert!(std::fs::read_to_string(site)
+            .unwrap()
+            .contains("reverse_proxy web:80"));
+        run(root.path(), &engine).await.unwrap();
+        assert_eq!(calls(&engine).len(), 5, "{:?}", calls(&engine));
+    }
+
+    #[tokio::test]
+    async fn a_failure_mid_apply_names_the_step_and_the_next_run_finishes_the_rest() {
+        let root = tempfile::tempdir().unwrap();
+        fake_gateway_admin(root.path());
+        let engine = Fake::with_images(&["caddy:2", "busybox:1"]);
+        *engine.fail.borrow_mut() = Some("create_container t-web".into());
+        let e = format!("{:#}", run(root.path(), &engine).await.unwrap_err());
+        // The last step failed, and the message counts the ones done before it.
+        let n: usize = e
+            .strip_prefix("step ")
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{e}"));
+        assert!(
+            e.starts_with(&format!(
+                "step {n} of {n} failed: create and start container t-web from busybox:1 (new) ({} earlier step(s) were done; run the command again to finish)",
+                n - 1
+            )),
+            "{e}"
+        );
+        *engine.fail.borrow_mut() = None;
+        engine.calls.borrow_mut().clear();
+        run(root.path(), &engine).await.unwrap();
+        assert_eq!(calls(&engine), ["create_container t-web", "start t-web"]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_image_is_pulled_before_planning_so_its_volumes_are_mapped() {
+        let root = tempfile::tempdir().unwrap();
+        fake_gateway_admin(root.path());
+        let engine = Fake::with_images(&["caddy:2"]);
+        engine.registry.borrow_mut().insert(
+            "busybox:1".into(),
+            ImageInfo {
+                id: "sha256:b".into(),
+                volumes: vec!["/data".into()],
+            },
+        );
+        run(root.path(), &engine).await.unwrap();
+        assert_eq!(calls(&engine)[0], "pull busybox:1");
+        assert!(root.path().join("var/vol/web/image-volumes/data").is_dir());
+    }
+
+    #[tokio::test]
+    async fn a_failed_pull_changes_nothing_and_says_why_once_then_what_to_do() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = Fake::with_images(&["caddy:2"]);
+        let e = run(root.path(), &engine).await.unwrap_err();
+        let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
+        assert_eq!(
+            chain[0],
+            "step 1 of 1 failed: pull image busybox:1 (nothing had been changed before it)"
+        );
+        assert!(
+            chain[1].starts_with("pulling image busybox:1: manifest for busybox:1 not found\n  image busybox:1 is not on this machine"),
+            "{chain:?}"
+        );
+        assert_eq!(chain.len(), 2, "the daemon's reason once: {chain:?}");
+        assert_eq!(calls(&engine), ["pull busybox:1"]);
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+}
