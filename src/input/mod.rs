@@ -269,6 +269,7 @@ pub fn load(profile_src: &Source, service_srcs: &[Source]) -> Result<Model, BadI
 pub fn this_host() -> HostFacts {
     HostFacts {
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        calendar_error: crate::host::calendar_error,
     }
 }
 
@@ -383,7 +384,10 @@ mod tests {
 
     #[test]
     fn validation_memory_grows_linearly_with_the_number_of_services() {
-        let host = HostFacts { cpus: 4 };
+        let host = HostFacts {
+            cpus: 4,
+            calendar_error: |_| None,
+        };
         let bytes = |n| {
             let src = profile_of(n);
             let (model, bytes) = alloc_count::allocated_by(|| load_on(&src, &[], &host));

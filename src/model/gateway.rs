@@ -1,0 +1,118 @@
+//! The `[gateway]` table: image, ports, bind address, HTTPS mode, ACME email, maintenance page.
+
+use std::net::IpAddr;
+
+use toml::Spanned;
+
+use crate::input::raw::RawGateway;
+use crate::model::names::check_email;
+use crate::model::service::image_ref;
+use crate::model::Checker;
+use crate::model::DEFAULT_GATEWAY_IMAGE;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpsMode {
+    Auto,
+    Internal,
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    pub image: String,
+    /// Host path of a custom maintenance page (read by `config`).
+    pub maintenance_page: Option<String>,
+    /// Where the profile sets it, for errors found while reading it.
+    pub maintenance_page_span: Option<std::ops::Range<usize>>,
+    /// Its contents, once read; None means the built-in page.
+    pub maintenance_html: Option<String>,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub bind: IpAddr,
+    pub https: HttpsMode,
+    pub email: Option<String>,
+}
+
+pub(super) fn gateway(c: &mut Checker, g: &RawGateway) -> Gateway {
+    let image = match &g.image {
+        None => DEFAULT_GATEWAY_IMAGE.to_string(),
+        Some(i) => image_ref(c, i),
+    };
+    let http_port = g
+        .http_port
+        .as_ref()
+        .map_or(80, |p| c.port(p, "gateway.http_port"));
+    let https_port = g
+        .https_port
+        .as_ref()
+        .map_or(443, |p| c.port(p, "gateway.https_port"));
+    let https_off = g.https.as_ref().is_some_and(|h| h.get_ref() == "off");
+    if http_port == https_port && !https_off {
+        let msg = format!("gateway.http_port and gateway.https_port are both {http_port}");
+        match g.https_port.as_ref().or(g.http_port.as_ref()) {
+            Some(p) => c.at(p, msg),
+            None => c.errors.push(c.src.error(msg)),
+        }
+    }
+    let bind = match &g.bind {
+        None => IpAddr::from([0, 0, 0, 0]),
+        Some(b) => b.get_ref().parse().unwrap_or_else(|_| {
+            c.at(
+                b,
+                format!("gateway.bind {:?} is not an IP address", b.get_ref()),
+            );
+            IpAddr::from([0, 0, 0, 0])
+        }),
+    };
+    let https = match g.https.as_ref().map(|h| (h, h.get_ref().as_str())) {
+        None => HttpsMode::Auto,
+        Some((_, "auto")) => HttpsMode::Auto,
+        Some((_, "internal")) => HttpsMode::Internal,
+        Some((_, "off")) => HttpsMode::Off,
+        Some((h, other)) => {
+            c.at(
+                h,
+                format!("gateway.https {other:?} is not one of auto, internal, off"),
+            );
+            HttpsMode::Auto
+        }
+    };
+    let maintenance_page = g.maintenance_page.as_ref().map(|m| {
+        let v = m.get_ref();
+        // It is read under --root (by `config`): `..` would step out of it.
+        if !v.starts_with('/') || v.split('/').any(|p| p == "..") {
+            c.at(
+                m,
+                format!("gateway.maintenance_page {v:?} must be an absolute path without '..'"),
+            );
+        } else if v.chars().any(char::is_control) {
+            c.at(
+                m,
+                format!("gateway.maintenance_page {v:?} contains a control character"),
+            );
+        }
+        v.clone()
+    });
+    let email = g.email.as_ref().map(|e| {
+        let v = e.get_ref();
+        if let Err(why) = check_email(v) {
+            c.at(
+                e,
+                format!("gateway.email {v:?} is not an email address: {why}"),
+            );
+        }
+        v.clone()
+    });
+    Gateway {
+        image,
+        maintenance_page,
+        maintenance_page_span: g.maintenance_page.as_ref().map(Spanned::span),
+        maintenance_html: None,
+        http_port,
+        https_port,
+        bind,
+        https,
+        email,
+    }
+}

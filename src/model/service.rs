@@ -1,0 +1,483 @@
+//! One service: a `[[service]]` table or a service file, checked field by field.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use toml::Spanned;
+
+use crate::input::layout::{Layout, Layouts};
+use crate::input::raw::RawService;
+use crate::input::source::{ConfigError, Source};
+use crate::model::names::{Domain, Name};
+use crate::model::values::{
+    check_health_interval, parse_bytes, parse_publish, parse_volume, MAX_MEMORY, MIN_MEMORY,
+};
+use crate::model::Checker;
+use crate::model::{HostFacts, GATEWAY, RESERVED_NAMES};
+
+/// A bind mount of `/var/vol/<service>/<sub>` at `target` inside the container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Mount {
+    pub sub: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    No,
+    Always,
+    UnlessStopped,
+    OnFailure,
+}
+
+impl Restart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::No => "no",
+            Restart::Always => "always",
+            Restart::UnlessStopped => "unless-stopped",
+            Restart::OnFailure => "on-failure",
+        }
+    }
+}
+
+/// Who may reach a service through the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    /// Only clients from private address ranges.
+    Lan,
+    /// HTTP basic auth; the hash is bcrypt.
+    Auth {
+        user: String,
+        hash: String,
+    },
+}
+
+impl Access {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::Lan => "lan",
+            Access::Auth { .. } => "auth",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Health {
+    pub cmd: String,
+    pub interval_secs: u64,
+}
+
+/// A host port a service publishes itself (explicitly asked for in its definition).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Publish {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+}
+
+/// How `pi-setup backup` keeps a service's directory consistent while archiving it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupMode {
+    /// Stop the container for the time of its own archive, start it right after (also on error).
+    Stop,
+    /// Archive while it runs.
+    Live,
+    /// Run these shell commands inside the running container (e.g. a database dump into its
+    /// volume), then archive live.
+    Exec(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: Name,
+    pub image: String,
+    pub domains: Vec<Domain>,
+    pub port: u16,
+    pub env: BTreeMap<String, String>,
+    pub mounts: Vec<Mount>,
+    pub layout: Layout,
+    pub restart: Restart,
+    pub command: Option<Vec<String>>,
+    pub access: Access,
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub health: Option<Health>,
+    pub publish: Vec<Publish>,
+    pub backup: BackupMode,
+    /// From `/etc/pi-setup/secrets/<name>.env` (filled by `config`); never printed.
+    pub secret_env: BTreeMap<String, String>,
+    /// Where it was defined, for messages.
+    pub origin: String,
+}
+
+/// Checks an image reference: `[registry[:port]/]repo[:tag][@digest]`, repository lower case.
+pub(super) fn image_ref(c: &mut Checker, i: &Spanned<String>) -> String {
+    let v = i.get_ref();
+    let problem = if v.trim().is_empty() {
+        Some("image reference is empty".to_string())
+    } else if v.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+        Some(format!("image reference {v:?} contains white space"))
+    } else {
+        let without_digest = v.split('@').next().unwrap_or("");
+        // The tag is what follows the last ':' after the last '/'.
+        let last = without_digest.rsplit('/').next().unwrap_or("");
+        let repo_len =
+            without_digest.len() - last.len() + last.split(':').next().unwrap_or("").len();
+        let repo = &without_digest[..repo_len];
+        let path = repo.split_once('/').map_or(repo, |(first, rest)| {
+            if first.contains('.') || first.contains(':') || first == "localhost" {
+                rest
+            } else {
+                repo
+            }
+        });
+        if path.is_empty() || path.chars().any(|ch| ch.is_ascii_uppercase()) {
+            Some(format!(
+                "image reference {v:?}: the repository must be lower case and not empty"
+            ))
+        } else {
+            None
+        }
+    };
+    if let Some(p) = problem {
+        c.at(i, p);
+    }
+    v.clone()
+}
+
+pub(super) fn service(
+    src: &Source,
+    r: RawService,
+    layouts: &Layouts,
+    host: &HostFacts,
+) -> Result<Service, Vec<ConfigError>> {
+    let mut c = Checker {
+        src,
+        errors: Vec::new(),
+    };
+    let name = match Name::parse(r.name.get_ref()) {
+        Ok(n) if RESERVED_NAMES.contains(&n.as_str()) => {
+            c.at(
+                &r.name,
+                format!("service name '{n}' is reserved for pi-setup's own use"),
+            );
+            n
+        }
+        Ok(n) => n,
+        Err(why) => {
+            c.at(
+                &r.name,
+                format!("invalid service name {:?}: {why}", r.name.get_ref()),
+            );
+            Name("invalid".into())
+        }
+    };
+    let image = match &r.image {
+        Some(i) => image_ref(&mut c, i),
+        None => {
+            c.at(
+                &r.name,
+                format!(
+                    "service '{}' has no image: set image = \"repo:tag\"",
+                    r.name.get_ref()
+                ),
+            );
+            String::new()
+        }
+    };
+    let mut domains = Vec::new();
+    let mut seen = BTreeSet::new();
+    for d in &r.domains {
+        match Domain::parse(d.get_ref()) {
+            Ok(dom) => {
+                if !seen.insert(dom.clone()) {
+                    c.at(d, format!("domain '{dom}' is listed twice"));
+                }
+                domains.push(dom);
+            }
+            Err(why) => c.at(d, format!("invalid domain {:?}: {why}", d.get_ref())),
+        }
+    }
+    let port = r.port.as_ref().map_or(80, |p| c.port(p, "port"));
+    let mut env = BTreeMap::new();
+    for (k, v) in &r.env {
+        let valid = k
+            .chars()
+            .next()
+            .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+            && k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        if !valid {
+            c.at(v, format!("invalid environment variable name {k:?}"));
+        }
+        if v.get_ref().contains('\0') {
+            // Docker refuses it, and echoes the value in its error: say where, never what
+            // (the line itself would show the value too).
+            c.hidden_at(
+                v,
+                format!("env {k}: the value contains a NUL byte, which Docker refuses (the value is not shown)"),
+            );
+        }
+        env.insert(k.clone(), v.get_ref().clone());
+    }
+    let layout = match &r.layout {
+        None => layouts.get("default").cloned().unwrap_or_default(),
+        Some(l) => match layouts.get(l.get_ref()) {
+            Some(found) if l.get_ref() != GATEWAY => found.clone(),
+            _ => {
+                c.at(
+                    l,
+                    format!(
+                        "unknown layout {:?}; known: {}",
+                        l.get_ref(),
+                        layouts.names().join(", ")
+                    ),
+                );
+                Layout::default()
+            }
+        },
+    };
+    let mut mounts: Vec<Mount> = layout.mounts();
+    for v in &r.volumes {
+        match parse_volume(v.get_ref()) {
+            Ok(m) => {
+                if mounts.iter().any(|o| o.target == m.target) {
+                    c.at(v, format!("two volumes are mounted at {}", m.target));
+                }
+                mounts.push(m);
+            }
+            Err(why) => c.at(v, format!("invalid volume {:?}: {why}", v.get_ref())),
+        }
+    }
+    let restart = match r.restart.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "unless-stopped")) => Restart::UnlessStopped,
+        Some((_, "always")) => Restart::Always,
+        Some((_, "no")) => Restart::No,
+        Some((_, "on-failure")) => Restart::OnFailure,
+        Some((v, other)) => {
+            c.at(
+                v,
+                format!("restart {other:?} is not one of no, always, unless-stopped, on-failure"),
+            );
+            Restart::UnlessStopped
+        }
+    };
+    let access = match r.access.as_ref().map(|a| (a, a.get_ref().as_str())) {
+        None | Some((_, "public")) => Access::Public,
+        Some((_, "lan")) => Access::Lan,
+        Some((a, "auth")) => match (&r.auth_user, &r.auth_hash) {
+            (Some(u), Some(h)) => {
+                // Both go into the gateway's config verbatim: nothing that could end a token.
+                let user = u.get_ref();
+                let user_ok = !user.is_empty()
+                    && user.len() <= 64
+                    && user
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || "._-@".contains(ch));
+                if !user_ok {
+                    c.at(
+                        u,
+                        format!("auth_user {user:?} must be 1-64 of A-Z a-z 0-9 . _ - @"),
+                    );
+                }
+                let hash = h.get_ref();
+                let hash_ok = hash.len() == 60
+                    && hash.starts_with("$2")
+                    && hash
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || "$./".contains(ch));
+                if !hash_ok {
+                    c.at(h, "auth_hash must be a bcrypt hash ($2b$...); add-service --auth-password-file makes one".into());
+                }
+                Access::Auth {
+                    user: u.get_ref().clone(),
+                    hash: h.get_ref().clone(),
+                }
+            }
+            _ => {
+                c.at(a, "access \"auth\" needs auth_user and auth_hash".into());
+                Access::Public
+            }
+        },
+        Some((a, other)) => {
+            c.at(
+                a,
+                format!("access {other:?} is not one of public, lan, auth"),
+            );
+            Access::Public
+        }
+    };
+    if !matches!(access, Access::Auth { .. }) {
+        for f in [&r.auth_user, &r.auth_hash].into_iter().flatten() {
+            c.at(
+                f,
+                "auth_user/auth_hash are only used with access = \"auth\"".into(),
+            );
+        }
+    }
+    if (access != Access::Public) && domains.is_empty() {
+        if let Some(a) = &r.access {
+            c.at(
+                a,
+                "access only applies to services with domains (it is enforced at the gateway)"
+                    .into(),
+            );
+        }
+    }
+    let memory = r
+        .memory
+        .as_ref()
+        .and_then(|m| match parse_bytes(m.get_ref()) {
+            // Docker refuses less than 6 MiB.
+            Some(b) if (MIN_MEMORY..=MAX_MEMORY).contains(&b) => Some(b),
+            Some(_) => {
+                c.at(
+                    m,
+                    format!("memory {:?} is out of range: 6m to 1024g", m.get_ref()),
+                );
+                None
+            }
+            None => {
+                c.at(
+                    m,
+                    format!(
+                        "memory {:?} must be bytes or a size like 512m or 2g",
+                        m.get_ref()
+                    ),
+                );
+                None
+            }
+        });
+    let nano_cpus = r.cpus.as_ref().and_then(|n| {
+        // Docker refuses less than 0.01 CPU and more than the host has, at container start:
+        // a definition it would refuse is refused here, where the message can say where.
+        let v = n.get_ref().as_f64();
+        if (0.01..=host.cpus as f64).contains(&v) {
+            Some((v * 1e9).round() as i64)
+        } else {
+            c.at(
+                n,
+                format!(
+                    "cpus {v} is out of range: 0.01 to {} (the CPUs this host has)",
+                    host.cpus
+                ),
+            );
+            None
+        }
+    });
+    let health = match (&r.health_cmd, &r.health_interval) {
+        (None, None) => None,
+        (None, Some(i)) => {
+            c.at(i, "health_interval needs health_cmd".into());
+            None
+        }
+        (Some(cmd), interval) => {
+            if cmd.get_ref().trim().is_empty() {
+                c.at(cmd, "health_cmd must not be empty".into());
+            }
+            if cmd.get_ref().contains('\0') {
+                c.at(
+                    cmd,
+                    "health_cmd contains a NUL byte, which Docker refuses".into(),
+                );
+            }
+            let interval_secs = match interval {
+                None => 30,
+                Some(i) => check_health_interval(i.get_ref()).unwrap_or_else(|why| {
+                    c.at(i, why);
+                    30
+                }),
+            };
+            Some(Health {
+                cmd: cmd.get_ref().clone(),
+                interval_secs,
+            })
+        }
+    };
+    let mut publish = Vec::new();
+    for p in &r.publish {
+        match parse_publish(p.get_ref()) {
+            Ok(pb) => publish.push(pb),
+            Err(why) => c.at(p, format!("invalid publish {:?}: {why}", p.get_ref())),
+        }
+    }
+    let backup = match r
+        .backup
+        .as_ref()
+        .and_then(|b| b.mode.as_ref().map(|m| (b, m, m.get_ref().as_str())))
+    {
+        // Default: stop while archiving if there is anything mounted to keep consistent.
+        None if mounts.is_empty() => BackupMode::Live,
+        None | Some((_, _, "stop")) => BackupMode::Stop,
+        Some((_, _, "live")) => BackupMode::Live,
+        Some((b, m, "exec")) => {
+            if b.exec.is_empty() {
+                c.at(
+                    m,
+                    "backup mode \"exec\" needs exec = [\"command\", ...]".into(),
+                );
+            }
+            BackupMode::Exec(b.exec.iter().map(|e| e.get_ref().clone()).collect())
+        }
+        Some((_, m, other)) => {
+            c.at(
+                m,
+                format!("backup mode {other:?} is not one of stop, live, exec"),
+            );
+            BackupMode::Stop
+        }
+    };
+    if r.command.iter().flatten().any(|a| a.contains('\0')) {
+        c.at(
+            &r.name,
+            format!(
+                "service '{}': command contains a NUL byte, which Docker refuses",
+                r.name.get_ref()
+            ),
+        );
+    }
+    for e in r.backup.iter().flat_map(|b| &b.exec) {
+        if e.get_ref().contains('\0') {
+            c.at(
+                e,
+                "backup exec command contains a NUL byte, which Docker refuses".into(),
+            );
+        }
+    }
+    if let Some(b) = &r.backup {
+        if !matches!(backup, BackupMode::Exec(_)) {
+            if let Some(e) = b.exec.first() {
+                c.at(
+                    e,
+                    "backup exec commands are only run with mode = \"exec\"".into(),
+                );
+            }
+        }
+    }
+    if c.errors.is_empty() {
+        Ok(Service {
+            name,
+            image,
+            domains,
+            port,
+            env,
+            mounts,
+            layout,
+            restart,
+            command: r.command,
+            access,
+            memory,
+            nano_cpus,
+            health,
+            publish,
+            backup,
+            secret_env: BTreeMap::new(),
+            origin: src.origin.clone(),
+        })
+    } else {
+        Err(c.errors)
+    }
+}

@@ -1,0 +1,177 @@
+//! Parsers for the small value languages of a service definition: sizes, durations, published
+//! ports, volumes. Pure functions from text to a value or the reason it is not one.
+
+use std::net::IpAddr;
+
+use crate::model::service::{Mount, Publish};
+
+/// Docker's smallest memory limit.
+pub const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+/// A sane largest one (far beyond any Pi): a typo like `512000g` is caught.
+pub const MAX_MEMORY: i64 = 1024 * 1024 * 1024 * 1024;
+
+/// `512m`, `2g`, `1.5g`, `1048576` → bytes (`i64::MAX` for anything larger); None when
+/// malformed or zero. Only digits
+/// and one `.`: `inf`, `nan` and `1e300` (which `f64` would take) are not sizes.
+pub fn parse_bytes(s: &str) -> Option<i64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.strip_suffix('b').unwrap_or(&s);
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    let digits = |d: &str| d.chars().all(|c| c.is_ascii_digit());
+    if int.is_empty() || !digits(int) || !digits(frac) || (num.contains('.') && frac.is_empty()) {
+        return None;
+    }
+    // Well formed from here on: too large saturates (and is then out of any range) rather
+    // than wrapping or being called malformed.
+    let whole = int.parse::<u64>().unwrap_or(u64::MAX).saturating_mul(mult);
+    // The fraction of a unit, in whole bytes (rounded down); 20 digits are plenty for 2^30.
+    let frac = &frac[..frac.len().min(20)];
+    let part = if frac.is_empty() {
+        0
+    } else {
+        let f = frac.parse::<u128>().ok()?;
+        (f * u128::from(mult) / 10u128.pow(frac.len() as u32)) as u64
+    };
+    let bytes = i64::try_from(whole.saturating_add(part)).unwrap_or(i64::MAX);
+    (bytes > 0).then_some(bytes)
+}
+
+/// `30s`, `1m`, `1m30s`, `2h`, or plain seconds → seconds; None when malformed or beyond `u64`.
+pub fn parse_duration(s: &str) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(n);
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for ch in s.chars() {
+        if ch.is_ascii_digit() {
+            num.push(ch);
+        } else {
+            let n: u64 = num.parse().ok()?;
+            num.clear();
+            let unit = match ch {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                _ => return None,
+            };
+            total = total.checked_add(n.checked_mul(unit)?)?;
+        }
+    }
+    num.is_empty().then_some(total)
+}
+
+/// The longest health check interval: Docker counts in nanoseconds (an `i64`), and beyond a
+/// day a check no longer tells whether a service is up.
+pub const MAX_HEALTH_INTERVAL_SECS: u64 = 24 * 3600;
+
+/// Whether `s` is shaped like a duration (`45`, or `30s`, `1m30s`, ...), whatever its size.
+fn duration_shaped(s: &str) -> bool {
+    let mut digits = 0;
+    for ch in s.chars() {
+        match ch {
+            '0'..='9' => digits += 1,
+            's' | 'm' | 'h' if digits > 0 => digits = 0,
+            _ => return false,
+        }
+    }
+    !s.is_empty() && (digits == 0 || s.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// A health check interval: 1s to 24h.
+pub fn check_health_interval(s: &str) -> Result<u64, String> {
+    match parse_duration(s) {
+        Some(secs) if (1..=MAX_HEALTH_INTERVAL_SECS).contains(&secs) => Ok(secs),
+        Some(_) => Err(format!("health_interval {s:?} is out of range: 1s to 24h")),
+        None if duration_shaped(s) => {
+            Err(format!("health_interval {s:?} is out of range: 1s to 24h"))
+        }
+        None => Err(format!(
+            "health_interval {s:?} must be a duration like 30s, 1m or 1m30s"
+        )),
+    }
+}
+
+/// `[IP:]HOST:CONTAINER`
+pub fn parse_publish(s: &str) -> Result<Publish, String> {
+    let parts: Vec<&str> = s.rsplitn(3, ':').collect();
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("{p:?} is not a port (1-65535)"))
+    };
+    let (ip, host, container) = match parts.as_slice() {
+        [c, h] => ("0.0.0.0", *h, *c),
+        [c, h, ip] => (*ip, *h, *c),
+        _ => return Err("expected [IP:]HOST_PORT:CONTAINER_PORT".into()),
+    };
+    ip.parse::<IpAddr>()
+        .map_err(|_| format!("{ip:?} is not an IP address"))?;
+    Ok(Publish {
+        host_ip: ip.to_string(),
+        host_port: port(host)?,
+        container_port: port(container)?,
+    })
+}
+
+/// `SUBDIR:/container/path[:ro]`; SUBDIR stays inside the service's directory.
+pub fn parse_volume(s: &str) -> Result<Mount, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (sub, target, read_only) = match parts.as_slice() {
+        [sub, target] => (*sub, *target, false),
+        [sub, target, "ro"] => (*sub, *target, true),
+        [sub, target, "rw"] => (*sub, *target, false),
+        _ => return Err("expected SUBDIR:/container/path or SUBDIR:/container/path:ro".into()),
+    };
+    if s.chars().any(char::is_control) {
+        return Err("contains a control character".into());
+    }
+    if sub.starts_with('/') {
+        return Err(format!(
+            "{sub:?} must be relative to the service's directory"
+        ));
+    }
+    let sub = sub.trim_end_matches('/');
+    if sub.is_empty() || sub == "." {
+        // The whole service directory.
+    } else if sub
+        .split('/')
+        .any(|p| p == ".." || p == "." || p.is_empty())
+    {
+        return Err(format!(
+            "{sub:?} escapes or does not name a sub-directory of the service's directory"
+        ));
+    }
+    if !target.starts_with('/') || target.split('/').any(|p| p == "..") {
+        return Err(format!(
+            "container path {target:?} must be absolute, without '..'"
+        ));
+    }
+    // One spelling per directory (`/data/`, `/./data` and `/data` are one mount point to
+    // Docker, so duplicates are caught), and never the container's root, which Docker refuses.
+    let parts: Vec<&str> = target
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.is_empty() {
+        return Err(format!(
+            "container path {target:?} is the container's root; Docker cannot mount there (use a directory such as /data)"
+        ));
+    }
+    let sub = if sub.is_empty() { "." } else { sub };
+    Ok(Mount {
+        sub: sub.to_string(),
+        target: format!("/{}", parts.join("/")),
+        read_only,
+    })
+}
