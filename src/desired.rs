@@ -12,6 +12,7 @@ use crate::engine::{ContainerInfo, ImageInfo, VolumeMount};
 use crate::gateway;
 use crate::host::paths::Paths;
 use crate::input::layout::Layout;
+use crate::input::shipped;
 use crate::model::{Health, Model, Mount, Service, GATEWAY};
 
 pub const LABEL_MANAGED: &str = "pi-setup.managed";
@@ -161,27 +162,6 @@ pub struct Desired {
 /// moved data only if its volume is listed, so a run killed after the move does not move again.
 pub const MOVED_VOLUMES_FILE: &str = ".pi-setup-moved-volumes";
 
-/// Unit templates shipped in the binary; `@EXEC@` becomes the pi-setup command line and
-/// `@SCHEDULE@` the profile's `backup.schedule`.
-pub const UNITS: &[(&str, &str)] = &[
-    (
-        "pi-setup-backup.service",
-        include_str!("../systemd/pi-setup-backup.service"),
-    ),
-    (
-        "pi-setup-backup.timer",
-        include_str!("../systemd/pi-setup-backup.timer"),
-    ),
-    (
-        "pi-setup-heal.service",
-        include_str!("../systemd/pi-setup-heal.service"),
-    ),
-    (
-        "pi-setup-heal.timer",
-        include_str!("../systemd/pi-setup-heal.timer"),
-    ),
-];
-
 /// `exec` is how the units call pi-setup: the binary's path plus `--root`/`--instance` if given.
 /// `migrate_requests`: the kernel has `net.ipv4.tcp_migrate_req` (see `crate::reuseport`).
 /// `image_facts`: what the daemon knows of each image (None: not on this machine yet).
@@ -300,7 +280,7 @@ pub fn desired(
         });
     }
 
-    let units = UNITS
+    let units = shipped::UNITS
         .iter()
         .map(|(name, template)| FileSpec {
             path: paths.systemd_dir().join(name),
@@ -311,7 +291,7 @@ pub fn desired(
             mode: 0o644,
         })
         .collect();
-    let timers = UNITS
+    let timers = shipped::UNITS
         .iter()
         .filter(|(n, _)| n.ends_with(".timer"))
         .map(|(n, _)| n.to_string())

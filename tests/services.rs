@@ -766,7 +766,7 @@ fn install_writes_timers_that_systemd_accepts() {
         timer.contains("OnCalendar=*-*-* 03:30:00\n") && timer.contains("Persistent=true"),
         "{timer}"
     );
-    let units: Vec<_> = pi_setup::desired::UNITS
+    let units: Vec<_> = pi_setup::input::shipped::UNITS
         .iter()
         .map(|(n, _)| dir.join(n))
         .collect();

@@ -87,9 +87,9 @@ fn every_systemd_unit_is_embedded() {
         })
         .collect();
     on_disk.sort();
-    let embedded: Vec<(String, String)> = pi_setup::desired::UNITS
+    let embedded: Vec<(String, String)> = pi_setup::input::shipped::UNITS
         .iter()
         .map(|(n, t)| (n.to_string(), t.to_string()))
         .collect();
-    assert_eq!(on_disk, embedded, "systemd/ and desired::UNITS differ");
+    assert_eq!(on_disk, embedded, "systemd/ and shipped::UNITS differ");
 }
