@@ -12,6 +12,7 @@ mod manifest;
 mod parallel;
 mod restore;
 mod retention;
+pub mod run;
 mod timestamp;
 mod verify;
 mod walk;

@@ -1,0 +1,404 @@
+//! Backup and restore as commands run them: which directories under /var/vol are volumes, each
+//! kept consistent its own way while it is archived (its container stopped, or its exec hooks
+//! run first, or read live), two at a time, pruned after; and a restore with its container
+//! stopped around the swap. The library (archive, verify, restore, retention) is beside it.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _, Result};
+use futures_util::{stream, StreamExt};
+
+use crate::backup::{
+    archive_dir, check_name, prune, restore_archive, verify_archive, ArchiveOptions,
+    ArchiveProgress, ArchiveReport, BackupError, RestoreOptions, RestoreReport, RetentionPolicy,
+};
+use crate::desired::Names;
+use crate::engine::{Engine, EngineError};
+use crate::error::BadInput;
+use crate::host;
+use crate::host::paths::Paths;
+use crate::model::{BackupMode, Model, GATEWAY};
+use crate::progress::Progress;
+
+/// Why a directory under /var/vol was not archived.
+pub const UNUSABLE: &str = "its name cannot name an archive: rename it with letters, digits, \
+                        '-', '_' and '.' only, not starting with '.'";
+
+/// One volume directory and how to keep it consistent while it is archived.
+pub struct Volume {
+    pub name: String,
+    pub mode: BackupMode,
+    /// `None` for directories no service claims.
+    pub container: Option<String>,
+}
+
+impl Volume {
+    pub fn mode_label(&self) -> String {
+        match &self.mode {
+            BackupMode::Stop => "stop".into(),
+            BackupMode::Live => "live".into(),
+            BackupMode::Exec(cmds) => format!("exec ({} command(s))", cmds.len()),
+        }
+    }
+}
+
+/// Every directory under /var/vol: the gateway's (live: certificates), each service's (its
+/// mode), and directories no service claims (live). Restore leftovers and hidden directories
+/// are not volumes. Second: directories whose names cannot name an archive, as printable
+/// paths; they are reported, never silently left out.
+pub fn volumes(
+    paths: &Paths,
+    objects: &Names,
+    model: &Model,
+) -> Result<(Vec<Volume>, Vec<String>)> {
+    let (names, unusable) = archivable_subdirs(&paths.vol_root())?;
+    let vols = names
+        .into_iter()
+        .map(|name| {
+            let (mode, container) = if name == GATEWAY {
+                (BackupMode::Live, Some(objects.object(GATEWAY)))
+            } else if let Some(s) = model.service(&name) {
+                (s.backup.clone(), Some(objects.object(&name)))
+            } else {
+                (BackupMode::Live, None)
+            };
+            Volume {
+                name,
+                mode,
+                container,
+            }
+        })
+        .collect();
+    Ok((vols, unusable))
+}
+
+/// `--dest` as given, else the profile's `backup.dest` under `--root`.
+pub fn dest(paths: &Paths, model: &Model, arg: Option<&Path>) -> PathBuf {
+    arg.map_or_else(|| paths.host(&model.backup.dest), Path::to_path_buf)
+}
+
+pub fn policy(model: &Model) -> RetentionPolicy {
+    let b = &model.backup;
+    RetentionPolicy {
+        keep_last: b.keep_last as usize,
+        keep_daily: b.keep_daily as usize,
+        keep_weekly: b.keep_weekly as usize,
+        keep_monthly: b.keep_monthly as usize,
+    }
+}
+
+/// Runs `work` with `container` stopped, and starts it again whatever `work` returned. Noted for
+/// `heal` before stopping: if this run dies (SIGKILL, power loss) before starting the container
+/// again, `heal` (every minute, and after boot) starts it. Fails before `work` if the container
+/// cannot be stopped; otherwise gives `work`'s output and whether the start went well.
+pub async fn while_stopped<T>(
+    engine: &impl Engine,
+    paths: &Paths,
+    container: &str,
+    why: &str,
+    work: impl Future<Output = T>,
+) -> Result<(T, Result<()>)> {
+    let marker = paths.stopped_for_backup(container);
+    host::write_atomic(&marker, b"", 0o644)?;
+    engine
+        .stop(container, 30)
+        .await
+        .with_context(|| format!("stopping {container} for {why}"))?;
+    let out = work.await;
+    let restarted = engine
+        .start(container)
+        .await
+        .with_context(|| format!("starting {container} again after {why}"))
+        .and_then(|()| Ok(host::remove_file(&marker).map(|_| ())?));
+    Ok((out, restarted))
+}
+
+/// Where archives go, how they are written, and which are kept.
+pub struct Job {
+    pub dest: PathBuf,
+    pub opts: ArchiveOptions,
+    pub policy: RetentionPolicy,
+}
+
+/// What became of one volume.
+pub struct Outcome<'a> {
+    pub volume: &'a Volume,
+    pub archived: Result<ArchiveReport>,
+    /// Archives retention deleted after this one was written (or why it could not).
+    pub pruned: Result<Vec<PathBuf>>,
+}
+
+/// Archives each volume into `dest` (two at a time: each compresses on every core, and while one
+/// waits — for its container to stop, its exec hooks, a slow disk, its last blocks — the other
+/// keeps the cores busy), prunes after each good archive, and hands each outcome to `report`
+/// as it comes. `engine` is an error when Docker cannot be reached: volumes that need their
+/// container then fail, the others are archived.
+pub async fn back_up_all(
+    paths: &Paths,
+    engine: &Result<impl Engine, EngineError>,
+    vols: &[Volume],
+    job: &Job,
+    progress: &Progress,
+    mut report: impl FnMut(Outcome),
+) {
+    let Job { dest, opts, policy } = job;
+    let mut runs = stream::iter(vols.iter())
+        .map(|v| async move { (v, back_up_one(paths, v, engine, dest, opts, progress).await) })
+        .buffer_unordered(2);
+    while let Some((volume, archived)) = runs.next().await {
+        let pruned = match &archived {
+            Ok(_) => {
+                remove_pre_restore(paths, &volume.name);
+                prune(dest, &volume.name, policy).map_err(Into::into)
+            }
+            Err(_) => Ok(Vec::new()),
+        };
+        report(Outcome {
+            volume,
+            archived,
+            pruned,
+        });
+    }
+}
+
+/// Archives one volume, stopping or preparing its container as its mode says. A container
+/// stopped here is started again whatever happened to the archive.
+async fn back_up_one(
+    paths: &Paths,
+    v: &Volume,
+    engine: &Result<impl Engine, EngineError>,
+    dest: &Path,
+    opts: &ArchiveOptions,
+    progress: &Progress,
+) -> Result<ArchiveReport> {
+    let src = paths.vol(&v.name);
+    let archive = || async {
+        let counter = Arc::new(ArchiveProgress::default());
+        let opts = ArchiveOptions {
+            progress: Some(counter.clone()),
+            ..opts.clone()
+        };
+        let (src, dest, name) = (src.clone(), dest.to_path_buf(), v.name.clone());
+        // The archive engine is blocking and uses its own threads.
+        let mut task = tokio::task::spawn_blocking(move || {
+            match archive_dir(&src, &dest, &name, &opts) {
+                // Archive names have one-second resolution: a second run within the same second
+                // waits for the next one rather than failing.
+                Err(BackupError::AlreadyExists(_)) => {
+                    std::thread::sleep(Duration::from_millis(1000));
+                    archive_dir(&src, &dest, &name, &opts)
+                }
+                other => other,
+            }
+        });
+        let bar = progress.volume(&v.name, &v.mode_label());
+        let result = loop {
+            tokio::select! {
+                r = &mut task => break r,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    bar.update(counter.done.load(Ordering::Relaxed), counter.total.load(Ordering::Relaxed));
+                }
+            }
+        };
+        bar.finish();
+        result
+    };
+    let running = match (&v.container, engine) {
+        (Some(c), Ok(e)) => e.container(c).await?.is_some_and(|i| i.running),
+        // Without Docker there is no telling whether the service is writing: archiving it
+        // live could store a torn database, so a volume that needs its container fails.
+        (Some(c), Err(err)) if v.mode != BackupMode::Live => {
+            return Err(anyhow!(
+                "cannot {} container {c} for its {} backup: {err}",
+                if v.mode == BackupMode::Stop {
+                    "stop"
+                } else {
+                    "prepare"
+                },
+                v.mode_label()
+            ));
+        }
+        _ => false,
+    };
+    match (&v.mode, running) {
+        (BackupMode::Stop, true) => {
+            let (Some(c), Ok(e)) = (&v.container, engine) else {
+                unreachable!("running implies both")
+            };
+            let (report, restarted) = while_stopped(e, paths, c, "its backup", archive()).await?;
+            let report = report.context("archive task")??;
+            restarted?;
+            Ok(report)
+        }
+        (BackupMode::Exec(cmds), true) => {
+            let (Some(c), Ok(e)) = (&v.container, engine) else {
+                unreachable!("running implies both")
+            };
+            for cmd in cmds {
+                e.exec_shell(c, cmd).await.context("backup exec hook")?;
+            }
+            Ok(archive().await.context("archive task")??)
+        }
+        (BackupMode::Exec(_), false) if v.container.is_some() => Err(anyhow!(
+            "its backup mode is exec, but container {} is not running (the hook cannot run)",
+            v.container.as_deref().unwrap_or_default()
+        )),
+        // Live, or a stopped container: the directory is quiet or meant to be read live.
+        _ => Ok(archive().await.context("archive task")??),
+    }
+}
+
+/// A restore keeps the replaced directory as `NAME.pre-restore-<ts>` until the next good backup.
+pub fn remove_pre_restore(paths: &Paths, name: &str) {
+    let prefix = format!("{name}.pre-restore-");
+    if let Ok(entries) = std::fs::read_dir(paths.vol_root()) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                if let Err(err) = host::remove_tree(&e.path()) {
+                    println!(
+                        "{:<16}       could not remove {}: {err}",
+                        "",
+                        e.path().display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Restores volume `name` from `archive`: read back first while the service still runs (a bad
+/// archive costs it no downtime), then its container (if any) stopped around the swap.
+pub async fn restore_volume(
+    paths: &Paths,
+    engine: Option<&impl Engine>,
+    container: Option<&str>,
+    archive: &Path,
+    name: &str,
+) -> Result<RestoreReport> {
+    let a = archive.to_path_buf();
+    tokio::task::spawn_blocking(move || verify_archive(&a))
+        .await
+        .context("verify task")??;
+    let parent = paths.vol_root();
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let (a, n) = (archive.to_path_buf(), name.to_string());
+    let swap = async move {
+        tokio::task::spawn_blocking(move || {
+            let opts = RestoreOptions {
+                verified: true,
+                ..Default::default()
+            };
+            restore_archive(&a, &parent, &n, &opts)
+        })
+        .await
+        .context("restore task")
+    };
+    let running = match (container, engine) {
+        (Some(c), Some(e)) => e.container(c).await?.is_some_and(|i| i.running),
+        _ => false,
+    };
+    match (container, engine) {
+        (Some(c), Some(e)) if running => {
+            let (restored, restarted) = while_stopped(e, paths, c, "the restore", swap).await?;
+            // The restore's own error first: it says what happened to the data.
+            let report = restored??;
+            restarted?;
+            Ok(report)
+        }
+        _ => Ok(swap.await??),
+    }
+}
+
+/// Volume names that have an archive directory under `dest`; with `only`, just that one (none
+/// when it is a volume that has no archives yet). A name that is neither is an error: a typo
+/// must not look like "no archives".
+pub fn archive_names(paths: &Paths, dest: &Path, only: Option<&str>) -> Result<Vec<String>> {
+    let with_archives = archivable_subdirs(dest)?.0;
+    let Some(n) = only else {
+        return Ok(with_archives);
+    };
+    if with_archives.iter().any(|a| a == n) {
+        Ok(vec![n.to_string()])
+    } else if known_names(paths, dest)?.iter().any(|k| k == n) {
+        Ok(Vec::new())
+    } else {
+        Err(no_such_name(paths, dest, n)?)
+    }
+}
+
+/// Every name a volume command can mean, sorted, once each: the volume directories under
+/// /var/vol and the archive directories under `dest` (a volume deleted since it was backed up
+/// can still be restored).
+pub fn known_names(paths: &Paths, dest: &Path) -> Result<Vec<String>> {
+    let mut names = archivable_subdirs(&paths.vol_root())?.0;
+    names.extend(archivable_subdirs(dest)?.0);
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// The usage error for a name that is neither a volume nor has archives, with the names that
+/// exist, so a typo is seen as one.
+pub fn no_such_name(paths: &Paths, dest: &Path, name: &str) -> Result<anyhow::Error> {
+    let known = known_names(paths, dest)?;
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    Ok(BadInput(format!(
+        "no archives or volume named '{name}' in {} or {} (names there: {})",
+        dest.display(),
+        paths.vol_root().display(),
+        names_there(&known)
+    ))
+    .into())
+}
+
+pub fn names_there(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none yet".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Sub-directories, sorted: those whose names can name archives (see [`check_name`]),
+/// and the others' paths, escaped for printing. Hidden directories (a restore's temporary
+/// directory) and restore leftovers (`NAME.pre-restore-…`) are neither.
+pub fn archivable_subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
+    let (mut names, mut unusable) = (Vec::new(), Vec::new());
+    for raw in host::subdirectories(dir)? {
+        let lossy = raw.to_string_lossy();
+        if lossy.starts_with('.') || lossy.contains(".pre-restore-") {
+            continue;
+        }
+        match raw.to_str() {
+            Some(n) if check_name(n).is_ok() => names.push(n.to_string()),
+            _ => unusable.push(format!("{:?}", dir.join(&raw))),
+        }
+    }
+    Ok((names, unusable))
+}
+
+/// `path` as the kernel would resolve it: absolute, `..` applied, and symlinks followed as far
+/// as the path exists (`/var/vol/../vol/x`, a relative path, or a symlink into /var/vol all
+/// come out under /var/vol).
+pub fn resolved(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // The deepest ancestor that exists, as the kernel resolves it; then the rest, lexically.
+    let (mut real, rest) = abs
+        .ancestors()
+        .find_map(|a| Some((a.canonicalize().ok()?, abs.strip_prefix(a).ok()?)))
+        .unwrap_or_else(|| (PathBuf::new(), abs.as_path()));
+    for part in rest.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                real.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => real.push(other),
+        }
+    }
+    real
+}
