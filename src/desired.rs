@@ -13,7 +13,7 @@ use crate::gateway;
 use crate::host::paths::Paths;
 use crate::input::layout::Layout;
 use crate::input::shipped;
-use crate::model::{Health, Model, Mount, Service, GATEWAY};
+use crate::model::{Health, Model, Mount, Restart, Service, GATEWAY};
 
 pub const LABEL_MANAGED: &str = "pi-setup.managed";
 pub const LABEL_INSTANCE: &str = "pi-setup.instance";
@@ -71,7 +71,7 @@ pub struct ContainerSpec {
     pub binds: Vec<Bind>,
     /// (container port, host address, host port)
     pub ports: Vec<(u16, String, u16)>,
-    pub restart: String,
+    pub restart: Restart,
     pub network: String,
     pub aliases: Vec<String>,
     pub labels: BTreeMap<String, String>,
@@ -202,7 +202,7 @@ pub fn desired(
         env: Vec::new(),
         binds: binds(paths, GATEWAY, &model.gateway_layout.mounts()),
         ports,
-        restart: "unless-stopped".into(),
+        restart: Restart::UnlessStopped,
         network: names.network(),
         aliases: vec![GATEWAY.to_string()],
         labels: names.labels(GATEWAY),
@@ -332,7 +332,7 @@ fn service_container(s: &Service, paths: &Paths, names: &Names) -> ContainerSpec
             .iter()
             .map(|p| (p.container_port, p.host_ip.clone(), p.host_port))
             .collect(),
-        restart: s.restart.as_str().to_string(),
+        restart: s.restart,
         network: names.network(),
         aliases: vec![s.name.to_string()],
         labels: names.labels(s.name.as_str()),
@@ -534,4 +534,71 @@ fn layout_dirs(layout: &Layout, paths: &Paths, name: &str, extra: &[&str]) -> Ve
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::{desired, Desired, Names};
+    use crate::engine::ImageInfo;
+    use crate::host::paths::Paths;
+    use crate::input::source::Source;
+
+    fn desired_of(profile: &str) -> Desired {
+        let model = crate::input::load(&Source::new("p.toml", profile), &[]).unwrap();
+        let images: BTreeMap<String, Option<ImageInfo>> = BTreeMap::new();
+        desired(
+            &model,
+            &Paths::new("/r"),
+            &Names {
+                instance: Some("t".into()),
+            },
+            "x",
+            false,
+            &images,
+        )
+    }
+
+    /// The hash is a label on every running container: if it changed between versions, an
+    /// upgrade would recreate every container of every appliance. These are the values the
+    /// version before this one computed for the same profile.
+    #[test]
+    fn the_spec_hash_is_the_one_earlier_versions_computed() {
+        let d = desired_of("[gateway]\nimage = \"caddy:2\"\n\n[[service]]\nname = \"web\"\nimage = \"busybox:1\"\ndomains = [\"web.test\"]\nvolumes = [\"www:/www\", \"conf:/etc/x:ro\"]\nrestart = \"always\"\nenv = { A = \"1\" }\nmemory = \"64m\"\n");
+        let hashes: Vec<(String, String)> = d
+            .containers
+            .iter()
+            .map(|c| (c.name.clone(), c.hash()))
+            .collect();
+        assert_eq!(
+            hashes,
+            [
+                (
+                    "t-gateway".to_string(),
+                    "78e08a2f4e97d73825d2ad1c8eee7fb00a39d43b8d3d18daf3825fe3cb57f71f".to_string()
+                ),
+                (
+                    "t-web".to_string(),
+                    "faeb38e02ec5e684a29da1d52734bddb43fa370a79acee104c0b689903c431d4".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_site_with_a_password_hash_is_private_and_the_others_are_public() {
+        let hash = "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
+        let d = desired_of(&format!("[[service]]\nname = \"open\"\nimage = \"a:1\"\ndomains = [\"open.test\"]\n\n[[service]]\nname = \"closed\"\nimage = \"a:1\"\ndomains = [\"closed.test\"]\naccess = \"auth\"\nauth_user = \"me\"\nauth_hash = \"{hash}\"\n"));
+        let mode = |name: &str| {
+            d.gateway_files
+                .iter()
+                .find(|f| f.path.ends_with(name))
+                .map(|f| f.mode)
+        };
+        assert_eq!(mode("sites/closed.caddy"), Some(0o600));
+        assert_eq!(mode("sites/open.caddy"), Some(0o644));
+        assert_eq!(mode("etc/Caddyfile"), Some(0o644));
+        assert!(d.units.iter().all(|u| u.mode == 0o644));
+    }
 }

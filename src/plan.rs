@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::desired::{self, ContainerSpec, Desired, FileSpec, Names};
-use crate::engine::ContainerInfo;
+use crate::engine::{ContainerInfo, ContainerState};
 use crate::model::GATEWAY;
 use crate::observe::{Actual, DestState};
 
@@ -281,7 +281,9 @@ pub fn plan(
                 return Err(Conflict::ForeignContainer(spec.name.clone()))
             }
             // A run killed while Docker removed it: finish the removal, then create it anew.
-            Some(c) if c.state == "removing" => Some("its removal was interrupted".to_string()),
+            Some(c) if c.state == ContainerState::Removing => {
+                Some("its removal was interrupted".to_string())
+            }
             Some(c) if c.hash() != Some(spec.hash().as_str()) => {
                 Some("configuration changed".to_string())
             }
@@ -303,7 +305,7 @@ pub fn plan(
                 why,
             });
             gateway_restarted |= spec.service == GATEWAY;
-        } else if current.is_some_and(|c| !c.running) {
+        } else if current.is_some_and(|c| !c.running()) {
             actions.push(Action::StartContainer {
                 name: spec.name.clone(),
             });
@@ -386,7 +388,7 @@ mod tests {
 
     use super::{plan, Action, ConfigChange, Conflict, Plan};
     use crate::desired::{self, Desired, Names};
-    use crate::engine::{ContainerInfo, ImageInfo, NetworkInfo, VolumeMount};
+    use crate::engine::{ContainerInfo, ContainerState, ImageInfo, NetworkInfo, VolumeMount};
     use crate::host::paths::Paths;
     use crate::host::Stat;
     use crate::input::source::Source;
@@ -446,8 +448,7 @@ mod tests {
             id: format!("id-{}", spec.name),
             name: spec.name.clone(),
             image_id: image_id.to_string(),
-            running: true,
-            state: "running".into(),
+            state: ContainerState::Running,
             health: None,
             labels: spec.all_labels().into_iter().collect::<HashMap<_, _>>(),
             volumes: Vec::new(),
@@ -519,7 +520,7 @@ mod tests {
                 }
                 Action::StartContainer { name } => {
                     if let Some(Some(c)) = a.containers.get_mut(name) {
-                        c.running = true;
+                        c.state = ContainerState::Running;
                     }
                 }
                 Action::ReloadGateway => a.gateway_loaded = Some(d.gateway_files_hash()),
@@ -749,8 +750,7 @@ mod tests {
     fn a_container_whose_removal_was_interrupted_is_removed_and_created_again() {
         let (d, mut a) = converged(WEB, images(&[]));
         let web = a.containers.get_mut("t-web").unwrap().as_mut().unwrap();
-        web.state = "removing".into();
-        web.running = false;
+        web.state = ContainerState::Removing;
         let p = plan(&d, &a, &names(), &ConfigChange::default()).unwrap();
         assert_eq!(
             steps(&p),

@@ -48,7 +48,7 @@ pub fn summary(done: &[String], model: &Model, names: &Names, states: &[Containe
         states
             .iter()
             .find(|c| c.name == name)
-            .map_or("missing".to_string(), |c| c.state.clone())
+            .map_or("missing", |c| c.state.as_str())
     };
     let g = &model.gateway;
     let _ = writeln!(s, "\nServices:");

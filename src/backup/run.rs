@@ -208,7 +208,7 @@ async fn back_up_one(
         result
     };
     let running = match (&v.container, engine) {
-        (Some(c), Ok(e)) => e.container(c).await?.is_some_and(|i| i.running),
+        (Some(c), Ok(e)) => e.container(c).await?.is_some_and(|i| i.running()),
         // Without Docker there is no telling whether the service is writing: archiving it
         // live could store a torn database, so a volume that needs its container fails.
         (Some(c), Err(err)) if v.mode != BackupMode::Live => {
@@ -298,7 +298,7 @@ pub async fn restore_volume(
         .context("restore task")
     };
     let running = match (container, engine) {
-        (Some(c), Some(e)) => e.container(c).await?.is_some_and(|i| i.running),
+        (Some(c), Some(e)) => e.container(c).await?.is_some_and(|i| i.running()),
         _ => false,
     };
     match (container, engine) {

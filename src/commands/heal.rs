@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::commands::Context;
-use crate::engine::Engine;
+use crate::engine::{Engine, HealthStatus};
 
 pub async fn heal(ctx: &Context) -> Result<()> {
     let _lock = ctx.lock("heal", false, Duration::from_secs(30))?;
@@ -19,7 +19,7 @@ pub async fn heal(ctx: &Context) -> Result<()> {
     for c in &containers {
         let marker = ctx.paths.stopped_for_backup(&c.name);
         if marker.exists() {
-            if !c.running {
+            if !c.running() {
                 println!(
                     "starting {} (a backup stopped it and did not finish)",
                     c.name
@@ -32,7 +32,7 @@ pub async fn heal(ctx: &Context) -> Result<()> {
     let mut restarted = 0;
     for c in containers
         .iter()
-        .filter(|c| c.health.as_deref() == Some("unhealthy"))
+        .filter(|c| c.health == Some(HealthStatus::Unhealthy))
     {
         println!("restarting {} (its health check fails)", c.name);
         engine.restart(&c.name, 10).await?;

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cli::{ListArgs, StatusArgs};
 use crate::commands::Context;
-use crate::engine::{ContainerInfo, Engine};
+use crate::engine::{ContainerInfo, ContainerState, Engine, HealthStatus};
 use crate::error::BadInput;
 use crate::gateway;
 use crate::host;
@@ -20,13 +20,22 @@ use crate::report::human_bytes;
 pub struct ServiceRow {
     pub name: String,
     pub image: String,
-    pub state: String,
-    pub health: Option<String>,
+    /// None: no container ("missing" in JSON).
+    #[serde(serialize_with = "state_or_missing")]
+    pub state: Option<ContainerState>,
+    pub health: Option<HealthStatus>,
     pub domains: Vec<String>,
     /// `public`, `lan` or `auth`; none for the gateway (it is the way in, not behind it).
     pub access: Option<String>,
     pub volume_bytes: u64,
     pub last_backup: Option<String>,
+}
+
+fn state_or_missing<S: serde::Serializer>(
+    state: &Option<ContainerState>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(state.map_or("missing", ContainerState::as_str))
 }
 
 #[derive(Debug, Serialize)]
@@ -103,15 +112,15 @@ pub async fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     rows.retain(|r| only.is_none_or(|n| n == r.name || r.name == GATEWAY));
     if network_ok || !containers.is_empty() {
         for r in &rows {
-            match (r.state.as_str(), r.health.as_deref()) {
-                ("missing", _) => problems.push(format!("{}: no container; run `pi-setup apply`", r.name)),
-                ("running", Some("unhealthy")) => problems.push(format!(
+            match (r.state, r.health) {
+                (None, _) => problems.push(format!("{}: no container; run `pi-setup apply`", r.name)),
+                (Some(ContainerState::Running), Some(HealthStatus::Unhealthy)) => problems.push(format!(
                     "{}: running but its health check fails; `pi-setup heal` restarts it",
                     r.name
                 )),
-                ("running", _) => {}
-                ("restarting", _) => problems.push(format!("{}: keeps restarting; see `docker logs {}`", r.name, ctx.names.object(&r.name))),
-                (other, _) => problems.push(format!(
+                (Some(ContainerState::Running), _) => {}
+                (Some(ContainerState::Restarting), _) => problems.push(format!("{}: keeps restarting; see `docker logs {}`", r.name, ctx.names.object(&r.name))),
+                (Some(other), _) => problems.push(format!(
                     "{}: {other}, not running; its domains show the maintenance page. Start it with `pi-setup apply`",
                     r.name
                 )),
@@ -119,7 +128,7 @@ pub async fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
         }
         let gateway_running = rows
             .iter()
-            .any(|r| r.name == GATEWAY && r.state == "running");
+            .any(|r| r.name == GATEWAY && r.state == Some(ContainerState::Running));
         if gateway_running {
             let socket = ctx.paths.vol(GATEWAY).join(gateway::ADMIN_SOCKET_ON_HOST);
             if let Err(e) = gateway::ping(&socket) {
@@ -216,8 +225,8 @@ fn rows(ctx: &Context, model: &Model, containers: &[ContainerInfo]) -> Vec<Servi
         ServiceRow {
             name: name.to_string(),
             image: image.to_string(),
-            state: c.map_or("missing".to_string(), |c| c.state.clone()),
-            health: c.and_then(|c| c.health.clone()),
+            state: c.map(|c| c.state),
+            health: c.and_then(|c| c.health),
             domains,
             access: access.map(str::to_string),
             volume_bytes: host::tree_size(&ctx.paths.vol(name)),
@@ -256,8 +265,8 @@ fn table(rows: &[ServiceRow]) -> String {
         s.push_str(&format!(
             "{:<16} {:<10} {:<10} {:<7} {:>9}  {:<16} {:<30} {}\n",
             r.name,
-            r.state,
-            r.health.as_deref().unwrap_or("-"),
+            r.state.map_or("missing", ContainerState::as_str),
+            r.health.map_or("-", HealthStatus::as_str),
             r.access.as_deref().unwrap_or("-"),
             human_bytes(r.volume_bytes),
             r.last_backup.as_deref().unwrap_or("never"),

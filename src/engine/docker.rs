@@ -16,8 +16,10 @@ use futures_util::StreamExt;
 
 use crate::desired::{ContainerSpec, LABEL_INSTANCE, LABEL_MANAGED};
 use crate::engine::{
-    ContainerInfo, Engine, EngineError, ImageInfo, NetworkInfo, PullProgress, VolumeMount, MIN_API,
+    ContainerInfo, ContainerState, Engine, EngineError, HealthStatus, ImageInfo, NetworkInfo,
+    PullProgress, VolumeMount, MIN_API,
 };
+use crate::model::Restart;
 
 fn api(what: impl Into<String>) -> impl FnOnce(BollardError) -> EngineError {
     let what = what.into();
@@ -122,8 +124,7 @@ impl Docker {
                     .trim_start_matches('/')
                     .to_string(),
                 image_id: c.image_id.unwrap_or_default(),
-                running: c.state.as_ref().map(|s| s.to_string()) == Some("running".into()),
-                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                state: ContainerState::parse(&c.state.map(|s| s.to_string()).unwrap_or_default()),
                 health: c.status.as_deref().and_then(health_from_status),
                 labels: c.labels.unwrap_or_default(),
                 volumes: volume_mounts(c.mounts),
@@ -252,16 +253,16 @@ impl Engine for Docker {
                         .trim_start_matches('/')
                         .to_string(),
                     image_id: c.image.clone().unwrap_or_default(),
-                    running: state.and_then(|s| s.running).unwrap_or(false),
-                    state: state
-                        .and_then(|s| s.status.as_ref())
-                        .map(|s| s.to_string())
-                        .unwrap_or_default(),
+                    state: ContainerState::parse(
+                        &state
+                            .and_then(|s| s.status.as_ref())
+                            .map(|s| s.to_string())
+                            .unwrap_or_default(),
+                    ),
                     health: state
                         .and_then(|s| s.health.as_ref())
                         .and_then(|h| h.status.as_ref())
-                        .map(|h| h.to_string())
-                        .filter(|h| !h.is_empty() && h != "none"),
+                        .and_then(|h| HealthStatus::parse(h.as_ref())),
                     labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
                     volumes: volume_mounts(c.mounts),
                 }))
@@ -303,11 +304,11 @@ impl Engine for Docker {
             .iter()
             .map(|(p, _, _)| format!("{p}/tcp"))
             .collect();
-        let restart = match spec.restart.as_str() {
-            "no" => RestartPolicyNameEnum::NO,
-            "always" => RestartPolicyNameEnum::ALWAYS,
-            "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
-            _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+        let restart = match spec.restart {
+            Restart::No => RestartPolicyNameEnum::NO,
+            Restart::Always => RestartPolicyNameEnum::ALWAYS,
+            Restart::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+            Restart::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
@@ -540,11 +541,15 @@ impl Engine for Docker {
 }
 
 /// The list endpoint only gives health inside the status text: `Up 3 minutes (unhealthy)`.
-fn health_from_status(status: &str) -> Option<String> {
-    ["unhealthy", "healthy", "health: starting"]
-        .iter()
-        .find(|h| status.contains(&format!("({h})")))
-        .map(|h| h.trim_start_matches("health: ").to_string())
+fn health_from_status(status: &str) -> Option<HealthStatus> {
+    [
+        ("(unhealthy)", HealthStatus::Unhealthy),
+        ("(healthy)", HealthStatus::Healthy),
+        ("(health: starting)", HealthStatus::Starting),
+    ]
+    .into_iter()
+    .find(|(text, _)| status.contains(text))
+    .map(|(_, h)| h)
 }
 
 /// `registry:5000/a/b:tag` → (`registry:5000/a/b`, Some(`tag`)); digests stay in the repo part.

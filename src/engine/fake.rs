@@ -9,7 +9,9 @@ use bollard::errors::Error as BollardError;
 use futures_util::stream::{self, BoxStream, StreamExt};
 
 use crate::desired::{ContainerSpec, LABEL_INSTANCE, LABEL_MANAGED};
-use crate::engine::{ContainerInfo, Engine, EngineError, ImageInfo, NetworkInfo, PullProgress};
+use crate::engine::{
+    ContainerInfo, ContainerState, Engine, EngineError, ImageInfo, NetworkInfo, PullProgress,
+};
 
 #[derive(Default)]
 pub struct Fake {
@@ -58,8 +60,11 @@ impl Fake {
     fn set_running(&self, name: &str, running: bool) {
         for c in self.containers.borrow_mut().iter_mut() {
             if c.name == name {
-                c.running = running;
-                c.state = if running { "running" } else { "exited" }.into();
+                c.state = if running {
+                    ContainerState::Running
+                } else {
+                    ContainerState::Exited
+                };
             }
         }
     }
@@ -163,8 +168,7 @@ impl Engine for Fake {
             id: format!("id-{}", spec.name),
             name: spec.name.clone(),
             image_id,
-            running: false,
-            state: "created".into(),
+            state: ContainerState::Created,
             health: None,
             labels: spec.all_labels().into_iter().collect(),
             volumes: Vec::new(),
@@ -208,7 +212,7 @@ impl Engine for Fake {
             .borrow()
             .iter()
             .find(|c| c.name == name)
-            .map(|c| (c.running, 0)))
+            .map(|c| (c.running(), 0)))
     }
 
     async fn logs_tail(&self, _name: &str, _lines: usize) -> Result<String, EngineError> {

@@ -107,10 +107,9 @@ pub struct ContainerInfo {
     pub id: String,
     pub name: String,
     pub image_id: String,
-    pub running: bool,
-    pub state: String,
-    /// `healthy`, `unhealthy` or `starting` for containers with a health check.
-    pub health: Option<String>,
+    pub state: ContainerState,
+    /// For containers with a health check.
+    pub health: Option<HealthStatus>,
     pub labels: HashMap<String, String>,
     /// Docker volumes (not bind mounts) mounted in it: where its data lives outside /var/vol.
     pub volumes: Vec<VolumeMount>,
@@ -134,7 +133,86 @@ pub struct ImageInfo {
     pub volumes: Vec<String>,
 }
 
+/// A container's state, as Docker names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl ContainerState {
+    /// Docker's word for it; a word it may add later counts as `Dead` (not running, and not
+    /// coming back by itself).
+    pub fn parse(s: &str) -> ContainerState {
+        match s {
+            "created" => ContainerState::Created,
+            "running" => ContainerState::Running,
+            "paused" => ContainerState::Paused,
+            "restarting" => ContainerState::Restarting,
+            "removing" => ContainerState::Removing,
+            "exited" => ContainerState::Exited,
+            _ => ContainerState::Dead,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Paused => "paused",
+            ContainerState::Restarting => "restarting",
+            ContainerState::Removing => "removing",
+            ContainerState::Exited => "exited",
+            ContainerState::Dead => "dead",
+        }
+    }
+}
+
+impl std::fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a container's health check last said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl HealthStatus {
+    /// Docker's word (`none` and the empty string mean no health check).
+    pub fn parse(s: &str) -> Option<HealthStatus> {
+        match s {
+            "starting" => Some(HealthStatus::Starting),
+            "healthy" => Some(HealthStatus::Healthy),
+            "unhealthy" => Some(HealthStatus::Unhealthy),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Starting => "starting",
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
 impl ContainerInfo {
+    pub fn running(&self) -> bool {
+        self.state == ContainerState::Running
+    }
     pub fn managed(&self) -> bool {
         self.labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
     }
