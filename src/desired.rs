@@ -601,4 +601,35 @@ mod tests {
         assert_eq!(mode("etc/Caddyfile"), Some(0o644));
         assert!(d.units.iter().all(|u| u.mode == 0o644));
     }
+
+    #[test]
+    fn units_carry_the_command_line_and_the_schedule() {
+        let model = crate::input::load(
+            &Source::new("p.toml", "[backup]\nschedule = \"Sun *-*-* 02:00:00\"\n"),
+            &[],
+        )
+        .unwrap();
+        let d = desired(
+            &model,
+            &Paths::new("/srv/appliance"),
+            &Names {
+                instance: Some("lab".into()),
+            },
+            "/usr/local/bin/pi-setup --root /srv/appliance --instance lab",
+            false,
+            &BTreeMap::new(),
+        );
+        let units: Vec<String> = d
+            .units
+            .iter()
+            .map(|u| {
+                format!(
+                    "# {}\n{}",
+                    u.path.display(),
+                    String::from_utf8_lossy(&u.contents)
+                )
+            })
+            .collect();
+        insta::assert_snapshot!(units.join("\n"));
+    }
 }

@@ -336,4 +336,36 @@ mod tests {
         ));
         assert!(!uses_alternate_bind("null"), "no http app yet");
     }
+
+    /// The gateway and services of a profile, as validated.
+    fn model_of(profile: &str) -> crate::model::Model {
+        crate::input::load(&crate::input::source::Source::new("p.toml", profile), &[]).unwrap()
+    }
+
+    const SERVICES: &str = "[[service]]\nname = \"web\"\nimage = \"a:1\"\nport = 8080\ndomains = [\"example.com\", \"web.local\"]\n\n[[service]]\nname = \"nas\"\nimage = \"a:1\"\ndomains = [\"nas.home.arpa\"]\naccess = \"lan\"\n\n[[service]]\nname = \"admin\"\nimage = \"a:1\"\ndomains = [\"admin.example.com\"]\naccess = \"auth\"\nauth_user = \"me\"\nauth_hash = \"$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy\"\n";
+
+    #[test]
+    fn caddyfile_with_automatic_https_and_an_acme_email() {
+        let m = model_of("[gateway]\nemail = \"admin@example.com\"\n");
+        insta::assert_snapshot!(caddyfile(&m.gateway));
+    }
+
+    #[test]
+    fn caddyfile_with_https_off() {
+        let m = model_of("[gateway]\nhttps = \"off\"\nhttp_port = 8080\n");
+        insta::assert_snapshot!(caddyfile(&m.gateway));
+    }
+
+    #[test]
+    fn site_files_for_public_lan_and_auth_services_with_automatic_https() {
+        let m = model_of(SERVICES);
+        let sites: Vec<String> = m.services.iter().map(|s| site(&m.gateway, s)).collect();
+        insta::assert_snapshot!(sites.join("\n---\n"));
+    }
+
+    #[test]
+    fn site_files_with_https_off() {
+        let m = model_of(&format!("[gateway]\nhttps = \"off\"\n\n{SERVICES}"));
+        insta::assert_snapshot!(site(&m.gateway, &m.services[0]));
+    }
 }

@@ -760,4 +760,18 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn the_dry_run_text_of_a_fresh_host() {
+        let facts = images(&[("busybox:1", &["/data"])]);
+        let d = desired_from(WEB, &facts);
+        let mut a = empty_world(facts);
+        a.images.remove("postgres:16");
+        let p = plan(&d, &a, &names(), &ConfigChange::default()).unwrap();
+        insta::assert_snapshot!(crate::report::plan_text(
+            &p,
+            "p.toml",
+            &["postgres:16".to_string()]
+        ));
+    }
 }

@@ -55,16 +55,22 @@ impl Context {
             ))
             .into());
         }
-        let mut exec = std::env::current_exe()
+        let binary = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "/usr/local/bin/pi-setup".into());
         // The units must call pi-setup the way it was called.
+        let mut args = vec![binary];
         if !paths.is_system() {
-            exec.push_str(&format!(" --root {}", paths.root.display()));
+            args.extend(["--root".to_string(), paths.root.display().to_string()]);
         }
         if let Some(i) = &instance {
-            exec.push_str(&format!(" --instance {i}"));
+            args.extend(["--instance".to_string(), i.clone()]);
         }
+        let exec = args
+            .iter()
+            .map(|a| systemd_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
         Ok(Context {
             paths,
             names: Names { instance },
@@ -95,10 +101,58 @@ impl Context {
     }
 }
 
+/// One argument of a systemd `ExecStart=` line: as it is when it holds nothing systemd would
+/// read specially, else in double quotes with `\\` and `"` escaped; `%` (specifiers) and `$`
+/// (variables) are doubled either way. A `--root` with a space or a `%` stays one argument.
+pub fn systemd_quote(arg: &str) -> String {
+    let escaped = arg.replace('%', "%%").replace('$', "$$");
+    let plain = !escaped.is_empty()
+        && escaped
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:,=@%$".contains(c));
+    if plain {
+        return escaped;
+    }
+    let mut out = String::from("\"");
+    for c in escaped.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// How long a command waits for another one to finish before giving up.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 pub fn completions(shell: clap_complete::Shell) {
     let mut cmd = Cli::command();
     clap_complete::generate(shell, &mut cmd, "pi-setup", &mut std::io::stdout());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::systemd_quote;
+
+    #[test]
+    fn unit_arguments_are_quoted_the_way_systemd_reads_them() {
+        assert_eq!(
+            systemd_quote("/usr/local/bin/pi-setup"),
+            "/usr/local/bin/pi-setup"
+        );
+        assert_eq!(systemd_quote("/srv/my appliance"), "\"/srv/my appliance\"");
+        assert_eq!(systemd_quote("/srv/100%"), "/srv/100%%");
+        assert_eq!(systemd_quote("/srv/$HOME"), "/srv/$$HOME");
+        assert_eq!(systemd_quote("/a\"b\\c"), "\"/a\\\"b\\\\c\"");
+        assert_eq!(
+            systemd_quote("/a\nExecStartPre=/bin/evil"),
+            "\"/a\\nExecStartPre=/bin/evil\""
+        );
+    }
 }
