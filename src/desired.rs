@@ -293,7 +293,11 @@ pub fn desired(
         .collect();
     let timers = shipped::UNITS
         .iter()
-        .filter(|(n, _)| n.ends_with(".timer"))
+        .filter(|(n, _)| {
+            std::path::Path::new(n)
+                .extension()
+                .is_some_and(|e| e == "timer")
+        })
         .map(|(n, _)| n.to_string())
         .collect();
 
@@ -451,12 +455,11 @@ pub fn volume_destinations(d: &Desired, c: &ContainerInfo) -> Vec<(VolumeMount, 
                     .find(|b| clean_parts(&b.target) == clean_parts(&v.target))
                     .map(|b| b.host.clone())
             });
-            let to = match bound {
-                Some(h) => h,
-                None => {
-                    let auto = image_volume_mounts(&[], std::slice::from_ref(&v.target));
-                    service_dir.join(&auto.first()?.sub)
-                }
+            let to = if let Some(h) = bound {
+                h
+            } else {
+                let auto = image_volume_mounts(&[], std::slice::from_ref(&v.target));
+                service_dir.join(&auto.first()?.sub)
             };
             Some((v.clone(), to))
         })

@@ -227,7 +227,7 @@ fn admin_request(
         path: socket.display().to_string(),
         source,
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.set_read_timeout(Some(Duration::from_mins(1)))?;
     let body = caddyfile.unwrap_or("").as_bytes();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/caddyfile\r\n\

@@ -54,7 +54,9 @@ pub fn run() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
-            let bad_input = e.chain().any(|c| c.is::<BadInput>());
+            let bad_input = e
+                .chain()
+                .any(<dyn std::error::Error + 'static>::is::<BadInput>);
             eprintln!("error: {e}");
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");

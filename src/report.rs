@@ -129,7 +129,7 @@ mod tests {
         assert_eq!(human_duration(Duration::ZERO), "0 ms");
         assert_eq!(human_duration(Duration::from_millis(42)), "42 ms");
         assert_eq!(human_duration(Duration::from_millis(999)), "999 ms");
-        assert_eq!(human_duration(Duration::from_millis(1000)), "1.0 s");
+        assert_eq!(human_duration(Duration::from_secs(1)), "1.0 s");
         assert_eq!(human_duration(Duration::from_millis(2345)), "2.3 s");
         assert_eq!(human_duration(Duration::from_secs(245)), "4m 05s");
     }

@@ -132,7 +132,7 @@ fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
         SocketAddr::V6(a) => {
             // Go listens dual-stack on a wildcard address; a group only takes its own kind.
             setsockopt(&sock, sockopt::Ipv6V6Only, &false)?;
-            bind(sock.as_raw_fd(), &SockaddrIn6::from(a))?
+            bind(sock.as_raw_fd(), &SockaddrIn6::from(a))?;
         }
     }
     listen(&sock, Backlog::new(backlog).map_err(io::Error::from)?)?;
@@ -195,8 +195,8 @@ mod tests {
         for _ in 0..n {
             let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(2));
-            to_older += older.accept().is_ok() as usize;
-            to_newer += newer.accept().is_ok() as usize;
+            to_older += usize::from(older.accept().is_ok());
+            to_newer += usize::from(newer.accept().is_ok());
         }
         (to_older, to_newer)
     }

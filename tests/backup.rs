@@ -58,8 +58,8 @@ fn snapshot(root: &Path) -> BTreeMap<Vec<u8>, String> {
             let m = std::fs::symlink_metadata(&p).unwrap();
             let desc = if m.file_type().is_symlink() {
                 format!(
-                    "link -> {:?} {}:{}",
-                    std::fs::read_link(&p).unwrap(),
+                    "link -> {} {}:{}",
+                    std::fs::read_link(&p).unwrap().display(),
                     m.uid(),
                     m.gid()
                 )
@@ -107,7 +107,7 @@ fn snapshot(root: &Path) -> BTreeMap<Vec<u8>, String> {
 
 fn fnv(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x100000001b3)
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
     })
 }
 
@@ -268,7 +268,7 @@ fn stop_mode_serves_the_maintenance_page_during_the_archive_and_restarts_the_ser
             while !stop.load(Ordering::SeqCst) && n < 5000 {
                 n += 1;
                 if let Ok((503, body)) = try_get(port, "big.test") {
-                    maintenance += body.contains("Back soon") as u32;
+                    maintenance += u32::from(body.contains("Back soon"));
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }

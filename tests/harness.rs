@@ -278,7 +278,7 @@ pub fn tree(dir: &Path) -> Vec<String> {
         if let Ok(entries) = std::fs::read_dir(d) {
             for e in entries.flatten() {
                 out.push(e.path().strip_prefix(base).unwrap().display().to_string());
-                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
                     walk(base, &e.path(), out);
                 }
             }

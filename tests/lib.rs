@@ -1,6 +1,9 @@
 //! Integration tests: the real `pi-setup` binary against the real Docker daemon, with the
 //! offline images built by `ci/test-images`. One test binary; modules by command.
 
+// Test code keeps its imports next to the one step that needs them.
+#![allow(clippy::items_after_statements)]
+
 mod harness;
 
 mod backup;

@@ -418,6 +418,7 @@ impl LanTestNet {
     }
 
     /// GET from `source` inside the namespace; returns the HTTP status.
+    #[allow(clippy::unused_self)] // it needs the namespace `self` made to exist
     fn status_from(&self, source: &str, port: u16, host: &str) -> String {
         let out = std::process::Command::new("ip")
             .args([

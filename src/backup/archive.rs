@@ -129,70 +129,67 @@ pub fn archive_dir(
         archive.clone(),
     ]);
     let mut changed = tree.vanished.clone();
-    match reusable(&dir, name, opts.codec, &listing)? {
-        Some((previous, old)) => {
-            // A hard link shares the verified bytes. It is made under the partial name and
-            // renamed like a new archive, after the manifest: a final name never lacks one.
-            let partial = partial_path(&archive);
-            fs::hard_link(&previous, &partial).map_err(io_err("linking", &partial))?;
-            manifest.sha256 = old.sha256;
-            // The bytes are the old archive's, written at its level.
-            manifest.level = old.level;
-            manifest.bytes_in = old.bytes_in;
-            manifest.bytes_out = old.bytes_out;
-            manifest.files = old.files;
-            manifest.entries = old.entries;
-            manifest.reused_from = Some(old.archive);
-        }
-        None => {
-            let partial = partial_path(&archive);
-            let out = File::create(&partial).map_err(io_err("creating", &partial))?;
-            // The read-back opens the file on its own and follows the writer, so it runs on
-            // whatever the compressors leave idle instead of after them.
-            let reread = File::open(&partial).map_err(io_err("opening", &partial))?;
-            let threads = match opts.threads {
-                0 => thread::available_parallelism().map_or(1, |n| n.get()),
-                n => n,
-            };
-            let (written_tx, written_rx) = channel();
-            let (compressed, scanned) = thread::scope(|s| {
-                let verifier = s.spawn(|| scan(Tail::new(reread, written_rx)));
-                let compressed = compress_parallel(
-                    out,
-                    &partial,
-                    opts.codec,
-                    opts.level,
-                    threads,
-                    written_tx,
-                    |sink| {
-                        let mut counted = Counted {
-                            inner: sink,
-                            progress: opts.progress.as_deref(),
-                        };
-                        write_tar(src_dir, &tree, &mut counted, &partial)
-                    },
-                );
-                let scanned = verifier
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
-                (compressed, scanned)
-            });
-            let (stats, compressed) = compressed?;
-            let sha256 = hex::encode(compressed.sha256);
-            // The writer has fsynced the file: what was read back is what it wrote to disk.
-            let written = Expected {
-                sha256: &sha256,
-                entries: stats.entries,
-                bytes_in: compressed.bytes_in,
-            };
-            check(&partial, scanned, &written)?;
-            changed.extend(stats.changed);
-            manifest.sha256 = sha256;
-            manifest.bytes_in = compressed.bytes_in;
-            manifest.bytes_out = compressed.bytes_out;
-            manifest.files = stats.files;
-            manifest.entries = stats.entries;
-        }
+    if let Some((previous, old)) = reusable(&dir, name, opts.codec, &listing)? {
+        // A hard link shares the verified bytes. It is made under the partial name and
+        // renamed like a new archive, after the manifest: a final name never lacks one.
+        let partial = partial_path(&archive);
+        fs::hard_link(&previous, &partial).map_err(io_err("linking", &partial))?;
+        manifest.sha256 = old.sha256;
+        // The bytes are the old archive's, written at its level.
+        manifest.level = old.level;
+        manifest.bytes_in = old.bytes_in;
+        manifest.bytes_out = old.bytes_out;
+        manifest.files = old.files;
+        manifest.entries = old.entries;
+        manifest.reused_from = Some(old.archive);
+    } else {
+        let partial = partial_path(&archive);
+        let out = File::create(&partial).map_err(io_err("creating", &partial))?;
+        // The read-back opens the file on its own and follows the writer, so it runs on
+        // whatever the compressors leave idle instead of after them.
+        let reread = File::open(&partial).map_err(io_err("opening", &partial))?;
+        let threads = match opts.threads {
+            0 => thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        };
+        let (written_tx, written_rx) = channel();
+        let (compressed, scanned) = thread::scope(|s| {
+            let verifier = s.spawn(|| scan(Tail::new(reread, written_rx)));
+            let compressed = compress_parallel(
+                out,
+                &partial,
+                opts.codec,
+                opts.level,
+                threads,
+                written_tx,
+                |sink| {
+                    let mut counted = Counted {
+                        inner: sink,
+                        progress: opts.progress.as_deref(),
+                    };
+                    write_tar(src_dir, &tree, &mut counted, &partial)
+                },
+            );
+            let scanned = verifier
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (compressed, scanned)
+        });
+        let (stats, compressed) = compressed?;
+        let sha256 = hex::encode(compressed.sha256);
+        // The writer has fsynced the file: what was read back is what it wrote to disk.
+        let written = Expected {
+            sha256: &sha256,
+            entries: stats.entries,
+            bytes_in: compressed.bytes_in,
+        };
+        check(&partial, scanned, &written)?;
+        changed.extend(stats.changed);
+        manifest.sha256 = sha256;
+        manifest.bytes_in = compressed.bytes_in;
+        manifest.bytes_out = compressed.bytes_out;
+        manifest.files = stats.files;
+        manifest.entries = stats.entries;
     }
     manifest.changed_files = changed.iter().map(|p| escape(p)).collect();
     manifest.duration_ms = started.elapsed().as_millis() as u64;

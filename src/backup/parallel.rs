@@ -184,7 +184,7 @@ pub(crate) fn compress_parallel<R>(
     let spare_rx = Mutex::new(spare_rx);
     // Besides the one being filled: one per worker and one being written. Memory is bounded by
     // blocks, not by the data: a few MiB per core, however large the volume.
-    for _ in 0..threads + 1 {
+    for _ in 0..=threads {
         let _ = free_tx.send(vec![0; BLOCK]);
     }
     thread::scope(|s| {

@@ -189,7 +189,7 @@ async fn back_up_one(
                 // Archive names have one-second resolution: a second run within the same second
                 // waits for the next one rather than failing.
                 Err(BackupError::AlreadyExists(_)) => {
-                    std::thread::sleep(Duration::from_millis(1000));
+                    std::thread::sleep(Duration::from_secs(1));
                     archive_dir(&src, &dest, &name, &opts)
                 }
                 other => other,
@@ -199,7 +199,7 @@ async fn back_up_one(
         let result = loop {
             tokio::select! {
                 r = &mut task => break r,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                () = tokio::time::sleep(Duration::from_millis(200)) => {
                     bar.update(counter.done.load(Ordering::Relaxed), counter.total.load(Ordering::Relaxed));
                 }
             }
@@ -375,6 +375,8 @@ pub fn archivable_subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
         }
         match raw.to_str() {
             Some(n) if check_name(n).is_ok() => names.push(n.to_string()),
+            // Debug on purpose: it escapes what cannot be printed as it is.
+            #[allow(clippy::unnecessary_debug_formatting)]
             _ => unusable.push(format!("{:?}", dir.join(&raw))),
         }
     }

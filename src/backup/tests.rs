@@ -36,6 +36,7 @@ fn write(path: &Path, bytes: &[u8]) {
     fs::write(path, bytes).unwrap();
 }
 
+#[allow(clippy::format_collect)] // test data, built once
 fn log_lines(n: usize) -> Vec<u8> {
     (0..n)
         .map(|i| {
@@ -329,7 +330,7 @@ fn files_changing_while_read_are_capped_padded_and_reported() {
         *hook.borrow_mut() = Some(Box::new(|path: &Path| {
             let mut f = OpenOptions::new().append(true).open(path).unwrap();
             match path.file_name().unwrap().to_str().unwrap() {
-                "grows.log" => f.write_all(&[b'+'; 70_000]).unwrap(),
+                "grows.log" => f.write_all(&vec![b'+'; 70_000]).unwrap(),
                 "shrinks.log" => f.set_len(1000).unwrap(),
                 _ => {}
             }
@@ -747,7 +748,7 @@ fn a_new_archive_whose_file_differs_from_what_was_written_is_never_renamed_into_
         *crate::backup::parallel::GARBLE_WRITES_UNDER.lock().unwrap() = None;
         match &err {
             BackupError::Corrupt { reason, .. } => {
-                assert!(reason.contains("sha256"), "{}: {reason}", opts.codec)
+                assert!(reason.contains("sha256"), "{}: {reason}", opts.codec);
             }
             other => panic!("{}: {other}", opts.codec),
         }
@@ -805,7 +806,7 @@ fn a_writer_that_fails_at_once_stops_the_pipeline_whatever_the_thread_count() {
                 let _ = tx.send(result.map(drop).map_err(|e| e.to_string()));
             });
             let result = rx
-                .recv_timeout(Duration::from_secs(60))
+                .recv_timeout(Duration::from_mins(1))
                 .unwrap_or_else(|_| panic!("{codec}, {threads} thread(s), {len} bytes: hangs"));
             let err = result.expect_err("/dev/full is full");
             assert!(

@@ -109,12 +109,11 @@ pub(crate) fn walk(root: &Path) -> Result<Tree, BackupError> {
         };
         let file_type = meta.file_type();
         let kind = if file_type.is_dir() {
-            match children(&abs, &rel)? {
-                Some(mut entries) => stack.append(&mut entries),
-                None => {
-                    tree.vanished.push(rel);
-                    continue;
-                }
+            if let Some(mut entries) = children(&abs, &rel)? {
+                stack.append(&mut entries);
+            } else {
+                tree.vanished.push(rel);
+                continue;
             }
             NodeKind::Dir
         } else if file_type.is_file() {

@@ -170,45 +170,43 @@ pub async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
     backup::check_name(&args.name).map_err(|e| BadInput(e.to_string()))?;
     let dest = run::dest(&ctx.paths, &model, args.dest.as_deref());
-    let archive = match &args.archive {
-        Some(a) => a.clone(),
-        None => {
-            let all = backup::list_archives(&dest, &args.name)?;
-            let pick = match &args.at {
-                Some(ts) => all.iter().rev().find(|a| a.timestamp.to_string() == *ts),
-                None => all.iter().rev().find(|a| a.good),
-            };
-            match pick {
-                Some(a) => a.path.clone(),
-                None if all.is_empty() => {
-                    if !run::known_names(&ctx.paths, &dest)?.contains(&args.name) {
-                        return Err(run::no_such_name(&ctx.paths, &dest, &args.name)?);
-                    }
-                    let with_archives = run::archivable_subdirs(&dest)?.0;
-                    let with_archives: Vec<&str> =
-                        with_archives.iter().map(String::as_str).collect();
-                    return Err(BadInput(format!(
-                        "there is no archive of '{}' in {} yet (archives there: {})",
-                        args.name,
-                        dest.display(),
-                        run::names_there(&with_archives)
-                    ))
-                    .into());
+    let archive = if let Some(a) = &args.archive {
+        a.clone()
+    } else {
+        let all = backup::list_archives(&dest, &args.name)?;
+        let pick = match &args.at {
+            Some(ts) => all.iter().rev().find(|a| a.timestamp.to_string() == *ts),
+            None => all.iter().rev().find(|a| a.good),
+        };
+        match pick {
+            Some(a) => a.path.clone(),
+            None if all.is_empty() => {
+                if !run::known_names(&ctx.paths, &dest)?.contains(&args.name) {
+                    return Err(run::no_such_name(&ctx.paths, &dest, &args.name)?);
                 }
-                None => {
-                    let list: Vec<String> = all.iter().map(|a| a.timestamp.to_string()).collect();
-                    return Err(BadInput(format!(
-                        "no good archive of '{}'{} in {} (there are: {})",
-                        args.name,
-                        args.at
-                            .as_ref()
-                            .map(|t| format!(" at {t}"))
-                            .unwrap_or_default(),
-                        dest.display(),
-                        list.join(", ")
-                    ))
-                    .into());
-                }
+                let with_archives = run::archivable_subdirs(&dest)?.0;
+                let with_archives: Vec<&str> = with_archives.iter().map(String::as_str).collect();
+                return Err(BadInput(format!(
+                    "there is no archive of '{}' in {} yet (archives there: {})",
+                    args.name,
+                    dest.display(),
+                    run::names_there(&with_archives)
+                ))
+                .into());
+            }
+            None => {
+                let list: Vec<String> = all.iter().map(|a| a.timestamp.to_string()).collect();
+                return Err(BadInput(format!(
+                    "no good archive of '{}'{} in {} (there are: {})",
+                    args.name,
+                    args.at
+                        .as_ref()
+                        .map(|t| format!(" at {t}"))
+                        .unwrap_or_default(),
+                    dest.display(),
+                    list.join(", ")
+                ))
+                .into());
             }
         }
     };
@@ -279,7 +277,7 @@ pub fn backups(ctx: &Context, args: &BackupsArgs) -> Result<()> {
     );
     for name in names {
         for a in backup::list_archives(&dest, &name)? {
-            let size = std::fs::metadata(&a.path).map(|m| m.len()).unwrap_or(0);
+            let size = std::fs::metadata(&a.path).map_or(0, |m| m.len());
             println!(
                 "{:<16} {}  {:>10}  {:<5} {}",
                 name,

@@ -55,9 +55,10 @@ impl Context {
             ))
             .into());
         }
-        let binary = std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "/usr/local/bin/pi-setup".into());
+        let binary = std::env::current_exe().map_or_else(
+            |_| "/usr/local/bin/pi-setup".into(),
+            |p| p.display().to_string(),
+        );
         // The units must call pi-setup the way it was called.
         let mut args = vec![binary];
         if !paths.is_system() {

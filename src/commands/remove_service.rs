@@ -30,8 +30,7 @@ pub async fn remove_service(ctx: &Context, args: &RemoveServiceArgs) -> Result<(
     }
     let mut inputs = Inputs::read(None, &ctx.paths)?;
     let in_profile = raw::parse_profile(&inputs.profile)
-        .map(|p| p.services.iter().any(|s| s.name.get_ref() == name))
-        .unwrap_or(false);
+        .is_ok_and(|p| p.services.iter().any(|s| s.name.get_ref() == name));
     if in_profile {
         return Err(BadInput(format!(
             "service '{name}' is defined in the profile {}; remove its [[service]] table there and run `pi-setup apply`",

@@ -31,6 +31,7 @@ pub struct ServiceRow {
     pub last_backup: Option<String>,
 }
 
+#[allow(clippy::ref_option, clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` signature
 fn state_or_missing<S: serde::Serializer>(
     state: &Option<ContainerState>,
     s: S,

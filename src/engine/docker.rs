@@ -256,7 +256,7 @@ impl Engine for Docker {
                     state: ContainerState::parse(
                         &state
                             .and_then(|s| s.status.as_ref())
-                            .map(|s| s.to_string())
+                            .map(std::string::ToString::to_string)
                             .unwrap_or_default(),
                     ),
                     health: state
@@ -492,7 +492,7 @@ impl Engine for Docker {
             Err(e) if is_not_found(&e) => Ok(None),
             // A run killed mid-removal leaves the daemon removing it: wait for that instead.
             Err(e) if is_removal_in_progress(&e) => {
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
                 while self.container(name).await?.is_some() {
                     if std::time::Instant::now() >= deadline {
                         return Err(api(format!("removing container {name}"))(e));

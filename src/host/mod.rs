@@ -227,7 +227,7 @@ pub fn tree_size(path: &Path) -> u64 {
         for e in entries.flatten() {
             match e.file_type() {
                 Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                Ok(t) if t.is_file() => total += e.metadata().map_or(0, |m| m.len()),
                 _ => {}
             }
         }

@@ -26,7 +26,13 @@ pub fn profile_source(arg: Option<&str>, paths: &Paths) -> Result<Source, BadInp
             .map_err(|e| BadInput(format!("cannot read profile {}: {e}", p.display())))
     };
     match arg {
-        Some(a) if a.contains('/') || a.ends_with(".toml") || Path::new(a).is_file() => {
+        Some(a)
+            if a.contains('/')
+                || Path::new(a)
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+                || Path::new(a).is_file() =>
+        {
             read(Path::new(a))
         }
         Some(name) => shipped::profile(name)
@@ -268,7 +274,7 @@ pub fn load(profile_src: &Source, service_srcs: &[Source]) -> Result<Model, BadI
 /// What validation needs to know about the machine pi-setup runs on (Docker's host).
 pub fn this_host() -> HostFacts {
     HostFacts {
-        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpus: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         calendar_error: crate::host::calendar_error,
     }
 }

@@ -80,9 +80,9 @@ pub(super) fn backup(c: &mut Checker, b: &RawBackup, host: &HostFacts) -> Backup
         schedule,
         compress,
         level,
-        keep_last: c.count(&b.keep_last, "backup.keep_last", 3),
-        keep_daily: c.count(&b.keep_daily, "backup.keep_daily", 7),
-        keep_weekly: c.count(&b.keep_weekly, "backup.keep_weekly", 4),
-        keep_monthly: c.count(&b.keep_monthly, "backup.keep_monthly", 6),
+        keep_last: c.count(b.keep_last.as_ref(), "backup.keep_last", 3),
+        keep_daily: c.count(b.keep_daily.as_ref(), "backup.keep_daily", 7),
+        keep_weekly: c.count(b.keep_weekly.as_ref(), "backup.keep_weekly", 4),
+        keep_monthly: c.count(b.keep_monthly.as_ref(), "backup.keep_monthly", 6),
     }
 }

@@ -65,7 +65,7 @@ struct Checker<'a> {
     errors: Vec<ConfigError>,
 }
 
-impl<'a> Checker<'a> {
+impl Checker<'_> {
     fn at<T>(&mut self, v: &Spanned<T>, msg: String) {
         self.errors.push(self.src.error_at(v.span(), msg));
     }
@@ -91,16 +91,17 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn count(&mut self, v: &Option<Spanned<i64>>, field: &str, default: u32) -> u32 {
+    fn count(&mut self, v: Option<&Spanned<i64>>, field: &str, default: u32) -> u32 {
         match v {
             None => default,
-            Some(s) => match u32::try_from(*s.get_ref()) {
-                Ok(n) => n,
-                Err(_) => {
+            Some(s) => {
+                if let Ok(n) = u32::try_from(*s.get_ref()) {
+                    n
+                } else {
                     self.at(s, format!("{field} must be 0 or more, not {}", s.get_ref()));
                     default
                 }
-            },
+            }
         }
     }
 }
@@ -124,12 +125,11 @@ pub fn build(
     let gateway = gateway::gateway(&mut c, &raw.gateway);
     let backup = backup::backup(&mut c, &raw.backup, host);
     let mut errors = std::mem::take(&mut c.errors);
-    let gateway_layout = match layouts.get(GATEWAY) {
-        Some(l) => l.clone(),
-        None => {
-            errors.push(src.error("vol-layout 'gateway' is missing"));
-            Layout::default()
-        }
+    let gateway_layout = if let Some(l) = layouts.get(GATEWAY) {
+        l.clone()
+    } else {
+        errors.push(src.error("vol-layout 'gateway' is missing"));
+        Layout::default()
     };
 
     let mut services = Vec::new();

@@ -176,18 +176,17 @@ pub(super) fn service(
             Name("invalid".into())
         }
     };
-    let image = match &r.image {
-        Some(i) => image_ref(&mut c, i),
-        None => {
-            c.at(
-                &r.name,
-                format!(
-                    "service '{}' has no image: set image = \"repo:tag\"",
-                    r.name.get_ref()
-                ),
-            );
-            String::new()
-        }
+    let image = if let Some(i) = &r.image {
+        image_ref(&mut c, i)
+    } else {
+        c.at(
+            &r.name,
+            format!(
+                "service '{}' has no image: set image = \"repo:tag\"",
+                r.name.get_ref()
+            ),
+        );
+        String::new()
     };
     let mut domains = Vec::new();
     let mut seen = BTreeSet::new();
@@ -268,8 +267,8 @@ pub(super) fn service(
     let access = match r.access.as_ref().map(|a| (a, a.get_ref().as_str())) {
         None | Some((_, "public")) => Access::Public,
         Some((_, "lan")) => Access::Lan,
-        Some((a, "auth")) => match (&r.auth_user, &r.auth_hash) {
-            (Some(u), Some(h)) => {
+        Some((a, "auth")) => {
+            if let (Some(u), Some(h)) = (&r.auth_user, &r.auth_hash) {
                 // Both go into the gateway's config verbatim: nothing that could end a token.
                 let user = u.get_ref();
                 let user_ok = !user.is_empty()
@@ -296,12 +295,11 @@ pub(super) fn service(
                     user: u.get_ref().clone(),
                     hash: h.get_ref().clone(),
                 }
-            }
-            _ => {
+            } else {
                 c.at(a, "access \"auth\" needs auth_user and auth_hash".into());
                 Access::Public
             }
-        },
+        }
         Some((a, other)) => {
             c.at(
                 a,
