@@ -12,6 +12,5 @@ mod install;
 mod pull;
 mod rough_edges;
 mod services;
-mod shipped;
 mod validation;
 mod volumes;

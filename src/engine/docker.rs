@@ -571,6 +571,43 @@ pub fn split_reference(reference: &str) -> (String, Option<String>) {
 mod tests {
     use super::split_reference;
 
+    /// Against the real daemon, so not in the fast tier: `ci/test` runs it (`--run-ignored`).
+    #[tokio::test]
+    #[ignore = "needs the Docker daemon and the test images (ci/test runs it)"]
+    async fn a_container_is_looked_up_by_its_exact_name_never_by_an_id_prefix() {
+        use crate::desired::{Bind, ContainerSpec};
+        use crate::engine::Engine;
+        let engine = super::Docker::connect().await.unwrap();
+        let name = format!("pi-setup-lookup-{}", std::process::id());
+        let spec = ContainerSpec {
+            service: "lookup".into(),
+            name: name.clone(),
+            image: "pi-setup-test/busybox:1".into(),
+            cmd: Some(vec!["true".into()]),
+            env: Vec::new(),
+            binds: Vec::<Bind>::new(),
+            ports: Vec::new(),
+            restart: crate::model::Restart::No,
+            network: "bridge".into(),
+            aliases: Vec::new(),
+            labels: std::collections::BTreeMap::new(),
+            security_opt: Vec::new(),
+            memory: None,
+            nano_cpus: None,
+            health: None,
+            sysctls: std::collections::BTreeMap::new(),
+            image_volumes: Vec::new(),
+        };
+        let id = engine.create_container(&spec).await.unwrap();
+        // A service called e.g. `db` on a host without --instance is a container named `db`;
+        // Docker's inspect would also match a container whose ID starts with db….
+        let by_prefix = engine.container(&id[..6]).await;
+        let by_name = engine.container(&name).await;
+        engine.remove_container(&name).await.unwrap();
+        assert_eq!(by_prefix.unwrap(), None);
+        assert_eq!(by_name.unwrap().unwrap().id, id);
+    }
+
     #[test]
     fn references_split_at_the_tag_colon_only() {
         assert_eq!(
