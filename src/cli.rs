@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
     about = "Turn a Raspberry Pi into a self-hosting appliance: Docker services behind one gateway, nightly backups",
     after_help = "Exit codes: 0 success, 1 failure, 2 invalid usage or configuration (nothing changed)."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Put every host path (/etc, /var/vol, /var/backups, systemd units) under DIR.
     #[arg(
         long,
@@ -21,7 +21,7 @@ pub struct Cli {
         env = "PI_SETUP_ROOT",
         default_value = "/"
     )]
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
 
     /// Prefix every Docker object name with NAME-, so several appliances share one daemon.
     #[arg(
@@ -31,14 +31,14 @@ pub struct Cli {
         value_name = "NAME",
         env = "PI_SETUP_INSTANCE"
     )]
-    pub instance: Option<String>,
+    pub(crate) instance: Option<String>,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Provision this host: network, volume directories, images, gateway and services.
     Install(InstallArgs),
     /// Add a service: persist its definition, create its volume, start it, route its domains.
@@ -69,22 +69,22 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct InstallArgs {
+pub(crate) struct InstallArgs {
     /// A shipped profile name (default, homelab) or a path to a profile file.
     /// Without it: the profile in force (/etc/pi-setup/pi-setup.toml), else `default`.
     #[arg(long, value_name = "NAME|PATH")]
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
 
     /// Print the ordered plan and change nothing.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct AddServiceArgs {
+pub(crate) struct AddServiceArgs {
     /// Service name: its host name on the network and its directory under /var/vol.
     #[arg(required_unless_present = "file")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
 
     /// Read the definition from a TOML file (the fields of a [[service]] table) instead of flags.
     #[arg(long, value_name = "FILE", conflicts_with_all = [
@@ -92,178 +92,178 @@ pub struct AddServiceArgs {
         "auth_user", "auth_password_file", "memory", "cpus", "health_cmd", "health_interval",
         "restart", "publish", "command", "old_command",
     ])]
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
 
     /// Image reference, e.g. ghcr.io/example/app:1.2
     #[arg(long, required_unless_present = "file")]
-    pub image: Option<String>,
+    pub(crate) image: Option<String>,
 
     /// A host name the gateway routes to this service (repeatable).
     #[arg(long = "domain", value_name = "DOMAIN")]
-    pub domains: Vec<String>,
+    pub(crate) domains: Vec<String>,
 
     /// The port the service listens on inside its container (default 80).
     #[arg(long)]
-    pub port: Option<String>,
+    pub(crate) port: Option<String>,
 
     /// An environment variable, KEY=VALUE (repeatable; stored in the service file).
     #[arg(long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
+    pub(crate) env: Vec<String>,
 
     /// Secret variables (KEY=VALUE lines), stored 0600 under /etc/pi-setup/secrets/, never printed.
     #[arg(long, value_name = "FILE")]
-    pub env_file: Option<PathBuf>,
+    pub(crate) env_file: Option<PathBuf>,
 
     /// SUBDIR:/container/path[:ro], SUBDIR inside /var/vol/NAME (repeatable).
     #[arg(long = "volume", value_name = "SUBDIR:/PATH")]
-    pub volumes: Vec<String>,
+    pub(crate) volumes: Vec<String>,
 
     /// A volume layout (default, postgres, www).
     #[arg(long)]
-    pub layout: Option<String>,
+    pub(crate) layout: Option<String>,
 
     /// public, lan (private source addresses only) or auth (HTTP basic auth).
     #[arg(long)]
-    pub access: Option<String>,
+    pub(crate) access: Option<String>,
 
     /// User name for --access auth.
     #[arg(long)]
-    pub auth_user: Option<String>,
+    pub(crate) auth_user: Option<String>,
 
     /// File holding the password for --access auth; only its bcrypt hash is stored.
     #[arg(long, value_name = "FILE")]
-    pub auth_password_file: Option<PathBuf>,
+    pub(crate) auth_password_file: Option<PathBuf>,
 
     /// Memory limit, e.g. 512m.
     #[arg(long)]
-    pub memory: Option<String>,
+    pub(crate) memory: Option<String>,
 
     /// CPU limit in cores, e.g. 1.5.
     #[arg(long)]
-    pub cpus: Option<String>,
+    pub(crate) cpus: Option<String>,
 
     /// Health check command, run in the container by a shell.
     #[arg(long, value_name = "CMD")]
-    pub health_cmd: Option<String>,
+    pub(crate) health_cmd: Option<String>,
 
     /// How often the health check runs, e.g. 30s.
     #[arg(long, value_name = "DURATION")]
-    pub health_interval: Option<String>,
+    pub(crate) health_interval: Option<String>,
 
     /// Restart policy: no, always, unless-stopped (default), on-failure.
     #[arg(long)]
-    pub restart: Option<String>,
+    pub(crate) restart: Option<String>,
 
     /// Publish a host port directly, bypassing the gateway: [IP:]HOST:CONTAINER (repeatable).
     #[arg(long, value_name = "[IP:]HOST:CONTAINER")]
-    pub publish: Vec<String>,
+    pub(crate) publish: Vec<String>,
 
     /// The command to run instead of the image's default, after `--` (it takes every
     /// argument after it, so no option can end up inside it): `-- httpd -f -p 8080`.
     #[arg(last = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
 
     /// The old spelling of the command; refused with a pointer to `--` (it swallowed every
     /// option after it, `--dry-run` included).
     #[arg(long = "command", hide = true, num_args = 0.., allow_hyphen_values = true)]
-    pub old_command: Option<Vec<String>>,
+    pub(crate) old_command: Option<Vec<String>>,
 
     /// Print the plan and change nothing.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct RemoveServiceArgs {
-    pub name: String,
+pub(crate) struct RemoveServiceArgs {
+    pub(crate) name: String,
 
     /// Also delete /var/vol/NAME (asks for confirmation on a terminal).
     #[arg(long)]
-    pub purge: bool,
+    pub(crate) purge: bool,
 
     /// Confirm --purge without asking.
     #[arg(long)]
-    pub yes: bool,
+    pub(crate) yes: bool,
 
     /// Print the plan and change nothing.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Print JSON for scripts.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// Only this service (problems of the gateway and network it needs are still reported).
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
 
     /// Print JSON for scripts.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct ApplyArgs {
+pub(crate) struct ApplyArgs {
     /// Print the ordered plan and change nothing.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct BackupArgs {
+pub(crate) struct BackupArgs {
     /// Only these volumes (directory names under /var/vol).
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
 
     /// Where archives go (default: `backup.dest` of the profile, /var/backups/pi-setup).
     #[arg(long, value_name = "DIR")]
-    pub dest: Option<PathBuf>,
+    pub(crate) dest: Option<PathBuf>,
 
     /// gzip (.tar.gz) or zstd (.tar.zst); default: `backup.compress` of the profile, gzip.
     #[arg(long, value_name = "FORMAT")]
-    pub compress: Option<String>,
+    pub(crate) compress: Option<String>,
 
     /// Compression level: gzip 1-9 (default 6), zstd 1-19 (default 3).
     #[arg(long)]
-    pub level: Option<u32>,
+    pub(crate) level: Option<u32>,
 
     /// Print what would be archived, and how, and change nothing.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct RestoreArgs {
+pub(crate) struct RestoreArgs {
     /// The volume (directory name under /var/vol).
-    pub name: String,
+    pub(crate) name: String,
 
     /// The archive of this UTC timestamp (as in its name, e.g. 20261125T033000Z); default: newest.
     #[arg(long, value_name = "TIMESTAMP", conflicts_with = "archive")]
-    pub at: Option<String>,
+    pub(crate) at: Option<String>,
 
     /// Restore from this archive file.
     #[arg(long, value_name = "FILE")]
-    pub archive: Option<PathBuf>,
+    pub(crate) archive: Option<PathBuf>,
 
     /// Where archives are (default: `backup.dest` of the profile).
     #[arg(long, value_name = "DIR")]
-    pub dest: Option<PathBuf>,
+    pub(crate) dest: Option<PathBuf>,
 
     /// Print what would happen and change nothing.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct BackupsArgs {
+pub(crate) struct BackupsArgs {
     /// Only this volume.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
 
     /// Where archives are (default: `backup.dest` of the profile).
     #[arg(long, value_name = "DIR")]
-    pub dest: Option<PathBuf>,
+    pub(crate) dest: Option<PathBuf>,
 }

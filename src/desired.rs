@@ -15,43 +15,43 @@ use crate::input::layout::Layout;
 use crate::input::shipped;
 use crate::model::{Health, Model, Mount, Restart, Service, GATEWAY};
 
-pub const LABEL_MANAGED: &str = "pi-setup.managed";
-pub const LABEL_INSTANCE: &str = "pi-setup.instance";
-pub const LABEL_SERVICE: &str = "pi-setup.service";
-pub const LABEL_HASH: &str = "pi-setup.config-hash";
-pub const NETWORK: &str = "intercontainer";
+pub(crate) const LABEL_MANAGED: &str = "pi-setup.managed";
+pub(crate) const LABEL_INSTANCE: &str = "pi-setup.instance";
+pub(crate) const LABEL_SERVICE: &str = "pi-setup.service";
+pub(crate) const LABEL_HASH: &str = "pi-setup.config-hash";
+pub(crate) const NETWORK: &str = "intercontainer";
 
 /// Docker object names for one appliance: `--instance NAME` prefixes all of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Names {
-    pub instance: Option<String>,
+pub(crate) struct Names {
+    pub(crate) instance: Option<String>,
 }
 
 impl Names {
-    pub fn object(&self, base: &str) -> String {
+    pub(crate) fn object(&self, base: &str) -> String {
         match &self.instance {
             Some(i) => format!("{i}-{base}"),
             None => base.to_string(),
         }
     }
 
-    pub fn network(&self) -> String {
+    pub(crate) fn network(&self) -> String {
         self.object(NETWORK)
     }
 
-    pub fn instance_label(&self) -> String {
+    pub(crate) fn instance_label(&self) -> String {
         self.instance.clone().unwrap_or_default()
     }
 
     /// A container's labels: managed, which instance, which service.
-    pub fn labels(&self, service: &str) -> BTreeMap<String, String> {
+    pub(crate) fn labels(&self, service: &str) -> BTreeMap<String, String> {
         let mut l = self.network_labels();
         l.insert(LABEL_SERVICE.to_string(), service.to_string());
         l
     }
 
     /// The network's labels: managed, which instance.
-    pub fn network_labels(&self) -> BTreeMap<String, String> {
+    pub(crate) fn network_labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
             (LABEL_INSTANCE.to_string(), self.instance_label()),
@@ -62,38 +62,38 @@ impl Names {
 /// Everything Docker needs to create one container. Its hash (over all fields) is stored as a
 /// label, so a changed definition, and only a changed one, recreates the container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ContainerSpec {
-    pub service: String,
-    pub name: String,
-    pub image: String,
-    pub cmd: Option<Vec<String>>,
-    pub env: Vec<String>,
-    pub binds: Vec<Bind>,
+pub(crate) struct ContainerSpec {
+    pub(crate) service: String,
+    pub(crate) name: String,
+    pub(crate) image: String,
+    pub(crate) cmd: Option<Vec<String>>,
+    pub(crate) env: Vec<String>,
+    pub(crate) binds: Vec<Bind>,
     /// (container port, host address, host port)
-    pub ports: Vec<(u16, String, u16)>,
-    pub restart: Restart,
-    pub network: String,
-    pub aliases: Vec<String>,
-    pub labels: BTreeMap<String, String>,
-    pub security_opt: Vec<String>,
-    pub memory: Option<i64>,
-    pub nano_cpus: Option<i64>,
-    pub health: Option<Health>,
+    pub(crate) ports: Vec<(u16, String, u16)>,
+    pub(crate) restart: Restart,
+    pub(crate) network: String,
+    pub(crate) aliases: Vec<String>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) security_opt: Vec<String>,
+    pub(crate) memory: Option<i64>,
+    pub(crate) nano_cpus: Option<i64>,
+    pub(crate) health: Option<Health>,
     /// Namespaced kernel settings (`--sysctl`); left out of the hash when empty, so adding
     /// the field did not recreate every container.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub sysctls: BTreeMap<String, String>,
+    pub(crate) sysctls: BTreeMap<String, String>,
     /// The paths its image declares as volumes, and the host directory each is kept in (also
     /// in `binds`); for messages only.
     #[serde(skip)]
-    pub image_volumes: Vec<(String, PathBuf)>,
+    pub(crate) image_volumes: Vec<(String, PathBuf)>,
 }
 
 impl Desired {
     /// Identifies the gateway files as a whole: stored in the marker once the gateway has
     /// loaded them, so a reload that never happened (a run that stopped in between, a refused
     /// config) is retried by the next run instead of being forgotten.
-    pub fn gateway_files_hash(&self) -> String {
+    pub(crate) fn gateway_files_hash(&self) -> String {
         let mut h = Sha256::new();
         for f in &self.gateway_files {
             h.update(f.path.as_os_str().as_encoded_bytes());
@@ -106,13 +106,13 @@ impl Desired {
 }
 
 impl ContainerSpec {
-    pub fn hash(&self) -> String {
+    pub(crate) fn hash(&self) -> String {
         let json = serde_json::to_vec(self).expect("a spec always serialises");
         hex::encode(Sha256::digest(json))
     }
 
     /// Labels as set on the container: the spec's own plus its hash.
-    pub fn all_labels(&self) -> BTreeMap<String, String> {
+    pub(crate) fn all_labels(&self) -> BTreeMap<String, String> {
         let mut l = self.labels.clone();
         l.insert(LABEL_HASH.to_string(), self.hash());
         l
@@ -120,52 +120,52 @@ impl ContainerSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirSpec {
-    pub path: PathBuf,
-    pub uid: u32,
-    pub gid: u32,
-    pub mode: u32,
+pub(crate) struct DirSpec {
+    pub(crate) path: PathBuf,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) mode: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileSpec {
-    pub path: PathBuf,
-    pub contents: Vec<u8>,
-    pub mode: u32,
+pub(crate) struct FileSpec {
+    pub(crate) path: PathBuf,
+    pub(crate) contents: Vec<u8>,
+    pub(crate) mode: u32,
 }
 
 #[derive(Debug, Clone)]
-pub struct Desired {
-    pub network: String,
-    pub images: Vec<String>,
-    pub dirs: Vec<DirSpec>,
+pub(crate) struct Desired {
+    pub(crate) network: String,
+    pub(crate) images: Vec<String>,
+    pub(crate) dirs: Vec<DirSpec>,
     /// Gateway configuration files (Caddyfile, one site per routed service).
-    pub gateway_files: Vec<FileSpec>,
+    pub(crate) gateway_files: Vec<FileSpec>,
     /// Where pi-setup notes which gateway files the running gateway has loaded.
-    pub gateway_loaded_marker: PathBuf,
+    pub(crate) gateway_loaded_marker: PathBuf,
     /// The directory whose `*.caddy` files not in `gateway_files` are stale.
-    pub sites_dir: PathBuf,
+    pub(crate) sites_dir: PathBuf,
     /// Gateway first, then services in definition order.
-    pub containers: Vec<ContainerSpec>,
+    pub(crate) containers: Vec<ContainerSpec>,
     /// systemd units from `systemd/`, and the timers among them to enable.
-    pub units: Vec<FileSpec>,
-    pub timers: Vec<String>,
+    pub(crate) units: Vec<FileSpec>,
+    pub(crate) timers: Vec<String>,
     /// `/var/vol` under the root.
-    pub vol_root: PathBuf,
+    pub(crate) vol_root: PathBuf,
     /// Images not on this machine yet: the volumes they declare are mapped once they are
     /// pulled (see `image_volume_mounts`).
-    pub unknown_images: Vec<String>,
+    pub(crate) unknown_images: Vec<String>,
 }
 
 /// The file under `/var/vol/<service>` that lists the Docker volumes whose data pi-setup has
 /// moved in (`<volume> <path in the container>` lines): a directory that is not empty is the
 /// moved data only if its volume is listed, so a run killed after the move does not move again.
-pub const MOVED_VOLUMES_FILE: &str = ".pi-setup-moved-volumes";
+pub(crate) const MOVED_VOLUMES_FILE: &str = ".pi-setup-moved-volumes";
 
 /// `exec` is how the units call pi-setup: the binary's path plus `--root`/`--instance` if given.
 /// `migrate_requests`: the kernel has `net.ipv4.tcp_migrate_req` (see `crate::reuseport`).
 /// `image_facts`: what the daemon knows of each image (None: not on this machine yet).
-pub fn desired(
+pub(crate) fn desired(
     model: &Model,
     paths: &Paths,
     names: &Names,
@@ -365,7 +365,7 @@ fn add_image_volumes(spec: &mut ContainerSpec, paths: &Paths, name: &str, auto: 
 
 /// Where the sub-directories for volumes an image declares go, when no mount of the service
 /// contains them.
-pub const IMAGE_VOLUMES_DIR: &str = "image-volumes";
+pub(crate) const IMAGE_VOLUMES_DIR: &str = "image-volumes";
 
 /// Bind mounts for the paths an image declares as volumes (`VOLUME /data`) that the service
 /// does not mount itself. Without one, Docker keeps such a path in an anonymous volume:
@@ -375,7 +375,7 @@ pub const IMAGE_VOLUMES_DIR: &str = "image-volumes";
 /// place inside the parent's directory (where the data is expected), else under
 /// `image-volumes/<path>`. Paths that are not clean absolute paths are ignored (Docker refuses
 /// to create such containers anyway).
-pub fn image_volume_mounts(mounts: &[Mount], declared: &[String]) -> Vec<Mount> {
+pub(crate) fn image_volume_mounts(mounts: &[Mount], declared: &[String]) -> Vec<Mount> {
     let mut out: Vec<Mount> = Vec::new();
     for path in declared {
         let Some(parts) = clean_parts(path) else {
@@ -436,7 +436,7 @@ fn clean_parts(path: &str) -> Option<Vec<&str>> {
 /// The host directory each Docker volume of an existing container should be moved into: where
 /// the container's new definition binds that path, else where `image_volume_mounts` would put
 /// it in the service's directory.
-pub fn volume_destinations(d: &Desired, c: &ContainerInfo) -> Vec<(VolumeMount, PathBuf)> {
+pub(crate) fn volume_destinations(d: &Desired, c: &ContainerInfo) -> Vec<(VolumeMount, PathBuf)> {
     let Some(service) = c.service() else {
         return Vec::new();
     };
@@ -483,10 +483,10 @@ fn binds(paths: &Paths, name: &str, mounts: &[Mount]) -> Vec<Bind> {
 
 /// A host directory mounted into a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bind {
-    pub host: PathBuf,
-    pub target: String,
-    pub read_only: bool,
+pub(crate) struct Bind {
+    pub(crate) host: PathBuf,
+    pub(crate) target: String,
+    pub(crate) read_only: bool,
 }
 
 /// Docker's `host:container[:ro]` form, which is also how a bind enters the spec's hash.

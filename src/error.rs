@@ -7,7 +7,7 @@ use crate::input::source::ConfigError;
 
 /// Invalid input: exits with code 2 and changes nothing.
 #[derive(Debug)]
-pub struct BadInput(pub String);
+pub(crate) struct BadInput(pub(crate) String);
 
 impl fmt::Display for BadInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -14,11 +14,11 @@ use crate::model::GATEWAY;
 use crate::plan::{Action, Plan};
 use crate::progress::Progress;
 
-pub struct Applied {
-    pub done: Vec<String>,
+pub(crate) struct Applied {
+    pub(crate) done: Vec<String>,
 }
 
-pub async fn apply(
+pub(crate) async fn apply(
     plan: &Plan,
     desired: &Desired,
     engine: &impl Engine,

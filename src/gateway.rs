@@ -14,11 +14,11 @@ use std::time::Duration;
 use crate::model::{Access, Domain, Gateway, HttpsMode, Service};
 
 /// Inside the container: the admin socket, in the `admin` dir of the gateway layout.
-pub const ADMIN_SOCKET_IN_CONTAINER: &str = "/run/pi-setup/admin.sock";
+pub(crate) const ADMIN_SOCKET_IN_CONTAINER: &str = "/run/pi-setup/admin.sock";
 /// On the host, relative to `/var/vol/gateway`.
-pub const ADMIN_SOCKET_ON_HOST: &str = "admin/admin.sock";
+pub(crate) const ADMIN_SOCKET_ON_HOST: &str = "admin/admin.sock";
 
-pub fn caddyfile(g: &Gateway) -> String {
+pub(crate) fn caddyfile(g: &Gateway) -> String {
     let mut global = format!(
         "\tadmin unix/{ADMIN_SOCKET_IN_CONTAINER}\n\tshutdown_delay {SHUTDOWN_DELAY_MS}ms\n"
     );
@@ -40,10 +40,10 @@ pub fn caddyfile(g: &Gateway) -> String {
 
 /// Served with status 503 while a service is down (stopped, restarting, being backed up), in
 /// place of a bare 502. `gateway.maintenance_page` in the profile replaces it.
-pub const MAINTENANCE_HTML: &str = include_str!("maintenance.html");
+pub(crate) const MAINTENANCE_HTML: &str = include_str!("maintenance.html");
 
 /// The site block(s) of one service: its domains, proxied to `name:port` on the network.
-pub fn site(g: &Gateway, s: &Service) -> String {
+pub(crate) fn site(g: &Gateway, s: &Service) -> String {
     let upstream = format!("{}:{}", s.name, s.port);
     // No file paths in here: the same service must render the same file wherever it came from.
     let mut out = format!(
@@ -92,7 +92,7 @@ pub fn site(g: &Gateway, s: &Service) -> String {
 }
 
 /// The URL a service answers on, for the summary.
-pub fn url(g: &Gateway, d: &Domain) -> String {
+pub(crate) fn url(g: &Gateway, d: &Domain) -> String {
     if g.https == HttpsMode::Off {
         if g.http_port == 80 {
             format!("http://{d}/")
@@ -107,7 +107,7 @@ pub fn url(g: &Gateway, d: &Domain) -> String {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
+pub(crate) enum ReloadError {
     #[error("cannot reach the gateway's admin socket {path}: {source}")]
     Connect {
         path: String,
@@ -120,13 +120,13 @@ pub enum ReloadError {
 }
 
 /// Asks the admin API for its config: proves the gateway is up and reloadable.
-pub fn ping(socket: &Path) -> Result<(), ReloadError> {
+pub(crate) fn ping(socket: &Path) -> Result<(), ReloadError> {
     admin_request(socket, "GET", "/config/", None).map(|_| ())
 }
 
 /// What one look at a gateway that has just been (re)started found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Startup {
+pub(crate) enum Startup {
     /// Its admin socket answers: Caddy opens it only once its config has loaded.
     Loaded,
     /// Not yet, and nothing is wrong so far.
@@ -138,12 +138,12 @@ pub enum Startup {
 
 /// How long a gateway may take to load its config after it was (re)started. Caddy needs well
 /// under a second; a slow SD card and a cold start make it a few.
-pub const STARTUP_PATIENCE: Duration = Duration::from_secs(15);
+pub(crate) const STARTUP_PATIENCE: Duration = Duration::from_secs(15);
 
 /// Looks at a starting gateway (`look`) until it has loaded its config, has failed, or
 /// `patience` has run out; the pause between looks grows from 50 ms to 500 ms. The error
 /// says what the last look found.
-pub async fn wait_until_loaded<F, Fut>(patience: Duration, mut look: F) -> Result<(), String>
+pub(crate) async fn wait_until_loaded<F, Fut>(patience: Duration, mut look: F) -> Result<(), String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Startup>,
@@ -172,14 +172,14 @@ where
 /// server's listen address is going away, which is why `reload` alternates its spelling.
 /// During the wait the old server gets no new connections (`crate::reuseport`); it only
 /// answers those it had accepted, which takes well under a millisecond.
-pub const SHUTDOWN_DELAY_MS: u32 = 250;
+pub(crate) const SHUTDOWN_DELAY_MS: u32 = 250;
 
 /// The second spelling of the gateway's listen addresses. `:80` and `0.0.0.0:80` are the same
 /// socket to Go (a dual-stack wildcard) but different listeners to Caddy.
 const ALTERNATE_BIND: &str = "\tdefault_bind 0.0.0.0\n";
 
 /// `caddyfile` with its listen addresses spelled the other way (see `reload`).
-pub fn with_alternate_bind(caddyfile: &str) -> String {
+pub(crate) fn with_alternate_bind(caddyfile: &str) -> String {
     caddyfile.replacen("{\n", &format!("{{\n{ALTERNATE_BIND}"), 1)
 }
 
@@ -192,7 +192,7 @@ pub fn with_alternate_bind(caddyfile: &str) -> String {
 /// server for `shutdown_delay` — answering what it has accepted — before shutting it down.
 /// With the same spelling Caddy shuts the old server down at once, and Go drops a request it
 /// reads after that (about one per reload under load).
-pub fn reload(socket: &Path, caddyfile: &str) -> Result<(), ReloadError> {
+pub(crate) fn reload(socket: &Path, caddyfile: &str) -> Result<(), ReloadError> {
     let running = admin_request(socket, "GET", "/config/apps/http/servers", None)?;
     let body = if uses_alternate_bind(&running) {
         caddyfile.to_string()

@@ -2,30 +2,30 @@
 //! profile (raw TOML) → model (validated) → desired + observed → plan → apply → report.
 
 // Input → model → desired + observed → plan → execute → report, in that order.
-pub mod cli;
-pub mod error;
-pub mod input;
-pub mod model;
-pub mod desired;
-pub mod gateway;
-pub mod observe;
-pub mod plan;
-pub mod reconcile;
-pub mod execute;
-pub mod report;
-pub mod progress;
+mod cli;
+mod error;
+mod input;
+mod model;
+mod desired;
+mod gateway;
+mod observe;
+mod plan;
+mod reconcile;
+mod execute;
+mod report;
+mod progress;
 
 // The outside systems, each behind one module.
-pub mod engine;
-pub mod host;
-pub mod lock;
-pub mod reuseport;
+mod engine;
+mod host;
+mod lock;
+mod reuseport;
 
 // Backups: the library, and the commands that run it.
-pub mod backup;
+mod backup;
 
 // One handler per sub-command.
-pub mod commands;
+mod commands;
 
 use std::process::ExitCode;
 
@@ -35,9 +35,9 @@ use crate::cli::{Cli, Command};
 use crate::error::BadInput;
 
 /// Exit codes, documented in the README.
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_FAILED: u8 = 1;
-pub const EXIT_BAD_INPUT: u8 = 2;
+pub(crate) const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_FAILED: u8 = 1;
+pub(crate) const EXIT_BAD_INPUT: u8 = 2;
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 
-pub struct Lock {
+pub(crate) struct Lock {
     _flock: Flock<File>,
 }
 
-pub fn acquire(path: &Path, command: &str, wait: Duration) -> Result<Lock> {
+pub(crate) fn acquire(path: &Path, command: &str, wait: Duration) -> Result<Lock> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

@@ -11,32 +11,32 @@ use crate::engine::{ContainerInfo, Engine, ImageInfo, NetworkInfo};
 use crate::host::{self, Stat};
 
 #[derive(Debug, Default)]
-pub struct Actual {
-    pub network: Option<NetworkInfo>,
+pub(crate) struct Actual {
+    pub(crate) network: Option<NetworkInfo>,
     /// Image reference → the local image (None: not on this machine).
-    pub images: BTreeMap<String, Option<ImageInfo>>,
-    pub dirs: BTreeMap<PathBuf, Option<Stat>>,
-    pub files: BTreeMap<PathBuf, Option<Vec<u8>>>,
+    pub(crate) images: BTreeMap<String, Option<ImageInfo>>,
+    pub(crate) dirs: BTreeMap<PathBuf, Option<Stat>>,
+    pub(crate) files: BTreeMap<PathBuf, Option<Vec<u8>>>,
     /// `*.caddy` files present in the gateway's sites directory.
-    pub site_files: Vec<PathBuf>,
+    pub(crate) site_files: Vec<PathBuf>,
     /// What the gateway last loaded (see `Desired::gateway_files_hash`).
-    pub gateway_loaded: Option<String>,
+    pub(crate) gateway_loaded: Option<String>,
     /// Desired container name → what has that name now.
-    pub containers: BTreeMap<String, Option<ContainerInfo>>,
+    pub(crate) containers: BTreeMap<String, Option<ContainerInfo>>,
     /// Every container labelled as this instance's.
-    pub managed: Vec<ContainerInfo>,
+    pub(crate) managed: Vec<ContainerInfo>,
     /// None: no systemd manages this root (a sandbox, a container); else which timers are
     /// enabled.
-    pub systemd: Option<Vec<String>>,
+    pub(crate) systemd: Option<Vec<String>>,
     /// Current contents of the configuration files the command may change.
-    pub config_files: BTreeMap<PathBuf, Option<Vec<u8>>>,
+    pub(crate) config_files: BTreeMap<PathBuf, Option<Vec<u8>>>,
     /// (Docker volume, host directory it is to be moved into) → what is in that directory.
-    pub volume_dests: BTreeMap<(String, PathBuf), DestState>,
+    pub(crate) volume_dests: BTreeMap<(String, PathBuf), DestState>,
 }
 
 /// A host directory that a container's Docker volume is to be moved into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DestState {
+pub(crate) enum DestState {
     /// Missing or empty: the move can go ahead.
     Empty,
     /// Holds data that a run of pi-setup moved in from this volume (`MOVED_VOLUMES_FILE`).
@@ -47,7 +47,7 @@ pub enum DestState {
 
 /// What the daemon knows of each image; observed before the desired state, which depends on the
 /// volumes images declare.
-pub async fn images(
+pub(crate) async fn images(
     engine: &impl Engine,
     refs: &[String],
 ) -> Result<BTreeMap<String, Option<ImageInfo>>> {
@@ -60,7 +60,7 @@ pub async fn images(
     Ok(out)
 }
 
-pub async fn observe(
+pub(crate) async fn observe(
     engine: &impl Engine,
     desired: &Desired,
     images: BTreeMap<String, Option<ImageInfo>>,

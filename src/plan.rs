@@ -11,7 +11,7 @@ use crate::model::GATEWAY;
 use crate::observe::{Actual, DestState};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     PullImage {
         image: String,
     },
@@ -121,12 +121,12 @@ impl fmt::Display for Action {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
-    pub actions: Vec<Action>,
+pub(crate) struct Plan {
+    pub(crate) actions: Vec<Action>,
 }
 
 impl Plan {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.actions.is_empty()
     }
 }
@@ -134,13 +134,13 @@ impl Plan {
 /// Configuration files a command changes along with the host: written or removed right after
 /// the image pulls.
 #[derive(Debug, Clone, Default)]
-pub struct ConfigChange {
-    pub writes: Vec<FileSpec>,
-    pub removes: Vec<PathBuf>,
+pub(crate) struct ConfigChange {
+    pub(crate) writes: Vec<FileSpec>,
+    pub(crate) removes: Vec<PathBuf>,
 }
 
 impl ConfigChange {
-    pub fn paths(&self) -> Vec<PathBuf> {
+    pub(crate) fn paths(&self) -> Vec<PathBuf> {
         self.writes
             .iter()
             .map(|f| f.path.clone())
@@ -151,7 +151,7 @@ impl ConfigChange {
 
 /// What makes a plan impossible: objects of that name that are not pi-setup's.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum Conflict {
+pub(crate) enum Conflict {
     #[error("a Docker network named '{0}' already exists and was not created by pi-setup; remove or rename it (`docker network rm {0}`), or use --instance")]
     ForeignNetwork(String),
     #[error("network '{0}' belongs to pi-setup instance '{1}', not this one")]
@@ -172,7 +172,7 @@ pub enum Conflict {
 /// The ordered plan: images first (so a missing image stops the run before anything changes),
 /// then the definitions, network, directories, gateway files, containers, gateway reload, and
 /// clean-up.
-pub fn plan(
+pub(crate) fn plan(
     d: &Desired,
     a: &Actual,
     names: &Names,

@@ -10,20 +10,20 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use crate::engine::PullProgress;
 
 #[derive(Clone)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// Present on a terminal: bars live here, and notes are printed above them.
     multi: Option<MultiProgress>,
 }
 
 impl Progress {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Progress {
             multi: std::io::stderr().is_terminal().then(MultiProgress::new),
         }
     }
 
     /// One line on stderr (progress, not results), above any bars.
-    pub fn note(&self, msg: &str) {
+    pub(crate) fn note(&self, msg: &str) {
         match &self.multi {
             Some(m) => {
                 let _ = m.println(msg);
@@ -45,7 +45,7 @@ impl Progress {
         Some(b)
     }
 
-    pub fn pull(&self, image: &str) -> PullBar {
+    pub(crate) fn pull(&self, image: &str) -> PullBar {
         let bar = self.bar(
             "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
             format!("pulling {image}"),
@@ -61,7 +61,7 @@ impl Progress {
     }
 
     /// A bar for one volume's archive (bytes read, rate, ETA); a plain line when not a terminal.
-    pub fn volume(&self, name: &str, how: &str) -> VolumeBar {
+    pub(crate) fn volume(&self, name: &str, how: &str) -> VolumeBar {
         let bar = self.bar(
             "{msg:<24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
             format!("{name} ({how})"),
@@ -80,14 +80,14 @@ impl Default for Progress {
 }
 
 /// Sums the per-layer byte counts the daemon reports into one bar.
-pub struct PullBar {
+pub(crate) struct PullBar {
     bar: Option<ProgressBar>,
     image: String,
     layers: HashMap<String, (u64, u64)>,
 }
 
 impl PullBar {
-    pub fn update(&mut self, p: &PullProgress) {
+    pub(crate) fn update(&mut self, p: &PullProgress) {
         if let (Some(layer), Some(total)) = (&p.layer, p.total) {
             if p.status.starts_with("Downloading") {
                 let cur = p.current.unwrap_or(0).max(0) as u64;
@@ -105,7 +105,7 @@ impl PullBar {
         }
     }
 
-    pub fn finish(self, ok: bool) {
+    pub(crate) fn finish(self, ok: bool) {
         let total: u64 = self.layers.values().map(|(_, t)| t).sum();
         if let Some(b) = self.bar {
             b.finish_and_clear();
@@ -120,19 +120,19 @@ impl PullBar {
     }
 }
 
-pub struct VolumeBar {
+pub(crate) struct VolumeBar {
     bar: Option<ProgressBar>,
 }
 
 impl VolumeBar {
-    pub fn update(&self, done: u64, total: u64) {
+    pub(crate) fn update(&self, done: u64, total: u64) {
         if let Some(b) = &self.bar {
             b.set_length(total.max(done));
             b.set_position(done);
         }
     }
 
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         if let Some(b) = self.bar {
             b.finish_and_clear();
         }

@@ -16,11 +16,11 @@ use crate::progress::Progress;
 use crate::report;
 
 /// What a state-changing command asks of `reconcile`. The caller holds the lock (`Context::lock`).
-pub struct Request<'a> {
-    pub inputs: &'a Inputs,
+pub(crate) struct Request<'a> {
+    pub(crate) inputs: &'a Inputs,
     /// Definitions to persist (profile, service files, secrets) or remove.
-    pub config: ConfigChange,
-    pub dry_run: bool,
+    pub(crate) config: ConfigChange,
+    pub(crate) dry_run: bool,
 }
 
 /// The one path every state-changing command takes: validate → desired → observe → plan →
@@ -29,14 +29,14 @@ pub struct Request<'a> {
 /// Images come first: the paths an image declares as volumes shape its container (see
 /// `desired::image_volume_mounts`), so missing images are pulled, and only then is the rest
 /// planned. A run that cannot pull still changes nothing.
-pub async fn reconcile(ctx: &Context, req: Request<'_>) -> Result<()> {
+pub(crate) async fn reconcile(ctx: &Context, req: Request<'_>) -> Result<()> {
     let model = req.inputs.model()?;
     let engine = crate::engine::connect().await?;
     reconcile_with(ctx, &req, &model, &engine).await
 }
 
 /// `reconcile` on a given engine (the fast tests give it a fake).
-pub async fn reconcile_with(
+pub(crate) async fn reconcile_with(
     ctx: &Context,
     req: &Request<'_>,
     model: &Model,

@@ -9,7 +9,7 @@ use crate::model::{HttpsMode, Model, GATEWAY};
 use crate::plan::Plan;
 
 /// `unknown_images`: images not pulled yet, whose declared volumes are not known.
-pub fn plan_text(plan: &Plan, origin: &str, unknown_images: &[String]) -> String {
+pub(crate) fn plan_text(plan: &Plan, origin: &str, unknown_images: &[String]) -> String {
     let mut s = String::new();
     if plan.is_empty() {
         let _ = writeln!(s, "Nothing to change: the host already matches {origin}.");
@@ -30,7 +30,12 @@ pub fn plan_text(plan: &Plan, origin: &str, unknown_images: &[String]) -> String
     s
 }
 
-pub fn summary(done: &[String], model: &Model, names: &Names, states: &[ContainerInfo]) -> String {
+pub(crate) fn summary(
+    done: &[String],
+    model: &Model,
+    names: &Names,
+    states: &[ContainerInfo],
+) -> String {
     let mut s = String::new();
     if done.is_empty() {
         let _ = writeln!(
@@ -80,7 +85,7 @@ pub fn summary(done: &[String], model: &Model, names: &Names, states: &[Containe
 }
 
 /// A size as people read it: `512 B`, `20.1 KiB`, `48.0 MiB` (binary units, one decimal).
-pub fn human_bytes(b: u64) -> String {
+pub(crate) fn human_bytes(b: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
     let mut i = 0;
@@ -96,7 +101,7 @@ pub fn human_bytes(b: u64) -> String {
 }
 
 /// A duration as people read it: `40 ms` under a second, `2.3 s` under a minute, then `4m 05s`.
-pub fn human_duration(d: std::time::Duration) -> String {
+pub(crate) fn human_duration(d: std::time::Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms} ms")

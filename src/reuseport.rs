@@ -39,23 +39,23 @@ use nix::sys::socket::{
 
 /// The sysctl that hands connections queued on a closing listener to another socket of its
 /// group (Linux 5.14+).
-pub const MIGRATE_SYSCTL: &str = "net.ipv4.tcp_migrate_req";
+pub(crate) const MIGRATE_SYSCTL: &str = "net.ipv4.tcp_migrate_req";
 
 /// Whether this kernel has `net.ipv4.tcp_migrate_req` (a container asking for a sysctl the
 /// kernel lacks does not start).
-pub fn kernel_can_migrate_requests() -> bool {
+pub(crate) fn kernel_can_migrate_requests() -> bool {
     Path::new("/proc/sys/net/ipv4/tcp_migrate_req").exists()
 }
 
 /// A wildcard TCP listener found in a network namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Listener {
-    pub v6: bool,
-    pub port: u16,
+pub(crate) struct Listener {
+    pub(crate) v6: bool,
+    pub(crate) port: u16,
 }
 
 /// Wildcard listening TCP sockets in `/proc/<pid>/net/tcp{,6}` (the namespace of `pid`).
-pub fn wildcard_listeners(pid: u32) -> io::Result<Vec<Listener>> {
+pub(crate) fn wildcard_listeners(pid: u32) -> io::Result<Vec<Listener>> {
     let mut found = Vec::new();
     for (file, v6) in [("tcp", false), ("tcp6", true)] {
         let table = match std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) {
@@ -90,7 +90,7 @@ fn parse_listeners(table: &str, v6: bool) -> Vec<Listener> {
 
 /// Attaches the "newest socket wins" program to every wildcard TCP listener of the network
 /// namespace of `pid`. Returns the ports it steered.
-pub fn steer_to_newest(pid: u32) -> io::Result<Vec<u16>> {
+pub(crate) fn steer_to_newest(pid: u32) -> io::Result<Vec<u16>> {
     let listeners = wildcard_listeners(pid)?;
     if listeners.is_empty() {
         return Ok(Vec::new());

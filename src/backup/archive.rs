@@ -24,26 +24,26 @@ use crate::backup::parallel::{compress_parallel, BlockSink, CopyError};
 use crate::backup::retention::list_archives;
 use crate::backup::timestamp::Timestamp;
 use crate::backup::verify::{check, scan, Expected, Tail};
-use crate::backup::walk::{escape, walk, Node, NodeKind, SkippedEntry, Stat, Tree};
+use crate::backup::walk::{escape, walk, Node, NodeKind, Stat, Tree};
 
 #[derive(Debug, Clone)]
-pub struct ArchiveOptions {
-    pub codec: Codec,
+pub(crate) struct ArchiveOptions {
+    pub(crate) codec: Codec,
     /// In [`Codec::levels`].
-    pub level: u32,
+    pub(crate) level: u32,
     /// Compression threads; 0 means one per CPU.
-    pub threads: usize,
+    pub(crate) threads: usize,
     /// Names the archive; `None` means now. Tests and replays set it.
-    pub timestamp: Option<SystemTime>,
+    pub(crate) timestamp: Option<SystemTime>,
     /// Where the bytes read so far are counted, for a progress bar.
-    pub progress: Option<Arc<ArchiveProgress>>,
+    pub(crate) progress: Option<Arc<ArchiveProgress>>,
 }
 
 /// Read by the caller while an archive is written: file bytes in the tree, and read so far.
 #[derive(Debug, Default)]
-pub struct ArchiveProgress {
-    pub total: AtomicU64,
-    pub done: AtomicU64,
+pub(crate) struct ArchiveProgress {
+    pub(crate) total: AtomicU64,
+    pub(crate) done: AtomicU64,
 }
 
 impl Default for ArchiveOptions {
@@ -59,16 +59,12 @@ impl Default for ArchiveOptions {
 }
 
 #[derive(Debug, Clone)]
-pub struct ArchiveReport {
-    pub archive: PathBuf,
-    pub manifest_path: PathBuf,
-    pub manifest: Manifest,
-    /// Files that changed while being read (see [`Manifest::changed_files`]).
-    pub changed: Vec<PathBuf>,
-    pub skipped: Vec<SkippedEntry>,
+pub(crate) struct ArchiveReport {
+    pub(crate) archive: PathBuf,
+    pub(crate) manifest: Manifest,
 }
 
-pub fn archive_dir(
+pub(crate) fn archive_dir(
     src_dir: &Path,
     dest_dir: &Path,
     name: &str,
@@ -199,13 +195,7 @@ pub fn archive_dir(
     fs::rename(&partial, &archive).map_err(io_err("renaming", &partial))?;
     sync_dir(&dir)?;
     cleanup.0.clear();
-    Ok(ArchiveReport {
-        manifest_path: manifest_path(&archive),
-        archive,
-        manifest,
-        changed,
-        skipped: tree.skipped,
-    })
+    Ok(ArchiveReport { archive, manifest })
 }
 
 /// What a killed run (SIGKILL, power loss) left in a volume's archive directory: `.partial`

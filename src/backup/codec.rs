@@ -10,7 +10,7 @@ use std::ops::RangeInclusive;
 use flate2::bufread::MultiGzDecoder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Codec {
+pub(crate) enum Codec {
     #[default]
     Gzip,
     Zstd,
@@ -21,22 +21,22 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 impl Codec {
-    pub const ALL: [Codec; 2] = [Codec::Gzip, Codec::Zstd];
+    pub(crate) const ALL: [Codec; 2] = [Codec::Gzip, Codec::Zstd];
 
     /// As in `--compress`, the profile's `backup.compress` and the manifest.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Codec::Gzip => "gzip",
             Codec::Zstd => "zstd",
         }
     }
 
-    pub fn parse(name: &str) -> Option<Codec> {
+    pub(crate) fn parse(name: &str) -> Option<Codec> {
         Codec::ALL.into_iter().find(|c| c.name() == name)
     }
 
     /// The archive file name's ending.
-    pub fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Codec::Gzip => ".tar.gz",
             Codec::Zstd => ".tar.zst",
@@ -45,7 +45,7 @@ impl Codec {
 
     /// Accepted `--level` / `backup.level` values. zstd's 20-22 ("ultra") need windows larger
     /// than a Pi should spend on a nightly job, so they are not offered.
-    pub fn levels(self) -> RangeInclusive<u32> {
+    pub(crate) fn levels(self) -> RangeInclusive<u32> {
         match self {
             Codec::Gzip => 1..=9,
             Codec::Zstd => 1..=19,
@@ -53,7 +53,7 @@ impl Codec {
     }
 
     /// gzip -6 and zstd -3, the command-line tools' own defaults.
-    pub fn default_level(self) -> u32 {
+    pub(crate) fn default_level(self) -> u32 {
         match self {
             Codec::Gzip => 6,
             Codec::Zstd => 3,
@@ -62,7 +62,7 @@ impl Codec {
 
     /// Checks `level` (as given: a profile's may be negative) for this format; the message
     /// names the value and the range.
-    pub fn check_level(self, level: i64) -> Result<u32, String> {
+    pub(crate) fn check_level(self, level: i64) -> Result<u32, String> {
         let range = self.levels();
         match u32::try_from(level) {
             Ok(n) if range.contains(&n) => Ok(n),
@@ -77,7 +77,7 @@ impl Codec {
     /// Decompresses an archive's tar stream, whichever format it is in: told by its first
     /// bytes, not its name (`restore --archive` takes any file). Every gzip member or zstd frame
     /// is read in sequence, its checksum checked.
-    pub fn decoder<'a, R: BufRead + 'a>(mut input: R) -> io::Result<Box<dyn Read + 'a>> {
+    pub(crate) fn decoder<'a, R: BufRead + 'a>(mut input: R) -> io::Result<Box<dyn Read + 'a>> {
         let head = input.fill_buf()?;
         if head.starts_with(&ZSTD_MAGIC) {
             Ok(Box::new(zstd::stream::read::Decoder::with_buffer(input)?))

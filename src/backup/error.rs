@@ -4,7 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-pub enum BackupError {
+pub(crate) enum BackupError {
     #[error("{action} {path}: {source}", path = path.display())]
     Io {
         action: &'static str,
@@ -37,7 +37,7 @@ pub enum BackupError {
 impl BackupError {
     /// True when the destination ran out of space, which callers report differently (prune or
     /// grow the disk) from a broken archive.
-    pub fn is_disk_full(&self) -> bool {
+    pub(crate) fn is_disk_full(&self) -> bool {
         matches!(self, BackupError::Io { source, .. } if source.raw_os_error() == Some(nix::libc::ENOSPC))
     }
 }
@@ -52,7 +52,7 @@ pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error
 }
 
 /// Archive names become file names, so they must not be able to climb out of the destination.
-pub fn check_name(name: &str) -> Result<(), BackupError> {
+pub(crate) fn check_name(name: &str) -> Result<(), BackupError> {
     let ok = !name.is_empty()
         && name.len() <= 100
         && !name.starts_with('.')

@@ -15,33 +15,33 @@ const PARTIAL_SUFFIX: &str = ".partial";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     /// Backup (volume) name.
-    pub name: String,
+    pub(crate) name: String,
     /// File name of the archive this manifest describes.
-    pub archive: String,
+    pub(crate) archive: String,
     /// UTC `YYYYMMDDTHHMMSSZ`, as in the file name.
-    pub created: String,
-    pub compression: String,
-    pub level: u32,
+    pub(crate) created: String,
+    pub(crate) compression: String,
+    pub(crate) level: u32,
     /// Of the archive file as written.
-    pub sha256: String,
+    pub(crate) sha256: String,
     /// Uncompressed tar stream.
-    pub bytes_in: u64,
+    pub(crate) bytes_in: u64,
     /// Archive file size.
-    pub bytes_out: u64,
-    pub files: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) files: u64,
     /// Tar entries (directories, files, symlinks, hard links); GNU long-name records excluded.
-    pub entries: u64,
-    pub duration_ms: u64,
-    pub pi_setup_version: String,
+    pub(crate) entries: u64,
+    pub(crate) duration_ms: u64,
+    pub(crate) pi_setup_version: String,
     /// Files whose content or metadata changed while they were read (path escaped as in the
     /// listing). Their entries are well-formed but may not be a consistent snapshot.
-    pub changed_files: Vec<String>,
+    pub(crate) changed_files: Vec<String>,
     /// Sockets, FIFOs and device nodes, as `path (kind)`.
-    pub skipped: Vec<String>,
+    pub(crate) skipped: Vec<String>,
     /// Set when the tree was unchanged and this archive is a hard link to an earlier one.
-    pub reused_from: Option<String>,
+    pub(crate) reused_from: Option<String>,
 }
 
 pub(crate) fn manifest_path(archive: &Path) -> PathBuf {
@@ -64,7 +64,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 impl Manifest {
     /// The manifest beside `archive`.
-    pub fn read_for(archive: &Path) -> Result<Manifest, BackupError> {
+    pub(crate) fn read_for(archive: &Path) -> Result<Manifest, BackupError> {
         let path = manifest_path(archive);
         let text = fs::read(&path).map_err(io_err("reading", &path))?;
         serde_json::from_slice(&text).map_err(|source| BackupError::Manifest { path, source })

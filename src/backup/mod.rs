@@ -12,7 +12,7 @@ mod manifest;
 mod parallel;
 mod restore;
 mod retention;
-pub mod run;
+pub(crate) mod run;
 mod timestamp;
 mod verify;
 mod walk;
@@ -20,12 +20,10 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-pub use archive::{archive_dir, ArchiveOptions, ArchiveProgress, ArchiveReport};
-pub use codec::Codec;
-pub use error::{check_name, BackupError};
-pub use manifest::Manifest;
-pub use restore::{extract_tar, restore_archive, RestoreOptions, RestoreReport};
-pub use retention::{list_archives, prune, select_prune, ArchiveName, RetentionPolicy};
-pub use timestamp::Timestamp;
-pub use verify::{verify_archive, VerifyReport};
-pub use walk::SkippedEntry;
+pub(crate) use archive::{archive_dir, ArchiveOptions, ArchiveProgress, ArchiveReport};
+pub(crate) use codec::Codec;
+pub(crate) use error::{check_name, BackupError};
+pub(crate) use manifest::Manifest;
+pub(crate) use restore::{extract_tar, restore_archive, RestoreOptions, RestoreReport};
+pub(crate) use retention::{list_archives, prune, RetentionPolicy};
+pub(crate) use verify::verify_archive;

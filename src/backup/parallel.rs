@@ -36,9 +36,9 @@ use crate::backup::error::{io_err, BackupError};
 const BLOCK: usize = 1 << 20;
 
 pub(crate) struct Compressed {
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub sha256: [u8; 32],
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) sha256: [u8; 32],
 }
 
 struct Job {
@@ -106,7 +106,7 @@ impl BlockSink {
     /// Copies exactly `size` bytes from `src`, padding with zeros if it ends early, so the
     /// entry always matches its header however the file changes meanwhile. Returns how many
     /// bytes really came from `src`.
-    pub fn copy_exact(&mut self, src: &mut impl Read, size: u64) -> Result<u64, CopyError> {
+    pub(crate) fn copy_exact(&mut self, src: &mut impl Read, size: u64) -> Result<u64, CopyError> {
         let mut remaining = size;
         let mut from_src = 0;
         let mut at_eof = false;

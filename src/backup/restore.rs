@@ -21,13 +21,13 @@ use crate::backup::timestamp::Timestamp;
 use crate::backup::verify::{read_back, Expected};
 
 #[derive(Debug, Clone)]
-pub struct RestoreOptions {
+pub(crate) struct RestoreOptions {
     /// Restore uids/gids from the archive (needs root); otherwise files belong to the caller.
-    pub preserve_owner: bool,
+    pub(crate) preserve_owner: bool,
     /// The caller has just read the archive back with [`crate::backup::verify_archive`] (before
     /// stopping its container): skip the second read-back. Extraction still checks every gzip
     /// CRC or zstd frame checksum, and the entry count.
-    pub verified: bool,
+    pub(crate) verified: bool,
 }
 
 impl Default for RestoreOptions {
@@ -40,18 +40,18 @@ impl Default for RestoreOptions {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestoreReport {
+pub(crate) struct RestoreReport {
     /// `<target_parent>/<name>`, now holding the archive's tree.
-    pub restored: PathBuf,
+    pub(crate) restored: PathBuf,
     /// Where the volume that was there before went (`<name>.pre-restore-<ts>`), if there was one.
-    pub previous: Option<PathBuf>,
-    pub entries: u64,
+    pub(crate) previous: Option<PathBuf>,
+    pub(crate) entries: u64,
 }
 
 /// Restores `archive` as `<target_parent>/<name>`. The containers using the volume must be
 /// stopped by the caller. On any error the volume is untouched and the temporary extraction
 /// directory is removed.
-pub fn restore_archive(
+pub(crate) fn restore_archive(
     archive: &Path,
     target_parent: &Path,
     name: &str,
@@ -147,7 +147,7 @@ fn extract(archive: &Path, root: &Path, opts: &RestoreOptions) -> Result<u64, Ba
 /// Extracts an uncompressed tar stream into `root` (a fresh directory) under the same rules
 /// as a restore: nothing lands outside `root` or is written through a symlink. `origin` names
 /// the stream in errors. Used by restore, and to move data out of a container's Docker volume.
-pub fn extract_tar(
+pub(crate) fn extract_tar(
     stream: impl io::Read,
     origin: &Path,
     root: &Path,

@@ -13,25 +13,25 @@ use crate::backup::manifest::{listing_path, manifest_path, remove_if_present, sy
 use crate::backup::timestamp::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArchiveName {
-    pub path: PathBuf,
-    pub timestamp: Timestamp,
+pub(crate) struct ArchiveName {
+    pub(crate) path: PathBuf,
+    pub(crate) timestamp: Timestamp,
     /// Has a readable manifest whose size matches the file. Only good archives can protect the
     /// "newest good archive" slot.
-    pub good: bool,
+    pub(crate) good: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RetentionPolicy {
-    pub keep_last: usize,
-    pub keep_daily: usize,
-    pub keep_weekly: usize,
-    pub keep_monthly: usize,
+pub(crate) struct RetentionPolicy {
+    pub(crate) keep_last: usize,
+    pub(crate) keep_daily: usize,
+    pub(crate) keep_weekly: usize,
+    pub(crate) keep_monthly: usize,
 }
 
 /// Archives of `name` under `<dest_dir>/<name>/`, oldest first. In-progress `.partial` files and
 /// names that do not parse are ignored.
-pub fn list_archives(dest_dir: &Path, name: &str) -> Result<Vec<ArchiveName>, BackupError> {
+pub(crate) fn list_archives(dest_dir: &Path, name: &str) -> Result<Vec<ArchiveName>, BackupError> {
     check_name(name)?;
     let dir = dest_dir.join(name);
     let reader = match fs::read_dir(&dir) {
@@ -73,7 +73,7 @@ type Period = fn(Timestamp) -> i64;
 /// The archives to delete, oldest first. Never selects the newest good archive, nor archives
 /// dated after `now` (a clock that went backwards must not eat recent backups); those also
 /// take no slots. Each keep-rule counts only periods that have archives, newest first.
-pub fn select_prune(
+pub(crate) fn select_prune(
     archives: &[ArchiveName],
     now: SystemTime,
     policy: &RetentionPolicy,
@@ -116,7 +116,7 @@ pub fn select_prune(
 
 /// Deletes what [`select_prune`] selects; returns the deleted archive paths. The archive goes
 /// first so an interruption leaves at worst a stray manifest, never an archive without one.
-pub fn prune(
+pub(crate) fn prune(
     dest_dir: &Path,
     name: &str,
     policy: &RetentionPolicy,

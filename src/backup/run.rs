@@ -25,19 +25,20 @@ use crate::model::{BackupMode, Model, GATEWAY};
 use crate::progress::Progress;
 
 /// Why a directory under /var/vol was not archived.
-pub const UNUSABLE: &str = "its name cannot name an archive: rename it with letters, digits, \
+pub(crate) const UNUSABLE: &str =
+    "its name cannot name an archive: rename it with letters, digits, \
                         '-', '_' and '.' only, not starting with '.'";
 
 /// One volume directory and how to keep it consistent while it is archived.
-pub struct Volume {
-    pub name: String,
-    pub mode: BackupMode,
+pub(crate) struct Volume {
+    pub(crate) name: String,
+    pub(crate) mode: BackupMode,
     /// `None` for directories no service claims.
-    pub container: Option<String>,
+    pub(crate) container: Option<String>,
 }
 
 impl Volume {
-    pub fn mode_label(&self) -> String {
+    pub(crate) fn mode_label(&self) -> String {
         match &self.mode {
             BackupMode::Stop => "stop".into(),
             BackupMode::Live => "live".into(),
@@ -50,7 +51,7 @@ impl Volume {
 /// mode), and directories no service claims (live). Restore leftovers and hidden directories
 /// are not volumes. Second: directories whose names cannot name an archive, as printable
 /// paths; they are reported, never silently left out.
-pub fn volumes(
+pub(crate) fn volumes(
     paths: &Paths,
     objects: &Names,
     model: &Model,
@@ -77,11 +78,11 @@ pub fn volumes(
 }
 
 /// `--dest` as given, else the profile's `backup.dest` under `--root`.
-pub fn dest(paths: &Paths, model: &Model, arg: Option<&Path>) -> PathBuf {
+pub(crate) fn dest(paths: &Paths, model: &Model, arg: Option<&Path>) -> PathBuf {
     arg.map_or_else(|| paths.host(&model.backup.dest), Path::to_path_buf)
 }
 
-pub fn policy(model: &Model) -> RetentionPolicy {
+pub(crate) fn policy(model: &Model) -> RetentionPolicy {
     let b = &model.backup;
     RetentionPolicy {
         keep_last: b.keep_last as usize,
@@ -95,7 +96,7 @@ pub fn policy(model: &Model) -> RetentionPolicy {
 /// `heal` before stopping: if this run dies (SIGKILL, power loss) before starting the container
 /// again, `heal` (every minute, and after boot) starts it. Fails before `work` if the container
 /// cannot be stopped; otherwise gives `work`'s output and whether the start went well.
-pub async fn while_stopped<T>(
+pub(crate) async fn while_stopped<T>(
     engine: &impl Engine,
     paths: &Paths,
     container: &str,
@@ -118,18 +119,18 @@ pub async fn while_stopped<T>(
 }
 
 /// Where archives go, how they are written, and which are kept.
-pub struct Job {
-    pub dest: PathBuf,
-    pub opts: ArchiveOptions,
-    pub policy: RetentionPolicy,
+pub(crate) struct Job {
+    pub(crate) dest: PathBuf,
+    pub(crate) opts: ArchiveOptions,
+    pub(crate) policy: RetentionPolicy,
 }
 
 /// What became of one volume.
-pub struct Outcome<'a> {
-    pub volume: &'a Volume,
-    pub archived: Result<ArchiveReport>,
+pub(crate) struct Outcome<'a> {
+    pub(crate) volume: &'a Volume,
+    pub(crate) archived: Result<ArchiveReport>,
     /// Archives retention deleted after this one was written (or why it could not).
-    pub pruned: Result<Vec<PathBuf>>,
+    pub(crate) pruned: Result<Vec<PathBuf>>,
 }
 
 /// Archives each volume into `dest` (two at a time: each compresses on every core, and while one
@@ -137,7 +138,7 @@ pub struct Outcome<'a> {
 /// keeps the cores busy), prunes after each good archive, and hands each outcome to `report`
 /// as it comes. `engine` is an error when Docker cannot be reached: volumes that need their
 /// container then fail, the others are archived.
-pub async fn back_up_all(
+pub(crate) async fn back_up_all(
     paths: &Paths,
     engine: &Result<impl Engine, EngineError>,
     vols: &[Volume],
@@ -253,7 +254,7 @@ async fn back_up_one(
 }
 
 /// A restore keeps the replaced directory as `NAME.pre-restore-<ts>` until the next good backup.
-pub fn remove_pre_restore(paths: &Paths, name: &str) {
+pub(crate) fn remove_pre_restore(paths: &Paths, name: &str) {
     let prefix = format!("{name}.pre-restore-");
     if let Ok(entries) = std::fs::read_dir(paths.vol_root()) {
         for e in entries.flatten() {
@@ -272,7 +273,7 @@ pub fn remove_pre_restore(paths: &Paths, name: &str) {
 
 /// Restores volume `name` from `archive`: read back first while the service still runs (a bad
 /// archive costs it no downtime), then its container (if any) stopped around the swap.
-pub async fn restore_volume(
+pub(crate) async fn restore_volume(
     paths: &Paths,
     engine: Option<&impl Engine>,
     container: Option<&str>,
@@ -316,7 +317,7 @@ pub async fn restore_volume(
 /// Volume names that have an archive directory under `dest`; with `only`, just that one (none
 /// when it is a volume that has no archives yet). A name that is neither is an error: a typo
 /// must not look like "no archives".
-pub fn archive_names(paths: &Paths, dest: &Path, only: Option<&str>) -> Result<Vec<String>> {
+pub(crate) fn archive_names(paths: &Paths, dest: &Path, only: Option<&str>) -> Result<Vec<String>> {
     let with_archives = archivable_subdirs(dest)?.0;
     let Some(n) = only else {
         return Ok(with_archives);
@@ -333,7 +334,7 @@ pub fn archive_names(paths: &Paths, dest: &Path, only: Option<&str>) -> Result<V
 /// Every name a volume command can mean, sorted, once each: the volume directories under
 /// /var/vol and the archive directories under `dest` (a volume deleted since it was backed up
 /// can still be restored).
-pub fn known_names(paths: &Paths, dest: &Path) -> Result<Vec<String>> {
+pub(crate) fn known_names(paths: &Paths, dest: &Path) -> Result<Vec<String>> {
     let mut names = archivable_subdirs(&paths.vol_root())?.0;
     names.extend(archivable_subdirs(dest)?.0);
     names.sort();
@@ -343,7 +344,7 @@ pub fn known_names(paths: &Paths, dest: &Path) -> Result<Vec<String>> {
 
 /// The usage error for a name that is neither a volume nor has archives, with the names that
 /// exist, so a typo is seen as one.
-pub fn no_such_name(paths: &Paths, dest: &Path, name: &str) -> Result<anyhow::Error> {
+pub(crate) fn no_such_name(paths: &Paths, dest: &Path, name: &str) -> Result<anyhow::Error> {
     let known = known_names(paths, dest)?;
     let known: Vec<&str> = known.iter().map(String::as_str).collect();
     Ok(BadInput(format!(
@@ -355,7 +356,7 @@ pub fn no_such_name(paths: &Paths, dest: &Path, name: &str) -> Result<anyhow::Er
     .into())
 }
 
-pub fn names_there(names: &[&str]) -> String {
+pub(crate) fn names_there(names: &[&str]) -> String {
     if names.is_empty() {
         "none yet".to_string()
     } else {
@@ -366,7 +367,7 @@ pub fn names_there(names: &[&str]) -> String {
 /// Sub-directories, sorted: those whose names can name archives (see [`check_name`]),
 /// and the others' paths, escaped for printing. Hidden directories (a restore's temporary
 /// directory) and restore leftovers (`NAME.pre-restore-…`) are neither.
-pub fn archivable_subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
+pub(crate) fn archivable_subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
     let (mut names, mut unusable) = (Vec::new(), Vec::new());
     for raw in host::subdirectories(dir)? {
         let lossy = raw.to_string_lossy();
@@ -386,7 +387,7 @@ pub fn archivable_subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
 /// `path` as the kernel would resolve it: absolute, `..` applied, and symlinks followed as far
 /// as the path exists (`/var/vol/../vol/x`, a relative path, or a symlink into /var/vol all
 /// come out under /var/vol).
-pub fn resolved(path: &Path) -> PathBuf {
+pub(crate) fn resolved(path: &Path) -> PathBuf {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     // The deepest ancestor that exists, as the kernel resolves it; then the rest, lexically.
     let (mut real, rest) = abs

@@ -201,10 +201,8 @@ fn round_trip_restores_an_identical_tree_and_swaps_it_in() {
     let dest = tmp.path().join("backups");
     let report = archive_dir(&src, &dest, "app", &opts_at(1_700_000_000)).unwrap();
     assert_eq!(report.archive, dest.join("app/app-20231114T221320Z.tar.gz"));
-    assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
-    assert_eq!(report.skipped[0].path, Path::new("pipe"));
     assert_eq!(report.manifest.skipped, ["pipe (fifo)"]);
-    assert!(report.changed.is_empty(), "{:?}", report.changed);
+    assert!(report.manifest.changed_files.is_empty());
     assert_eq!(report.manifest.pi_setup_version, env!("CARGO_PKG_VERSION"));
     let on_disk = Manifest::read_for(&report.archive).unwrap();
     assert_eq!(on_disk, report.manifest);
@@ -339,12 +337,6 @@ fn files_changing_while_read_are_capped_padded_and_reported() {
     let result = archive_dir(&src, &tmp.path().join("b"), "app", &opts_at(1_700_000_000));
     AFTER_OPEN.with(|hook| hook.borrow_mut().take());
     let report = result.unwrap();
-    let mut changed = report.changed.clone();
-    changed.sort();
-    assert_eq!(
-        changed,
-        [PathBuf::from("grows.log"), PathBuf::from("shrinks.log")]
-    );
     assert_eq!(report.manifest.changed_files, ["grows.log", "shrinks.log"]);
     verify_archive(&report.archive).unwrap();
 

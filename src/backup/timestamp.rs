@@ -7,23 +7,25 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Whole seconds since the Unix epoch, UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(i64);
+pub(crate) struct Timestamp(i64);
 
 impl Timestamp {
-    pub fn now() -> Self {
+    pub(crate) fn now() -> Self {
         Self::from(SystemTime::now())
     }
 
-    pub fn from_unix(secs: i64) -> Self {
+    #[cfg(test)]
+    pub(crate) fn from_unix(secs: i64) -> Self {
         Timestamp(secs)
     }
 
-    pub fn unix(self) -> i64 {
+    #[cfg(test)]
+    pub(crate) fn unix(self) -> i64 {
         self.0
     }
 
     /// Parses exactly `YYYYMMDDTHHMMSSZ`.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         let b = s.as_bytes();
         if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
             return None;

@@ -15,15 +15,15 @@ use crate::backup::error::{io_err, BackupError};
 use crate::backup::manifest::Manifest;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyReport {
-    pub archive: PathBuf,
-    pub sha256: String,
-    pub entries: u64,
+pub(crate) struct VerifyReport {
+    pub(crate) archive: PathBuf,
+    pub(crate) sha256: String,
+    pub(crate) entries: u64,
     /// Uncompressed tar stream size.
-    pub bytes_in: u64,
+    pub(crate) bytes_in: u64,
 }
 
-pub fn verify_archive(path: &Path) -> Result<VerifyReport, BackupError> {
+pub(crate) fn verify_archive(path: &Path) -> Result<VerifyReport, BackupError> {
     let manifest = Manifest::read_for(path)?;
     let back = read_back(path, &Expected::of(&manifest))?;
     Ok(VerifyReport {
@@ -35,8 +35,8 @@ pub fn verify_archive(path: &Path) -> Result<VerifyReport, BackupError> {
 }
 
 pub(crate) struct ReadBack {
-    pub entries: u64,
-    pub bytes_in: u64,
+    pub(crate) entries: u64,
+    pub(crate) bytes_in: u64,
 }
 
 const CHUNK: usize = 256 << 10;
@@ -44,15 +44,15 @@ const CHUNK: usize = 256 << 10;
 /// What an archive must read back as: its manifest's figures, or for a new archive what was
 /// written.
 pub(crate) struct Expected<'a> {
-    pub sha256: &'a str,
-    pub entries: u64,
+    pub(crate) sha256: &'a str,
+    pub(crate) entries: u64,
     /// The uncompressed tar stream's length: a stream cut after its last entry at a block (and
     /// so zstd frame) boundary still parses, with the entry count right, but comes up short.
-    pub bytes_in: u64,
+    pub(crate) bytes_in: u64,
 }
 
 impl Expected<'_> {
-    pub fn of(manifest: &Manifest) -> Expected<'_> {
+    pub(crate) fn of(manifest: &Manifest) -> Expected<'_> {
         Expected {
             sha256: &manifest.sha256,
             entries: manifest.entries,
@@ -184,7 +184,7 @@ pub(crate) struct Tail {
 }
 
 impl Tail {
-    pub fn new(file: File, written: Receiver<u64>) -> Tail {
+    pub(crate) fn new(file: File, written: Receiver<u64>) -> Tail {
         Tail {
             file,
             written,

@@ -14,20 +14,20 @@ use crate::backup::error::{io_err, BackupError};
 /// The metadata that goes into a tar header and into the listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stat {
-    pub dev: u64,
-    pub ino: u64,
-    pub nlink: u64,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub size: u64,
-    pub mtime: (i64, i64),
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) nlink: u64,
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) size: u64,
+    pub(crate) mtime: (i64, i64),
     /// ctime catches content rewritten with its mtime put back (rsync -t, `touch -r`).
-    pub ctime: (i64, i64),
+    pub(crate) ctime: (i64, i64),
 }
 
 impl Stat {
-    pub fn of(m: &Metadata) -> Self {
+    pub(crate) fn of(m: &Metadata) -> Self {
         Stat {
             dev: m.dev(),
             ino: m.ino(),
@@ -42,7 +42,7 @@ impl Stat {
     }
 
     /// Whether the file's content may differ from when `self` was taken.
-    pub fn content_changed(&self, now: &Stat) -> bool {
+    pub(crate) fn content_changed(&self, now: &Stat) -> bool {
         self.ino != now.ino
             || self.size != now.size
             || self.mtime != now.mtime
@@ -60,26 +60,26 @@ pub(crate) enum NodeKind {
 #[derive(Debug)]
 pub(crate) struct Node {
     /// Relative to the walked root; the root itself is `.`.
-    pub rel: PathBuf,
-    pub kind: NodeKind,
-    pub stat: Stat,
+    pub(crate) rel: PathBuf,
+    pub(crate) kind: NodeKind,
+    pub(crate) stat: Stat,
 }
 
 /// An entry that cannot be archived (socket, FIFO, device node).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SkippedEntry {
-    pub path: PathBuf,
-    pub kind: &'static str,
+pub(crate) struct SkippedEntry {
+    pub(crate) path: PathBuf,
+    pub(crate) kind: &'static str,
 }
 
 #[derive(Debug)]
 pub(crate) struct Tree {
     /// Parents come before their children, siblings in byte order, so the archive is
     /// deterministic and extracts in one pass.
-    pub nodes: Vec<Node>,
-    pub skipped: Vec<SkippedEntry>,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) skipped: Vec<SkippedEntry>,
     /// Entries that disappeared between listing their directory and looking at them.
-    pub vanished: Vec<PathBuf>,
+    pub(crate) vanished: Vec<PathBuf>,
 }
 
 pub(crate) fn walk(root: &Path) -> Result<Tree, BackupError> {
@@ -166,7 +166,7 @@ fn children(abs: &Path, rel: &Path) -> Result<Option<Vec<PathBuf>>, BackupError>
 impl Tree {
     /// One line per entry with everything whose change must produce a new archive. Comparing
     /// two listings byte for byte is the whole "unchanged" test.
-    pub fn listing(&self) -> String {
+    pub(crate) fn listing(&self) -> String {
         let mut out = String::new();
         for node in &self.nodes {
             let s = &node.stat;

@@ -22,7 +22,7 @@ use crate::reconcile::{reconcile, Request};
 /// bcrypt cost: Caddy checks the hash on every request, and a Pi 4 takes ~60 ms at 10.
 const BCRYPT_COST: u32 = 10;
 
-pub async fn add_service(ctx: &Context, args: &AddServiceArgs) -> Result<()> {
+pub(crate) async fn add_service(ctx: &Context, args: &AddServiceArgs) -> Result<()> {
     if args.old_command.is_some() {
         return Err(BadInput(
             "--command is gone: give the command last, after `--`, so no option can end up inside it \

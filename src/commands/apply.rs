@@ -8,7 +8,7 @@ use crate::input::Inputs;
 use crate::plan::ConfigChange;
 use crate::reconcile::{reconcile, Request};
 
-pub async fn apply(ctx: &Context, args: &ApplyArgs) -> Result<()> {
+pub(crate) async fn apply(ctx: &Context, args: &ApplyArgs) -> Result<()> {
     let _lock = ctx.lock("apply", args.dry_run, LOCK_WAIT)?;
     let inputs = Inputs::read(None, &ctx.paths)?;
     let request = Request {

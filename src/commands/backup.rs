@@ -14,7 +14,7 @@ use crate::model::GATEWAY;
 use crate::progress::Progress;
 use crate::report::{human_bytes, human_duration};
 
-pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
+pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
     let codec = match args.compress.as_deref() {
         None => model.backup.compress,
@@ -166,7 +166,7 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     }
 }
 
-pub async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
+pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
     backup::check_name(&args.name).map_err(|e| BadInput(e.to_string()))?;
     let dest = run::dest(&ctx.paths, &model, args.dest.as_deref());
@@ -267,7 +267,7 @@ pub async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn backups(ctx: &Context, args: &BackupsArgs) -> Result<()> {
+pub(crate) fn backups(ctx: &Context, args: &BackupsArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
     let dest = run::dest(&ctx.paths, &model, args.dest.as_deref());
     let names = run::archive_names(&ctx.paths, &dest, args.name.as_deref())?;
@@ -291,7 +291,7 @@ pub fn backups(ctx: &Context, args: &BackupsArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn verify(ctx: &Context, args: &BackupsArgs) -> Result<()> {
+pub(crate) fn verify(ctx: &Context, args: &BackupsArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
     let dest = run::dest(&ctx.paths, &model, args.dest.as_deref());
     let (mut good, mut bad) = (0, 0);

@@ -9,7 +9,7 @@ use anyhow::Result;
 use crate::commands::Context;
 use crate::engine::{Engine, HealthStatus};
 
-pub async fn heal(ctx: &Context) -> Result<()> {
+pub(crate) async fn heal(ctx: &Context) -> Result<()> {
     let _lock = ctx.lock("heal", false, Duration::from_secs(30))?;
     let engine = crate::engine::connect().await?;
     let containers = engine

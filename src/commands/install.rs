@@ -9,7 +9,7 @@ use crate::input::Inputs;
 use crate::plan::ConfigChange;
 use crate::reconcile::{reconcile, Request};
 
-pub async fn install(ctx: &Context, args: &InstallArgs) -> Result<()> {
+pub(crate) async fn install(ctx: &Context, args: &InstallArgs) -> Result<()> {
     let _lock = ctx.lock("install", args.dry_run, LOCK_WAIT)?;
     let inputs = Inputs::read(args.profile.as_deref(), &ctx.paths)?;
     let profile_file = FileSpec {

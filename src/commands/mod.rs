@@ -1,12 +1,12 @@
 //! Command handlers, one per sub-command, and what they share.
 
-pub mod add_service;
-pub mod apply;
-pub mod backup;
-pub mod heal;
-pub mod install;
-pub mod remove_service;
-pub mod status;
+pub(crate) mod add_service;
+pub(crate) mod apply;
+pub(crate) mod backup;
+pub(crate) mod heal;
+pub(crate) mod install;
+pub(crate) mod remove_service;
+pub(crate) mod status;
 
 use std::path::PathBuf;
 
@@ -23,15 +23,15 @@ use crate::lock;
 use crate::model::Name;
 
 /// What every command needs: where host paths are, and how Docker objects are named.
-pub struct Context {
-    pub paths: Paths,
-    pub names: Names,
+pub(crate) struct Context {
+    pub(crate) paths: Paths,
+    pub(crate) names: Names,
     /// How systemd units call this pi-setup: its path plus --root/--instance when given.
-    pub exec: String,
+    pub(crate) exec: String,
 }
 
 impl Context {
-    pub fn new(cli: &Cli) -> Result<Context> {
+    pub(crate) fn new(cli: &Cli) -> Result<Context> {
         let root: PathBuf = if cli.root.is_absolute() {
             cli.root.clone()
         } else {
@@ -80,7 +80,7 @@ impl Context {
     }
 
     /// Writing to the real system paths needs root; under `--root` it may not.
-    pub fn require_root(&self) -> Result<()> {
+    pub(crate) fn require_root(&self) -> Result<()> {
         if self.paths.is_system() && !crate::host::is_root() {
             return Err(BadInput(
                 "this command changes /etc and /var: run it as root (sudo pi-setup ...), or try it under --root DIR".into(),
@@ -93,7 +93,12 @@ impl Context {
     /// For a command that changes state (not a dry run): checks for root and takes the lock.
     /// Taken before the configuration is read, so two commands cannot plan from the same stale
     /// view and undo each other; held until the command returns.
-    pub fn lock(&self, command: &str, dry_run: bool, wait: Duration) -> Result<Option<lock::Lock>> {
+    pub(crate) fn lock(
+        &self,
+        command: &str,
+        dry_run: bool,
+        wait: Duration,
+    ) -> Result<Option<lock::Lock>> {
         if dry_run {
             return Ok(None);
         }
@@ -105,7 +110,7 @@ impl Context {
 /// One argument of a systemd `ExecStart=` line: as it is when it holds nothing systemd would
 /// read specially, else in double quotes with `\\` and `"` escaped; `%` (specifiers) and `$`
 /// (variables) are doubled either way. A `--root` with a space or a `%` stays one argument.
-pub fn systemd_quote(arg: &str) -> String {
+pub(crate) fn systemd_quote(arg: &str) -> String {
     let escaped = arg.replace('%', "%%").replace('$', "$$");
     let plain = !escaped.is_empty()
         && escaped
@@ -130,9 +135,9 @@ pub fn systemd_quote(arg: &str) -> String {
 }
 
 /// How long a command waits for another one to finish before giving up.
-pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(10);
 
-pub fn completions(shell: clap_complete::Shell) {
+pub(crate) fn completions(shell: clap_complete::Shell) {
     let mut cmd = Cli::command();
     clap_complete::generate(shell, &mut cmd, "pi-setup", &mut std::io::stdout());
 }

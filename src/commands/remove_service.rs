@@ -17,7 +17,7 @@ use crate::model::{Name, GATEWAY};
 use crate::plan::ConfigChange;
 use crate::reconcile::{reconcile, Request};
 
-pub async fn remove_service(ctx: &Context, args: &RemoveServiceArgs) -> Result<()> {
+pub(crate) async fn remove_service(ctx: &Context, args: &RemoveServiceArgs) -> Result<()> {
     let _lock = ctx.lock("remove-service", args.dry_run, LOCK_WAIT)?;
     let name = &args.name;
     // A valid name cannot hold `/` or `..`: --purge deletes /var/vol/NAME and nothing else.

@@ -17,18 +17,18 @@ use crate::model::{Model, GATEWAY};
 use crate::report::human_bytes;
 
 #[derive(Debug, Serialize)]
-pub struct ServiceRow {
-    pub name: String,
-    pub image: String,
+pub(crate) struct ServiceRow {
+    pub(crate) name: String,
+    pub(crate) image: String,
     /// None: no container ("missing" in JSON).
     #[serde(serialize_with = "state_or_missing")]
-    pub state: Option<ContainerState>,
-    pub health: Option<HealthStatus>,
-    pub domains: Vec<String>,
+    pub(crate) state: Option<ContainerState>,
+    pub(crate) health: Option<HealthStatus>,
+    pub(crate) domains: Vec<String>,
     /// `public`, `lan` or `auth`; none for the gateway (it is the way in, not behind it).
-    pub access: Option<String>,
-    pub volume_bytes: u64,
-    pub last_backup: Option<String>,
+    pub(crate) access: Option<String>,
+    pub(crate) volume_bytes: u64,
+    pub(crate) last_backup: Option<String>,
 }
 
 #[allow(clippy::ref_option, clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` signature
@@ -45,7 +45,7 @@ struct StatusReport {
     problems: Vec<String>,
 }
 
-pub async fn list(ctx: &Context, args: &ListArgs) -> Result<()> {
+pub(crate) async fn list(ctx: &Context, args: &ListArgs) -> Result<()> {
     let (model, broken) = readable_model(ctx)?;
     // The list is a report, not a check: broken files are named on stderr and the exit code
     // stays 0, so scripts reading the rows keep working. `status` is the check.
@@ -65,7 +65,7 @@ pub async fn list(ctx: &Context, args: &ListArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
+pub(crate) async fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     let (model, broken) = readable_model(ctx)?;
     let only = args.name.as_deref();
     if let Some(n) = only {

@@ -72,16 +72,15 @@ fn volume_mounts(mounts: Option<Vec<bollard::models::MountPoint>>) -> Vec<Volume
 }
 
 /// The Docker Engine API, through bollard.
-pub struct Docker {
+pub(crate) struct Docker {
     docker: bollard::Docker,
-    pub host: String,
 }
 
 impl Docker {
     /// Connects as the docker CLI would (`DOCKER_HOST`, else the local socket) and settles on
     /// the daemon's API version: bollard asks for its newest by default, which Docker 20.10
     /// refuses (see bollard#736).
-    pub async fn connect() -> Result<Docker, EngineError> {
+    pub(crate) async fn connect() -> Result<Docker, EngineError> {
         let host =
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
         let unreachable = |error| EngineError::Unreachable {
@@ -97,7 +96,7 @@ impl Docker {
                 version: v.to_string(),
             });
         }
-        Ok(Docker { docker, host })
+        Ok(Docker { docker })
     }
 
     async fn list(
@@ -553,7 +552,7 @@ fn health_from_status(status: &str) -> Option<HealthStatus> {
 }
 
 /// `registry:5000/a/b:tag` → (`registry:5000/a/b`, Some(`tag`)); digests stay in the repo part.
-pub fn split_reference(reference: &str) -> (String, Option<String>) {
+pub(crate) fn split_reference(reference: &str) -> (String, Option<String>) {
     if reference.contains('@') {
         return (reference.to_string(), None);
     }

@@ -14,22 +14,22 @@ use crate::engine::{
 };
 
 #[derive(Default)]
-pub struct Fake {
-    pub networks: RefCell<BTreeMap<String, NetworkInfo>>,
+pub(crate) struct Fake {
+    pub(crate) networks: RefCell<BTreeMap<String, NetworkInfo>>,
     /// Images on the "machine".
-    pub images: RefCell<BTreeMap<String, ImageInfo>>,
+    pub(crate) images: RefCell<BTreeMap<String, ImageInfo>>,
     /// Images a pull can fetch.
-    pub registry: RefCell<BTreeMap<String, ImageInfo>>,
-    pub containers: RefCell<Vec<ContainerInfo>>,
+    pub(crate) registry: RefCell<BTreeMap<String, ImageInfo>>,
+    pub(crate) containers: RefCell<Vec<ContainerInfo>>,
     /// Calls that change something, in order: `create_container t-web`, ...
-    pub calls: RefCell<Vec<String>>,
+    pub(crate) calls: RefCell<Vec<String>>,
     /// A call (as recorded) that fails instead of happening.
-    pub fail: RefCell<Option<String>>,
+    pub(crate) fail: RefCell<Option<String>>,
 }
 
 impl Fake {
     /// A daemon that has these images locally.
-    pub fn with_images(images: &[&str]) -> Fake {
+    pub(crate) fn with_images(images: &[&str]) -> Fake {
         let fake = Fake::default();
         for i in images {
             fake.images.borrow_mut().insert(

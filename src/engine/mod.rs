@@ -4,28 +4,28 @@
 
 mod docker;
 #[cfg(test)]
-pub mod fake;
+pub(crate) mod fake;
 
 use std::collections::HashMap;
 
 use bollard::errors::Error as BollardError;
 use futures_util::stream::BoxStream;
 
-pub use docker::{split_reference, Docker};
+pub(crate) use docker::Docker;
 
 use crate::desired::{ContainerSpec, LABEL_HASH, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SERVICE};
 
 /// Docker 20.10 (Raspberry Pi OS's docker.io) speaks API 1.41; nothing older is supported.
-pub const MIN_API: (usize, usize) = (1, 41);
+pub(crate) const MIN_API: (usize, usize) = (1, 41);
 
 /// Connects to the daemon as the docker CLI would (`DOCKER_HOST`, else the local socket).
-pub async fn connect() -> Result<Docker, EngineError> {
+pub(crate) async fn connect() -> Result<Docker, EngineError> {
     Docker::connect().await
 }
 
 /// What pi-setup asks of a container engine.
 #[allow(async_fn_in_trait)] // used through generics on one runtime; no Send bound needed
-pub trait Engine {
+pub(crate) trait Engine {
     async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, EngineError>;
     async fn create_network(
         &self,
@@ -76,7 +76,7 @@ pub trait Engine {
 /// The daemon's error is part of each message, and not also a `source`: printing the chain
 /// would say it twice.
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+pub(crate) enum EngineError {
     #[error("cannot reach the Docker daemon at {host}: {error}\n  is Docker installed and running? (`systemctl status docker`; DOCKER_HOST selects another daemon)")]
     Unreachable { host: String, error: BollardError },
     #[error("the Docker daemon at {host} speaks API {version}; pi-setup needs {}.{} or newer (Docker 20.10+)", MIN_API.0, MIN_API.1)]
@@ -97,46 +97,46 @@ fn offline_hint(image: &str) -> String {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkInfo {
-    pub managed: bool,
-    pub instance: Option<String>,
+pub(crate) struct NetworkInfo {
+    pub(crate) managed: bool,
+    pub(crate) instance: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerInfo {
-    pub id: String,
-    pub name: String,
-    pub image_id: String,
-    pub state: ContainerState,
+pub(crate) struct ContainerInfo {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) image_id: String,
+    pub(crate) state: ContainerState,
     /// For containers with a health check.
-    pub health: Option<HealthStatus>,
-    pub labels: HashMap<String, String>,
+    pub(crate) health: Option<HealthStatus>,
+    pub(crate) labels: HashMap<String, String>,
     /// Docker volumes (not bind mounts) mounted in it: where its data lives outside /var/vol.
-    pub volumes: Vec<VolumeMount>,
+    pub(crate) volumes: Vec<VolumeMount>,
 }
 
 /// A Docker volume mounted in a container: for pi-setup's containers, always an anonymous
 /// volume Docker made for a path the image declares (`VOLUME`), from before pi-setup mapped
 /// those paths under /var/vol.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumeMount {
-    pub volume: String,
+pub(crate) struct VolumeMount {
+    pub(crate) volume: String,
     /// The path inside the container.
-    pub target: String,
+    pub(crate) target: String,
 }
 
 /// What pi-setup needs of a local image.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageInfo {
-    pub id: String,
+pub(crate) struct ImageInfo {
+    pub(crate) id: String,
     /// The paths it declares as volumes (`VOLUME` in its Dockerfile).
-    pub volumes: Vec<String>,
+    pub(crate) volumes: Vec<String>,
 }
 
 /// A container's state, as Docker names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ContainerState {
+pub(crate) enum ContainerState {
     Created,
     Running,
     Paused,
@@ -149,7 +149,7 @@ pub enum ContainerState {
 impl ContainerState {
     /// Docker's word for it; a word it may add later counts as `Dead` (not running, and not
     /// coming back by itself).
-    pub fn parse(s: &str) -> ContainerState {
+    pub(crate) fn parse(s: &str) -> ContainerState {
         match s {
             "created" => ContainerState::Created,
             "running" => ContainerState::Running,
@@ -161,7 +161,7 @@ impl ContainerState {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ContainerState::Created => "created",
             ContainerState::Running => "running",
@@ -183,7 +183,7 @@ impl std::fmt::Display for ContainerState {
 /// What a container's health check last said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum HealthStatus {
+pub(crate) enum HealthStatus {
     Starting,
     Healthy,
     Unhealthy,
@@ -191,7 +191,7 @@ pub enum HealthStatus {
 
 impl HealthStatus {
     /// Docker's word (`none` and the empty string mean no health check).
-    pub fn parse(s: &str) -> Option<HealthStatus> {
+    pub(crate) fn parse(s: &str) -> Option<HealthStatus> {
         match s {
             "starting" => Some(HealthStatus::Starting),
             "healthy" => Some(HealthStatus::Healthy),
@@ -200,7 +200,7 @@ impl HealthStatus {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             HealthStatus::Starting => "starting",
             HealthStatus::Healthy => "healthy",
@@ -210,29 +210,29 @@ impl HealthStatus {
 }
 
 impl ContainerInfo {
-    pub fn running(&self) -> bool {
+    pub(crate) fn running(&self) -> bool {
         self.state == ContainerState::Running
     }
-    pub fn managed(&self) -> bool {
+    pub(crate) fn managed(&self) -> bool {
         self.labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
     }
-    pub fn hash(&self) -> Option<&str> {
+    pub(crate) fn hash(&self) -> Option<&str> {
         self.labels.get(LABEL_HASH).map(String::as_str)
     }
-    pub fn service(&self) -> Option<&str> {
+    pub(crate) fn service(&self) -> Option<&str> {
         self.labels.get(LABEL_SERVICE).map(String::as_str)
     }
     /// The `--instance` it belongs to (empty for none).
-    pub fn instance(&self) -> &str {
+    pub(crate) fn instance(&self) -> &str {
         self.labels.get(LABEL_INSTANCE).map_or("", String::as_str)
     }
 }
 
 /// Progress of an image pull, as the daemon reports it.
 #[derive(Debug, Clone)]
-pub struct PullProgress {
-    pub layer: Option<String>,
-    pub status: String,
-    pub current: Option<i64>,
-    pub total: Option<i64>,
+pub(crate) struct PullProgress {
+    pub(crate) layer: Option<String>,
+    pub(crate) status: String,
+    pub(crate) current: Option<i64>,
+    pub(crate) total: Option<i64>,
 }

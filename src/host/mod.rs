@@ -1,7 +1,7 @@
 //! Files and directories on the host: the only module that writes them (atomically, fsynced)
 //! and sets owners and modes (nix).
 
-pub mod paths;
+pub(crate) mod paths;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -12,10 +12,10 @@ use nix::unistd::{chown, Gid, Uid};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{action} {path}: {source}")]
-pub struct HostError {
-    pub action: &'static str,
-    pub path: PathBuf,
-    pub source: io::Error,
+pub(crate) struct HostError {
+    pub(crate) action: &'static str,
+    pub(crate) path: PathBuf,
+    pub(crate) source: io::Error,
 }
 
 fn err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> HostError {
@@ -29,15 +29,15 @@ fn err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> HostError
 
 /// Owner and permission bits of a path as it is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stat {
-    pub uid: u32,
-    pub gid: u32,
-    pub mode: u32,
-    pub is_dir: bool,
-    pub is_symlink: bool,
+pub(crate) struct Stat {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) mode: u32,
+    pub(crate) is_dir: bool,
+    pub(crate) is_symlink: bool,
 }
 
-pub fn stat(path: &Path) -> Result<Option<Stat>, HostError> {
+pub(crate) fn stat(path: &Path) -> Result<Option<Stat>, HostError> {
     match fs::symlink_metadata(path) {
         Ok(m) => Ok(Some(Stat {
             uid: m.uid(),
@@ -51,7 +51,7 @@ pub fn stat(path: &Path) -> Result<Option<Stat>, HostError> {
     }
 }
 
-pub fn read(path: &Path) -> Result<Option<Vec<u8>>, HostError> {
+pub(crate) fn read(path: &Path) -> Result<Option<Vec<u8>>, HostError> {
     match fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -60,7 +60,7 @@ pub fn read(path: &Path) -> Result<Option<Vec<u8>>, HostError> {
 }
 
 /// Creates a directory (and missing parents with mode 0755) and sets its owner and mode.
-pub fn ensure_dir(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), HostError> {
+pub(crate) fn ensure_dir(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), HostError> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
             return Err(err("refusing to use", path)(io::Error::other(
@@ -93,7 +93,7 @@ pub fn ensure_dir(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Host
 
 /// Writes a file so that readers see the old or the new contents, never a mix: a temporary
 /// file beside it, fsynced, renamed over it, and the directory fsynced.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), HostError> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), HostError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(err("creating", dir))?;
     let name = path
@@ -122,14 +122,14 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), HostE
     result
 }
 
-pub fn sync_dir(dir: &Path) -> Result<(), HostError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), HostError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(err("syncing", dir))
 }
 
 /// Removes a file; `Ok(false)` when it was already gone.
-pub fn remove_file(path: &Path) -> Result<bool, HostError> {
+pub(crate) fn remove_file(path: &Path) -> Result<bool, HostError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -138,7 +138,7 @@ pub fn remove_file(path: &Path) -> Result<bool, HostError> {
 }
 
 /// Files in a directory whose names end with `suffix` (none when the directory is missing).
-pub fn files_with_suffix(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, HostError> {
+pub(crate) fn files_with_suffix(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, HostError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -156,7 +156,7 @@ pub fn files_with_suffix(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, HostE
 }
 
 /// Creates the missing parents of `path` (mode 0755).
-pub fn ensure_parent(path: &Path) -> Result<(), HostError> {
+pub(crate) fn ensure_parent(path: &Path) -> Result<(), HostError> {
     match path.parent() {
         Some(parent) => fs::create_dir_all(parent).map_err(err("creating", parent)),
         None => Ok(()),
@@ -165,7 +165,7 @@ pub fn ensure_parent(path: &Path) -> Result<(), HostError> {
 
 /// Renames directory `from` to `to`, where `to` is missing or an empty directory (removed
 /// first); the parent is fsynced.
-pub fn replace_empty_dir(from: &Path, to: &Path) -> Result<(), HostError> {
+pub(crate) fn replace_empty_dir(from: &Path, to: &Path) -> Result<(), HostError> {
     match fs::remove_dir(to) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -176,7 +176,7 @@ pub fn replace_empty_dir(from: &Path, to: &Path) -> Result<(), HostError> {
 }
 
 /// True when `path` is missing or an empty directory (a symlink or a file is not empty).
-pub fn is_empty_dir(path: &Path) -> Result<bool, HostError> {
+pub(crate) fn is_empty_dir(path: &Path) -> Result<bool, HostError> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(err("reading", path)(e)),
@@ -189,7 +189,7 @@ pub fn is_empty_dir(path: &Path) -> Result<bool, HostError> {
 }
 
 /// Names of the sub-directories of `dir` (UTF-8 or not), sorted; none when it is missing.
-pub fn subdirectories(dir: &Path) -> Result<Vec<std::ffi::OsString>, HostError> {
+pub(crate) fn subdirectories(dir: &Path) -> Result<Vec<std::ffi::OsString>, HostError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -208,7 +208,7 @@ pub fn subdirectories(dir: &Path) -> Result<Vec<std::ffi::OsString>, HostError> 
 
 /// Deletes a directory tree (symlinks inside are removed, never followed); `Ok(false)` when it
 /// was already gone.
-pub fn remove_tree(path: &Path) -> Result<bool, HostError> {
+pub(crate) fn remove_tree(path: &Path) -> Result<bool, HostError> {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -217,7 +217,7 @@ pub fn remove_tree(path: &Path) -> Result<bool, HostError> {
 }
 
 /// Total size in bytes of the regular files under a directory (links not followed).
-pub fn tree_size(path: &Path) -> u64 {
+pub(crate) fn tree_size(path: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -236,12 +236,12 @@ pub fn tree_size(path: &Path) -> u64 {
 }
 
 /// True when systemd manages the real root (not under --root, not in a container without it).
-pub fn systemd_running() -> bool {
+pub(crate) fn systemd_running() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
 /// `systemctl daemon-reload` then `enable --now` for each timer; systemctl's stderr is kept.
-pub fn enable_timers(timers: &[String]) -> Result<(), HostError> {
+pub(crate) fn enable_timers(timers: &[String]) -> Result<(), HostError> {
     let run = |args: &[&str]| -> Result<(), HostError> {
         let out = std::process::Command::new("systemctl")
             .args(args)
@@ -269,14 +269,14 @@ pub fn enable_timers(timers: &[String]) -> Result<(), HostError> {
     run(&args)
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
 /// Why systemd would refuse `expr` as an `OnCalendar=` value, asking `systemd-analyze calendar`
 /// (systemd's own parser); `None` if it accepts it or the tool is not installed (a host without
 /// systemd never runs the timer).
-pub fn calendar_error(expr: &str) -> Option<String> {
+pub(crate) fn calendar_error(expr: &str) -> Option<String> {
     let out = std::process::Command::new("systemd-analyze")
         .arg("calendar")
         .arg(expr)

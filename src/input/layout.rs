@@ -37,26 +37,26 @@ struct RawDir {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Layout {
-    pub name: String,
-    pub description: Option<String>,
+pub(crate) struct Layout {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
     /// The first entry is always the volume root `.`.
-    pub dirs: Vec<LayoutDir>,
+    pub(crate) dirs: Vec<LayoutDir>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayoutDir {
+pub(crate) struct LayoutDir {
     /// Relative to `/var/vol/<container>`; `.` is the directory itself.
-    pub path: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub mode: u32,
-    pub mount: Option<String>,
-    pub read_only: bool,
+    pub(crate) path: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) mode: u32,
+    pub(crate) mount: Option<String>,
+    pub(crate) read_only: bool,
 }
 
 impl Layout {
-    pub fn mounts(&self) -> Vec<Mount> {
+    pub(crate) fn mounts(&self) -> Vec<Mount> {
         self.dirs
             .iter()
             .filter_map(|d| {
@@ -70,7 +70,7 @@ impl Layout {
     }
 
     /// The root entry (owner/mode of `/var/vol/<container>` itself).
-    pub fn root(&self) -> LayoutDir {
+    pub(crate) fn root(&self) -> LayoutDir {
         self.dirs.first().cloned().unwrap_or(LayoutDir {
             path: ".".into(),
             uid: 0,
@@ -84,11 +84,11 @@ impl Layout {
 
 /// All known layouts by name.
 #[derive(Debug, Clone, Default)]
-pub struct Layouts(BTreeMap<String, Layout>);
+pub(crate) struct Layouts(BTreeMap<String, Layout>);
 
 impl Layouts {
     /// The layouts shipped in the binary.
-    pub fn shipped() -> Result<Layouts, ConfigError> {
+    pub(crate) fn shipped() -> Result<Layouts, ConfigError> {
         let mut map = BTreeMap::new();
         for (name, text) in shipped::LAYOUTS {
             let src = Source::new(format!("vol-layout/{name}.toml"), *text);
@@ -97,16 +97,16 @@ impl Layouts {
         Ok(Layouts(map))
     }
 
-    pub fn get(&self, name: &str) -> Option<&Layout> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Layout> {
         self.0.get(name)
     }
 
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.0.keys().map(String::as_str).collect()
     }
 }
 
-pub fn parse(name: &str, src: &Source) -> Result<Layout, ConfigError> {
+pub(crate) fn parse(name: &str, src: &Source) -> Result<Layout, ConfigError> {
     let raw: RawLayout = toml::from_str(&src.text).map_err(|e| src.toml_error(&e))?;
     let mut dirs: Vec<LayoutDir> = Vec::new();
     for d in raw.dirs {

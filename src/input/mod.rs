@@ -2,10 +2,10 @@
 //! or the one in force on the host), the service files, the secrets, the maintenance page —
 //! and hands it to `model` for validation. Nothing here changes the host.
 
-pub mod layout;
-pub mod raw;
-pub mod shipped;
-pub mod source;
+pub(crate) mod layout;
+pub(crate) mod raw;
+pub(crate) mod shipped;
+pub(crate) mod source;
 
 use std::collections::BTreeMap;
 
@@ -19,7 +19,7 @@ use crate::model::{self, HostFacts, Model};
 
 /// `--profile` given: a path if it names an existing file or looks like one, else a shipped
 /// name. Not given: the profile in force on the host, else the shipped default.
-pub fn profile_source(arg: Option<&str>, paths: &Paths) -> Result<Source, BadInput> {
+pub(crate) fn profile_source(arg: Option<&str>, paths: &Paths) -> Result<Source, BadInput> {
     let read = |p: &Path| {
         std::fs::read_to_string(p)
             .map(|t| Source::new(p.display().to_string(), t))
@@ -53,7 +53,7 @@ pub fn profile_source(arg: Option<&str>, paths: &Paths) -> Result<Source, BadInp
 }
 
 /// Reads `/etc/pi-setup/services/*.toml` (sorted by name).
-pub fn service_sources(paths: &Paths) -> Result<Vec<Source>, BadInput> {
+pub(crate) fn service_sources(paths: &Paths) -> Result<Vec<Source>, BadInput> {
     let files = crate::host::files_with_suffix(&paths.services_dir(), ".toml")
         .map_err(|e| BadInput(e.to_string()))?;
     files
@@ -68,18 +68,18 @@ pub fn service_sources(paths: &Paths) -> Result<Vec<Source>, BadInput> {
 
 /// Everything a model is built from, as read from disk (or given on the command line).
 #[derive(Debug, Clone)]
-pub struct Inputs {
-    pub profile: Source,
-    pub services: Vec<Source>,
+pub(crate) struct Inputs {
+    pub(crate) profile: Source,
+    pub(crate) services: Vec<Source>,
     /// Service name → its secrets file (`KEY=value` lines).
-    pub secrets: BTreeMap<String, Source>,
+    pub(crate) secrets: BTreeMap<String, Source>,
     /// Where host paths named in the profile (the maintenance page) are read.
-    pub paths: Paths,
+    pub(crate) paths: Paths,
 }
 
 impl Inputs {
     /// The profile (see `profile_source`), the service files and the secrets on this host.
-    pub fn read(profile_arg: Option<&str>, paths: &Paths) -> Result<Inputs, BadInput> {
+    pub(crate) fn read(profile_arg: Option<&str>, paths: &Paths) -> Result<Inputs, BadInput> {
         Ok(Inputs {
             profile: profile_source(profile_arg, paths)?,
             services: service_sources(paths)?,
@@ -89,7 +89,7 @@ impl Inputs {
     }
 
     /// Validates the inputs into a model (secrets and the maintenance page included).
-    pub fn model(&self) -> Result<Model, BadInput> {
+    pub(crate) fn model(&self) -> Result<Model, BadInput> {
         let mut model = load_on(&self.profile, &self.services, &this_host())?;
         let mut errors = Vec::new();
         for svc in &mut model.services {
@@ -121,7 +121,7 @@ impl Inputs {
 }
 
 /// The largest maintenance page published: a page, not a file store.
-pub const MAX_MAINTENANCE_PAGE: u64 = 1 << 20;
+pub(crate) const MAX_MAINTENANCE_PAGE: u64 = 1 << 20;
 
 /// Reads the custom maintenance page under `--root`, as every host path is. It is published to
 /// anyone who asks for a service that is down, so only a file that is already public on this
@@ -131,7 +131,7 @@ pub const MAX_MAINTENANCE_PAGE: u64 = 1 << 20;
 /// the caller read it" would say yes to everything), at most 1 MiB, UTF-8. Every directory on
 /// the way must stay under the root, so a symlinked directory cannot lead out of it either.
 /// The error says why, never what the file holds.
-pub fn read_maintenance_page(paths: &Paths, page: &str) -> Result<String, String> {
+pub(crate) fn read_maintenance_page(paths: &Paths, page: &str) -> Result<String, String> {
     use std::io::Read;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
@@ -195,7 +195,7 @@ pub fn read_maintenance_page(paths: &Paths, page: &str) -> Result<String, String
 }
 
 /// Reads `/etc/pi-setup/secrets/<name>.env`.
-pub fn secret_sources(paths: &Paths) -> Result<BTreeMap<String, Source>, BadInput> {
+pub(crate) fn secret_sources(paths: &Paths) -> Result<BTreeMap<String, Source>, BadInput> {
     let files = crate::host::files_with_suffix(&paths.secrets_dir(), ".env")
         .map_err(|e| BadInput(e.to_string()))?;
     let mut out = BTreeMap::new();
@@ -213,7 +213,7 @@ pub fn secret_sources(paths: &Paths) -> Result<BTreeMap<String, Source>, BadInpu
 
 /// `KEY=value` lines; blank lines and `#` comments are skipped. Errors name the line but never
 /// show a value.
-pub fn parse_env_file(src: &Source) -> Result<BTreeMap<String, String>, ConfigError> {
+pub(crate) fn parse_env_file(src: &Source) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut env = BTreeMap::new();
     let mut offset = 0;
     for line in src.text.split_inclusive('\n') {
@@ -267,12 +267,13 @@ pub fn parse_env_file(src: &Source) -> Result<BTreeMap<String, String>, ConfigEr
 
 /// Parses and validates everything against this machine (see `this_host`); all problems are
 /// reported together.
-pub fn load(profile_src: &Source, service_srcs: &[Source]) -> Result<Model, BadInput> {
+#[cfg(test)]
+pub(crate) fn load(profile_src: &Source, service_srcs: &[Source]) -> Result<Model, BadInput> {
     load_on(profile_src, service_srcs, &this_host())
 }
 
 /// What validation needs to know about the machine pi-setup runs on (Docker's host).
-pub fn this_host() -> HostFacts {
+pub(crate) fn this_host() -> HostFacts {
     HostFacts {
         cpus: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         calendar_error: crate::host::calendar_error,
@@ -280,7 +281,7 @@ pub fn this_host() -> HostFacts {
 }
 
 /// `load`, against the given host facts.
-pub fn load_on(
+pub(crate) fn load_on(
     profile_src: &Source,
     service_srcs: &[Source],
     host: &HostFacts,
@@ -365,7 +366,7 @@ mod alloc_count {
     static COUNTING: Counting = Counting;
 
     /// Runs `f` and returns what it returned and the bytes this thread allocated meanwhile.
-    pub fn allocated_by<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    pub(crate) fn allocated_by<T>(f: impl FnOnce() -> T) -> (T, u64) {
         let before = BYTES.with(Cell::get);
         let out = f();
         (out, BYTES.with(Cell::get) - before)

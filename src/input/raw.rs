@@ -11,106 +11,106 @@ use crate::input::source::{ConfigError, Source};
 /// A whole profile: `profiles/*.toml`, or `/etc/pi-setup/pi-setup.toml` on a host.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawProfile {
+pub(crate) struct RawProfile {
     #[serde(default)]
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     #[serde(default)]
-    pub gateway: RawGateway,
+    pub(crate) gateway: RawGateway,
     #[serde(default)]
-    pub backup: RawBackup,
+    pub(crate) backup: RawBackup,
     #[serde(default, rename = "service")]
-    pub services: Vec<RawService>,
+    pub(crate) services: Vec<RawService>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawGateway {
-    pub image: Option<Spanned<String>>,
-    pub http_port: Option<Spanned<i64>>,
-    pub https_port: Option<Spanned<i64>>,
+pub(crate) struct RawGateway {
+    pub(crate) image: Option<Spanned<String>>,
+    pub(crate) http_port: Option<Spanned<i64>>,
+    pub(crate) https_port: Option<Spanned<i64>>,
     /// Host address the ports are published on (`0.0.0.0` by default).
-    pub bind: Option<Spanned<String>>,
+    pub(crate) bind: Option<Spanned<String>>,
     /// `auto` (public certificates; `tls internal` for LAN names), `internal`, or `off`.
-    pub https: Option<Spanned<String>>,
+    pub(crate) https: Option<Spanned<String>>,
     /// Email given to the ACME CA for automatic certificates.
-    pub email: Option<Spanned<String>>,
+    pub(crate) email: Option<Spanned<String>>,
     /// Host path of an HTML file shown (status 503) while a service is down.
-    pub maintenance_page: Option<Spanned<String>>,
+    pub(crate) maintenance_page: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawBackup {
-    pub dest: Option<Spanned<String>>,
+pub(crate) struct RawBackup {
+    pub(crate) dest: Option<Spanned<String>>,
     /// systemd `OnCalendar=` expression.
-    pub schedule: Option<Spanned<String>>,
-    pub compress: Option<Spanned<String>>,
-    pub level: Option<Spanned<i64>>,
-    pub keep_last: Option<Spanned<i64>>,
-    pub keep_daily: Option<Spanned<i64>>,
-    pub keep_weekly: Option<Spanned<i64>>,
-    pub keep_monthly: Option<Spanned<i64>>,
+    pub(crate) schedule: Option<Spanned<String>>,
+    pub(crate) compress: Option<Spanned<String>>,
+    pub(crate) level: Option<Spanned<i64>>,
+    pub(crate) keep_last: Option<Spanned<i64>>,
+    pub(crate) keep_daily: Option<Spanned<i64>>,
+    pub(crate) keep_weekly: Option<Spanned<i64>>,
+    pub(crate) keep_monthly: Option<Spanned<i64>>,
 }
 
 /// One service: a `[[service]]` table of a profile, or a file under `/etc/pi-setup/services/`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawService {
-    pub name: Spanned<String>,
-    pub image: Option<Spanned<String>>,
+pub(crate) struct RawService {
+    pub(crate) name: Spanned<String>,
+    pub(crate) image: Option<Spanned<String>>,
     #[serde(default)]
-    pub domains: Vec<Spanned<String>>,
+    pub(crate) domains: Vec<Spanned<String>>,
     /// The port the service listens on inside its container (what the gateway proxies to).
-    pub port: Option<Spanned<i64>>,
+    pub(crate) port: Option<Spanned<i64>>,
     #[serde(default)]
-    pub env: BTreeMap<String, Spanned<String>>,
+    pub(crate) env: BTreeMap<String, Spanned<String>>,
     /// `SUBDIR:/container/path[:ro]`, SUBDIR relative to `/var/vol/<name>`.
     #[serde(default)]
-    pub volumes: Vec<Spanned<String>>,
-    pub layout: Option<Spanned<String>>,
-    pub restart: Option<Spanned<String>>,
-    pub command: Option<Vec<String>>,
+    pub(crate) volumes: Vec<Spanned<String>>,
+    pub(crate) layout: Option<Spanned<String>>,
+    pub(crate) restart: Option<Spanned<String>>,
+    pub(crate) command: Option<Vec<String>>,
     /// `public` (default), `lan` (private source addresses only) or `auth` (HTTP basic auth).
-    pub access: Option<Spanned<String>>,
-    pub auth_user: Option<Spanned<String>>,
+    pub(crate) access: Option<Spanned<String>>,
+    pub(crate) auth_user: Option<Spanned<String>>,
     /// bcrypt hash of the password (never the password itself).
-    pub auth_hash: Option<Spanned<String>>,
+    pub(crate) auth_hash: Option<Spanned<String>>,
     /// Memory limit: bytes, or with a suffix k/m/g (`512m`).
-    pub memory: Option<Spanned<String>>,
+    pub(crate) memory: Option<Spanned<String>>,
     /// CPU limit in cores (`1.5`).
-    pub cpus: Option<Spanned<Number>>,
+    pub(crate) cpus: Option<Spanned<Number>>,
     /// Shell command run inside the container; non-zero exit means unhealthy.
-    pub health_cmd: Option<Spanned<String>>,
+    pub(crate) health_cmd: Option<Spanned<String>>,
     /// `30s`, `1m`, `2m30s`.
-    pub health_interval: Option<Spanned<String>>,
+    pub(crate) health_interval: Option<Spanned<String>>,
     /// Host ports this service publishes itself, bypassing the gateway: `[IP:]HOST:CONTAINER`.
     /// Empty by default; only for what cannot go through HTTP routing.
     #[serde(default)]
-    pub publish: Vec<Spanned<String>>,
+    pub(crate) publish: Vec<Spanned<String>>,
     /// How the nightly backup keeps this service's directory consistent.
-    pub backup: Option<RawServiceBackup>,
+    pub(crate) backup: Option<RawServiceBackup>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawServiceBackup {
+pub(crate) struct RawServiceBackup {
     /// `stop` (default when the service has a volume), `live`, or `exec`.
-    pub mode: Option<Spanned<String>>,
+    pub(crate) mode: Option<Spanned<String>>,
     /// For `exec`: shell commands run inside the running container first, in order.
     #[serde(default)]
-    pub exec: Vec<Spanned<String>>,
+    pub(crate) exec: Vec<Spanned<String>>,
 }
 
 /// A TOML integer or float.
 #[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq)]
 #[serde(untagged)]
-pub enum Number {
+pub(crate) enum Number {
     Int(i64),
     Float(f64),
 }
 
 impl Number {
-    pub fn as_f64(self) -> f64 {
+    pub(crate) fn as_f64(self) -> f64 {
         match self {
             Number::Int(i) => i as f64,
             Number::Float(f) => f,
@@ -119,11 +119,11 @@ impl Number {
 }
 
 /// Parses a profile, turning TOML and shape errors into errors that name file, line and column.
-pub fn parse_profile(src: &Source) -> Result<RawProfile, ConfigError> {
+pub(crate) fn parse_profile(src: &Source) -> Result<RawProfile, ConfigError> {
     toml::from_str(&src.text).map_err(|e| src.toml_error(&e))
 }
 
 /// Parses one service file (the same fields as a `[[service]]` table).
-pub fn parse_service(src: &Source) -> Result<RawService, ConfigError> {
+pub(crate) fn parse_service(src: &Source) -> Result<RawService, ConfigError> {
     toml::from_str(&src.text).map_err(|e| src.toml_error(&e))
 }

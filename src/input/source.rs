@@ -5,13 +5,13 @@ use std::ops::Range;
 
 /// A config document and where it came from (a path, or `<embedded>/NAME` for shipped files).
 #[derive(Debug, Clone)]
-pub struct Source {
-    pub origin: String,
-    pub text: String,
+pub(crate) struct Source {
+    pub(crate) origin: String,
+    pub(crate) text: String,
 }
 
 impl Source {
-    pub fn new(origin: impl Into<String>, text: impl Into<String>) -> Self {
+    pub(crate) fn new(origin: impl Into<String>, text: impl Into<String>) -> Self {
         Source {
             origin: origin.into(),
             text: text.into(),
@@ -19,7 +19,7 @@ impl Source {
     }
 
     /// An error located at a byte span of this document.
-    pub fn error_at(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn error_at(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
         let (line, col) = line_col(&self.text, span.start);
         let line_text = self.text.lines().nth(line - 1).unwrap_or("").to_string();
         ConfigError {
@@ -32,7 +32,7 @@ impl Source {
     }
 
     /// An error about the document as a whole (no position).
-    pub fn error(&self, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn error(&self, message: impl Into<String>) -> ConfigError {
         ConfigError {
             origin: self.origin.clone(),
             line: None,
@@ -42,7 +42,7 @@ impl Source {
         }
     }
 
-    pub fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+    pub(crate) fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let message = e.message().trim().to_string();
         match e.span() {
             Some(span) => self.error_at(span, message),
@@ -61,12 +61,12 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// A problem in a config document; `Display` gives `file:line:col: message` and the line itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub origin: String,
-    pub line: Option<usize>,
-    pub col: Option<usize>,
-    pub line_text: Option<String>,
-    pub message: String,
+pub(crate) struct ConfigError {
+    pub(crate) origin: String,
+    pub(crate) line: Option<usize>,
+    pub(crate) col: Option<usize>,
+    pub(crate) line_text: Option<String>,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigError {

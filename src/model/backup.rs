@@ -6,16 +6,16 @@ use crate::model::Checker;
 use crate::model::HostFacts;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backup {
-    pub dest: String,
-    pub schedule: String,
-    pub compress: Codec,
+pub(crate) struct Backup {
+    pub(crate) dest: String,
+    pub(crate) schedule: String,
+    pub(crate) compress: Codec,
     /// Checked against `compress`'s range.
-    pub level: u32,
-    pub keep_last: u32,
-    pub keep_daily: u32,
-    pub keep_weekly: u32,
-    pub keep_monthly: u32,
+    pub(crate) level: u32,
+    pub(crate) keep_last: u32,
+    pub(crate) keep_daily: u32,
+    pub(crate) keep_weekly: u32,
+    pub(crate) keep_monthly: u32,
 }
 
 pub(super) fn backup(c: &mut Checker, b: &RawBackup, host: &HostFacts) -> Backup {

@@ -12,26 +12,26 @@ use crate::model::DEFAULT_GATEWAY_IMAGE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum HttpsMode {
+pub(crate) enum HttpsMode {
     Auto,
     Internal,
     Off,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Gateway {
-    pub image: String,
+pub(crate) struct Gateway {
+    pub(crate) image: String,
     /// Host path of a custom maintenance page (read by `config`).
-    pub maintenance_page: Option<String>,
+    pub(crate) maintenance_page: Option<String>,
     /// Where the profile sets it, for errors found while reading it.
-    pub maintenance_page_span: Option<std::ops::Range<usize>>,
+    pub(crate) maintenance_page_span: Option<std::ops::Range<usize>>,
     /// Its contents, once read; None means the built-in page.
-    pub maintenance_html: Option<String>,
-    pub http_port: u16,
-    pub https_port: u16,
-    pub bind: IpAddr,
-    pub https: HttpsMode,
-    pub email: Option<String>,
+    pub(crate) maintenance_html: Option<String>,
+    pub(crate) http_port: u16,
+    pub(crate) https_port: u16,
+    pub(crate) bind: IpAddr,
+    pub(crate) https: HttpsMode,
+    pub(crate) email: Option<String>,
 }
 
 pub(super) fn gateway(c: &mut Checker, g: &RawGateway) -> Gateway {

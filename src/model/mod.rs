@@ -12,14 +12,10 @@ use std::net::IpAddr;
 
 use toml::Spanned;
 
-pub use backup::Backup;
-pub use gateway::{Gateway, HttpsMode};
-pub use names::{check_email, Domain, Name};
-pub use service::{Access, BackupMode, Health, Mount, Publish, Restart, Service};
-pub use values::{
-    check_health_interval, parse_bytes, parse_duration, parse_publish, parse_volume,
-    MAX_HEALTH_INTERVAL_SECS, MAX_MEMORY, MIN_MEMORY,
-};
+pub(crate) use backup::Backup;
+pub(crate) use gateway::{Gateway, HttpsMode};
+pub(crate) use names::{Domain, Name};
+pub(crate) use service::{Access, BackupMode, Health, Mount, Restart, Service};
 
 use crate::input::layout::{Layout, Layouts};
 use crate::input::raw::{RawProfile, RawService};
@@ -27,24 +23,26 @@ use crate::input::source::{ConfigError, Source};
 
 /// The image the default gateway runs. Caddy 2.11 answers `caddy reload` inside the container
 /// with 403 (caddy#7528), so pi-setup reloads through the admin unix socket instead.
-pub const DEFAULT_GATEWAY_IMAGE: &str = "caddy:2.11.7";
+pub(crate) const DEFAULT_GATEWAY_IMAGE: &str = "caddy:2.11.7";
 /// The gateway's service name: its host name on the network and its volume directory.
-pub const GATEWAY: &str = "gateway";
+pub(crate) const GATEWAY: &str = "gateway";
 /// Names a service may not take: the gateway's, and the network's.
 const RESERVED_NAMES: &[&str] = &[GATEWAY, "intercontainer"];
 
 /// The whole desired appliance.
 #[derive(Debug, Clone)]
-pub struct Model {
-    pub description: Option<String>,
-    pub gateway: Gateway,
-    pub gateway_layout: Layout,
-    pub backup: Backup,
-    pub services: Vec<Service>,
+pub(crate) struct Model {
+    /// What the profile says it is for (the shipped ones must say).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) description: Option<String>,
+    pub(crate) gateway: Gateway,
+    pub(crate) gateway_layout: Layout,
+    pub(crate) backup: Backup,
+    pub(crate) services: Vec<Service>,
 }
 
 impl Model {
-    pub fn service(&self, name: &str) -> Option<&Service> {
+    pub(crate) fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name.as_str() == name)
     }
 }
@@ -52,11 +50,11 @@ impl Model {
 /// What validation needs to know about the host, read once by the caller (`config`) so that
 /// this module stays free of I/O.
 #[derive(Debug, Clone, Copy)]
-pub struct HostFacts {
+pub(crate) struct HostFacts {
     /// CPUs Docker may hand out: it refuses a `--cpus` above this.
-    pub cpus: usize,
+    pub(crate) cpus: usize,
     /// Why systemd would refuse an `OnCalendar=` expression (None: accepted, or no way to ask).
-    pub calendar_error: fn(&str) -> Option<String>,
+    pub(crate) calendar_error: fn(&str) -> Option<String>,
 }
 
 /// Collects every problem of a document instead of stopping at the first.
@@ -111,7 +109,7 @@ impl Checker<'_> {
 /// Service files come with their `Source` by reference, and the profile's own services share
 /// `src`: a clone of a source per service made validation quadratic in memory (4,000 services
 /// in a 361 KB profile took 1.4 GB).
-pub fn build(
+pub(crate) fn build(
     src: &Source,
     raw: RawProfile,
     extra: Vec<(&Source, RawService)>,
@@ -207,6 +205,10 @@ pub fn build(
 
 #[cfg(test)]
 mod tests {
+    use super::names::check_email;
+    use super::values::{
+        check_health_interval, parse_bytes, parse_duration, parse_publish, parse_volume,
+    };
     use super::*;
 
     /// Validates a profile on a 4-CPU host; each error as `line:col: message`, without the

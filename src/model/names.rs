@@ -6,10 +6,10 @@ use std::fmt;
 /// A DNS label usable as container host name and directory name: `[a-z0-9-]{1,63}`, no leading
 /// or trailing `-`. It can never hold `/` or `..`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Name(pub(super) String);
+pub(crate) struct Name(pub(super) String);
 
 impl Name {
-    pub fn parse(s: &str) -> Result<Name, String> {
+    pub(crate) fn parse(s: &str) -> Result<Name, String> {
         if s.is_empty() {
             return Err("must not be empty".into());
         }
@@ -36,7 +36,7 @@ impl Name {
         Ok(Name(s.to_string()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -51,7 +51,7 @@ impl fmt::Display for Name {
 /// `local@domain`, the local part 1-64 of `A-Z a-z 0-9 . _ % + -` (no leading, trailing or
 /// double dot), the domain a host name with at least one dot. Anything else (quotes, braces,
 /// backslashes, white space, `<<`) could end the token or the block it is in.
-pub fn check_email(v: &str) -> Result<(), String> {
+pub(crate) fn check_email(v: &str) -> Result<(), String> {
     let Some((local, domain)) = v.split_once('@') else {
         return Err("it has no '@'".into());
     };
@@ -82,10 +82,10 @@ pub fn check_email(v: &str) -> Result<(), String> {
 
 /// A host name the gateway routes by (`cloud.example.com`, `nas.local`); lower case.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Domain(String);
+pub(crate) struct Domain(String);
 
 impl Domain {
-    pub fn parse(s: &str) -> Result<Domain, String> {
+    pub(crate) fn parse(s: &str) -> Result<Domain, String> {
         if s.is_empty() {
             return Err("must not be empty".into());
         }
@@ -118,12 +118,8 @@ impl Domain {
         Ok(Domain(s.to_string()))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// Names no public CA will certify: Caddy serves them with its own CA (`tls internal`).
-    pub fn is_lan_only(&self) -> bool {
+    pub(crate) fn is_lan_only(&self) -> bool {
         let d = self.0.as_str();
         !d.contains('.')
             || [

@@ -16,35 +16,24 @@ use crate::model::{HostFacts, GATEWAY, RESERVED_NAMES};
 
 /// A bind mount of `/var/vol/<service>/<sub>` at `target` inside the container.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Mount {
-    pub sub: String,
-    pub target: String,
-    pub read_only: bool,
+pub(crate) struct Mount {
+    pub(crate) sub: String,
+    pub(crate) target: String,
+    pub(crate) read_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Restart {
+pub(crate) enum Restart {
     No,
     Always,
     UnlessStopped,
     OnFailure,
 }
 
-impl Restart {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Restart::No => "no",
-            Restart::Always => "always",
-            Restart::UnlessStopped => "unless-stopped",
-            Restart::OnFailure => "on-failure",
-        }
-    }
-}
-
 /// Who may reach a service through the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     Public,
     /// Only clients from private address ranges.
     Lan,
@@ -56,7 +45,7 @@ pub enum Access {
 }
 
 impl Access {
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Access::Public => "public",
             Access::Lan => "lan",
@@ -66,22 +55,22 @@ impl Access {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Health {
-    pub cmd: String,
-    pub interval_secs: u64,
+pub(crate) struct Health {
+    pub(crate) cmd: String,
+    pub(crate) interval_secs: u64,
 }
 
 /// A host port a service publishes itself (explicitly asked for in its definition).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Publish {
-    pub host_ip: String,
-    pub host_port: u16,
-    pub container_port: u16,
+pub(crate) struct Publish {
+    pub(crate) host_ip: String,
+    pub(crate) host_port: u16,
+    pub(crate) container_port: u16,
 }
 
 /// How `pi-setup backup` keeps a service's directory consistent while archiving it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackupMode {
+pub(crate) enum BackupMode {
     /// Stop the container for the time of its own archive, start it right after (also on error).
     Stop,
     /// Archive while it runs.
@@ -92,26 +81,26 @@ pub enum BackupMode {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Service {
-    pub name: Name,
-    pub image: String,
-    pub domains: Vec<Domain>,
-    pub port: u16,
-    pub env: BTreeMap<String, String>,
-    pub mounts: Vec<Mount>,
-    pub layout: Layout,
-    pub restart: Restart,
-    pub command: Option<Vec<String>>,
-    pub access: Access,
-    pub memory: Option<i64>,
-    pub nano_cpus: Option<i64>,
-    pub health: Option<Health>,
-    pub publish: Vec<Publish>,
-    pub backup: BackupMode,
+pub(crate) struct Service {
+    pub(crate) name: Name,
+    pub(crate) image: String,
+    pub(crate) domains: Vec<Domain>,
+    pub(crate) port: u16,
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) mounts: Vec<Mount>,
+    pub(crate) layout: Layout,
+    pub(crate) restart: Restart,
+    pub(crate) command: Option<Vec<String>>,
+    pub(crate) access: Access,
+    pub(crate) memory: Option<i64>,
+    pub(crate) nano_cpus: Option<i64>,
+    pub(crate) health: Option<Health>,
+    pub(crate) publish: Vec<Publish>,
+    pub(crate) backup: BackupMode,
     /// From `/etc/pi-setup/secrets/<name>.env` (filled by `config`); never printed.
-    pub secret_env: BTreeMap<String, String>,
+    pub(crate) secret_env: BTreeMap<String, String>,
     /// Where it was defined, for messages.
-    pub origin: String,
+    pub(crate) origin: String,
 }
 
 /// Checks an image reference: `[registry[:port]/]repo[:tag][@digest]`, repository lower case.

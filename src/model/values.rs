@@ -6,14 +6,14 @@ use std::net::IpAddr;
 use crate::model::service::{Mount, Publish};
 
 /// Docker's smallest memory limit.
-pub const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+pub(crate) const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 /// A sane largest one (far beyond any Pi): a typo like `512000g` is caught.
-pub const MAX_MEMORY: i64 = 1024 * 1024 * 1024 * 1024;
+pub(crate) const MAX_MEMORY: i64 = 1024 * 1024 * 1024 * 1024;
 
 /// `512m`, `2g`, `1.5g`, `1048576` → bytes (`i64::MAX` for anything larger); None when
 /// malformed or zero. Only digits
 /// and one `.`: `inf`, `nan` and `1e300` (which `f64` would take) are not sizes.
-pub fn parse_bytes(s: &str) -> Option<i64> {
+pub(crate) fn parse_bytes(s: &str) -> Option<i64> {
     let s = s.trim().to_ascii_lowercase();
     let s = s.strip_suffix('b').unwrap_or(&s);
     let (num, mult) = match s.chars().last()? {
@@ -43,7 +43,7 @@ pub fn parse_bytes(s: &str) -> Option<i64> {
 }
 
 /// `30s`, `1m`, `1m30s`, `2h`, or plain seconds → seconds; None when malformed or beyond `u64`.
-pub fn parse_duration(s: &str) -> Option<u64> {
+pub(crate) fn parse_duration(s: &str) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
@@ -72,7 +72,7 @@ pub fn parse_duration(s: &str) -> Option<u64> {
 
 /// The longest health check interval: Docker counts in nanoseconds (an `i64`), and beyond a
 /// day a check no longer tells whether a service is up.
-pub const MAX_HEALTH_INTERVAL_SECS: u64 = 24 * 3600;
+pub(crate) const MAX_HEALTH_INTERVAL_SECS: u64 = 24 * 3600;
 
 /// Whether `s` is shaped like a duration (`45`, or `30s`, `1m30s`, ...), whatever its size.
 fn duration_shaped(s: &str) -> bool {
@@ -88,7 +88,7 @@ fn duration_shaped(s: &str) -> bool {
 }
 
 /// A health check interval: 1s to 24h.
-pub fn check_health_interval(s: &str) -> Result<u64, String> {
+pub(crate) fn check_health_interval(s: &str) -> Result<u64, String> {
     match parse_duration(s) {
         Some(secs) if (1..=MAX_HEALTH_INTERVAL_SECS).contains(&secs) => Ok(secs),
         Some(_) => Err(format!("health_interval {s:?} is out of range: 1s to 24h")),
@@ -102,7 +102,7 @@ pub fn check_health_interval(s: &str) -> Result<u64, String> {
 }
 
 /// `[IP:]HOST:CONTAINER`
-pub fn parse_publish(s: &str) -> Result<Publish, String> {
+pub(crate) fn parse_publish(s: &str) -> Result<Publish, String> {
     let parts: Vec<&str> = s.rsplitn(3, ':').collect();
     let port = |p: &str| {
         p.parse::<u16>()
@@ -125,7 +125,7 @@ pub fn parse_publish(s: &str) -> Result<Publish, String> {
 }
 
 /// `SUBDIR:/container/path[:ro]`; SUBDIR stays inside the service's directory.
-pub fn parse_volume(s: &str) -> Result<Mount, String> {
+pub(crate) fn parse_volume(s: &str) -> Result<Mount, String> {
     let parts: Vec<&str> = s.split(':').collect();
     let (sub, target, read_only) = match parts.as_slice() {
         [sub, target] => (*sub, *target, false),
