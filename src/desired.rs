@@ -23,11 +23,11 @@ pub(crate) const NETWORK: &str = "intercontainer";
 
 /// Docker object names for one appliance: `--instance NAME` prefixes all of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Names {
+pub(crate) struct ObjectNames {
     pub(crate) instance: Option<String>,
 }
 
-impl Names {
+impl ObjectNames {
     pub(crate) fn object(&self, base: &str) -> String {
         match &self.instance {
             Some(i) => format!("{i}-{base}"),
@@ -168,7 +168,7 @@ pub(crate) const MOVED_VOLUMES_FILE: &str = ".pi-setup-moved-volumes";
 pub(crate) fn desired(
     model: &Model,
     paths: &Paths,
-    names: &Names,
+    names: &ObjectNames,
     exec: &str,
     migrate_requests: bool,
     image_facts: &BTreeMap<String, Option<ImageInfo>>,
@@ -316,7 +316,7 @@ pub(crate) fn desired(
     }
 }
 
-fn service_container(s: &Service, paths: &Paths, names: &Names) -> ContainerSpec {
+fn service_container(s: &Service, paths: &Paths, names: &ObjectNames) -> ContainerSpec {
     ContainerSpec {
         service: s.name.to_string(),
         name: names.object(s.name.as_str()),
@@ -543,7 +543,7 @@ fn layout_dirs(layout: &Layout, paths: &Paths, name: &str, extra: &[&str]) -> Ve
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::{desired, Desired, Names};
+    use super::{desired, Desired, ObjectNames};
     use crate::engine::ImageInfo;
     use crate::host::paths::Paths;
     use crate::input::source::Source;
@@ -554,7 +554,7 @@ mod tests {
         desired(
             &model,
             &Paths::new("/r"),
-            &Names {
+            &ObjectNames {
                 instance: Some("t".into()),
             },
             "x",
@@ -615,7 +615,7 @@ mod tests {
         let d = desired(
             &model,
             &Paths::new("/srv/appliance"),
-            &Names {
+            &ObjectNames {
                 instance: Some("lab".into()),
             },
             "/usr/local/bin/pi-setup --root /srv/appliance --instance lab",

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::desired::{Desired, Names};
+use crate::desired::{Desired, ObjectNames};
 use crate::engine::Engine;
 use crate::gateway;
 use crate::host;
@@ -23,7 +23,7 @@ pub(crate) async fn apply(
     desired: &Desired,
     engine: &impl Engine,
     paths: &Paths,
-    names: &Names,
+    names: &ObjectNames,
     progress: &Progress,
 ) -> Result<Applied> {
     let mut done = Vec::new();
@@ -53,7 +53,7 @@ async fn run(
     desired: &Desired,
     engine: &impl Engine,
     paths: &Paths,
-    names: &Names,
+    names: &ObjectNames,
     progress: &Progress,
 ) -> Result<()> {
     match action {
@@ -177,7 +177,7 @@ async fn reload_gateway(
     desired: &Desired,
     paths: &Paths,
     engine: &impl Engine,
-    names: &Names,
+    names: &ObjectNames,
 ) -> Result<()> {
     if let Some(pid) = engine.pid(&names.object(GATEWAY)).await? {
         if let Err(e) = crate::reuseport::steer_to_newest(pid) {

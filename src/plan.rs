@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::desired::{self, ContainerSpec, Desired, FileSpec, Names};
+use crate::desired::{self, ContainerSpec, Desired, FileSpec, ObjectNames};
 use crate::engine::{ContainerInfo, ContainerState};
 use crate::model::GATEWAY;
 use crate::observe::{Actual, DestState};
@@ -175,7 +175,7 @@ pub(crate) enum Conflict {
 pub(crate) fn plan(
     d: &Desired,
     a: &Actual,
-    names: &Names,
+    names: &ObjectNames,
     config: &ConfigChange,
 ) -> Result<Plan, Conflict> {
     let mut actions = Vec::new();
@@ -387,7 +387,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::{plan, Action, ConfigChange, Conflict, Plan};
-    use crate::desired::{self, Desired, Names};
+    use crate::desired::{self, Desired, ObjectNames};
     use crate::engine::{ContainerInfo, ContainerState, ImageInfo, NetworkInfo, VolumeMount};
     use crate::host::paths::Paths;
     use crate::host::Stat;
@@ -396,8 +396,8 @@ mod tests {
 
     const WEB: &str = "[[service]]\nname = \"web\"\nimage = \"busybox:1\"\ndomains = [\"web.test\"]\nvolumes = [\"www:/www\"]\n\n[[service]]\nname = \"db\"\nimage = \"postgres:16\"\nlayout = \"postgres\"\n";
 
-    fn names() -> Names {
-        Names {
+    fn names() -> ObjectNames {
+        ObjectNames {
             instance: Some("t".into()),
         }
     }

@@ -123,7 +123,7 @@ mod tests {
 
     use super::{reconcile_with, Request};
     use crate::commands::Context;
-    use crate::desired::Names;
+    use crate::desired::ObjectNames;
     use crate::engine::fake::Fake;
     use crate::engine::ImageInfo;
     use crate::host::paths::Paths;
@@ -136,7 +136,7 @@ mod tests {
     fn ctx(root: &Path) -> Context {
         Context {
             paths: Paths::new(root),
-            names: Names {
+            names: ObjectNames {
                 instance: Some("t".into()),
             },
             exec: "/usr/local/bin/pi-setup".into(),

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::desired::Names;
+use crate::desired::ObjectNames;
 use crate::engine::ContainerInfo;
 use crate::gateway;
 use crate::model::{HttpsMode, Model, GATEWAY};
@@ -33,7 +33,7 @@ pub(crate) fn plan_text(plan: &Plan, origin: &str, unknown_images: &[String]) ->
 pub(crate) fn summary(
     done: &[String],
     model: &Model,
-    names: &Names,
+    names: &ObjectNames,
     states: &[ContainerInfo],
 ) -> String {
     let mut s = String::new();

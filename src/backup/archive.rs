@@ -24,7 +24,7 @@ use crate::backup::parallel::{compress_parallel, BlockSink, CopyError};
 use crate::backup::retention::list_archives;
 use crate::backup::timestamp::Timestamp;
 use crate::backup::verify::{check, scan, Expected, Tail};
-use crate::backup::walk::{escape, walk, Node, NodeKind, Stat, Tree};
+use crate::backup::walk::{escape, walk, EntryStat, Node, NodeKind, Tree};
 
 #[derive(Debug, Clone)]
 pub(crate) struct ArchiveOptions {
@@ -33,7 +33,7 @@ pub(crate) struct ArchiveOptions {
     pub(crate) level: u32,
     /// Compression threads; 0 means one per CPU.
     pub(crate) threads: usize,
-    /// Names the archive; `None` means now. Tests and replays set it.
+    /// ObjectNames the archive; `None` means now. Tests and replays set it.
     pub(crate) timestamp: Option<SystemTime>,
     /// Where the bytes read so far are counted, for a progress bar.
     pub(crate) progress: Option<Arc<ArchiveProgress>>,
@@ -387,7 +387,7 @@ fn append_file(
         stats.changed.push(node.rel.clone());
         return Ok(false);
     }
-    let before = Stat::of(&meta);
+    let before = EntryStat::of(&meta);
     let mut changed = node.stat.content_changed(&before);
     if before.nlink > 1 {
         if let Some(first) = first_names.get(&(before.dev, before.ino)) {
@@ -423,7 +423,7 @@ fn append_file(
     let padding = (512 - before.size % 512) % 512;
     sink.write_all(&[0; 512][..padding as usize])
         .map_err(io_err("writing", partial))?;
-    let after = Stat::of(&file.metadata().map_err(io_err("reading", &abs))?);
+    let after = EntryStat::of(&file.metadata().map_err(io_err("reading", &abs))?);
     changed |= read != before.size || before.content_changed(&after);
     if changed {
         stats.changed.push(node.rel.clone());
@@ -434,7 +434,7 @@ fn append_file(
     Ok(true)
 }
 
-fn header(kind: EntryType, stat: &Stat, size: u64) -> Header {
+fn header(kind: EntryType, stat: &EntryStat, size: u64) -> Header {
     let mut h = Header::new_gnu();
     h.set_entry_type(kind);
     h.set_size(size);

@@ -225,7 +225,7 @@ pub(crate) fn compress_parallel<R>(
 }
 
 /// A worker's compressors, made once and used for every block.
-enum Engine {
+enum BlockCompressor {
     Gzip {
         deflate: Compressor,
         /// libdeflate's level 0: stored blocks, at the speed of a copy.
@@ -234,14 +234,14 @@ enum Engine {
     Zstd(zstd::bulk::Compressor<'static>),
 }
 
-impl Engine {
-    fn new(codec: Codec, level: u32) -> io::Result<Engine> {
+impl BlockCompressor {
+    fn new(codec: Codec, level: u32) -> io::Result<BlockCompressor> {
         let gzip_level = |l: u32| {
             CompressionLvl::new(l as i32)
                 .map_err(|_| io::Error::other(format!("gzip level {l} is out of range")))
         };
         Ok(match codec {
-            Codec::Gzip => Engine::Gzip {
+            Codec::Gzip => BlockCompressor::Gzip {
                 deflate: Compressor::new(gzip_level(level)?),
                 store: Compressor::new(gzip_level(0)?),
             },
@@ -249,7 +249,7 @@ impl Engine {
                 let mut z = zstd::bulk::Compressor::new(level as i32)?;
                 // Every frame carries its own checksum, which decoders check.
                 z.set_parameter(CParameter::ChecksumFlag(true))?;
-                Engine::Zstd(z)
+                BlockCompressor::Zstd(z)
             }
         })
     }
@@ -258,7 +258,7 @@ impl Engine {
     /// frame.
     fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         match self {
-            Engine::Gzip { deflate, store } => {
+            BlockCompressor::Gzip { deflate, store } => {
                 for (run, incompressible) in runs(input) {
                     let c = if incompressible {
                         &mut *store
@@ -274,7 +274,7 @@ impl Engine {
                 }
                 Ok(())
             }
-            Engine::Zstd(z) => {
+            BlockCompressor::Zstd(z) => {
                 out.reserve(zstd::zstd_safe::compress_bound(input.len()));
                 z.compress_to_buffer(input, out).map(drop)
             }
@@ -289,7 +289,7 @@ fn compress_jobs(
     spare: &Mutex<Receiver<Vec<u8>>>,
     done: Sender<Done>,
 ) {
-    let mut engine = Engine::new(codec, level);
+    let mut compressor = BlockCompressor::new(codec, level);
     loop {
         let Ok(job) = jobs.lock().expect("job queue lock").recv() else {
             return;
@@ -303,9 +303,9 @@ fn compress_jobs(
         let input = &job.block[..job.len];
         // A panic becomes this block's error, which the writer reports; left to unwind, it
         // would leave the writer waiting for this block forever (in builds that unwind).
-        let compressed = match &mut engine {
-            Ok(engine) => {
-                panic::catch_unwind(AssertUnwindSafe(|| engine.compress(input, &mut out)))
+        let compressed = match &mut compressor {
+            Ok(compressor) => {
+                panic::catch_unwind(AssertUnwindSafe(|| compressor.compress(input, &mut out)))
                     .unwrap_or_else(|_| Err(io::Error::other("the compressor panicked")))
             }
             Err(e) => Err(io::Error::new(e.kind(), e.to_string())),

@@ -16,7 +16,7 @@ use crate::backup::{
     archive_dir, check_name, prune, restore_archive, verify_archive, ArchiveOptions,
     ArchiveProgress, ArchiveReport, BackupError, RestoreOptions, RestoreReport, RetentionPolicy,
 };
-use crate::desired::Names;
+use crate::desired::ObjectNames;
 use crate::engine::{Engine, EngineError};
 use crate::error::BadInput;
 use crate::host;
@@ -53,7 +53,7 @@ impl Volume {
 /// paths; they are reported, never silently left out.
 pub(crate) fn volumes(
     paths: &Paths,
-    objects: &Names,
+    objects: &ObjectNames,
     model: &Model,
 ) -> Result<(Vec<Volume>, Vec<String>)> {
     let (names, unusable) = archivable_subdirs(&paths.vol_root())?;

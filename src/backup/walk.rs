@@ -13,7 +13,7 @@ use crate::backup::error::{io_err, BackupError};
 
 /// The metadata that goes into a tar header and into the listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Stat {
+pub(crate) struct EntryStat {
     pub(crate) dev: u64,
     pub(crate) ino: u64,
     pub(crate) nlink: u64,
@@ -26,9 +26,9 @@ pub(crate) struct Stat {
     pub(crate) ctime: (i64, i64),
 }
 
-impl Stat {
+impl EntryStat {
     pub(crate) fn of(m: &Metadata) -> Self {
-        Stat {
+        EntryStat {
             dev: m.dev(),
             ino: m.ino(),
             nlink: m.nlink(),
@@ -42,7 +42,7 @@ impl Stat {
     }
 
     /// Whether the file's content may differ from when `self` was taken.
-    pub(crate) fn content_changed(&self, now: &Stat) -> bool {
+    pub(crate) fn content_changed(&self, now: &EntryStat) -> bool {
         self.ino != now.ino
             || self.size != now.size
             || self.mtime != now.mtime
@@ -62,7 +62,7 @@ pub(crate) struct Node {
     /// Relative to the walked root; the root itself is `.`.
     pub(crate) rel: PathBuf,
     pub(crate) kind: NodeKind,
-    pub(crate) stat: Stat,
+    pub(crate) stat: EntryStat,
 }
 
 /// An entry that cannot be archived (socket, FIFO, device node).
@@ -91,7 +91,7 @@ pub(crate) fn walk(root: &Path) -> Result<Tree, BackupError> {
         nodes: vec![Node {
             rel: PathBuf::from("."),
             kind: NodeKind::Dir,
-            stat: Stat::of(&meta),
+            stat: EntryStat::of(&meta),
         }],
         skipped: Vec::new(),
         vanished: Vec::new(),
@@ -141,7 +141,7 @@ pub(crate) fn walk(root: &Path) -> Result<Tree, BackupError> {
         tree.nodes.push(Node {
             rel,
             kind,
-            stat: Stat::of(&meta),
+            stat: EntryStat::of(&meta),
         });
     }
     Ok(tree)

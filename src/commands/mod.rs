@@ -16,7 +16,7 @@ use anyhow::Result;
 use clap::CommandFactory;
 
 use crate::cli::Cli;
-use crate::desired::Names;
+use crate::desired::ObjectNames;
 use crate::error::BadInput;
 use crate::host::paths::Paths;
 use crate::lock;
@@ -25,7 +25,7 @@ use crate::model::Name;
 /// What every command needs: where host paths are, and how Docker objects are named.
 pub(crate) struct Context {
     pub(crate) paths: Paths,
-    pub(crate) names: Names,
+    pub(crate) names: ObjectNames,
     /// How systemd units call this pi-setup: its path plus --root/--instance when given.
     pub(crate) exec: String,
 }
@@ -74,7 +74,7 @@ impl Context {
             .join(" ");
         Ok(Context {
             paths,
-            names: Names { instance },
+            names: ObjectNames { instance },
             exec,
         })
     }

@@ -188,7 +188,7 @@ pub(crate) fn is_empty_dir(path: &Path) -> Result<bool, HostError> {
     }
 }
 
-/// Names of the sub-directories of `dir` (UTF-8 or not), sorted; none when it is missing.
+/// ObjectNames of the sub-directories of `dir` (UTF-8 or not), sorted; none when it is missing.
 pub(crate) fn subdirectories(dir: &Path) -> Result<Vec<std::ffi::OsString>, HostError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,

@@ -26,7 +26,7 @@ use crate::input::source::{ConfigError, Source};
 pub(crate) const DEFAULT_GATEWAY_IMAGE: &str = "caddy:2.11.7";
 /// The gateway's service name: its host name on the network and its volume directory.
 pub(crate) const GATEWAY: &str = "gateway";
-/// Names a service may not take: the gateway's, and the network's.
+/// ObjectNames a service may not take: the gateway's, and the network's.
 const RESERVED_NAMES: &[&str] = &[GATEWAY, "intercontainer"];
 
 /// The whole desired appliance.
@@ -139,7 +139,7 @@ pub(crate) fn build(
         }
     }
 
-    // Names and domains must be unique across the profile and the service files: a name is
+    // ObjectNames and domains must be unique across the profile and the service files: a name is
     // also a network alias, and two containers answering to one alias is the classic bug.
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut domains: BTreeMap<String, String> = BTreeMap::new();

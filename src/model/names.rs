@@ -1,4 +1,4 @@
-//! Names that end up in host paths, container names and the gateway's config: a service name
+//! ObjectNames that end up in host paths, container names and the gateway's config: a service name
 //! (a DNS label), a domain, an email address. Each type can only hold a checked value.
 
 use std::fmt;
@@ -118,7 +118,7 @@ impl Domain {
         Ok(Domain(s.to_string()))
     }
 
-    /// Names no public CA will certify: Caddy serves them with its own CA (`tls internal`).
+    /// ObjectNames no public CA will certify: Caddy serves them with its own CA (`tls internal`).
     pub(crate) fn is_lan_only(&self) -> bool {
         let d = self.0.as_str();
         !d.contains('.')
