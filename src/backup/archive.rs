@@ -17,9 +17,7 @@ use tar::{EntryType, Header};
 
 use crate::backup::codec::Codec;
 use crate::backup::error::{check_name, io_err, BackupError};
-use crate::backup::manifest::{
-    listing_path, manifest_path, partial_path, remove_if_present, sync_dir, write_durably, Manifest,
-};
+use crate::backup::manifest::{listing_path, manifest_path, partial_path, write_durably, Manifest};
 use crate::backup::parallel::{compress_parallel, BlockSink, CopyError};
 use crate::backup::retention::list_archives;
 use crate::backup::timestamp::Timestamp;
@@ -193,7 +191,7 @@ pub(crate) fn archive_dir(
     write_durably(&manifest_path(&archive), &manifest.to_bytes())?;
     let partial = partial_path(&archive);
     fs::rename(&partial, &archive).map_err(io_err("renaming", &partial))?;
-    sync_dir(&dir)?;
+    crate::host::sync_dir(&dir)?;
     cleanup.0.clear();
     Ok(ArchiveReport { archive, manifest })
 }
@@ -212,7 +210,7 @@ fn remove_stale(dir: &Path) -> Result<(), BackupError> {
             .filter(|archive| !dir.join(archive).exists());
         if name.ends_with(".partial") || orphan_of.is_some() {
             let path = entry.path();
-            remove_if_present(&path).map_err(io_err("removing stale", &path))?;
+            crate::host::remove_file(&path)?;
         }
     }
     Ok(())
@@ -224,7 +222,7 @@ struct Cleanup(Vec<PathBuf>);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for path in &self.0 {
-            let _ = remove_if_present(path);
+            let _ = crate::host::remove_file(path);
         }
     }
 }

@@ -34,6 +34,17 @@ pub(crate) enum BackupError {
     },
 }
 
+/// The host module's errors carry the same three facts.
+impl From<crate::host::HostError> for BackupError {
+    fn from(e: crate::host::HostError) -> Self {
+        BackupError::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl BackupError {
     /// True when the destination ran out of space, which callers report differently (prune or
     /// grow the disk) from a broken archive.

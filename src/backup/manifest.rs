@@ -1,8 +1,7 @@
 //! The manifest written beside each archive, and the file names that tie an archive, its
 //! manifest and its listing together.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs::{self};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -77,29 +76,8 @@ impl Manifest {
     }
 }
 
-/// Writes `bytes` to `<path>.partial`, fsyncs it and renames it to `path`. The caller fsyncs
-/// the directory once all renames are done.
+/// Writes a manifest or listing: atomically (a temporary file, fsynced, renamed, the
+/// directory fsynced), and private to root whatever the umask, like the archive it describes.
 pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), BackupError> {
-    let partial = partial_path(path);
-    let written = File::create(&partial)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| fs::rename(&partial, path));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&partial);
-        return Err(io_err("writing", path)(e));
-    }
-    Ok(())
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), BackupError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("syncing directory", dir))
-}
-
-pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
+    Ok(crate::host::write_atomic(path, bytes, 0o600)?)
 }

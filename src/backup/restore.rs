@@ -16,7 +16,7 @@ use tar::EntryType;
 
 use crate::backup::codec::Codec;
 use crate::backup::error::{check_name, io_err, BackupError};
-use crate::backup::manifest::{sync_dir, Manifest};
+use crate::backup::manifest::Manifest;
 use crate::backup::timestamp::Timestamp;
 use crate::backup::verify::{read_back, Expected};
 
@@ -98,7 +98,7 @@ pub(crate) fn restore_archive(
         return Err(io_err("moving into place", &target)(e));
     }
     guard.disarm();
-    sync_dir(target_parent)?;
+    crate::host::sync_dir(target_parent)?;
     Ok(RestoreReport {
         restored: target,
         previous,

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crate::backup::codec::Codec;
 use crate::backup::error::{check_name, io_err, BackupError};
-use crate::backup::manifest::{listing_path, manifest_path, remove_if_present, sync_dir, Manifest};
+use crate::backup::manifest::{listing_path, manifest_path, Manifest};
 use crate::backup::timestamp::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,12 +129,12 @@ pub(crate) fn prune(
             manifest_path(&archive.path),
             listing_path(&archive.path),
         ] {
-            remove_if_present(&path).map_err(io_err("deleting", &path))?;
+            crate::host::remove_file(&path)?;
         }
         deleted.push(archive.path);
     }
     if !deleted.is_empty() {
-        sync_dir(&dest_dir.join(name))?;
+        crate::host::sync_dir(&dest_dir.join(name))?;
     }
     Ok(deleted)
 }

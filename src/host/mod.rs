@@ -1,5 +1,12 @@
-//! Files and directories on the host: the only module that writes them (atomically, fsynced)
-//! and sets owners and modes (nix).
+//! Files and directories on the host: the module that writes them (atomically, fsynced) and
+//! sets owners and modes (nix). Everything else reads through it or asks it to write, with
+//! these deliberate exceptions, each kept where the reason is:
+//! - `lock.rs` holds the command lock open for the life of a command;
+//! - `reuseport.rs` changes socket options inside the gateway's network namespace;
+//! - `backup/` writes archives through its own pipeline (`.partial`, fsync, read-back, rename)
+//!   and restores with `O_NOFOLLOW` writes into a fresh directory, where each entry's owner,
+//!   mode and time come from the archive; its manifests and listings go through here;
+//! - `input/` reads the maintenance page with `O_NOFOLLOW | O_NONBLOCK` (it only reads).
 
 pub(crate) mod paths;
 
