@@ -37,3 +37,47 @@ impl From<ConfigError> for BadInput {
         BadInput(e.to_string())
     }
 }
+
+/// The exit codes: a contract, documented in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    Ok = 0,
+    /// Something failed while working.
+    Failed = 1,
+    /// Invalid usage or configuration; nothing was changed.
+    BadInput = 2,
+}
+
+impl Exit {
+    /// What an error means for the exit code. Handlers add context as an error travels up
+    /// ("step 3 of 9 failed: …"), so a `BadInput` may sit anywhere in the chain: it still
+    /// means nothing was changed.
+    pub(crate) fn of(e: &anyhow::Error) -> Exit {
+        if e.chain()
+            .any(<dyn std::error::Error + 'static>::is::<BadInput>)
+        {
+            Exit::BadInput
+        } else {
+            Exit::Failed
+        }
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e as u8)
+    }
+}
+
+/// Prints a command's error with every cause, once each, and says what it means.
+pub(crate) fn report(e: &anyhow::Error) -> Exit {
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    let exit = Exit::of(e);
+    if exit == Exit::BadInput {
+        eprintln!("nothing was changed");
+    }
+    exit
+}

@@ -32,12 +32,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::error::BadInput;
-
-/// Exit codes, documented in the README.
-pub(crate) const EXIT_OK: u8 = 0;
-pub(crate) const EXIT_FAILED: u8 = 1;
-pub(crate) const EXIT_BAD_INPUT: u8 = 2;
+use crate::error::Exit;
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
@@ -48,26 +43,12 @@ pub fn run() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILED);
+            return Exit::Failed.into();
         }
     };
     match runtime.block_on(dispatch(cli)) {
-        Ok(()) => ExitCode::from(EXIT_OK),
-        Err(e) => {
-            let bad_input = e
-                .chain()
-                .any(<dyn std::error::Error + 'static>::is::<BadInput>);
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            if bad_input {
-                eprintln!("nothing was changed");
-                ExitCode::from(EXIT_BAD_INPUT)
-            } else {
-                ExitCode::from(EXIT_FAILED)
-            }
-        }
+        Ok(()) => Exit::Ok.into(),
+        Err(e) => error::report(&e).into(),
     }
 }
 
