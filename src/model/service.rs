@@ -253,6 +253,44 @@ pub(super) fn service(
             Restart::UnlessStopped
         }
     };
+    let access = access(&mut c, &r, domains.is_empty());
+    let (memory, nano_cpus) = limits(&mut c, &r, host);
+    let health = health(&mut c, &r);
+    let mut publish = Vec::new();
+    for p in &r.publish {
+        match parse_publish(p.get_ref()) {
+            Ok(pb) => publish.push(pb),
+            Err(why) => c.at(p, format!("invalid publish {:?}: {why}", p.get_ref())),
+        }
+    }
+    let backup = backup_mode(&mut c, &r, mounts.is_empty());
+    if c.errors.is_empty() {
+        Ok(Service {
+            name,
+            image,
+            domains,
+            port,
+            env,
+            mounts,
+            layout,
+            restart,
+            command: r.command,
+            access,
+            memory,
+            nano_cpus,
+            health,
+            publish,
+            backup,
+            secret_env: BTreeMap::new(),
+            origin: src.origin.clone(),
+        })
+    } else {
+        Err(c.errors)
+    }
+}
+
+/// `access`, and the auth fields that go with it (both rendered into the gateway's config).
+fn access(c: &mut Checker, r: &RawService, no_domains: bool) -> Access {
     let access = match r.access.as_ref().map(|a| (a, a.get_ref().as_str())) {
         None | Some((_, "public")) => Access::Public,
         Some((_, "lan")) => Access::Lan,
@@ -305,7 +343,7 @@ pub(super) fn service(
             );
         }
     }
-    if (access != Access::Public) && domains.is_empty() {
+    if (access != Access::Public) && no_domains {
         if let Some(a) = &r.access {
             c.at(
                 a,
@@ -314,6 +352,11 @@ pub(super) fn service(
             );
         }
     }
+    access
+}
+
+/// `memory` and `cpus`, in the units Docker takes (bytes, billionths of a CPU).
+fn limits(c: &mut Checker, r: &RawService, host: &HostFacts) -> (Option<i64>, Option<i64>) {
     let memory = r
         .memory
         .as_ref()
@@ -355,6 +398,11 @@ pub(super) fn service(
             None
         }
     });
+    (memory, nano_cpus)
+}
+
+/// `health_cmd` and `health_interval`.
+fn health(c: &mut Checker, r: &RawService) -> Option<Health> {
     let health = match (&r.health_cmd, &r.health_interval) {
         (None, None) => None,
         (None, Some(i)) => {
@@ -384,20 +432,18 @@ pub(super) fn service(
             })
         }
     };
-    let mut publish = Vec::new();
-    for p in &r.publish {
-        match parse_publish(p.get_ref()) {
-            Ok(pb) => publish.push(pb),
-            Err(why) => c.at(p, format!("invalid publish {:?}: {why}", p.get_ref())),
-        }
-    }
+    health
+}
+
+/// `backup.mode` and `backup.exec`; the mode defaults to `stop` when anything is mounted.
+fn backup_mode(c: &mut Checker, r: &RawService, nothing_mounted: bool) -> BackupMode {
     let backup = match r
         .backup
         .as_ref()
         .and_then(|b| b.mode.as_ref().map(|m| (b, m, m.get_ref().as_str())))
     {
         // Default: stop while archiving if there is anything mounted to keep consistent.
-        None if mounts.is_empty() => BackupMode::Live,
+        None if nothing_mounted => BackupMode::Live,
         None | Some((_, _, "stop")) => BackupMode::Stop,
         Some((_, _, "live")) => BackupMode::Live,
         Some((b, m, "exec")) => {
@@ -444,27 +490,5 @@ pub(super) fn service(
             }
         }
     }
-    if c.errors.is_empty() {
-        Ok(Service {
-            name,
-            image,
-            domains,
-            port,
-            env,
-            mounts,
-            layout,
-            restart,
-            command: r.command,
-            access,
-            memory,
-            nano_cpus,
-            health,
-            publish,
-            backup,
-            secret_env: BTreeMap::new(),
-            origin: src.origin.clone(),
-        })
-    } else {
-        Err(c.errors)
-    }
+    backup
 }
