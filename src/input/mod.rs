@@ -377,6 +377,159 @@ mod alloc_count {
 mod tests {
     use super::*;
 
+    /// Validates a profile (a host with 4 CPUs whose systemd knows no "every night") and
+    /// expects every fragment in the one message that lists all its problems.
+    #[track_caller]
+    fn rejected(profile: &str, expected: &[&str]) {
+        let host = HostFacts {
+            cpus: 4,
+            calendar_error: |v| (v == "every night").then(|| "Failed to parse".to_string()),
+        };
+        let err = load_on(&Source::new("p.toml", profile), &[], &host)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        for e in expected {
+            assert!(err.contains(e), "expected {e:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn bad_profiles_are_rejected_with_file_line_and_column() {
+        let http_port = 18080;
+        let gw =
+            format!("[gateway]\nimage = \"caddy:2\"\nhttp_port = {http_port}\nhttps = \"off\"\n");
+        let svc = |body: &str| format!("{gw}\n[[service]]\n{body}\n");
+        let at = |line: usize, col: usize| format!("p.toml:{line}:{col}: ");
+
+        rejected(
+            &svc("name = \"web\"\nimage = \"x:1\"\ncolour = \"red\""),
+            &[&at(9, 1), "unknown field `colour`"],
+        );
+        rejected(
+            &svc("name = \"Web\"\nimage = \"x:1\""),
+            &[
+                &at(7, 8),
+                "invalid service name \"Web\": must be lower case",
+            ],
+        );
+        rejected(
+            &svc("name = \"a/b\"\nimage = \"x:1\""),
+            &["invalid service name \"a/b\": must not contain '/' or '..'"],
+        );
+        rejected(
+            &svc("name = \"..\"\nimage = \"x:1\""),
+            &["must not contain '/' or '..'"],
+        );
+        rejected(
+            &svc("name = \"gateway\"\nimage = \"x:1\""),
+            &["service name 'gateway' is reserved"],
+        );
+        rejected(
+            &format!(
+                "{}\n[[service]]\nname = \"web\"\nimage = \"y:1\"\n",
+                svc("name = \"web\"\nimage = \"x:1\"")
+            ),
+            &["duplicate service name 'web'"],
+        );
+        rejected(
+            &format!(
+                "{}\n[[service]]\nname = \"two\"\nimage = \"y:1\"\ndomains = [\"a.test\"]\n",
+                svc("name = \"one\"\nimage = \"x:1\"\ndomains = [\"a.test\"]")
+            ),
+            &["duplicate domain 'a.test' in service 'two' (already used by service 'one')"],
+        );
+        rejected(
+            &svc("name = \"web\"\nimage = \"x:1\"\ndomains = [\"bad..test\"]"),
+            &[&at(9, 12), "invalid domain \"bad..test\""],
+        );
+        rejected(
+            &svc("name = \"web\"\nimage = \"x:1\"\ndomains = [\"https://a.test\"]"),
+            &["must be a bare host name"],
+        );
+        rejected(
+            &svc("name = \"web\"\nimage = \"x:1\"\nport = 70000"),
+            &[&at(9, 8), "port 70000 is out of range (1-65535)"],
+        );
+        rejected(
+            &svc("name = \"web\"\nimage = \"x:1\"\nport = \"80\""),
+            &[&at(9, 8), "invalid type"],
+        );
+        rejected(&svc("name = \"web\""), &["service 'web' has no image"]);
+        rejected(
+            &svc("name = \"web\"\nimage = \"\""),
+            &["image reference is empty"],
+        );
+        rejected(
+            &svc("name = \"web\"\nimage = \"x:1\"\nvolumes = [\"../etc:/etc\"]"),
+            &["invalid volume \"../etc:/etc\""],
+        );
+        rejected(
+            &svc("name = \"web\"\nimage = \"x:1\"\nlayout = \"nope\""),
+            &["unknown layout \"nope\""],
+        );
+        rejected(
+            &format!("{gw}http_port = 0\n").replace(&format!("http_port = {}\n", http_port), ""),
+            &["gateway.http_port 0 is out of range"],
+        );
+        rejected("[gateway\nimage = 1\n", &[&at(1, 9), "unclosed table"]);
+        rejected(
+            &svc(&format!(
+                "name = \"db\"\nimage = \"x:1\"\npublish = [\"{}:5432\"]",
+                http_port
+            )),
+            &[&format!(
+                "service 'db' publishes host port {}, already used by the gateway (http_port)",
+                http_port
+            )],
+        );
+        rejected(
+            "[gateway]\nhttp_port = 443\n",
+            &["gateway.http_port and gateway.https_port are both 443"],
+        );
+        rejected(
+            &format!("{gw}\n[backup]\nschedule = \"every night\"\n"),
+            &["backup.schedule \"every night\" is not a systemd OnCalendar= expression"],
+        );
+        rejected(
+            &format!("{gw}\n[backup]\ncompress = \"lz4\"\n"),
+            &["backup.compress \"lz4\" is not one of gzip, zstd"],
+        );
+        rejected(
+            &format!("{gw}\n[backup]\ncompress = \"gzip\"\nlevel = 12\n"),
+            &["backup.level 12 is out of range for gzip (1-9)"],
+        );
+        rejected(
+            &format!("{gw}\n[backup]\ncompress = \"zstd\"\nlevel = 20\n"),
+            &["backup.level 20 is out of range for zstd (1-19)"],
+        );
+        rejected(
+            &format!("{gw}\n[backup]\ndest = \"/var/vol/backups\"\n"),
+            &["must not be inside /var/vol"],
+        );
+        rejected(
+            &format!("{gw}\n[backup]\nkeep_daily = -1\n"),
+            &["backup.keep_daily must be 0 or more"],
+        );
+        rejected(
+            &format!("{gw}\n[[service]]\nname = \"web\"\nimage = \"x:1\"\nbackup = {{ mode = \"sometimes\" }}\n"),
+            &["backup mode \"sometimes\" is not one of stop, live, exec"],
+        );
+        rejected(
+            &format!("{gw}bind = \"localhost\"\n"),
+            &["gateway.bind \"localhost\" is not an IP address"],
+        );
+        // Several problems are reported together.
+        rejected(
+            &svc("name = \"Web\"\nimage = \"x:1\"\nport = 0"),
+            &[
+                "must be lower case",
+                "port 0 is out of range",
+                "2 problems found",
+            ],
+        );
+    }
+
     /// A profile of `n` services, each with a domain, a volume and an env var.
     fn profile_of(n: usize) -> Source {
         let mut text = String::from("[gateway]\nhttps = \"off\"\n");
