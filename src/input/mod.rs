@@ -469,18 +469,16 @@ mod tests {
             &["unknown layout \"nope\""],
         );
         rejected(
-            &format!("{gw}http_port = 0\n").replace(&format!("http_port = {}\n", http_port), ""),
+            &format!("{gw}http_port = 0\n").replace(&format!("http_port = {http_port}\n"), ""),
             &["gateway.http_port 0 is out of range"],
         );
         rejected("[gateway\nimage = 1\n", &[&at(1, 9), "unclosed table"]);
         rejected(
             &svc(&format!(
-                "name = \"db\"\nimage = \"x:1\"\npublish = [\"{}:5432\"]",
-                http_port
+                "name = \"db\"\nimage = \"x:1\"\npublish = [\"{http_port}:5432\"]"
             )),
             &[&format!(
-                "service 'db' publishes host port {}, already used by the gateway (http_port)",
-                http_port
+                "service 'db' publishes host port {http_port}, already used by the gateway (http_port)"
             )],
         );
         rejected(
