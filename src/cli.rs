@@ -250,8 +250,13 @@ pub(crate) struct RestoreArgs {
     pub(crate) archive: Option<PathBuf>,
 
     /// Where archives are (default: `backup.dest` of the profile).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "from")]
     pub(crate) dest: Option<PathBuf>,
+
+    /// Restore from the archives on this copy target (a `[[backup.copy]]` name): for when the
+    /// local ones are gone with the SD card.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) from: Option<String>,
 
     /// Print what would happen and change nothing.
     #[arg(long)]
@@ -264,6 +269,10 @@ pub(crate) struct BackupsArgs {
     pub(crate) name: Option<String>,
 
     /// Where archives are (default: `backup.dest` of the profile).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "copy")]
     pub(crate) dest: Option<PathBuf>,
+
+    /// The archives on this copy target (a `[[backup.copy]]` name) instead of the local ones.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) copy: Option<String>,
 }

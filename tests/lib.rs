@@ -8,6 +8,7 @@ mod harness;
 
 mod backup;
 mod cli;
+mod copies;
 mod install;
 mod pull;
 mod rough_edges;

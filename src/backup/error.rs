@@ -32,6 +32,8 @@ pub(crate) enum BackupError {
         entry: String,
         reason: String,
     },
+    #[error("{target} is not on a mounted disk ({on} is on the same filesystem as the system): is the disk plugged in and mounted? Nothing was copied there", target = target.display(), on = on.display())]
+    NotMounted { target: PathBuf, on: PathBuf },
 }
 
 /// The host module's errors carry the same three facts.

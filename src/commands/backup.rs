@@ -159,17 +159,123 @@ pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
         human_bytes(total_out),
         job.dest.display()
     );
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(anyhow!("backup failed for: {}", failed.join(", ")))
+    let copied: Vec<&str> = vols
+        .iter()
+        .map(|v| v.name.as_str())
+        .filter(|n| !failed.iter().any(|f| f == n))
+        .collect();
+    let copies_failed = copy_off_device(ctx, &model, &job.dest, &copied);
+    match (failed.is_empty(), copies_failed.is_empty()) {
+        (true, true) => Ok(()),
+        (false, _) => Err(anyhow!("backup failed for: {}", failed.join(", "))),
+        (true, false) => Err(anyhow!(
+            "the archives are good here, but copying them failed for: {} (retried on the next run)",
+            copies_failed.join(", ")
+        )),
     }
+}
+
+/// Copies each volume's new (and any not yet copied) archives to every `[[backup.copy]]`
+/// target, printing a line each; returns the targets that failed. A target that is not mounted
+/// fails as a whole, before anything is written to it.
+fn copy_off_device(
+    ctx: &Context,
+    model: &crate::model::Model,
+    local: &std::path::Path,
+    volumes: &[&str],
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    for target in &model.backup.copies {
+        let path = ctx.paths.host(&target.path);
+        let label = format!("copy {}", target.name);
+        let note = ctx.paths.copy_failed(target.name.as_str());
+        let mut problems = Vec::new();
+        if let Err(e) = backup::check_mounted(&path, &ctx.paths.root) {
+            println!("{label:<16} FAILED {e}");
+            problems.push(e.to_string());
+        }
+        let policy = backup::RetentionPolicy {
+            keep_last: target.keep_last as usize,
+            keep_daily: target.keep_daily as usize,
+            keep_weekly: target.keep_weekly as usize,
+            keep_monthly: target.keep_monthly as usize,
+        };
+        let mounted = problems.is_empty();
+        for name in volumes.iter().filter(|_| mounted) {
+            match backup::copy_volume(local, &path, name, &policy) {
+                Ok(r) => {
+                    let bytes: u64 = r.copied.iter().map(|(_, b)| b).sum();
+                    println!(
+                        "{label:<16} {name}: {} archive(s) copied ({}), {} linked, {} pruned, to {}",
+                        r.copied.len(),
+                        human_bytes(bytes),
+                        r.linked.len(),
+                        r.pruned.len(),
+                        path.join(name).display()
+                    );
+                }
+                Err(e) => {
+                    let full = if e.is_disk_full() {
+                        " (the copy target is full: free space there or keep fewer copies)"
+                    } else {
+                        ""
+                    };
+                    println!("{label:<16} {name}: FAILED {e}{full}");
+                    problems.push(format!("{name}: {e}{full}"));
+                }
+            }
+        }
+        // `status` tells from this note that the last run could not copy.
+        let noted = if problems.is_empty() {
+            crate::host::remove_file(&note).map(|_| ())
+        } else {
+            failed.push(target.name.to_string());
+            crate::host::write_atomic(&note, problems.join("\n").as_bytes(), 0o600)
+        };
+        if let Err(e) = noted {
+            println!("{label:<16} could not note the outcome for `status`: {e}");
+        }
+    }
+    failed
+}
+
+/// Where the archives a command reads are: on the copy target named by `--copy`/`--from`
+/// (checked to be mounted), else in `--dest`, else in the profile's `backup.dest`.
+fn archives_dir(
+    ctx: &Context,
+    model: &crate::model::Model,
+    dest: Option<&std::path::Path>,
+    copy: Option<&str>,
+) -> Result<std::path::PathBuf> {
+    let Some(name) = copy else {
+        return Ok(run::dest(&ctx.paths, model, dest));
+    };
+    let Some(target) = model.backup.copies.iter().find(|t| t.name.as_str() == name) else {
+        let known: Vec<String> = model
+            .backup
+            .copies
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        return Err(BadInput(format!(
+            "there is no [[backup.copy]] named {name:?} in the profile (copies: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ))
+        .into());
+    };
+    let path = ctx.paths.host(&target.path);
+    backup::check_mounted(&path, &ctx.paths.root)?;
+    Ok(path)
 }
 
 pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
     backup::check_name(&args.name).map_err(|e| BadInput(e.to_string()))?;
-    let dest = run::dest(&ctx.paths, &model, args.dest.as_deref());
+    let dest = archives_dir(ctx, &model, args.dest.as_deref(), args.from.as_deref())?;
     let archive = if let Some(a) = &args.archive {
         a.clone()
     } else {
@@ -269,7 +375,7 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
 
 pub(crate) fn backups(ctx: &Context, args: &BackupsArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
-    let dest = run::dest(&ctx.paths, &model, args.dest.as_deref());
+    let dest = archives_dir(ctx, &model, args.dest.as_deref(), args.copy.as_deref())?;
     let names = run::archive_names(&ctx.paths, &dest, args.name.as_deref())?;
     println!(
         "{:<16} {:<16}  {:>10}  {:<5} ARCHIVE",
@@ -293,7 +399,7 @@ pub(crate) fn backups(ctx: &Context, args: &BackupsArgs) -> Result<()> {
 
 pub(crate) fn verify(ctx: &Context, args: &BackupsArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
-    let dest = run::dest(&ctx.paths, &model, args.dest.as_deref());
+    let dest = archives_dir(ctx, &model, args.dest.as_deref(), args.copy.as_deref())?;
     let (mut good, mut bad) = (0, 0);
     for name in run::archive_names(&ctx.paths, &dest, args.name.as_deref())? {
         for a in backup::list_archives(&dest, &name)? {

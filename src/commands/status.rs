@@ -139,6 +139,17 @@ pub(crate) async fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
             }
         }
     }
+    if only.is_none() {
+        for t in &model.backup.copies {
+            if let Ok(Some(why)) = host::read(&ctx.paths.copy_failed(t.name.as_str())) {
+                problems.push(format!(
+                    "backup copy '{}': the last backup could not copy there ({}); it is retried on the next run",
+                    t.name,
+                    String::from_utf8_lossy(&why).lines().next().unwrap_or("").trim()
+                ));
+            }
+        }
+    }
     rows.retain(|r| only.is_none_or(|n| n == r.name));
     if args.json {
         println!(

@@ -64,6 +64,11 @@ impl Paths {
             .join(container)
     }
 
+    /// Why the last backup could not copy to this `[[backup.copy]]` target (gone once it could).
+    pub(crate) fn copy_failed(&self, target: &str) -> PathBuf {
+        self.host("/var/lib/pi-setup/copy-failed").join(target)
+    }
+
     /// Held by every command that changes state.
     pub(crate) fn lock_file(&self) -> PathBuf {
         self.host("/run/pi-setup.lock")

@@ -50,6 +50,23 @@ pub(crate) struct RawBackup {
     pub(crate) keep_daily: Option<Spanned<i64>>,
     pub(crate) keep_weekly: Option<Spanned<i64>>,
     pub(crate) keep_monthly: Option<Spanned<i64>>,
+    /// Off-device copies of each new archive (`[[backup.copy]]`).
+    #[serde(default)]
+    pub(crate) copy: Vec<RawCopy>,
+}
+
+/// `[[backup.copy]]`: where archives are copied once verified, and which copies are kept there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCopy {
+    /// How commands name it (`backups --copy NAME`, `restore --from NAME`).
+    pub(crate) name: Spanned<String>,
+    /// A directory on a mounted disk (USB, NAS share).
+    pub(crate) path: Option<Spanned<String>>,
+    pub(crate) keep_last: Option<Spanned<i64>>,
+    pub(crate) keep_daily: Option<Spanned<i64>>,
+    pub(crate) keep_weekly: Option<Spanned<i64>>,
+    pub(crate) keep_monthly: Option<Spanned<i64>>,
 }
 
 /// One service: a `[[service]]` table of a profile, or a file under `/etc/pi-setup/services/`.

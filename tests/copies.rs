@@ -1,0 +1,211 @@
+//! Off-device copies (`[[backup.copy]]`): archives copied to a mounted disk once verified,
+//! listed, verified and restored from there when the local ones are gone. The "disk" is a
+//! tmpfs the test mounts (and unmounts, also when it fails).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::{assert_ok, stdout, Sandbox, BUSYBOX_IMAGE};
+
+/// A tmpfs mounted for one test.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount: {out:?}");
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn profile(sb: &Sandbox, copy: &str) -> PathBuf {
+    sb.profile(&format!(
+        "[[service]]\nname = \"app\"\nimage = \"{BUSYBOX_IMAGE}\"\nvolumes = [\"data:/data\"]\nbackup = {{ mode = \"live\" }}\ncommand = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n\n[[backup.copy]]\nname = \"usb\"\npath = \"/mnt/usb/pi\"\n{copy}"
+    ))
+}
+
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn copies_go_to_a_mounted_disk_only_and_come_back_when_the_local_archives_are_gone() {
+    let sb = Sandbox::new();
+    sb.install(&profile(&sb, ""));
+    let data = sb.path("/var/vol/app/data");
+    std::fs::write(data.join("notes.txt"), "first\n").unwrap();
+    let usb = sb.path("/mnt/usb");
+    std::fs::create_dir_all(&usb).unwrap();
+
+    // No disk mounted: the archive is made and kept here, nothing is written to the SD card's
+    // empty mount point, and the run says so and fails.
+    let out = sb.run(&["backup", "app"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "copy usb         FAILED {} is not on a mounted disk",
+            usb.join("pi").display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(files_under(&usb), Vec::<String>::new());
+    let status = sb.run(&["status"]);
+    assert!(
+        stdout(&status).contains("backup copy 'usb': the last backup could not copy there"),
+        "{}",
+        stdout(&status)
+    );
+    let local = sb.path("/var/backups/pi-setup/app");
+    assert_eq!(
+        files_under(&local)
+            .iter()
+            .filter(|f| f.ends_with(".tar.gz"))
+            .count(),
+        1
+    );
+
+    // Mounted: the next run copies what was missed and the new archive.
+    let _disk = Tmpfs::mount(&usb, "64m");
+    std::fs::write(data.join("notes.txt"), "second\n").unwrap();
+    let out = sb.run(&["backup", "app"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("copy usb         app: 2 archive(s) copied"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !stdout(&sb.run(&["status"])).contains("backup copy 'usb'"),
+        "a good copy clears the note"
+    );
+    let copies = usb.join("pi/app");
+    let copied = files_under(&copies);
+    assert_eq!(
+        copied.len(),
+        4,
+        "two archives and their manifests: {copied:?}"
+    );
+    for f in &copied {
+        let mode = std::fs::metadata(copies.join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    assert_eq!(
+        std::fs::metadata(&copies).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    // Unchanged: linked on the target as it is here, not copied again.
+    let out = sb.run(&["backup", "app"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("copy usb         app: 0 archive(s) copied (0 B), 1 linked"),
+        "{}",
+        stdout(&out)
+    );
+
+    let listed = sb.run(&["backups", "app", "--copy", "usb"]);
+    assert_ok(&listed);
+    assert_eq!(
+        stdout(&listed)
+            .lines()
+            .filter(|l| l.contains(" ok "))
+            .count(),
+        3,
+        "{}",
+        stdout(&listed)
+    );
+    let verified = sb.run(&["verify", "--copy", "usb"]);
+    assert_ok(&verified);
+    assert!(
+        stdout(&verified).contains("3 archive(s) verified, 0 bad"),
+        "{}",
+        stdout(&verified)
+    );
+
+    // The SD card died: no local archives, and the data is wrong. The copy brings it back.
+    std::fs::remove_dir_all(&local).unwrap();
+    std::fs::write(data.join("notes.txt"), "lost\n").unwrap();
+    let out = sb.run(&["restore", "app", "--from", "usb"]);
+    assert_ok(&out);
+    assert_eq!(
+        std::fs::read_to_string(data.join("notes.txt")).unwrap(),
+        "second\n"
+    );
+
+    let bad = sb.run(&["restore", "app", "--from", "nas"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("there is no [[backup.copy]] named \"nas\" in the profile (copies: usb)"),
+        "{bad:?}"
+    );
+}
+
+#[test]
+fn a_full_copy_target_is_a_clear_error_and_leaves_no_partial_copy() {
+    let sb = Sandbox::new();
+    sb.install(&profile(&sb, ""));
+    let data = sb.path("/var/vol/app/data");
+    // Random bytes do not compress: the archive is bigger than the disk.
+    let mut noise = vec![0u8; 2 << 20];
+    let mut f = std::fs::File::open("/dev/urandom").unwrap();
+    std::io::Read::read_exact(&mut f, &mut noise).unwrap();
+    std::fs::write(data.join("noise.bin"), &noise).unwrap();
+    let usb = sb.path("/mnt/usb");
+    let _disk = Tmpfs::mount(&usb, "512k");
+    let out = sb.run(&["backup", "app"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("(the copy target is full: free space there or keep fewer copies)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(files_under(&usb.join("pi/app")), Vec::<String>::new());
+    // The local archive is untouched and good.
+    assert_ok(&sb.run(&["verify", "app"]));
+}
+
+#[test]
+fn copy_targets_that_overlap_the_backups_or_the_volumes_are_refused() {
+    let sb = Sandbox::new();
+    for (path, says) in [
+        ("/var/vol/usb", "must not be inside /var/vol"),
+        ("/var/backups/pi-setup/usb", "overlaps backup.dest"),
+        ("relative", "must be an absolute path"),
+    ] {
+        let p = sb.profile(&format!(
+            "[[backup.copy]]\nname = \"usb\"\npath = \"{path}\"\n"
+        ));
+        let out = sb.run(&["install", "--profile", p.to_str().unwrap(), "--dry-run"]);
+        assert_eq!(out.status.code(), Some(2), "{path}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
