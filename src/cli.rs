@@ -258,6 +258,10 @@ pub(crate) struct RestoreArgs {
     #[arg(long, value_name = "NAME")]
     pub(crate) from: Option<String>,
 
+    /// Your age identity (secret key) file, for copies that are encrypted (`encrypt_to`).
+    #[arg(long, value_name = "FILE", requires = "from")]
+    pub(crate) identity: Option<PathBuf>,
+
     /// Print what would happen and change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,

@@ -209,3 +209,108 @@ fn copy_targets_that_overlap_the_backups_or_the_volumes_are_refused() {
         );
     }
 }
+
+/// A fresh age key pair from the reference `age-keygen`: (identity file, recipient).
+fn age_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "age-keygen: {out:?}");
+    let text = std::fs::read_to_string(&key).unwrap();
+    let recipient = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    (key, recipient)
+}
+
+#[test]
+fn encrypted_copies_open_with_the_age_cli_and_restore_with_the_key_only() {
+    let sb = Sandbox::new();
+    let keys = sb.root().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (key, recipient) = age_key(&keys, "mine.txt");
+    let (other_key, _) = age_key(&keys, "other.txt");
+    sb.install(&profile(&sb, &format!("encrypt_to = [\"{recipient}\"]\n")));
+    let data = sb.path("/var/vol/app/data");
+    std::fs::write(data.join("secret.txt"), "the family photos\n").unwrap();
+    let usb = sb.path("/mnt/usb");
+    let _disk = Tmpfs::mount(&usb, "64m");
+    let out = sb.run(&["backup", "app"]);
+    assert_ok(&out);
+
+    let copies = usb.join("pi/app");
+    let files = files_under(&copies);
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files
+            .iter()
+            .all(|f| Path::new(f).extension().is_some_and(|e| e == "age")),
+        "{files:?}"
+    );
+    let sealed = copies.join(files.iter().find(|f| f.ends_with(".tar.gz.age")).unwrap());
+    let raw = std::fs::read(&sealed).unwrap();
+    assert!(!String::from_utf8_lossy(&raw).contains("family photos"));
+    let local = sb.path("/var/backups/pi-setup/app");
+    let original = local.join(sealed.file_stem().unwrap());
+
+    // The reference CLI opens it with the key alone.
+    let opened = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&key)
+        .arg(&sealed)
+        .output()
+        .unwrap();
+    assert!(opened.status.success(), "{opened:?}");
+    assert_eq!(opened.stdout, std::fs::read(&original).unwrap());
+
+    let listed = sb.run(&["backups", "app", "--copy", "usb"]);
+    assert!(stdout(&listed).contains(" sealed "), "{}", stdout(&listed));
+
+    std::fs::remove_dir_all(&local).unwrap();
+    std::fs::write(data.join("secret.txt"), "lost\n").unwrap();
+    let no_key = sb.run(&["restore", "app", "--from", "usb"]);
+    assert_eq!(no_key.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_key.stderr)
+        .contains("give your age identity with --identity FILE"));
+    let wrong = sb.run(&[
+        "restore",
+        "app",
+        "--from",
+        "usb",
+        "--identity",
+        other_key.to_str().unwrap(),
+    ]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("cannot decrypt it with"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("secret.txt")).unwrap(),
+        "lost\n"
+    );
+    let out = sb.run(&[
+        "restore",
+        "app",
+        "--from",
+        "usb",
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    assert_ok(&out);
+    assert_eq!(
+        std::fs::read_to_string(data.join("secret.txt")).unwrap(),
+        "the family photos\n"
+    );
+    // Nothing decrypted is left behind.
+    assert!(files_under(&sb.path("/var/backups/pi-setup"))
+        .iter()
+        .all(|f| !f.starts_with(".from-")));
+}

@@ -23,7 +23,7 @@ mod tests;
 
 pub(crate) use archive::{archive_dir, ArchiveOptions, ArchiveProgress, ArchiveReport};
 pub(crate) use codec::Codec;
-pub(crate) use copy::{check_mounted, copy_volume};
+pub(crate) use copy::{check_mounted, copy_volume, fetch_encrypted, list_encrypted};
 pub(crate) use error::{check_name, BackupError};
 pub(crate) use manifest::Manifest;
 pub(crate) use restore::{extract_tar, restore_archive, RestoreOptions, RestoreReport};

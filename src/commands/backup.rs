@@ -202,7 +202,9 @@ fn copy_off_device(
         };
         let mounted = problems.is_empty();
         for name in volumes.iter().filter(|_| mounted) {
-            match backup::copy_volume(local, &path, name, &policy) {
+            let keys: Vec<age::x25519::Recipient> =
+                target.encrypt_to.iter().map(|r| r.0.clone()).collect();
+            match backup::copy_volume(local, &path, name, &policy, &keys) {
                 Ok(r) => {
                     let bytes: u64 = r.copied.iter().map(|(_, b)| b).sum();
                     println!(
@@ -276,8 +278,50 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
     backup::check_name(&args.name).map_err(|e| BadInput(e.to_string()))?;
     let dest = archives_dir(ctx, &model, args.dest.as_deref(), args.from.as_deref())?;
+    let sealed = args
+        .from
+        .as_deref()
+        .and_then(|n| model.backup.copies.iter().find(|t| t.name.as_str() == n))
+        .filter(|t| !t.encrypt_to.is_empty());
+    // Decrypted copies wait in a directory of their own beside the local archives, removed
+    // when the command ends however it ends.
+    let mut fetched = Fetched(None);
     let archive = if let Some(a) = &args.archive {
         a.clone()
+    } else if let Some(target) = sealed {
+        let identity = args.identity.as_ref().ok_or_else(|| {
+            BadInput(format!(
+                "the copies on '{}' are encrypted: give your age identity with --identity FILE",
+                target.name
+            ))
+        })?;
+        let all = backup::list_encrypted(&dest, &args.name)?;
+        let pick = match &args.at {
+            Some(ts) => all.iter().rev().find(|a| a.timestamp.to_string() == *ts),
+            None => all.last(),
+        };
+        let Some(copy) = pick else {
+            let list: Vec<String> = all.iter().map(|a| a.timestamp.to_string()).collect();
+            return Err(BadInput(format!(
+                "no encrypted copy of '{}'{} in {} (there are: {})",
+                args.name,
+                args.at
+                    .as_ref()
+                    .map(|t| format!(" at {t}"))
+                    .unwrap_or_default(),
+                dest.display(),
+                if list.is_empty() {
+                    "none".to_string()
+                } else {
+                    list.join(", ")
+                }
+            ))
+            .into());
+        };
+        let local = run::dest(&ctx.paths, &model, None);
+        let dir = local.join(format!(".from-{}-{}", target.name, std::process::id()));
+        fetched.0 = Some(dir.clone());
+        backup::fetch_encrypted(&copy.path, identity, &dir)?
     } else {
         let all = backup::list_archives(&dest, &args.name)?;
         let pick = match &args.at {
@@ -381,15 +425,31 @@ pub(crate) fn backups(ctx: &Context, args: &BackupsArgs) -> Result<()> {
         "{:<16} {:<16}  {:>10}  {:<5} ARCHIVE",
         "NAME", "TIMESTAMP", "SIZE", "STATE"
     );
+    let sealed = args
+        .copy
+        .as_deref()
+        .and_then(|n| model.backup.copies.iter().find(|t| t.name.as_str() == n))
+        .is_some_and(|t| !t.encrypt_to.is_empty());
     for name in names {
-        for a in backup::list_archives(&dest, &name)? {
+        // Encrypted copies: "sealed" (age; checked when written, opened with your key).
+        let listed = if sealed {
+            backup::list_encrypted(&dest, &name)?
+        } else {
+            backup::list_archives(&dest, &name)?
+        };
+        for a in listed {
             let size = std::fs::metadata(&a.path).map_or(0, |m| m.len());
+            let state = match (sealed, a.good) {
+                (true, _) => "sealed",
+                (false, true) => "ok",
+                (false, false) => "BAD",
+            };
             println!(
                 "{:<16} {}  {:>10}  {:<5} {}",
                 name,
                 a.timestamp,
                 human_bytes(size),
-                if a.good { "ok" } else { "BAD" },
+                state,
                 a.path.display()
             );
         }
@@ -420,5 +480,16 @@ pub(crate) fn verify(ctx: &Context, args: &BackupsArgs) -> Result<()> {
         Ok(())
     } else {
         Err(anyhow!("{bad} archive(s) failed verification"))
+    }
+}
+
+/// A directory removed when dropped.
+struct Fetched(Option<std::path::PathBuf>);
+
+impl Drop for Fetched {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            let _ = crate::host::remove_tree(d);
+        }
     }
 }

@@ -517,6 +517,14 @@ mod tests {
             &format!("{gw}bind = \"localhost\"\n"),
             &["gateway.bind \"localhost\" is not an IP address"],
         );
+        rejected(
+            &format!("{gw}\n[[backup.copy]]\nname = \"usb\"\npath = \"/mnt/usb\"\nencrypt_to = [\"age1nope\"]\n"),
+            &[&at(9, 15), "backup.copy encrypt_to \"age1nope\" is not an age recipient"],
+        );
+        rejected(
+            &format!("{gw}\n[[backup.copy]]\nname = \"usb\"\n"),
+            &["backup.copy \"usb\" needs path"],
+        );
         // Several problems are reported together.
         rejected(
             &svc("name = \"Web\"\nimage = \"x:1\"\nport = 0"),

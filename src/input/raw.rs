@@ -63,6 +63,10 @@ pub(crate) struct RawCopy {
     pub(crate) name: Spanned<String>,
     /// A directory on a mounted disk (USB, NAS share).
     pub(crate) path: Option<Spanned<String>>,
+    /// age recipients (`age1…`): copies are encrypted to them; the Pi holds no key that
+    /// decrypts them.
+    #[serde(default)]
+    pub(crate) encrypt_to: Vec<Spanned<String>>,
     pub(crate) keep_last: Option<Spanned<i64>>,
     pub(crate) keep_daily: Option<Spanned<i64>>,
     pub(crate) keep_weekly: Option<Spanned<i64>>,

@@ -21,6 +21,18 @@ pub(crate) struct Backup {
     pub(crate) copies: Vec<CopyTarget>,
 }
 
+/// An age X25519 recipient (a public key), checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Recipient(pub(crate) age::x25519::Recipient);
+
+impl PartialEq for Recipient {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Recipient {}
+
 /// A place archives are copied to once verified: a directory on a mounted disk. Its retention
 /// defaults to the local one's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +40,8 @@ pub(crate) struct CopyTarget {
     pub(crate) name: Name,
     /// Absolute, as in the profile (moved under `--root` where it is used).
     pub(crate) path: String,
+    /// Recipients the copies are encrypted to (none: copied as they are).
+    pub(crate) encrypt_to: Vec<Recipient>,
     pub(crate) keep_last: u32,
     pub(crate) keep_daily: u32,
     pub(crate) keep_weekly: u32,
@@ -100,7 +114,7 @@ pub(super) fn backup(c: &mut Checker, b: &RawBackup, host: &HostFacts) -> Backup
         let name = match Name::parse(raw.name.get_ref()) {
             Ok(n) => {
                 if copies.iter().any(|t| t.name == n) {
-                    c.at(&raw.name, format!("backup.copy name {n:?} is used twice"));
+                    c.at(&raw.name, format!("backup.copy name \"{n}\" is used twice"));
                 }
                 n
             }
@@ -115,7 +129,7 @@ pub(super) fn backup(c: &mut Checker, b: &RawBackup, host: &HostFacts) -> Backup
         let Some(path) = &raw.path else {
             c.at(
                 &raw.name,
-                format!("backup.copy {name:?} needs path = \"/mnt/...\" (a directory on a mounted disk)"),
+                format!("backup.copy \"{name}\" needs path = \"/mnt/...\" (a directory on a mounted disk)"),
             );
             continue;
         };
@@ -145,9 +159,23 @@ pub(super) fn backup(c: &mut Checker, b: &RawBackup, host: &HostFacts) -> Backup
                 format!("backup.copy path {v:?} overlaps backup.dest {dest:?}: a copy must be somewhere else"),
             );
         }
+        let mut encrypt_to = Vec::new();
+        for r in &raw.encrypt_to {
+            match r.get_ref().parse::<age::x25519::Recipient>() {
+                Ok(key) => encrypt_to.push(Recipient(key)),
+                Err(why) => c.at(
+                    r,
+                    format!(
+                        "backup.copy encrypt_to {:?} is not an age recipient (age1…, as age-keygen prints it): {why}",
+                        r.get_ref()
+                    ),
+                ),
+            }
+        }
         copies.push(CopyTarget {
             name,
             path: v.clone(),
+            encrypt_to,
             keep_last: c.count(raw.keep_last.as_ref(), "backup.copy keep_last", keep_last),
             keep_daily: c.count(
                 raw.keep_daily.as_ref(),
