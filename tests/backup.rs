@@ -1203,3 +1203,44 @@ fn verify_and_restore_refuse_a_fifo_or_a_symlink_to_dev_zero_in_place_of_an_arch
     std::fs::write(&file, "four").unwrap();
     assert_ok(&run_within(&sb, &["backup", "notes"], patience));
 }
+
+#[test]
+#[ignore = "needs the change to archivable_subdirs in src/backup/run.rs (issue 11, item 6)"]
+fn a_hidden_directory_under_var_vol_is_reported_and_only_restore_leftovers_are_left_out() {
+    let sb = Sandbox::new();
+    for d in ["notes", ".hidden"] {
+        std::fs::create_dir_all(sb.path(&format!("/var/vol/{d}"))).unwrap();
+        std::fs::write(sb.path(&format!("/var/vol/{d}/f.txt")), d).unwrap();
+    }
+    // What restores leave: the directory a restore replaced, and a killed one's temporary one.
+    let leftovers = [
+        "notes.pre-restore-20260101T000000Z",
+        ".notes.restore-20260101T000000Z",
+    ];
+    for d in leftovers {
+        std::fs::create_dir_all(sb.path(&format!("/var/vol/{d}"))).unwrap();
+    }
+    let dry = sb.run(&["backup", "--dry-run"]);
+    assert_ok(&dry);
+    let text = stdout(&dry);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("NOT backed up: ") && l.contains("/var/vol/.hidden\"")),
+        "{text}"
+    );
+    assert!(!text.contains("restore-2026"), "{text}");
+
+    let out = sb.run(&["backup"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("1 of 2 volume(s) backed up"), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("/var/vol/.hidden\"")
+            && l.contains("FAILED its name cannot name an archive")
+            && l.contains("not starting with '.'")),
+        "{text}"
+    );
+    assert!(!text.contains("restore-2026"), "{text}");
+    assert_eq!(archives(&sb.path("/var/backups/pi-setup/notes")).len(), 1);
+    assert!(sb.path("/var/vol/.notes.restore-20260101T000000Z").exists());
+}
