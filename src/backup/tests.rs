@@ -982,3 +982,55 @@ fn fifos_and_device_nodes_are_archived_as_gnu_tar_archives_them() {
     let changed = archive_dir(&src, &dest, "app", &opts_at(1_700_000_200)).unwrap();
     assert_eq!(changed.manifest.reused_from, None);
 }
+
+#[test]
+fn only_a_regular_file_is_read_as_an_archive_or_a_manifest() {
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("app");
+    write(&src.join("f"), b"x");
+    let dest = tmp.path().join("b");
+    let fifo = archive_dir(&src, &dest, "app", &opts_at(1_700_000_000))
+        .unwrap()
+        .archive;
+    write(&src.join("f"), b"y");
+    let zero = archive_dir(&src, &dest, "app", &opts_at(1_700_000_100))
+        .unwrap()
+        .archive;
+    fs::remove_file(&fifo).unwrap();
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    fs::remove_file(&zero).unwrap();
+    symlink("/dev/zero", &zero).unwrap();
+    // A hang must fail the test, not block the suite: each read runs on a thread with a deadline.
+    let within = |f: Box<dyn FnOnce() -> String + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("still reading after 10 s")
+    };
+    for bad in [fifo.clone(), zero.clone()] {
+        let shown = bad.display().to_string();
+        let err = within(Box::new(move || {
+            verify_archive(&bad).unwrap_err().to_string()
+        }));
+        assert!(
+            err.starts_with(&format!("{shown} is not a regular file")),
+            "{err}"
+        );
+    }
+    let manifest = crate::backup::manifest::manifest_path(&fifo);
+    fs::remove_file(&manifest).unwrap();
+    nix::unistd::mkfifo(&manifest, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let d = dest.clone();
+    let listed = within(Box::new(move || {
+        format!("{:?}", list_archives(&d, "app").unwrap())
+    }));
+    assert_eq!(listed.matches("good: false").count(), 2, "{listed}");
+    let m = manifest.clone();
+    let err = within(Box::new(move || {
+        Manifest::read_for(&fifo).unwrap_err().to_string()
+    }));
+    assert!(
+        err.starts_with(&format!("{} is not a regular file", m.display())),
+        "{err}"
+    );
+}
