@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::channel;
@@ -21,7 +21,7 @@ use crate::backup::manifest::{listing_path, manifest_path, partial_path, write_d
 use crate::backup::parallel::{compress_parallel, BlockSink, CopyError};
 use crate::backup::retention::list_archives;
 use crate::backup::timestamp::Timestamp;
-use crate::backup::verify::{check, scan, Expected, Tail};
+use crate::backup::verify::{check, read_regular, scan, Expected, Tail};
 use crate::backup::walk::{escape, walk, EntryStat, Node, NodeKind, Tree};
 
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ pub(crate) fn archive_dir(
     check_name(name)?;
     let created = Timestamp::from(opts.timestamp.unwrap_or_else(SystemTime::now));
     let dir = dest_dir.join(name);
-    fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+    make_private(dest_dir, &dir)?;
     let named = |codec: Codec| dir.join(format!("{name}-{created}{}", codec.suffix()));
     let archive = named(opts.codec);
     // One archive per timestamp, whatever its format: `restore --at` and retention go by it.
@@ -138,7 +138,15 @@ pub(crate) fn archive_dir(
         manifest.reused_from = Some(old.archive);
     } else {
         let partial = partial_path(&archive);
-        let out = File::create(&partial).map_err(io_err("creating", &partial))?;
+        let out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(io_err("creating", &partial))?;
+        // The umask may have taken bits from 0600 too; set exactly that.
+        out.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(io_err("changing mode of", &partial))?;
         // The read-back opens the file on its own and follows the writer, so it runs on
         // whatever the compressors leave idle instead of after them.
         let reread = File::open(&partial).map_err(io_err("opening", &partial))?;
@@ -196,6 +204,53 @@ pub(crate) fn archive_dir(
     Ok(ArchiveReport { archive, manifest })
 }
 
+/// Archives hold every secret of their volume (the gateway's CA private key among them), so
+/// they are root's alone whatever the umask: the volume's archive directory is 0700 and every
+/// file in it 0600, and so is the destination when this run creates it (one that exists, a
+/// mount point maybe, keeps its mode). What an earlier version left readable, a reused archive
+/// (hard-linked below) included, is fixed here before anything is written or linked.
+fn make_private(dest_dir: &Path, dir: &Path) -> Result<(), BackupError> {
+    let private_dir = |path: &Path| -> Result<bool, BackupError> {
+        match fs::DirBuilder::new().mode(0o700).create(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io_err("creating", path)(e)),
+        }
+    };
+    let set_mode = |path: &Path, mode: u32| {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(io_err("changing mode of", path))
+    };
+    if !dest_dir.exists() {
+        if let Some(parent) = dest_dir.parent() {
+            fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+        }
+        if private_dir(dest_dir)? {
+            set_mode(dest_dir, 0o700)?;
+        }
+    }
+    private_dir(dir)?;
+    let meta = fs::metadata(dir).map_err(io_err("reading", dir))?;
+    if meta.mode() & 0o7777 != 0o700 {
+        set_mode(dir, 0o700)?;
+    }
+    let entries = fs::read_dir(dir).map_err(io_err("listing directory", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io_err("listing directory", dir))?;
+        let path = entry.path();
+        // Only regular files: a symlink's mode means nothing, and chmod would follow it.
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err("reading", &path)(e)),
+        };
+        if meta.is_file() && meta.mode() & 0o7777 != 0o600 {
+            set_mode(&path, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
 /// What a killed run (SIGKILL, power loss) left in a volume's archive directory: `.partial`
 /// files, and manifests or listings whose archive was never renamed into place. Callers hold
 /// the backup lock, so no other run is writing here.
@@ -251,7 +306,7 @@ fn reusable(
     if !manifest.changed_files.is_empty() || manifest.compression != codec.name() {
         return Ok(None);
     }
-    match fs::read(listing_path(&newest.path)) {
+    match read_regular(&listing_path(&newest.path)) {
         Ok(old) if old == listing.as_bytes() => Ok(Some((newest.path.clone(), manifest))),
         _ => Ok(None),
     }
@@ -320,6 +375,22 @@ fn write_tar(
                 let mut h = header(EntryType::Symlink, &node.stat, 0);
                 builder
                     .append_link(&mut h, &node.rel, target)
+                    .map_err(io_err("writing", partial))?;
+            }
+            NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => {
+                let (kind, device) = match node.kind {
+                    NodeKind::Fifo => (EntryType::Fifo, None),
+                    NodeKind::CharDevice => (EntryType::Char, Some(node.stat.rdev)),
+                    _ => (EntryType::Block, Some(node.stat.rdev)),
+                };
+                let mut h = header(kind, &node.stat, 0);
+                if let Some(rdev) = device {
+                    h.set_device_major(nix::sys::stat::major(rdev) as u32)
+                        .and_then(|()| h.set_device_minor(nix::sys::stat::minor(rdev) as u32))
+                        .map_err(io_err("writing", partial))?;
+                }
+                builder
+                    .append_data(&mut h, &node.rel, io::empty())
                     .map_err(io_err("writing", partial))?;
             }
             NodeKind::File => {

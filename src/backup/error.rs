@@ -13,6 +13,14 @@ pub(crate) enum BackupError {
     },
     #[error("{} is not a directory", .0.display())]
     NotADirectory(PathBuf),
+    /// In place of an archive, manifest or listing: a FIFO would block the read forever, a
+    /// symlink to `/dev/zero` would never end.
+    #[error(
+        "{} is not a regular file (a symlink, FIFO, socket or device is never read as an archive \
+         or manifest)",
+        .0.display()
+    )]
+    NotRegularFile(PathBuf),
     #[error(
         "invalid backup name {0:?}: use letters, digits, '-', '_' and '.', not starting with '.'"
     )]

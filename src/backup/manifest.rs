@@ -1,12 +1,12 @@
 //! The manifest written beside each archive, and the file names that tie an archive, its
 //! manifest and its listing together.
 
-use std::fs::{self};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backup::error::{io_err, BackupError};
+use crate::backup::error::BackupError;
+use crate::backup::verify::read_regular;
 
 const MANIFEST_SUFFIX: &str = ".manifest.json";
 const LISTING_SUFFIX: &str = ".listing";
@@ -30,14 +30,15 @@ pub(crate) struct Manifest {
     /// Archive file size.
     pub(crate) bytes_out: u64,
     pub(crate) files: u64,
-    /// Tar entries (directories, files, symlinks, hard links); GNU long-name records excluded.
+    /// Tar entries (directories, files, symlinks, hard links, FIFOs, device nodes); GNU
+    /// long-name records excluded.
     pub(crate) entries: u64,
     pub(crate) duration_ms: u64,
     pub(crate) pi_setup_version: String,
     /// Files whose content or metadata changed while they were read (path escaped as in the
     /// listing). Their entries are well-formed but may not be a consistent snapshot.
     pub(crate) changed_files: Vec<String>,
-    /// Sockets, FIFOs and device nodes, as `path (kind)`.
+    /// Sockets (GNU tar skips them too: nothing can be restored into one), as `path (kind)`.
     pub(crate) skipped: Vec<String>,
     /// Set when the tree was unchanged and this archive is a hard link to an earlier one.
     pub(crate) reused_from: Option<String>,
@@ -62,10 +63,11 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 impl Manifest {
-    /// The manifest beside `archive`.
+    /// The manifest beside `archive`; only a regular file is read (see
+    /// [`crate::backup::verify::open_regular`]).
     pub(crate) fn read_for(archive: &Path) -> Result<Manifest, BackupError> {
         let path = manifest_path(archive);
-        let text = fs::read(&path).map_err(io_err("reading", &path))?;
+        let text = read_regular(&path)?;
         serde_json::from_slice(&text).map_err(|source| BackupError::Manifest { path, source })
     }
 

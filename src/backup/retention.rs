@@ -53,10 +53,11 @@ pub(crate) fn list_archives(dest_dir: &Path, name: &str) -> Result<Vec<ArchiveNa
             continue;
         };
         let path = entry.path();
-        let good = match (Manifest::read_for(&path), fs::symlink_metadata(&path)) {
-            (Ok(m), Ok(meta)) => meta.is_file() && meta.len() == m.bytes_out,
-            _ => false,
-        };
+        // Whatever is not a regular file (a FIFO, a symlink, a device) is listed but never
+        // good; `verify` says why, and nothing opens it as an archive.
+        let good = fs::symlink_metadata(&path).is_ok_and(|meta| {
+            meta.is_file() && Manifest::read_for(&path).is_ok_and(|m| meta.len() == m.bytes_out)
+        });
         archives.push(ArchiveName {
             path,
             timestamp: stamp,

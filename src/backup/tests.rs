@@ -53,7 +53,8 @@ fn log_lines(n: usize) -> Vec<u8> {
 
 /// A volume with every kind of entry the archiver must carry: owners, odd modes, an empty
 /// directory, symlinks (one dangling, one with a long target), hard links, paths over 100 and
-/// 255 bytes, a non-UTF-8 name, a read-only directory with contents, and a FIFO (skipped).
+/// 255 bytes, a non-UTF-8 name, a read-only directory with contents, and a socket (skipped).
+/// FIFOs and device nodes have their own test: restoring them is not this test's subject.
 fn fixture(root: &Path) {
     fs::create_dir_all(root).unwrap();
     write(&root.join("data/app.log"), &log_lines(2000));
@@ -74,11 +75,8 @@ fn fixture(root: &Path) {
     write(&root.join(OsStr::from_bytes(NON_UTF8)), b"latin-1 name\n");
     write(&root.join("ro/inside"), b"in a read-only dir\n");
     write(&root.join("suid"), b"#!/bin/sh\n");
-    nix::unistd::mkfifo(
-        &root.join("pipe"),
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
-    )
-    .unwrap();
+    // The socket file stays when the listener is dropped.
+    std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
 
     let set_mode = |rel: &str, mode: u32| {
         fs::set_permissions(root.join(rel), fs::Permissions::from_mode(mode)).unwrap();
@@ -129,8 +127,8 @@ struct Snap {
     content: Vec<u8>,
 }
 
-/// Everything a restore must reproduce, plus which paths share an inode. FIFOs, which the
-/// archiver skips, are left out.
+/// Everything a restore must reproduce, plus which paths share an inode. Anything but
+/// directories, files and symlinks (the fixture's socket, which the archiver skips) is left out.
 fn snapshot(root: &Path) -> (BTreeMap<PathBuf, Snap>, BTreeSet<Vec<PathBuf>>) {
     let mut paths = Vec::new();
     collect(root, Path::new(""), &mut paths);
@@ -201,7 +199,7 @@ fn round_trip_restores_an_identical_tree_and_swaps_it_in() {
     let dest = tmp.path().join("backups");
     let report = archive_dir(&src, &dest, "app", &opts_at(1_700_000_000)).unwrap();
     assert_eq!(report.archive, dest.join("app/app-20231114T221320Z.tar.gz"));
-    assert_eq!(report.manifest.skipped, ["pipe (fifo)"]);
+    assert_eq!(report.manifest.skipped, ["sock (socket)"]);
     assert!(report.manifest.changed_files.is_empty());
     assert_eq!(report.manifest.pi_setup_version, env!("CARGO_PKG_VERSION"));
     let on_disk = Manifest::read_for(&report.archive).unwrap();
@@ -898,4 +896,141 @@ fn a_reused_archive_keeps_the_level_it_was_written_at() {
     .unwrap();
     assert!(again.manifest.reused_from.is_some());
     assert_eq!(again.manifest.level, 6);
+}
+
+#[test]
+fn fifos_and_device_nodes_are_archived_as_gnu_tar_archives_them() {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    use std::os::unix::fs::FileTypeExt;
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("app");
+    write(&src.join("data/file"), b"x");
+    nix::unistd::mkfifo(&src.join("data/pipe"), Mode::from_bits_truncate(0o640)).unwrap();
+    let root = nix::unistd::geteuid().is_root();
+    if root {
+        let mode = Mode::from_bits_truncate(0o666);
+        mknod(&src.join("null"), SFlag::S_IFCHR, mode, makedev(1, 3)).unwrap();
+        mknod(&src.join("loop"), SFlag::S_IFBLK, mode, makedev(7, 200)).unwrap();
+        for node in ["null", "loop"] {
+            fs::set_permissions(src.join(node), fs::Permissions::from_mode(0o666)).unwrap();
+        }
+    } else {
+        eprintln!("not root: device nodes not tested");
+    }
+    // GNU tar skips sockets too ("socket ignored"): nothing can be restored into one.
+    let _socket = std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap();
+    let dest = tmp.path().join("b");
+    let report = archive_dir(&src, &dest, "app", &opts_at(1_700_000_000)).unwrap();
+    assert_eq!(report.manifest.skipped, ["sock (socket)"]);
+    assert_eq!(report.manifest.entries, if root { 6 } else { 4 });
+    verify_archive(&report.archive).unwrap();
+
+    let list = Command::new("tar")
+        .args(["--numeric-owner", "-tvzf"])
+        .arg(&report.archive)
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let list = String::from_utf8(list.stdout).unwrap();
+    let line = |name: &str| {
+        list.lines()
+            .find(|l| l.ends_with(&format!(" {name}")))
+            .unwrap_or_else(|| panic!("{name} in:\n{list}"))
+            .to_string()
+    };
+    assert!(line("data/pipe").starts_with("prw-r----- 0/0 "), "{list}");
+    if root {
+        assert!(line("null").starts_with("crw-rw-rw- 0/0 "), "{list}");
+        assert!(line("null").contains(" 1,3 "), "{list}");
+        assert!(line("loop").starts_with("brw-rw-rw- 0/0 "), "{list}");
+        assert!(line("loop").contains(" 7,200 "), "{list}");
+    }
+    let out = tmp.path().join("x");
+    fs::create_dir(&out).unwrap();
+    let extract = Command::new("tar")
+        .args(["-xpzf"])
+        .arg(&report.archive)
+        .arg("-C")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        extract.status.success(),
+        "{}",
+        String::from_utf8_lossy(&extract.stderr)
+    );
+    let pipe = fs::symlink_metadata(out.join("data/pipe")).unwrap();
+    assert!(pipe.file_type().is_fifo());
+    assert_eq!(pipe.mode() & 0o7777, 0o640);
+    if root {
+        let null = fs::symlink_metadata(out.join("null")).unwrap();
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), makedev(1, 3));
+        let block = fs::symlink_metadata(out.join("loop")).unwrap();
+        assert!(block.file_type().is_block_device());
+        assert_eq!(block.rdev(), makedev(7, 200));
+    }
+
+    // They are part of what "unchanged" compares.
+    let again = archive_dir(&src, &dest, "app", &opts_at(1_700_000_100)).unwrap();
+    assert!(again.manifest.reused_from.is_some());
+    nix::unistd::mkfifo(&src.join("data/pipe2"), Mode::from_bits_truncate(0o600)).unwrap();
+    let changed = archive_dir(&src, &dest, "app", &opts_at(1_700_000_200)).unwrap();
+    assert_eq!(changed.manifest.reused_from, None);
+}
+
+#[test]
+fn only_a_regular_file_is_read_as_an_archive_or_a_manifest() {
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("app");
+    write(&src.join("f"), b"x");
+    let dest = tmp.path().join("b");
+    let fifo = archive_dir(&src, &dest, "app", &opts_at(1_700_000_000))
+        .unwrap()
+        .archive;
+    write(&src.join("f"), b"y");
+    let zero = archive_dir(&src, &dest, "app", &opts_at(1_700_000_100))
+        .unwrap()
+        .archive;
+    fs::remove_file(&fifo).unwrap();
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    fs::remove_file(&zero).unwrap();
+    symlink("/dev/zero", &zero).unwrap();
+    // A hang must fail the test, not block the suite: each read runs on a thread with a deadline.
+    let within = |f: Box<dyn FnOnce() -> String + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("still reading after 10 s")
+    };
+    for bad in [fifo.clone(), zero.clone()] {
+        let shown = bad.display().to_string();
+        let err = within(Box::new(move || {
+            verify_archive(&bad).unwrap_err().to_string()
+        }));
+        assert!(
+            err.starts_with(&format!("{shown} is not a regular file")),
+            "{err}"
+        );
+    }
+    let manifest = crate::backup::manifest::manifest_path(&fifo);
+    fs::remove_file(&manifest).unwrap();
+    nix::unistd::mkfifo(&manifest, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let d = dest.clone();
+    let listed = within(Box::new(move || {
+        format!("{:?}", list_archives(&d, "app").unwrap())
+    }));
+    assert_eq!(listed.matches("good: false").count(), 2, "{listed}");
+    let m = manifest.clone();
+    let err = within(Box::new(move || {
+        Manifest::read_for(&fifo).unwrap_err().to_string()
+    }));
+    assert!(
+        err.starts_with(&format!("{} is not a regular file", m.display())),
+        "{err}"
+    );
 }

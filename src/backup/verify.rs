@@ -2,8 +2,9 @@
 //! parse with the manifest's entry count. A new archive is read back while it is being
 //! written ([`Tail`]), so verifying it costs idle cores rather than time at the end.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread;
@@ -63,8 +64,42 @@ impl Expected<'_> {
 
 /// Reads a finished archive back and checks it against `expected`.
 pub(crate) fn read_back(path: &Path, expected: &Expected) -> Result<ReadBack, BackupError> {
-    let file = File::open(path).map_err(io_err("opening", path))?;
+    let file = open_regular(path)?;
     check(path, scan(file), expected)
+}
+
+/// Opens an archive, manifest or listing for reading, if it is a regular file. Whatever else
+/// sits under such a name is refused before a byte is read: a FIFO would block the open or
+/// the read forever (with the lock held), a symlink to `/dev/zero` would feed the decompressor
+/// without end. `O_NOFOLLOW` makes opening a symlink fail, `O_NONBLOCK` makes opening a FIFO
+/// return at once (it changes nothing for a regular file); `fstat` then judges the file that
+/// was opened, not the name.
+pub(crate) fn open_regular(path: &Path) -> Result<File, BackupError> {
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(BackupError::NotRegularFile(path.to_path_buf()))
+        }
+        Err(e) => return Err(io_err("opening", path)(e)),
+    };
+    let meta = file.metadata().map_err(io_err("reading", path))?;
+    if !meta.is_file() {
+        return Err(BackupError::NotRegularFile(path.to_path_buf()));
+    }
+    Ok(file)
+}
+
+/// The whole of a regular file (see [`open_regular`]).
+pub(crate) fn read_regular(path: &Path) -> Result<Vec<u8>, BackupError> {
+    let mut bytes = Vec::new();
+    open_regular(path)?
+        .read_to_end(&mut bytes)
+        .map_err(io_err("reading", path))?;
+    Ok(bytes)
 }
 
 /// What reading an archive found: the sha256 of its bytes, and its parsed tar stream.

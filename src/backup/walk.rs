@@ -21,6 +21,8 @@ pub(crate) struct EntryStat {
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     pub(crate) size: u64,
+    /// The device a character or block device node stands for.
+    pub(crate) rdev: u64,
     pub(crate) mtime: (i64, i64),
     /// ctime catches content rewritten with its mtime put back (rsync -t, `touch -r`).
     pub(crate) ctime: (i64, i64),
@@ -36,6 +38,7 @@ impl EntryStat {
             uid: m.uid(),
             gid: m.gid(),
             size: m.size(),
+            rdev: m.rdev(),
             mtime: (m.mtime(), m.mtime_nsec()),
             ctime: (m.ctime(), m.ctime_nsec()),
         }
@@ -55,6 +58,11 @@ pub(crate) enum NodeKind {
     Dir,
     File,
     Symlink(PathBuf),
+    /// Archived as GNU tar does: a header with no data (and the device numbers), so that it
+    /// can be made again on extraction.
+    Fifo,
+    CharDevice,
+    BlockDevice,
 }
 
 #[derive(Debug)]
@@ -65,7 +73,8 @@ pub(crate) struct Node {
     pub(crate) stat: EntryStat,
 }
 
-/// An entry that cannot be archived (socket, FIFO, device node).
+/// An entry that cannot be archived: a socket (GNU tar skips them too; whatever listens on
+/// one makes it again).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SkippedEntry {
     pub(crate) path: PathBuf,
@@ -127,13 +136,17 @@ pub(crate) fn walk(root: &Path) -> Result<Tree, BackupError> {
                 }
                 Err(e) => return Err(io_err("reading symlink", &abs)(e)),
             }
+        } else if file_type.is_fifo() {
+            NodeKind::Fifo
+        } else if file_type.is_char_device() {
+            NodeKind::CharDevice
+        } else if file_type.is_block_device() {
+            NodeKind::BlockDevice
         } else {
             let kind = if file_type.is_socket() {
                 "socket"
-            } else if file_type.is_fifo() {
-                "fifo"
             } else {
-                "device"
+                "unknown type"
             };
             tree.skipped.push(SkippedEntry { path: rel, kind });
             continue;
@@ -174,6 +187,9 @@ impl Tree {
                 NodeKind::Dir => 'd',
                 NodeKind::File => 'f',
                 NodeKind::Symlink(_) => 'l',
+                NodeKind::Fifo => 'p',
+                NodeKind::CharDevice => 'c',
+                NodeKind::BlockDevice => 'b',
             };
             let _ = write!(
                 out,
@@ -189,8 +205,14 @@ impl Tree {
                 s.ino,
                 escape(&node.rel)
             );
-            if let NodeKind::Symlink(target) = &node.kind {
-                let _ = write!(out, " -> {}", escape(target));
+            match &node.kind {
+                NodeKind::Symlink(target) => {
+                    let _ = write!(out, " -> {}", escape(target));
+                }
+                NodeKind::CharDevice | NodeKind::BlockDevice => {
+                    let _ = write!(out, " {}", s.rdev);
+                }
+                _ => {}
             }
             out.push('\n');
         }
