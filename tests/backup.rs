@@ -1205,7 +1205,6 @@ fn verify_and_restore_refuse_a_fifo_or_a_symlink_to_dev_zero_in_place_of_an_arch
 }
 
 #[test]
-#[ignore = "needs the change to archivable_subdirs in src/backup/run.rs (issue 11, item 6)"]
 fn a_hidden_directory_under_var_vol_is_reported_and_only_restore_leftovers_are_left_out() {
     let sb = Sandbox::new();
     for d in ["notes", ".hidden"] {

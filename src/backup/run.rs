@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _, Result};
 use futures_util::{stream, StreamExt};
 
+use crate::backup::timestamp::Timestamp;
 use crate::backup::{
     archive_dir, check_name, prune, restore_archive, verify_archive, ArchiveOptions,
     ArchiveProgress, ArchiveReport, BackupError, RestoreOptions, RestoreReport, RetentionPolicy,
@@ -48,8 +49,8 @@ impl Volume {
 }
 
 /// Every directory under /var/vol: the gateway's (live: certificates), each service's (its
-/// mode), and directories no service claims (live). Restore leftovers and hidden directories
-/// are not volumes. Second: directories whose names cannot name an archive, as printable
+/// mode), and directories no service claims (live). Restore leftovers are not volumes.
+/// Second: directories whose names cannot name an archive (hidden ones too), as printable
 /// paths; they are reported, never silently left out.
 pub(crate) fn volumes(
     paths: &Paths,
@@ -365,13 +366,13 @@ pub(crate) fn names_there(names: &[&str]) -> String {
 }
 
 /// Sub-directories, sorted: those whose names can name archives (see [`check_name`]),
-/// and the others' paths, escaped for printing. Hidden directories (a restore's temporary
-/// directory) and restore leftovers (`NAME.pre-restore-…`) are neither.
+/// and the others' paths (hidden ones among them), escaped for printing. Only what restores
+/// leave is neither (see [`is_restore_leftover`]).
 pub(crate) fn archivable_subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
     let (mut names, mut unusable) = (Vec::new(), Vec::new());
     for raw in host::subdirectories(dir)? {
         let lossy = raw.to_string_lossy();
-        if lossy.starts_with('.') || lossy.contains(".pre-restore-") {
+        if is_restore_leftover(&lossy) {
             continue;
         }
         match raw.to_str() {
@@ -382,6 +383,17 @@ pub(crate) fn archivable_subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>
         }
     }
     Ok((names, unusable))
+}
+
+/// The directory a restore replaced (`NAME.pre-restore-<ts>`, removed by the next good backup)
+/// or a restore's temporary one (`.NAME.restore-<ts>`, left only by a killed restore).
+fn is_restore_leftover(dir_name: &str) -> bool {
+    let stamped = |marker: &str| {
+        dir_name
+            .rsplit_once(marker)
+            .is_some_and(|(_, ts)| Timestamp::parse(ts).is_some())
+    };
+    stamped(".pre-restore-") || (dir_name.starts_with('.') && stamped(".restore-"))
 }
 
 /// `path` as the kernel would resolve it: absolute, `..` applied, and symlinks followed as far
