@@ -253,6 +253,56 @@ async fn back_up_one(
     }
 }
 
+/// Finishes or undoes any restore a crash interrupted (see
+/// [`crate::backup::restore::recover_interrupted`]), printing what it did. Every command that
+/// reads or changes volumes calls it first, with the lock held: a volume must never stay
+/// missing, nor a half-extracted tree stay behind.
+pub(crate) fn recover_restores(paths: &Paths) -> Result<()> {
+    let vol_root = paths.vol_root();
+    let done = super::restore::recover_interrupted(&vol_root).with_context(|| {
+        format!(
+            "recovering an interrupted restore in {}",
+            vol_root.display()
+        )
+    })?;
+    for line in done {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Volumes that should be there and are not, with why each is expected: the gateway's, each
+/// service's that has something mounted or a layout, and any with a directory a restore set
+/// aside. A backup that quietly skipped them would report success over lost data.
+pub(crate) fn missing_volumes(paths: &Paths, model: &Model) -> Result<Vec<(String, String)>> {
+    let mut expected: Vec<(String, String)> = vec![(GATEWAY.to_string(), "the gateway's".into())];
+    for s in &model.services {
+        if !s.mounts.is_empty() || !s.layout.dirs.is_empty() {
+            expected.push((s.name.to_string(), format!("service {}'s", s.name)));
+        }
+    }
+    for raw in host::subdirectories(&paths.vol_root())? {
+        let raw = raw.to_string_lossy();
+        if let Some((name, _)) = raw.split_once(".pre-restore-") {
+            if check_name(name).is_ok() && !expected.iter().any(|(n, _)| n == name) {
+                expected.push((name.to_string(), format!("a restored volume's (see {raw})")));
+            }
+        }
+    }
+    Ok(expected
+        .into_iter()
+        .filter(|(name, _)| !paths.vol(name).is_dir())
+        .map(|(name, whose)| {
+            let why = format!(
+                "{whose} volume directory {} is missing: nothing to back up. Restore it \
+                 (pi-setup restore {name}), or run pi-setup apply to recreate it empty",
+                paths.vol(&name).display()
+            );
+            (name, why)
+        })
+        .collect())
+}
+
 /// A restore keeps the replaced directory as `NAME.pre-restore-<ts>` until the next good backup.
 pub(crate) fn remove_pre_restore(paths: &Paths, name: &str) {
     let prefix = format!("{name}.pre-restore-");

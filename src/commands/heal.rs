@@ -11,6 +11,9 @@ use crate::engine::{Engine, HealthStatus};
 
 pub(crate) async fn heal(ctx: &Context) -> Result<()> {
     let _lock = ctx.lock("heal", false, Duration::from_secs(30))?;
+    // First, and without Docker: a container started over a volume an interrupted restore
+    // left missing would get an empty directory from Docker's bind mount.
+    crate::backup::run::recover_restores(&ctx.paths)?;
     let engine = crate::engine::connect().await?;
     let containers = engine
         .managed_containers(&ctx.names.instance_label())
