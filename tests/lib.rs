@@ -10,6 +10,7 @@ mod backup;
 mod cli;
 mod install;
 mod pull;
+mod restore;
 mod rough_edges;
 mod services;
 mod validation;
