@@ -271,25 +271,17 @@ pub(crate) fn recover_restores(paths: &Paths) -> Result<()> {
     Ok(())
 }
 
-/// Volumes that should be there and are not, with why each is expected: the gateway's, each
-/// service's that has something mounted or a layout, and any with a directory a restore set
-/// aside. A backup that quietly skipped them would report success over lost data.
-pub(crate) fn missing_volumes(paths: &Paths, model: &Model) -> Result<Vec<(String, String)>> {
+/// Volumes the model says are there and are not, each with a message: the gateway's, and each
+/// service's that has something mounted or a layout. A backup that quietly left them out would
+/// report success over lost data. (A directory no service claims is the user's to delete.)
+pub(crate) fn missing_volumes(paths: &Paths, model: &Model) -> Vec<(String, String)> {
     let mut expected: Vec<(String, String)> = vec![(GATEWAY.to_string(), "the gateway's".into())];
     for s in &model.services {
         if !s.mounts.is_empty() || !s.layout.dirs.is_empty() {
             expected.push((s.name.to_string(), format!("service {}'s", s.name)));
         }
     }
-    for raw in host::subdirectories(&paths.vol_root())? {
-        let raw = raw.to_string_lossy();
-        if let Some((name, _)) = raw.split_once(".pre-restore-") {
-            if check_name(name).is_ok() && !expected.iter().any(|(n, _)| n == name) {
-                expected.push((name.to_string(), format!("a restored volume's (see {raw})")));
-            }
-        }
-    }
-    Ok(expected
+    expected
         .into_iter()
         .filter(|(name, _)| !paths.vol(name).is_dir())
         .map(|(name, whose)| {
@@ -300,7 +292,7 @@ pub(crate) fn missing_volumes(paths: &Paths, model: &Model) -> Result<Vec<(Strin
             );
             (name, why)
         })
-        .collect())
+        .collect()
 }
 
 /// A restore keeps the replaced directory as `NAME.pre-restore-<ts>` until the next good backup.

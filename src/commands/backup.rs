@@ -47,7 +47,7 @@ pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
         Some(lock)
     };
     let (mut vols, mut unusable) = run::volumes(&ctx.paths, &ctx.names, &model)?;
-    let mut missing = run::missing_volumes(&ctx.paths, &model)?;
+    let mut missing = run::missing_volumes(&ctx.paths, &model);
     if !args.names.is_empty() {
         unusable.clear();
         for n in &args.names {

@@ -1,6 +1,7 @@
 //! `pi-setup heal`: Docker marks a failing container `unhealthy` but never restarts it; this
 //! does. Run every minute by `pi-setup-heal.timer` (a timer rather than a resident watcher:
-//! nothing stays in the Pi's memory, and a crash of pi-setup cannot stop future runs).
+//! nothing stays in the Pi's memory, and a crash of pi-setup cannot stop future runs). It also
+//! finishes a restore a crash cut short, and starts what a dead backup or restore left stopped.
 
 use std::time::Duration;
 
