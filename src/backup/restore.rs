@@ -114,7 +114,7 @@ pub(crate) fn restore_archive(
     let dir = File::open(&temp).map_err(io_err("opening", &temp))?;
     nix::unistd::syncfs(&dir).map_err(|e| io_err("syncing", &temp)(e.into()))?;
     let target = target_parent.join(name);
-    let exists = match fs::symlink_metadata(&target) {
+    let had_volume = match fs::symlink_metadata(&target) {
         Ok(_) => true,
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
         Err(e) => return Err(io_err("reading", &target)(e)),
@@ -126,7 +126,7 @@ pub(crate) fn restore_archive(
         previous: file_name(&aside),
     };
     write_journal(&journal_path, &journal)?;
-    let previous = if exists {
+    let previous = if had_volume {
         if let Err(e) = fs::rename(&target, &aside) {
             let _ = fs::remove_file(&journal_path);
             return Err(io_err("moving aside", &target)(e));
@@ -410,6 +410,8 @@ pub(crate) fn extract_tar(
     let mut symlink_paths: HashSet<PathBuf> = HashSet::new();
     // Hard links to symlinks wait until the symlinks exist.
     let mut late_links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    // Device nodes that could not be made: their hard links are skipped with them.
+    let mut not_made: HashSet<PathBuf> = HashSet::new();
     let mut out = Extracted::default();
     for entry in tar.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
@@ -474,10 +476,13 @@ pub(crate) fn extract_tar(
                         apply_to_path(&dest, meta, opts)?;
                         linkable.insert(rel);
                     }
-                    Some(why) => out.skipped.push(format!(
-                        "{} ({why})",
-                        String::from_utf8_lossy(rel.as_os_str().as_bytes())
-                    )),
+                    Some(why) => {
+                        out.skipped.push(format!(
+                            "{} ({why})",
+                            String::from_utf8_lossy(rel.as_os_str().as_bytes())
+                        ));
+                        not_made.insert(rel);
+                    }
                 }
             }
             EntryType::Symlink => {
@@ -505,6 +510,12 @@ pub(crate) fn extract_tar(
                     linkable.insert(rel);
                 } else if symlink_paths.contains(&target_rel) {
                     late_links.push((rel, target_rel));
+                } else if not_made.contains(&target_rel) {
+                    out.skipped.push(format!(
+                        "{} (a hard link to {}, which was not made)",
+                        String::from_utf8_lossy(rel.as_os_str().as_bytes()),
+                        String::from_utf8_lossy(target_rel.as_os_str().as_bytes())
+                    ));
                 } else {
                     return Err(refuse(
                         &raw,
