@@ -42,6 +42,11 @@ pub(crate) async fn reconcile_with(
     model: &Model,
     engine: &impl Engine,
 ) -> Result<()> {
+    // Before observing: a volume an interrupted restore left missing would be planned as a
+    // new, empty directory.
+    if !req.dry_run {
+        crate::backup::run::recover_restores(&ctx.paths)?;
+    }
     let mut plan = plan_once(ctx, req, model, engine).await?;
     if req.dry_run {
         print!(

@@ -11,6 +11,7 @@ mod cli;
 mod copies;
 mod install;
 mod pull;
+mod restore;
 mod rough_edges;
 mod services;
 mod validation;

@@ -1,5 +1,6 @@
 //! `restore_archive`: checks an archive against its manifest, extracts it beside the volume
-//! while refusing any entry that could land outside it, then swaps it in for the volume.
+//! while refusing any entry that could land outside it, then swaps it in for the volume under
+//! a journal; `recover_interrupted` finishes or undoes a swap a crash cut short.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -10,8 +11,11 @@ use std::os::unix::fs::{fchown, lchown, symlink, DirBuilderExt, OpenOptionsExt, 
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::errno::Errno;
+use nix::sys::stat::{makedev, mknod, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
+use nix::unistd::mkfifo;
+use serde::{Deserialize, Serialize};
 use tar::EntryType;
 
 use crate::backup::codec::Codec;
@@ -46,11 +50,28 @@ pub(crate) struct RestoreReport {
     /// Where the volume that was there before went (`<name>.pre-restore-<ts>`), if there was one.
     pub(crate) previous: Option<PathBuf>,
     pub(crate) entries: u64,
+    /// Entries that could not be recreated (device nodes without root), each with why.
+    pub(crate) skipped: Vec<String>,
+}
+
+/// What an extraction read: every entry counts, also those in `skipped`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Extracted {
+    pub(crate) entries: u64,
+    /// Entries not recreated (device nodes without the right to make them), each with why.
+    pub(crate) skipped: Vec<String>,
 }
 
 /// Restores `archive` as `<target_parent>/<name>`. The containers using the volume must be
 /// stopped by the caller. On any error the volume is untouched and the temporary extraction
 /// directory is removed.
+///
+/// Crash safety: the tree is extracted into `.<name>.restore-<ts>` and flushed to disk; only
+/// then is the journal `.<name>.restore-journal` written (atomically), naming that tree and
+/// where the volume moves (`<name>.pre-restore-<ts>`); then the two renames; then the journal
+/// goes. A run killed anywhere leaves either no journal (the volume untouched, at most a
+/// temporary tree that [`recover_interrupted`] deletes) or a journal whose tree is complete, so
+/// recovery rolls the swap forward, or back if the tree is gone.
 pub(crate) fn restore_archive(
     archive: &Path,
     target_parent: &Path,
@@ -58,6 +79,14 @@ pub(crate) fn restore_archive(
     opts: &RestoreOptions,
 ) -> Result<RestoreReport, BackupError> {
     check_name(name)?;
+    let journal_path = journal_path(target_parent, name);
+    if journal_path.exists() {
+        return Err(BackupError::Io {
+            action: "starting a restore over the unfinished one recorded in",
+            path: journal_path,
+            source: io::Error::other("run any pi-setup command that recovers it first"),
+        });
+    }
     let manifest = Manifest::read_for(archive)?;
     // The full read-back (checksum, decompression, entry count, size) before anything is
     // written.
@@ -65,45 +94,248 @@ pub(crate) fn restore_archive(
         read_back(archive, &Expected::of(&manifest))?;
     }
     let stamp = Timestamp::now();
-    let temp = target_parent.join(format!(".{name}.restore-{stamp}"));
+    let temp = target_parent.join(format!(".{name}{TEMP_INFIX}{stamp}"));
     fs::DirBuilder::new()
         .mode(0o700)
         .create(&temp)
         .map_err(io_err("creating", &temp))?;
     let guard = RemoveTree(Some(temp.clone()));
-    let entries = extract(archive, &temp, opts)?;
-    if entries != manifest.entries {
+    let extracted = extract(archive, &temp, opts)?;
+    if extracted.entries != manifest.entries {
         return Err(BackupError::Corrupt {
             path: archive.to_path_buf(),
             reason: format!(
-                "extracted {entries} entries, the manifest says {}",
-                manifest.entries
+                "extracted {} entries, the manifest says {}",
+                extracted.entries, manifest.entries
             ),
         });
     }
+    // The tree must be on disk before the journal says it is complete (power loss).
+    let dir = File::open(&temp).map_err(io_err("opening", &temp))?;
+    nix::unistd::syncfs(&dir).map_err(|e| io_err("syncing", &temp)(e.into()))?;
     let target = target_parent.join(name);
-    let previous = match fs::symlink_metadata(&target) {
-        Ok(_) => {
-            let aside = target_parent.join(format!("{name}.pre-restore-{stamp}"));
-            fs::rename(&target, &aside).map_err(io_err("moving aside", &target))?;
-            Some(aside)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+    let had_volume = match fs::symlink_metadata(&target) {
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
         Err(e) => return Err(io_err("reading", &target)(e)),
     };
+    let aside = free_name(target_parent, &format!("{name}{ASIDE_INFIX}{stamp}"));
+    let journal = Journal {
+        volume: name.to_string(),
+        extracted: file_name(&temp),
+        previous: file_name(&aside),
+    };
+    write_journal(&journal_path, &journal)?;
+    let previous = if had_volume {
+        if let Err(e) = fs::rename(&target, &aside) {
+            let _ = fs::remove_file(&journal_path);
+            return Err(io_err("moving aside", &target)(e));
+        }
+        Some(aside)
+    } else {
+        None
+    };
     if let Err(e) = fs::rename(&temp, &target) {
-        if let Some(aside) = &previous {
-            let _ = fs::rename(aside, &target);
+        // Back as it was; if even that fails the journal stays, and recovery (temp gone by
+        // then, the volume missing) moves the old directory back.
+        let back = previous.as_ref().map_or(Ok(()), |a| fs::rename(a, &target));
+        if back.is_ok() {
+            let _ = fs::remove_file(&journal_path);
         }
         return Err(io_err("moving into place", &target)(e));
     }
     guard.disarm();
     crate::host::sync_dir(target_parent)?;
+    fs::remove_file(&journal_path).map_err(io_err("removing", &journal_path))?;
+    crate::host::sync_dir(target_parent)?;
     Ok(RestoreReport {
         restored: target,
         previous,
-        entries,
+        entries: extracted.entries,
+        skipped: extracted.skipped,
     })
+}
+
+/// `.NAME.restore-<ts>`: a restore's extraction directory.
+const TEMP_INFIX: &str = ".restore-";
+/// `NAME.pre-restore-<ts>`: the volume a restore replaced.
+const ASIDE_INFIX: &str = ".pre-restore-";
+/// `.NAME.restore-journal`: a swap in progress.
+const JOURNAL_SUFFIX: &str = ".restore-journal";
+
+/// The note a restore writes between a complete extraction and its two renames. Names are
+/// file names in the same directory as the volume.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Journal {
+    volume: String,
+    /// The complete extracted tree, to become the volume.
+    extracted: String,
+    /// Where the volume that was there moves.
+    previous: String,
+}
+
+fn journal_path(parent: &Path, name: &str) -> PathBuf {
+    parent.join(format!(".{name}{JOURNAL_SUFFIX}"))
+}
+
+fn write_journal(path: &Path, journal: &Journal) -> Result<(), BackupError> {
+    let text = serde_json::to_vec_pretty(journal).expect("a journal serializes");
+    Ok(crate::host::write_atomic(path, &text, 0o600)?)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `base`, or `base.1`, `base.2`, … : the first name not taken in `parent`.
+fn free_name(parent: &Path, base: &str) -> PathBuf {
+    let mut candidate = parent.join(base);
+    let mut n = 0;
+    while fs::symlink_metadata(&candidate).is_ok() {
+        n += 1;
+        candidate = parent.join(format!("{base}.{n}"));
+    }
+    candidate
+}
+
+fn exists(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}
+
+/// Finishes or undoes every restore in `parent` that was interrupted (killed, power lost), so
+/// no volume stays missing and no temporary tree stays behind; says what it did, one line per
+/// volume. Call it with the command lock held, before anything reads or creates a volume.
+///
+/// - A journal whose extracted tree still exists: the extraction finished, so roll forward
+///   (the volume, if it is there, moves aside; the tree moves in).
+/// - A journal whose tree is gone: the second rename happened, or a failed one was undone; if
+///   the volume is missing, its previous directory moves back.
+/// - An extraction directory no journal names: the extraction never finished; deleted. (If the
+///   volume is missing beside it and a `NAME.pre-restore-*` exists, a restore of an earlier
+///   pi-setup died between its renames: the newest previous directory moves back.)
+pub(crate) fn recover_interrupted(parent: &Path) -> Result<Vec<String>, BackupError> {
+    let mut done = Vec::new();
+    let entries = match fs::read_dir(parent) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(done),
+        Err(e) => return Err(io_err("listing", parent)(e)),
+    };
+    let mut names: Vec<String> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err("listing", parent))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    for n in &names {
+        if let Some(volume) = n
+            .strip_prefix('.')
+            .and_then(|v| v.strip_suffix(JOURNAL_SUFFIX))
+        {
+            done.push(finish_journal(parent, volume)?);
+        }
+    }
+    let mut temps_of: Vec<String> = Vec::new();
+    for n in &names {
+        let path = parent.join(n);
+        if n.starts_with('.') && n.ends_with(&format!("{JOURNAL_SUFFIX}.pi-setup-tmp")) {
+            // A journal whose atomic write was cut short: nothing was renamed yet.
+            fs::remove_file(&path).map_err(io_err("removing", &path))?;
+            continue;
+        }
+        if n.ends_with(JOURNAL_SUFFIX) || !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let Some((volume, _)) = n
+            .strip_prefix('.')
+            .and_then(|v| v.rsplit_once(TEMP_INFIX))
+            .filter(|(v, _)| check_name(v).is_ok())
+        else {
+            continue;
+        };
+        crate::host::remove_tree(&path)?;
+        done.push(format!(
+            "{volume}: removed {n}, left by a restore that did not finish extracting"
+        ));
+        temps_of.push(volume.to_string());
+    }
+    temps_of.dedup();
+    for volume in temps_of {
+        let target = parent.join(&volume);
+        if exists(&target) {
+            continue;
+        }
+        let prefix = format!("{volume}{ASIDE_INFIX}");
+        let newest = names.iter().rev().find(|n| n.starts_with(&prefix));
+        if let Some(aside) = newest {
+            fs::rename(parent.join(aside), &target).map_err(io_err("moving back", &target))?;
+            done.push(format!(
+                "{volume}: was missing after an interrupted restore; moved {aside} back"
+            ));
+        }
+    }
+    if !done.is_empty() {
+        crate::host::sync_dir(parent)?;
+    }
+    Ok(done)
+}
+
+/// Rolls one journalled swap forward or back, then removes its journal.
+fn finish_journal(parent: &Path, volume: &str) -> Result<String, BackupError> {
+    let path = journal_path(parent, volume);
+    let text = fs::read(&path).map_err(io_err("reading", &path))?;
+    let journal: Journal =
+        serde_json::from_slice(&text).map_err(|source| BackupError::Manifest {
+            path: path.clone(),
+            source,
+        })?;
+    for n in [&journal.volume, &journal.extracted, &journal.previous] {
+        if journal.volume != volume || n.is_empty() || n.contains('/') || n.starts_with("..") {
+            return Err(BackupError::Io {
+                action: "reading",
+                path,
+                source: io::Error::other(format!("the journal names {n:?}")),
+            });
+        }
+    }
+    let target = parent.join(&journal.volume);
+    let extracted = parent.join(&journal.extracted);
+    let previous = parent.join(&journal.previous);
+    let what = if exists(&extracted) {
+        let mut kept = String::new();
+        if exists(&target) {
+            // Normally the volume before the restore; after a reboot possibly an empty
+            // directory Docker made for a bind mount. Kept either way.
+            let aside = free_name(parent, &journal.previous);
+            fs::rename(&target, &aside).map_err(io_err("moving aside", &target))?;
+            kept = format!(
+                " (the directory it replaced is kept as {})",
+                file_name(&aside)
+            );
+        } else if exists(&previous) {
+            kept = format!(
+                " (the directory it replaced is kept as {})",
+                journal.previous
+            );
+        }
+        fs::rename(&extracted, &target).map_err(io_err("moving into place", &target))?;
+        format!("{volume}: finished an interrupted restore: the restored tree is in place{kept}")
+    } else if exists(&target) {
+        format!("{volume}: an interrupted restore had already swapped the restored tree in")
+    } else if exists(&previous) {
+        fs::rename(&previous, &target).map_err(io_err("moving back", &target))?;
+        format!(
+            "{volume}: undid an interrupted restore: moved {} back",
+            journal.previous
+        )
+    } else {
+        format!("{volume}: an interrupted restore left neither the volume nor a tree to restore")
+    };
+    crate::host::sync_dir(parent)?;
+    fs::remove_file(&path).map_err(io_err("removing", &path))?;
+    Ok(what)
 }
 
 struct RemoveTree(Option<PathBuf>);
@@ -130,10 +362,8 @@ struct Meta {
     mtime: u64,
 }
 
-/// Extracts into `root` (a fresh directory). Symlinks are created only after every other entry,
-/// so no entry can be written through one; directory metadata is applied last, deepest first,
-/// because creating their contents would change their mtimes.
-fn extract(archive: &Path, root: &Path, opts: &RestoreOptions) -> Result<u64, BackupError> {
+/// Extracts into `root` (a fresh directory).
+fn extract(archive: &Path, root: &Path, opts: &RestoreOptions) -> Result<Extracted, BackupError> {
     let file = File::open(archive).map_err(io_err("opening", archive))?;
     let decoder = Codec::decoder(BufReader::with_capacity(1 << 20, file)).map_err(|e| {
         BackupError::Corrupt {
@@ -145,14 +375,23 @@ fn extract(archive: &Path, root: &Path, opts: &RestoreOptions) -> Result<u64, Ba
 }
 
 /// Extracts an uncompressed tar stream into `root` (a fresh directory) under the same rules
-/// as a restore: nothing lands outside `root` or is written through a symlink. `origin` names
-/// the stream in errors. Used by restore, and to move data out of a container's Docker volume.
+/// as a restore; `origin` names the stream in errors. Used by restore, and to move data out of
+/// a container's Docker volume.
+///
+/// A symlink is data: it is recreated verbatim, whatever it points to (absolute, dangling,
+/// `..`), as GNU tar does; container data holds links like `current -> /data/releases/5`.
+/// Nothing is ever written *through* one: no symlink exists in the tree until every other
+/// entry is in place (they are created last), an entry below a symlink of the archive is
+/// refused, files are opened with `O_NOFOLLOW` and `create_new`, and a symlink is never created
+/// over something that exists. What is refused is an entry whose own path escapes (absolute,
+/// or a `..` component) and a hard link whose target does. Directory metadata is applied last,
+/// deepest first, because creating their contents would change their mtimes.
 pub(crate) fn extract_tar(
     stream: impl io::Read,
     origin: &Path,
     root: &Path,
     opts: &RestoreOptions,
-) -> Result<u64, BackupError> {
+) -> Result<Extracted, BackupError> {
     let archive = origin;
     let corrupt = |e: io::Error| BackupError::Corrupt {
         path: archive.to_path_buf(),
@@ -165,10 +404,15 @@ pub(crate) fn extract_tar(
         reason: reason.to_string(),
     };
     let mut dirs: Vec<(PathBuf, Meta)> = Vec::new();
-    let mut files: HashSet<PathBuf> = HashSet::new();
+    // Earlier entries a hard link may name: files, FIFOs, device nodes.
+    let mut linkable: HashSet<PathBuf> = HashSet::new();
     let mut symlinks: Vec<(PathBuf, PathBuf, Meta)> = Vec::new();
     let mut symlink_paths: HashSet<PathBuf> = HashSet::new();
-    let mut entries = 0;
+    // Hard links to symlinks wait until the symlinks exist.
+    let mut late_links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    // Device nodes that could not be made: their hard links are skipped with them.
+    let mut not_made: HashSet<PathBuf> = HashSet::new();
+    let mut out = Extracted::default();
     for entry in tar.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let raw = entry.path_bytes().into_owned();
@@ -186,27 +430,25 @@ pub(crate) fn extract_tar(
         let dest = root.join(&rel);
         match h.entry_type() {
             EntryType::Directory => {
-                if rel.as_os_str().is_empty() {
-                    dirs.push((rel, meta));
-                } else {
+                if !rel.as_os_str().is_empty() {
                     fs::DirBuilder::new()
                         .recursive(true)
                         .mode(0o700)
                         .create(&dest)
                         .map_err(io_err("creating", &dest))?;
-                    dirs.push((rel, meta));
                 }
+                dirs.push((rel, meta));
             }
             EntryType::Regular | EntryType::Continuous => {
                 make_parent(&dest)?;
-                let mut out = OpenOptions::new()
+                let mut file = OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
                     .custom_flags(nix::libc::O_NOFOLLOW)
                     .open(&dest)
                     .map_err(io_err("creating", &dest))?;
-                io::copy(&mut entry, &mut out).map_err(|e| {
+                io::copy(&mut entry, &mut file).map_err(|e| {
                     if e.kind() == io::ErrorKind::UnexpectedEof
                         || e.kind() == io::ErrorKind::InvalidData
                     {
@@ -215,16 +457,41 @@ pub(crate) fn extract_tar(
                         io_err("writing", &dest)(e)
                     }
                 })?;
-                apply_to_file(&out, &dest, meta, opts)?;
-                files.insert(rel);
+                apply_to_file(&file, &dest, meta, opts)?;
+                linkable.insert(rel);
+            }
+            kind @ (EntryType::Fifo | EntryType::Char | EntryType::Block) => {
+                // A FIFO has no device numbers (writers may leave the fields blank).
+                let device = if kind == EntryType::Fifo {
+                    (0, 0)
+                } else {
+                    (
+                        h.device_major().map_err(corrupt)?.unwrap_or(0),
+                        h.device_minor().map_err(corrupt)?.unwrap_or(0),
+                    )
+                };
+                make_parent(&dest)?;
+                match make_special(&dest, kind, device)? {
+                    None => {
+                        apply_to_path(&dest, meta, opts)?;
+                        linkable.insert(rel);
+                    }
+                    Some(why) => {
+                        out.skipped.push(format!(
+                            "{} ({why})",
+                            String::from_utf8_lossy(rel.as_os_str().as_bytes())
+                        ));
+                        not_made.insert(rel);
+                    }
+                }
             }
             EntryType::Symlink => {
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| refuse(&raw, "is a symlink without a target"))?
                     .into_owned();
-                if !symlink_stays_inside(&rel, &target) {
-                    return Err(refuse(&raw, "is a symlink pointing outside the volume"));
+                if rel.as_os_str().is_empty() {
+                    return Err(refuse(&raw, "makes the volume itself a symlink"));
                 }
                 symlink_paths.insert(rel.clone());
                 symlinks.push((rel, PathBuf::from(OsStr::from_bytes(&target)), meta));
@@ -236,34 +503,36 @@ pub(crate) fn extract_tar(
                     .into_owned();
                 let target_rel = contained(&target)
                     .map_err(|_| refuse(&raw, "is a hard link to a path outside the volume"))?;
-                if !files.contains(&target_rel) {
+                make_parent(&dest)?;
+                if linkable.contains(&target_rel) {
+                    fs::hard_link(root.join(&target_rel), &dest)
+                        .map_err(io_err("linking", &dest))?;
+                    linkable.insert(rel);
+                } else if symlink_paths.contains(&target_rel) {
+                    late_links.push((rel, target_rel));
+                } else if not_made.contains(&target_rel) {
+                    out.skipped.push(format!(
+                        "{} (a hard link to {}, which was not made)",
+                        String::from_utf8_lossy(rel.as_os_str().as_bytes()),
+                        String::from_utf8_lossy(target_rel.as_os_str().as_bytes())
+                    ));
+                } else {
                     return Err(refuse(
                         &raw,
-                        "is a hard link to something that is not an earlier regular file",
+                        "is a hard link to something that is not an earlier file of the archive",
                     ));
                 }
-                make_parent(&dest)?;
-                fs::hard_link(root.join(&target_rel), &dest).map_err(io_err("linking", &dest))?;
             }
             other => {
                 return Err(refuse(&raw, &format!("has unsupported type {other:?}")));
             }
         }
-        entries += 1;
-    }
-    // Each target was checked on its own; a chain (`x/l -> ..`, then `m -> x/l/..`) could still
-    // climb out through another link, so no target may pass *through* a symlink of the archive.
-    for (rel, target, _) in &symlinks {
-        if passes_through_symlink(rel, target, &symlink_paths) {
-            return Err(refuse(
-                rel.as_os_str().as_bytes(),
-                "is a symlink whose target passes through another symlink",
-            ));
-        }
+        out.entries += 1;
     }
     for (rel, target, meta) in &symlinks {
         let dest = root.join(rel);
         make_parent(&dest)?;
+        // symlink(2) never replaces what exists, so it cannot land on a path already used.
         symlink(target, &dest).map_err(io_err("creating symlink", &dest))?;
         if opts.preserve_owner {
             lchown(&dest, Some(meta.uid), Some(meta.gid))
@@ -271,13 +540,55 @@ pub(crate) fn extract_tar(
         }
         set_mtime_nofollow(&dest, meta.mtime)?;
     }
+    // link(2) does not follow a symlink it is given: this links the symlink itself.
+    for (rel, target_rel) in &late_links {
+        let dest = root.join(rel);
+        fs::hard_link(root.join(target_rel), &dest).map_err(io_err("linking", &dest))?;
+    }
     dirs.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
     for (rel, meta) in &dirs {
         let dest = root.join(rel);
-        let dir = File::open(&dest).map_err(io_err("opening", &dest))?;
+        // O_NOFOLLOW: a directory of the archive is never a symlink (symlink(2) would have
+        // failed on it), and the check costs nothing.
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_DIRECTORY)
+            .open(&dest)
+            .map_err(io_err("opening", &dest))?;
         apply_to_file(&dir, &dest, *meta, opts)?;
     }
-    Ok(entries)
+    Ok(out)
+}
+
+/// Makes a FIFO or a device node at `dest` (mode 0600 until its metadata is applied). `Some`
+/// with the reason when a device node cannot be made here: only root may, and not in every
+/// container.
+fn make_special(
+    dest: &Path,
+    kind: EntryType,
+    (major, minor): (u32, u32),
+) -> Result<Option<String>, BackupError> {
+    let mode = Mode::from_bits_truncate(0o600);
+    let (flag, label) = match kind {
+        EntryType::Fifo => {
+            mkfifo(dest, mode).map_err(|e| io_err("creating FIFO", dest)(e.into()))?;
+            return Ok(None);
+        }
+        EntryType::Block => (SFlag::S_IFBLK, "block"),
+        _ => (SFlag::S_IFCHR, "character"),
+    };
+    if !crate::host::is_root() {
+        return Ok(Some(format!(
+            "{label} device {major}:{minor}: only root can create device nodes"
+        )));
+    }
+    match mknod(dest, flag, mode, makedev(major.into(), minor.into())) {
+        Ok(()) => Ok(None),
+        Err(Errno::EPERM) => Ok(Some(format!(
+            "{label} device {major}:{minor}: not permitted here (no CAP_MKNOD)"
+        ))),
+        Err(e) => Err(io_err("creating device node", dest)(e.into())),
+    }
 }
 
 /// The entry's path relative to the volume, or why it would not stay inside it.
@@ -295,53 +606,6 @@ fn contained(raw: &[u8]) -> Result<PathBuf, &'static str> {
         }
     }
     Ok(rel)
-}
-
-/// Resolves `target` lexically from the symlink's directory; parents cannot be symlinks
-/// themselves (see `extract`), so lexical resolution is the real one.
-fn symlink_stays_inside(link: &Path, target: &[u8]) -> bool {
-    if target.starts_with(b"/") {
-        return false;
-    }
-    let mut depth = link.components().count() as i64 - 1;
-    for component in Path::new(OsStr::from_bytes(target)).components() {
-        match component {
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-    }
-    true
-}
-
-/// Walks `target` lexically from the link's directory and says whether any component before
-/// the last is itself a symlink of the archive.
-fn passes_through_symlink(link: &Path, target: &Path, symlinks: &HashSet<PathBuf>) -> bool {
-    let mut at: Vec<&OsStr> = link
-        .parent()
-        .map(|p| p.iter().collect())
-        .unwrap_or_default();
-    let parts: Vec<Component> = target.components().collect();
-    for (i, component) in parts.iter().enumerate() {
-        match component {
-            Component::Normal(name) => at.push(name),
-            Component::ParentDir => {
-                at.pop();
-            }
-            _ => {}
-        }
-        let last = i + 1 == parts.len();
-        if !last && symlinks.contains(&at.iter().collect::<PathBuf>()) {
-            return true;
-        }
-    }
-    false
 }
 
 fn make_parent(dest: &Path) -> Result<(), BackupError> {
@@ -376,6 +640,17 @@ fn apply_to_file(
     .map_err(io_err("setting mtime of", path))
 }
 
+/// Owner, mode and mtime by path, for entries that must not be opened (FIFOs, devices). No
+/// symlink exists in the tree while entries are extracted, so the path resolves as it reads.
+fn apply_to_path(path: &Path, meta: Meta, opts: &RestoreOptions) -> Result<(), BackupError> {
+    if opts.preserve_owner {
+        lchown(path, Some(meta.uid), Some(meta.gid)).map_err(io_err("changing owner of", path))?;
+    }
+    fs::set_permissions(path, Permissions::from_mode(meta.mode & 0o7777))
+        .map_err(io_err("changing mode of", path))?;
+    set_mtime_nofollow(path, meta.mtime)
+}
+
 fn set_mtime_nofollow(path: &Path, mtime: u64) -> Result<(), BackupError> {
     let mtime = TimeSpec::new(mtime as i64, 0);
     utimensat(
@@ -386,4 +661,227 @@ fn set_mtime_nofollow(path: &Path, mtime: u64) -> Result<(), BackupError> {
         UtimensatFlags::NoFollowSymlink,
     )
     .map_err(|e| io_err("setting mtime of", path)(io::Error::from(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::path::Path;
+
+    use tar::{Builder, EntryType, Header};
+    use tempfile::TempDir;
+
+    use super::{extract_tar, recover_interrupted, Journal, RestoreOptions};
+    use crate::backup::BackupError;
+
+    fn header(kind: EntryType, mode: u32, mtime: u64) -> Header {
+        let mut h = Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(1234);
+        h.set_gid(4321);
+        h.set_mtime(mtime);
+        h.set_size(0);
+        h
+    }
+
+    fn extract(tar: Vec<u8>, into: &Path) -> Result<super::Extracted, BackupError> {
+        extract_tar(
+            tar.as_slice(),
+            Path::new("test.tar"),
+            into,
+            &RestoreOptions::default(),
+        )
+    }
+
+    #[test]
+    fn symlinks_come_back_verbatim_wherever_they_point() {
+        let links: [(&str, &str); 6] = [
+            ("current", "/data/releases/5"),
+            ("rel", "sub/file"),
+            ("dangling", "does/not/exist"),
+            ("escaping", "../../../etc/passwd"),
+            ("sub/up", ".."),
+            ("sub/chain", "up/../../x"),
+        ];
+        let mut b = Builder::new(Vec::new());
+        let mut dir = header(EntryType::Directory, 0o755, 1);
+        b.append_data(&mut dir, "sub", std::io::empty()).unwrap();
+        let mut file = header(EntryType::Regular, 0o644, 2);
+        file.set_size(3);
+        b.append_data(&mut file, "sub/file", &b"hi\n"[..]).unwrap();
+        for (path, target) in links {
+            let mut h = header(EntryType::Symlink, 0o777, 3);
+            b.append_link(&mut h, path, target).unwrap();
+        }
+        let tmp = TempDir::new().unwrap();
+        let root = tmp.path().join("vol");
+        fs::create_dir(&root).unwrap();
+        let got = extract(b.into_inner().unwrap(), &root).unwrap();
+        assert_eq!(got.entries, 8);
+        for (path, target) in links {
+            assert_eq!(
+                fs::read_link(root.join(path)).unwrap(),
+                Path::new(target),
+                "{path}"
+            );
+            let m = fs::symlink_metadata(root.join(path)).unwrap();
+            assert_eq!((m.uid(), m.gid(), m.mtime()), (1234, 4321, 3), "{path}");
+        }
+        assert_eq!(fs::read(root.join("sub/file")).unwrap(), b"hi\n");
+        assert_eq!(fs::metadata(root.join("sub")).unwrap().mtime(), 1);
+    }
+
+    #[test]
+    fn nothing_is_written_below_a_symlink_whatever_it_points_to() {
+        let tmp = TempDir::new().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let cases: [(&str, &str, EntryType); 4] = [
+            ("l", outside.to_str().unwrap(), EntryType::Regular),
+            ("l", outside.to_str().unwrap(), EntryType::Directory),
+            ("l", "../outside", EntryType::Fifo),
+            ("l", ".", EntryType::Regular),
+        ];
+        for (i, (link, target, kind)) in cases.into_iter().enumerate() {
+            let mut b = Builder::new(Vec::new());
+            let mut h = header(EntryType::Symlink, 0o777, 0);
+            b.append_link(&mut h, link, target).unwrap();
+            let mut under = header(kind, 0o644, 0);
+            b.append_data(&mut under, format!("{link}/file"), std::io::empty())
+                .unwrap();
+            let root = tmp.path().join(format!("vol{i}"));
+            fs::create_dir(&root).unwrap();
+            let err = extract(b.into_inner().unwrap(), &root).unwrap_err();
+            assert!(
+                matches!(&err, BackupError::UnsafeEntry { reason, .. } if reason == "is inside a symlink"),
+                "{err}"
+            );
+            assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "case {i}");
+        }
+    }
+
+    #[test]
+    fn fifos_and_device_nodes_are_recreated_with_their_metadata() {
+        let mut b = Builder::new(Vec::new());
+        let mut fifo = header(EntryType::Fifo, 0o640, 1_700_000_000);
+        b.append_data(&mut fifo, "run/queue", std::io::empty())
+            .unwrap();
+        let mut null = header(EntryType::Char, 0o666, 1_700_000_001);
+        null.set_device_major(1).unwrap();
+        null.set_device_minor(3).unwrap();
+        b.append_data(&mut null, "dev/null", std::io::empty())
+            .unwrap();
+        let mut loop0 = header(EntryType::Block, 0o660, 1_700_000_002);
+        loop0.set_device_major(7).unwrap();
+        loop0.set_device_minor(0).unwrap();
+        b.append_data(&mut loop0, "dev/loop0", std::io::empty())
+            .unwrap();
+        // A second name for the FIFO.
+        let mut link = header(EntryType::Link, 0o640, 0);
+        b.append_link(&mut link, "run/queue2", "run/queue").unwrap();
+        let tmp = TempDir::new().unwrap();
+        let got = extract(b.into_inner().unwrap(), tmp.path()).unwrap();
+        assert_eq!(got.entries, 4);
+        let m = fs::symlink_metadata(tmp.path().join("run/queue")).unwrap();
+        assert!(m.file_type().is_fifo());
+        assert_eq!(
+            (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime(), m.nlink()),
+            (0o640, 1234, 4321, 1_700_000_000, 2)
+        );
+        if crate::host::is_root() && got.skipped.is_empty() {
+            let m = fs::symlink_metadata(tmp.path().join("dev/null")).unwrap();
+            assert!(m.file_type().is_char_device());
+            assert_eq!(
+                (m.rdev(), m.mode() & 0o7777, m.uid(), m.mtime()),
+                (nix::sys::stat::makedev(1, 3), 0o666, 1234, 1_700_000_001)
+            );
+            let m = fs::symlink_metadata(tmp.path().join("dev/loop0")).unwrap();
+            assert!(m.file_type().is_block_device());
+            assert_eq!(m.rdev(), nix::sys::stat::makedev(7, 0));
+        } else {
+            // Not root (or no CAP_MKNOD): reported, not made, not an error.
+            assert_eq!(got.skipped.len(), 2, "{:?}", got.skipped);
+            assert!(got.skipped[0].starts_with("dev/null (character device 1:3"));
+            assert!(!tmp.path().join("dev/null").exists());
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn journal(parent: &Path, volume: &str, extracted: &str, previous: &str) {
+        let j = Journal {
+            volume: volume.into(),
+            extracted: extracted.into(),
+            previous: previous.into(),
+        };
+        super::write_journal(&super::journal_path(parent, volume), &j).unwrap();
+    }
+
+    fn mkfile(path: &Path, text: &str) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn recovery_rolls_each_crash_state_forward_or_back() {
+        let tmp = TempDir::new().unwrap();
+        let p = tmp.path();
+        let (t, a) = (
+            ".v.restore-20250101T000000Z",
+            "v.pre-restore-20250101T000000Z",
+        );
+        let read = |v: &str| fs::read_to_string(p.join(v).join("f")).unwrap();
+        // Journal written, nothing renamed yet: forward.
+        mkfile(&p.join("v/f"), "old");
+        mkfile(&p.join(t).join("f"), "new");
+        journal(p, "v", t, a);
+        let done = recover_interrupted(p).unwrap();
+        assert_eq!(read("v"), "new", "{done:?}");
+        assert_eq!(read(a), "old");
+        assert_eq!(names(p), ["v", a]);
+        fs::remove_dir_all(p.join(a)).unwrap();
+        // After the first rename: forward.
+        fs::rename(p.join("v"), p.join(a)).unwrap();
+        mkfile(&p.join(t).join("f"), "newer");
+        journal(p, "v", t, a);
+        recover_interrupted(p).unwrap();
+        assert_eq!((read("v").as_str(), read(a).as_str()), ("newer", "new"));
+        assert_eq!(names(p), ["v", a]);
+        // After the second rename, before the journal went: only the journal goes.
+        journal(p, "v", t, a);
+        recover_interrupted(p).unwrap();
+        assert_eq!((read("v").as_str(), read(a).as_str()), ("newer", "new"));
+        assert_eq!(names(p), ["v", a]);
+        // The tree gone and the volume missing (a failed second rename not undone): back.
+        fs::remove_dir_all(p.join("v")).unwrap();
+        journal(p, "v", t, a);
+        recover_interrupted(p).unwrap();
+        assert_eq!(read("v"), "new");
+        assert_eq!(names(p), ["v"]);
+        // Killed while extracting (no journal yet): the tree goes, the volume stays.
+        mkfile(&p.join(t).join("half"), "x");
+        fs::write(p.join("..v.restore-journal.pi-setup-tmp"), "{").unwrap();
+        let done = recover_interrupted(p).unwrap();
+        assert_eq!(read("v"), "new");
+        assert_eq!(names(p), ["v"], "{done:?}");
+        // A Docker-made empty directory where the volume was: kept aside, the tree moves in.
+        fs::rename(p.join("v"), p.join(a)).unwrap();
+        fs::create_dir(p.join("v")).unwrap();
+        mkfile(&p.join(t).join("f"), "newest");
+        journal(p, "v", t, a);
+        recover_interrupted(p).unwrap();
+        assert_eq!(read("v"), "newest");
+        assert_eq!(names(p), ["v", a, &format!("{a}.1")]);
+        // Nothing to do: nothing done.
+        assert_eq!(recover_interrupted(p).unwrap(), Vec::<String>::new());
+    }
 }

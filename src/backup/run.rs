@@ -254,6 +254,48 @@ async fn back_up_one(
     }
 }
 
+/// Finishes or undoes any restore a crash interrupted (see
+/// [`crate::backup::restore::recover_interrupted`]), printing what it did. Every command that
+/// reads or changes volumes calls it first, with the lock held: a volume must never stay
+/// missing, nor a half-extracted tree stay behind.
+pub(crate) fn recover_restores(paths: &Paths) -> Result<()> {
+    let vol_root = paths.vol_root();
+    let done = super::restore::recover_interrupted(&vol_root).with_context(|| {
+        format!(
+            "recovering an interrupted restore in {}",
+            vol_root.display()
+        )
+    })?;
+    for line in done {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Volumes the model says are there and are not, each with a message: the gateway's, and each
+/// service's that has something mounted or a layout. A backup that quietly left them out would
+/// report success over lost data. (A directory no service claims is the user's to delete.)
+pub(crate) fn missing_volumes(paths: &Paths, model: &Model) -> Vec<(String, String)> {
+    let mut expected: Vec<(String, String)> = vec![(GATEWAY.to_string(), "the gateway's".into())];
+    for s in &model.services {
+        if !s.mounts.is_empty() || !s.layout.dirs.is_empty() {
+            expected.push((s.name.to_string(), format!("service {}'s", s.name)));
+        }
+    }
+    expected
+        .into_iter()
+        .filter(|(name, _)| !paths.vol(name).is_dir())
+        .map(|(name, whose)| {
+            let why = format!(
+                "{whose} volume directory {} is missing: nothing to back up. Restore it \
+                 (pi-setup restore {name}), or run pi-setup apply to recreate it empty",
+                paths.vol(&name).display()
+            );
+            (name, why)
+        })
+        .collect()
+}
+
 /// A restore keeps the replaced directory as `NAME.pre-restore-<ts>` until the next good backup.
 pub(crate) fn remove_pre_restore(paths: &Paths, name: &str) {
     let prefix = format!("{name}.pre-restore-");

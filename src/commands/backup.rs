@@ -30,11 +30,28 @@ pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
         None if codec == model.backup.compress => model.backup.level,
         None => codec.default_level(),
     };
+    let dest = run::dest(&ctx.paths, &model, args.dest.as_deref());
+    if run::resolved(&dest).starts_with(run::resolved(&ctx.paths.vol_root())) {
+        return Err(BadInput(format!(
+            "the backup destination {} is inside /var/vol, which is what gets backed up",
+            dest.display()
+        ))
+        .into());
+    }
+    // Before the volumes are listed: a restore a crash interrupted may have left one missing.
+    let _lock = if args.dry_run {
+        None
+    } else {
+        let lock = ctx.lock("backup", false, LOCK_WAIT)?;
+        run::recover_restores(&ctx.paths)?;
+        Some(lock)
+    };
     let (mut vols, mut unusable) = run::volumes(&ctx.paths, &ctx.names, &model)?;
+    let mut missing = run::missing_volumes(&ctx.paths, &model);
     if !args.names.is_empty() {
         unusable.clear();
         for n in &args.names {
-            if !vols.iter().any(|v| &v.name == n) {
+            if !vols.iter().any(|v| &v.name == n) && !missing.iter().any(|(m, _)| m == n) {
                 let there: Vec<&str> = vols.iter().map(|v| v.name.as_str()).collect();
                 return Err(BadInput(format!(
                     "there is no volume directory {} (volumes: {})",
@@ -45,14 +62,7 @@ pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
             }
         }
         vols.retain(|v| args.names.contains(&v.name));
-    }
-    let dest = run::dest(&ctx.paths, &model, args.dest.as_deref());
-    if run::resolved(&dest).starts_with(run::resolved(&ctx.paths.vol_root())) {
-        return Err(BadInput(format!(
-            "the backup destination {} is inside /var/vol, which is what gets backed up",
-            dest.display()
-        ))
-        .into());
+        missing.retain(|(m, _)| args.names.contains(m));
     }
     if args.dry_run {
         println!(
@@ -72,10 +82,12 @@ pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
         for u in &unusable {
             println!("  NOT backed up: {u} ({})", run::UNUSABLE);
         }
+        for (_, why) in &missing {
+            println!("  NOT backed up: {why}");
+        }
         println!("Dry run: nothing was changed.");
         return Ok(());
     }
-    let _lock = ctx.lock("backup", false, LOCK_WAIT)?;
     let engine = crate::engine::connect().await;
     let opts = ArchiveOptions {
         codec,
@@ -88,6 +100,10 @@ pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     for u in &unusable {
         println!("{u} FAILED {}", run::UNUSABLE);
         failed.push(u.clone());
+    }
+    for (name, why) in &missing {
+        println!("{name:<16} FAILED {why}");
+        failed.push(name.clone());
     }
     let mut total_in = 0u64;
     let mut total_out = 0u64;
@@ -149,7 +165,7 @@ pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
         }
     })
     .await;
-    let all = vols.len() + unusable.len();
+    let all = vols.len() + unusable.len() + missing.len();
     println!(
         "\n{} of {} volume(s) backed up in {} ({} read, {} written) to {}",
         all - failed.len(),
@@ -390,6 +406,7 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         return Ok(());
     }
     let _lock = ctx.lock("restore", false, LOCK_WAIT)?;
+    run::recover_restores(&ctx.paths)?;
     let engine = match &container {
         Some(_) => Some(crate::engine::connect().await?),
         None => None,
@@ -408,6 +425,9 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         report.entries,
         archive.display()
     );
+    for s in &report.skipped {
+        println!("  not restored: {s}");
+    }
     if let Some(prev) = report.previous {
         println!(
             "The directory it replaced is kept as {} until the next backup.",

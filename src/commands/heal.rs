@@ -1,6 +1,7 @@
 //! `pi-setup heal`: Docker marks a failing container `unhealthy` but never restarts it; this
 //! does. Run every minute by `pi-setup-heal.timer` (a timer rather than a resident watcher:
-//! nothing stays in the Pi's memory, and a crash of pi-setup cannot stop future runs).
+//! nothing stays in the Pi's memory, and a crash of pi-setup cannot stop future runs). It also
+//! finishes a restore a crash cut short, and starts what a dead backup or restore left stopped.
 
 use std::time::Duration;
 
@@ -11,6 +12,9 @@ use crate::engine::{Engine, HealthStatus};
 
 pub(crate) async fn heal(ctx: &Context) -> Result<()> {
     let _lock = ctx.lock("heal", false, Duration::from_secs(30))?;
+    // First, and without Docker: a container started over a volume an interrupted restore
+    // left missing would get an empty directory from Docker's bind mount.
+    crate::backup::run::recover_restores(&ctx.paths)?;
     let engine = crate::engine::connect().await?;
     let containers = engine
         .managed_containers(&ctx.names.instance_label())
