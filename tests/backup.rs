@@ -1207,7 +1207,7 @@ fn verify_and_restore_refuse_a_fifo_or_a_symlink_to_dev_zero_in_place_of_an_arch
 #[test]
 fn a_hidden_directory_under_var_vol_is_reported_and_only_restore_leftovers_are_left_out() {
     let sb = Sandbox::new();
-    for d in ["notes", ".hidden"] {
+    for d in ["gateway", "notes", ".hidden"] {
         std::fs::create_dir_all(sb.path(&format!("/var/vol/{d}"))).unwrap();
         std::fs::write(sb.path(&format!("/var/vol/{d}/f.txt")), d).unwrap();
     }
@@ -1232,14 +1232,23 @@ fn a_hidden_directory_under_var_vol_is_reported_and_only_restore_leftovers_are_l
     let out = sb.run(&["backup"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = stdout(&out);
-    assert!(text.contains("1 of 2 volume(s) backed up"), "{text}");
+    assert!(text.contains("2 of 3 volume(s) backed up"), "{text}");
     assert!(
         text.lines().any(|l| l.contains("/var/vol/.hidden\"")
             && l.contains("FAILED its name cannot name an archive")
             && l.contains("not starting with '.'")),
         "{text}"
     );
-    assert!(!text.contains("restore-2026"), "{text}");
+    // A killed restore's unfinished temporary directory is cleaned up first (no journal: the
+    // volume stays as it was); the directory a restore replaced goes with the next good backup.
+    assert!(
+        text.contains("removed .notes.restore-20260101T000000Z, left by a restore that did not finish extracting"),
+        "{text}"
+    );
+    assert!(!text.contains("pre-restore-2026"), "{text}");
     assert_eq!(archives(&sb.path("/var/backups/pi-setup/notes")).len(), 1);
-    assert!(sb.path("/var/vol/.notes.restore-20260101T000000Z").exists());
+    assert!(!sb.path("/var/vol/.notes.restore-20260101T000000Z").exists());
+    assert!(!sb
+        .path("/var/vol/notes.pre-restore-20260101T000000Z")
+        .exists());
 }
