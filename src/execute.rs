@@ -263,7 +263,10 @@ async fn move_volume_data(
     let result = (|| -> Result<()> {
         // A stream cut short can still end on an entry boundary: only a complete copy counts.
         copied?;
-        extracted?;
+        for why in extracted?.skipped {
+            // Device nodes pi-setup may not make (not root): the move goes on without them.
+            eprintln!("note: moving {container}:{target}: not moved: {why}");
+        }
         // Docker names the tree after the last component of the path.
         let base = target.rsplit('/').find(|p| !p.is_empty()).unwrap_or("");
         let tree = temp.join(base);
