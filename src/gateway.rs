@@ -28,6 +28,14 @@ pub(crate) fn caddyfile(g: &Gateway) -> String {
     if g.https == HttpsMode::Off {
         global.push_str("\tauto_https off\n");
     }
+    if !g.trusted_proxies.is_empty() {
+        // Behind these, the client's address is the one they forward: what `lan` access and
+        // the logs go by.
+        global.push_str(&format!(
+            "\tservers {{\n\t\ttrusted_proxies static {}\n\t}}\n",
+            g.trusted_proxies.join(" ")
+        ));
+    }
     format!(
         "# Written by pi-setup. Do not edit: it is rewritten on every install.\n\
          # One file per routed service is in sites/; pi-setup writes those too.\n\
@@ -67,6 +75,9 @@ pub(crate) fn site(g: &Gateway, s: &Service) -> String {
         out.push_str(&format!("\n{} {{\n", addrs.join(", ")));
         if internal_tls {
             out.push_str("\ttls internal\n");
+        }
+        if g.compress {
+            out.push_str("\tencode zstd gzip\n");
         }
         match &s.access {
             Access::Public => {}
@@ -346,7 +357,7 @@ mod tests {
 
     #[test]
     fn caddyfile_with_automatic_https_and_an_acme_email() {
-        let m = model_of("[gateway]\nemail = \"admin@example.com\"\n");
+        let m = model_of("[gateway]\nemail = \"admin@example.com\"\ntrusted_proxies = [\"173.245.48.0/20\", \"2400:cb00::/32\", \"10.0.0.1\"]\n");
         insta::assert_snapshot!(caddyfile(&m.gateway));
     }
 

@@ -57,9 +57,14 @@ pub(crate) fn summary(
     };
     let g = &model.gateway;
     let _ = writeln!(s, "\nServices:");
-    let mut entry = format!("http://{}:{}/", g.bind, g.http_port);
+    let host = match g.bind {
+        None => "*".to_string(),
+        Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+        Some(ip) => ip.to_string(),
+    };
+    let mut entry = format!("http://{host}:{}/", g.http_port);
     if g.https != HttpsMode::Off {
-        entry.push_str(&format!(" and https://{}:{}/", g.bind, g.https_port));
+        entry.push_str(&format!(" and https://{host}:{}/", g.https_port));
     }
     let _ = writeln!(
         s,

@@ -9,6 +9,7 @@ mod harness;
 mod backup;
 mod cli;
 mod copies;
+mod gateway;
 mod install;
 mod pull;
 mod restore;

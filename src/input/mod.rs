@@ -525,6 +525,17 @@ mod tests {
             &format!("{gw}\n[[backup.copy]]\nname = \"usb\"\n"),
             &["backup.copy \"usb\" needs path"],
         );
+        rejected(
+            &format!("{gw}trusted_proxies = [\"10.0.0.0/33\", \"cloudflare\"]\n"),
+            &[
+                "gateway.trusted_proxies \"10.0.0.0/33\": the prefix length must be 0-32",
+                "gateway.trusted_proxies \"cloudflare\": is not an IP address or CIDR range",
+            ],
+        );
+        rejected(
+            &format!("{gw}compress = \"yes\"\n"),
+            &["invalid type: string \"yes\", expected a boolean"],
+        );
         // Several problems are reported together.
         rejected(
             &svc("name = \"Web\"\nimage = \"x:1\"\nport = 0"),

@@ -28,8 +28,14 @@ pub(crate) struct RawGateway {
     pub(crate) image: Option<Spanned<String>>,
     pub(crate) http_port: Option<Spanned<i64>>,
     pub(crate) https_port: Option<Spanned<i64>>,
-    /// Host address the ports are published on (`0.0.0.0` by default).
+    /// Host address the ports are published on (every IPv4 and IPv6 address by default).
     pub(crate) bind: Option<Spanned<String>>,
+    /// Proxies in front of the gateway (Cloudflare, a router) whose `X-Forwarded-For` the
+    /// gateway believes: CIDR ranges or addresses.
+    #[serde(default)]
+    pub(crate) trusted_proxies: Vec<Spanned<String>>,
+    /// Compress responses (zstd, gzip) for clients that accept it; on by default.
+    pub(crate) compress: Option<Spanned<bool>>,
     /// `auto` (public certificates; `tls internal` for LAN names), `internal`, or `off`.
     pub(crate) https: Option<Spanned<String>>,
     /// Email given to the ACME CA for automatic certificates.

@@ -29,9 +29,13 @@ pub(crate) struct Gateway {
     pub(crate) maintenance_html: Option<String>,
     pub(crate) http_port: u16,
     pub(crate) https_port: u16,
-    pub(crate) bind: IpAddr,
+    /// None: every address, IPv4 and IPv6 (Docker publishes on both).
+    pub(crate) bind: Option<IpAddr>,
     pub(crate) https: HttpsMode,
     pub(crate) email: Option<String>,
+    /// Normalised CIDR ranges (`203.0.113.0/24`, `2001:db8::/32`).
+    pub(crate) trusted_proxies: Vec<String>,
+    pub(crate) compress: bool,
 }
 
 pub(super) fn gateway(c: &mut Checker, g: &RawGateway) -> Gateway {
@@ -55,16 +59,29 @@ pub(super) fn gateway(c: &mut Checker, g: &RawGateway) -> Gateway {
             None => c.errors.push(c.src.error(msg)),
         }
     }
-    let bind = match &g.bind {
-        None => IpAddr::from([0, 0, 0, 0]),
-        Some(b) => b.get_ref().parse().unwrap_or_else(|_| {
+    let bind = g.bind.as_ref().and_then(|b| {
+        let ip = b.get_ref().parse::<IpAddr>().ok();
+        if ip.is_none() {
             c.at(
                 b,
-                format!("gateway.bind {:?} is not an IP address", b.get_ref()),
+                format!(
+                    "gateway.bind {:?} is not an IP address (IPv4 or IPv6; leave it out for all of both)",
+                    b.get_ref()
+                ),
             );
-            IpAddr::from([0, 0, 0, 0])
-        }),
-    };
+        }
+        ip
+    });
+    let mut trusted_proxies = Vec::new();
+    for t in &g.trusted_proxies {
+        match parse_cidr(t.get_ref()) {
+            Ok(cidr) => trusted_proxies.push(cidr),
+            Err(why) => c.at(
+                t,
+                format!("gateway.trusted_proxies {:?}: {why}", t.get_ref()),
+            ),
+        }
+    }
     let https = match g.https.as_ref().map(|h| (h, h.get_ref().as_str())) {
         None => HttpsMode::Auto,
         Some((_, "auto")) => HttpsMode::Auto,
@@ -114,5 +131,30 @@ pub(super) fn gateway(c: &mut Checker, g: &RawGateway) -> Gateway {
         bind,
         https,
         email,
+        trusted_proxies,
+        compress: g.compress.as_ref().is_none_or(|c| *c.get_ref()),
     }
+}
+
+/// `a.b.c.d/n`, `x::/n` or a bare address (a /32 or /128), as Caddy's `trusted_proxies` takes
+/// them; the address is printed back by Rust, so nothing but digits, dots, colons and hex
+/// reaches the gateway's config.
+pub(crate) fn parse_cidr(s: &str) -> Result<String, String> {
+    let (addr, bits) = match s.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (s, None),
+    };
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| "is not an IP address or CIDR range".to_string())?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let bits = match bits {
+        None => max,
+        Some(b) => b
+            .parse::<u8>()
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| format!("the prefix length must be 0-{max}"))?,
+    };
+    Ok(format!("{ip}/{bits}"))
 }

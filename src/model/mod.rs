@@ -162,14 +162,15 @@ pub(crate) fn build(
 
     // Host ports: the gateway's, and those services publish themselves, must not collide
     // (the later container would fail to start, and keep failing on every apply).
+    let gateway_ip = gateway.bind.unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let mut taken: Vec<(IpAddr, u16, String)> = vec![(
-        gateway.bind,
+        gateway_ip,
         gateway.http_port,
         "the gateway (http_port)".into(),
     )];
     if gateway.https != HttpsMode::Off {
         taken.push((
-            gateway.bind,
+            gateway_ip,
             gateway.https_port,
             "the gateway (https_port)".into(),
         ));
