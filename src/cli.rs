@@ -90,7 +90,7 @@ pub(crate) struct AddServiceArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "name", "image", "domains", "port", "env", "env_file", "volumes", "layout", "access",
         "auth_user", "auth_password_file", "memory", "cpus", "health_cmd", "health_interval",
-        "restart", "publish", "command", "old_command",
+        "restart", "publish", "command", "old_command", "user",
     ])]
     pub(crate) file: Option<PathBuf>,
 
@@ -153,6 +153,10 @@ pub(crate) struct AddServiceArgs {
     /// Restart policy: no, always, unless-stopped (default), on-failure.
     #[arg(long)]
     pub(crate) restart: Option<String>,
+
+    /// Run as this user: uid[:gid] (e.g. 1000:1000) or a user name the image knows.
+    #[arg(long, value_name = "USER")]
+    pub(crate) user: Option<String>,
 
     /// Publish a host port directly, bypassing the gateway: [IP:]HOST:CONTAINER (repeatable).
     #[arg(long, value_name = "[IP:]HOST:CONTAINER")]

@@ -83,6 +83,9 @@ pub(crate) struct ContainerSpec {
     /// the field did not recreate every container.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) sysctls: BTreeMap<String, String>,
+    /// `uid[:gid]` or a user name; left out of the hash when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) user: Option<String>,
     /// The paths its image declares as volumes, and the host directory each is kept in (also
     /// in `binds`); for messages only.
     #[serde(skip)]
@@ -212,6 +215,7 @@ pub(crate) fn desired(
         memory: None,
         nano_cpus: None,
         health: None,
+        user: None,
         // A reload hands what is queued on the old listener to the new one (crate::reuseport).
         sysctls: if migrate_requests {
             BTreeMap::from([(
@@ -346,6 +350,7 @@ fn service_container(s: &Service, paths: &Paths, names: &ObjectNames) -> Contain
         memory: s.memory,
         nano_cpus: s.nano_cpus,
         health: s.health.clone(),
+        user: s.user.clone(),
         sysctls: BTreeMap::new(),
         image_volumes: Vec::new(),
     }
@@ -638,5 +643,36 @@ mod tests {
             })
             .collect();
         insta::assert_snapshot!(units.join("\n"));
+    }
+
+    #[test]
+    fn exec_health_checks_users_and_dotted_env_names_reach_the_spec() {
+        let d = desired_of("[[service]]\nname = \"search\"\nimage = \"es:8\"\nuser = \"1000:1000\"\nenv = { \"discovery.type\" = \"single-node\" }\nhealth_cmd = [\"curl\", \"-f\", \"http://localhost:9200\"]\nhealth_interval = \"10s\"\nhealth_timeout = \"5s\"\nhealth_retries = 5\nhealth_start_period = \"2m\"\n");
+        let c = d.containers.iter().find(|c| c.service == "search").unwrap();
+        assert_eq!(c.user.as_deref(), Some("1000:1000"));
+        assert_eq!(c.env, ["discovery.type=single-node"]);
+        let h = c.health.as_ref().unwrap();
+        assert_eq!(
+            (
+                h.exec.as_deref(),
+                h.interval_secs,
+                h.timeout_secs,
+                h.retries,
+                h.start_period_secs
+            ),
+            (
+                Some(
+                    &[
+                        "curl".to_string(),
+                        "-f".into(),
+                        "http://localhost:9200".into()
+                    ][..]
+                ),
+                10,
+                Some(5),
+                Some(5),
+                Some(120)
+            )
+        );
     }
 }

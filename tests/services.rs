@@ -862,3 +862,37 @@ fn two_add_services_at_once_both_end_up_running() {
         assert_eq!(sb.get(&format!("{name}.test")), (200, name.to_string()));
     }
 }
+
+#[test]
+fn a_user_an_exec_form_health_check_and_dotted_env_names_reach_the_container() {
+    let sb = installed();
+    let def = sb.root().join("../search.toml");
+    std::fs::write(
+        &def,
+        format!(
+            "name = \"search\"\nimage = \"{BUSYBOX_IMAGE}\"\nuser = \"1000:1000\"\n\
+             env = {{ \"discovery.type\" = \"single-node\" }}\n\
+             health_cmd = [\"test\", \"-d\", \"/tmp\"]\nhealth_interval = \"1s\"\n\
+             health_timeout = \"2s\"\nhealth_retries = 2\nhealth_start_period = \"0s\"\n\
+             command = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n"
+        ),
+    )
+    .unwrap();
+    assert_ok(&sb.run(&["add-service", "--file", def.to_str().unwrap()]));
+    let c = sb.container("search");
+    assert_eq!(inspect(&c, "{{.Config.User}}"), "1000:1000");
+    assert_eq!(
+        inspect(&c, "{{json .Config.Healthcheck.Test}}"),
+        r#"["CMD","test","-d","/tmp"]"#
+    );
+    assert!(inspect(&c, "{{json .Config.Env}}").contains("\"discovery.type=single-node\""));
+    let id = docker(&["exec", &c, "id", "-u"]);
+    assert_eq!(String::from_utf8_lossy(&id.stdout).trim(), "1000");
+    assert!(
+        wait_until(Duration::from_secs(20), || inspect(
+            &c,
+            "{{.State.Health.Status}}"
+        ) == "healthy"),
+        "the exec-form check runs without a shell and passes"
+    );
+}

@@ -363,6 +363,7 @@ fn from_flags(a: &AddServiceArgs) -> Result<Definition, BadInput> {
         ("health_cmd", "--health-cmd", &a.health_cmd),
         ("health_interval", "--health-interval", &a.health_interval),
         ("restart", "--restart", &a.restart),
+        ("user", "--user", &a.user),
     ] {
         if let Some(v) = v {
             t.scalar(key, flag, v, Value::from(v.clone()));

@@ -341,14 +341,25 @@ impl Engine for Docker {
                 },
                 ..Default::default()
             }),
+            user: spec.user.clone(),
             healthcheck: spec.health.as_ref().map(|h| {
-                let interval = h.interval_secs as i64 * 1_000_000_000;
+                const NS: i64 = 1_000_000_000;
+                let interval = h.interval_secs as i64 * NS;
+                let test = match &h.exec {
+                    Some(words) => std::iter::once("CMD".to_string())
+                        .chain(words.iter().cloned())
+                        .collect(),
+                    None => vec!["CMD-SHELL".into(), h.cmd.clone()],
+                };
                 HealthConfig {
-                    test: Some(vec!["CMD-SHELL".into(), h.cmd.clone()]),
+                    test: Some(test),
                     interval: Some(interval),
-                    timeout: Some(interval.min(30_000_000_000)),
-                    retries: Some(3),
-                    start_period: Some(interval),
+                    timeout: Some(
+                        h.timeout_secs
+                            .map_or(interval.min(30 * NS), |t| t as i64 * NS),
+                    ),
+                    retries: Some(h.retries.map_or(3, i64::from)),
+                    start_period: Some(h.start_period_secs.map_or(interval, |s| s as i64 * NS)),
                     ..Default::default()
                 }
             }),
@@ -594,6 +605,7 @@ mod tests {
             memory: None,
             nano_cpus: None,
             health: None,
+            user: None,
             sysctls: std::collections::BTreeMap::new(),
             image_volumes: Vec::new(),
         };

@@ -232,16 +232,14 @@ pub(crate) fn parse_env_file(src: &Source) -> Result<BTreeMap<String, String>, C
             });
         };
         let k = k.trim();
-        let valid = k
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !crate::model::env_name_ok(k) {
             return Err(ConfigError {
                 line_text: None,
                 // The text before `=` may be a pasted secret: say where, not what.
-                ..src.error_at(start..start, "invalid variable name (use A-Z, 0-9 and _)")
+                ..src.error_at(
+                    start..start,
+                    "invalid variable name (a letter or _, then letters, digits, _ . -)",
+                )
             });
         }
         if v.contains('\0') {
@@ -536,6 +534,29 @@ mod tests {
             &format!("{gw}compress = \"yes\"\n"),
             &["invalid type: string \"yes\", expected a boolean"],
         );
+        rejected(
+            &svc("name = \"web\"\nimage = \"x:1\"\nuser = \"root; rm -rf /\""),
+            &["user \"root; rm -rf /\" must be uid[:gid]"],
+        );
+        rejected(
+            &svc("name = \"web\"\nimage = \"x:1\"\nhealth_cmd = [\"true\"]\nhealth_retries = 0\nhealth_timeout = \"0s\"\nhealth_start_period = \"2d\""),
+            &[
+                "health_retries 0 is out of range: 1 to 100",
+                "health_timeout \"0s\" is out of range: 1s to 24h",
+                "health_start_period \"2d\" must be a duration from 0s to 24h",
+            ],
+        );
+        rejected(
+            &svc("name = \"web\"\nimage = \"x:1\"\nhealth_timeout = \"5s\""),
+            &["health_timeout needs health_cmd"],
+        );
+        rejected(
+            &svc("name = \"web\"\nimage = \"x:1\"\nenv = { \"a=b\" = \"1\", \"2x\" = \"1\" }"),
+            &[
+                "invalid environment variable name \"a=b\"",
+                "invalid environment variable name \"2x\"",
+            ],
+        );
         // Several problems are reported together.
         rejected(
             &svc("name = \"Web\"\nimage = \"x:1\"\nport = 0"),
@@ -594,10 +615,16 @@ mod tests {
         assert!(!e.contains("supersecret"));
         let pasted = Source::new("s.env", "A=1\ns3cr/t=x\n");
         let e = parse_env_file(&pasted).unwrap_err().to_string();
-        assert_eq!(e, "s.env:2:1: invalid variable name (use A-Z, 0-9 and _)");
+        assert_eq!(
+            e,
+            "s.env:2:1: invalid variable name (a letter or _, then letters, digits, _ . -)"
+        );
         let pasted = Source::new("s.env", "A=1\ns3cr/t=x\n");
         let e = parse_env_file(&pasted).unwrap_err().to_string();
-        assert_eq!(e, "s.env:2:1: invalid variable name (use A-Z, 0-9 and _)");
+        assert_eq!(
+            e,
+            "s.env:2:1: invalid variable name (a letter or _, then letters, digits, _ . -)"
+        );
         let nul = Source::new("s.env", "A=1\nTOKEN=\"s3cr3t\0x\"\n");
         let e = parse_env_file(&nul).unwrap_err().to_string();
         assert_eq!(

@@ -106,8 +106,17 @@ pub(crate) struct RawService {
     pub(crate) memory: Option<Spanned<String>>,
     /// CPU limit in cores (`1.5`).
     pub(crate) cpus: Option<Spanned<Number>>,
-    /// Shell command run inside the container; non-zero exit means unhealthy.
-    pub(crate) health_cmd: Option<Spanned<String>>,
+    /// Run inside the container; non-zero exit means unhealthy. A string runs in a shell
+    /// (`CMD-SHELL`); a list runs as it is (`CMD`, for images without a shell).
+    pub(crate) health_cmd: Option<Spanned<StringOrList>>,
+    /// How long one check may take (default: the interval, at most 30s).
+    pub(crate) health_timeout: Option<Spanned<String>>,
+    /// Failures in a row before unhealthy (default 3).
+    pub(crate) health_retries: Option<Spanned<i64>>,
+    /// Grace time after start when failures do not count (default: the interval).
+    pub(crate) health_start_period: Option<Spanned<String>>,
+    /// The user the container runs as: `uid[:gid]` or a name the image knows.
+    pub(crate) user: Option<Spanned<String>>,
     /// `30s`, `1m`, `2m30s`.
     pub(crate) health_interval: Option<Spanned<String>>,
     /// Host ports this service publishes itself, bypassing the gateway: `[IP:]HOST:CONTAINER`.
@@ -126,6 +135,14 @@ pub(crate) struct RawServiceBackup {
     /// For `exec`: shell commands run inside the running container first, in order.
     #[serde(default)]
     pub(crate) exec: Vec<Spanned<String>>,
+}
+
+/// A string or a list of strings (a command in shell or exec form).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub(crate) enum StringOrList {
+    String(String),
+    List(Vec<String>),
 }
 
 /// A TOML integer or float.

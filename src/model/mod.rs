@@ -16,6 +16,7 @@ pub(crate) use backup::Backup;
 pub(crate) use gateway::{Gateway, HttpsMode};
 pub(crate) use names::{Domain, Name};
 pub(crate) use service::{Access, BackupMode, Health, Mount, Restart, Service};
+pub(crate) use values::env_name_ok;
 
 use crate::input::layout::{Layout, Layouts};
 use crate::input::raw::{RawProfile, RawService};

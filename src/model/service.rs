@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use toml::Spanned;
 
 use crate::input::layout::{Layout, Layouts};
-use crate::input::raw::RawService;
+use crate::input::raw::{RawService, StringOrList};
 use crate::input::source::{ConfigError, Source};
 use crate::model::names::{Domain, Name};
 use crate::model::values::{
-    check_health_interval, parse_bytes, parse_publish, parse_volume, MAX_MEMORY, MIN_MEMORY,
+    check_health_interval, env_name_ok, parse_bytes, parse_duration, parse_publish, parse_volume,
+    MAX_MEMORY, MIN_MEMORY,
 };
 use crate::model::Checker;
 use crate::model::{HostFacts, GATEWAY, RESERVED_NAMES};
@@ -56,8 +57,19 @@ impl Access {
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Health {
+    /// Shell form (`CMD-SHELL`); empty when `exec` is set.
     pub(crate) cmd: String,
+    /// Exec form (`CMD`), run without a shell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) exec: Option<Vec<String>>,
     pub(crate) interval_secs: u64,
+    // Left out of the spec's hash when not set, so adding them recreated no container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) timeout_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) start_period_secs: Option<u64>,
 }
 
 /// A host port a service publishes itself (explicitly asked for in its definition).
@@ -95,6 +107,8 @@ pub(crate) struct Service {
     pub(crate) memory: Option<i64>,
     pub(crate) nano_cpus: Option<i64>,
     pub(crate) health: Option<Health>,
+    /// `uid[:gid]` or a user name; None: the image's.
+    pub(crate) user: Option<String>,
     pub(crate) publish: Vec<Publish>,
     pub(crate) backup: BackupMode,
     /// From `/etc/pi-setup/secrets/<name>.env` (filled by `config`); never printed.
@@ -193,12 +207,7 @@ pub(super) fn service(
     let port = r.port.as_ref().map_or(80, |p| c.port(p, "port"));
     let mut env = BTreeMap::new();
     for (k, v) in &r.env {
-        let valid = k
-            .chars()
-            .next()
-            .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
-            && k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
-        if !valid {
+        if !env_name_ok(k) {
             c.at(v, format!("invalid environment variable name {k:?}"));
         }
         if v.get_ref().contains('\0') {
@@ -256,6 +265,31 @@ pub(super) fn service(
     let access = access(&mut c, &r, domains.is_empty());
     let (memory, nano_cpus) = limits(&mut c, &r, host);
     let health = health(&mut c, &r);
+    let user = r.user.as_ref().map(|u| {
+        let v = u.get_ref();
+        let word = |w: &str| {
+            !w.is_empty()
+                && w.len() <= 32
+                && (w.chars().all(|ch| ch.is_ascii_digit())
+                    || (w.starts_with(|ch: char| ch.is_ascii_lowercase() || ch == '_')
+                        && w.chars().all(|ch| {
+                            ch.is_ascii_lowercase()
+                                || ch.is_ascii_digit()
+                                || matches!(ch, '_' | '-')
+                        })))
+        };
+        let ok = match v.split_once(':') {
+            Some((user, group)) => word(user) && word(group),
+            None => word(v),
+        };
+        if !ok {
+            c.at(
+                u,
+                format!("user {v:?} must be uid[:gid] (like 1000:1000) or a lower-case user name"),
+            );
+        }
+        v.clone()
+    });
     let mut publish = Vec::new();
     for p in &r.publish {
         match parse_publish(p.get_ref()) {
@@ -279,6 +313,7 @@ pub(super) fn service(
             memory,
             nano_cpus,
             health,
+            user,
             publish,
             backup,
             secret_env: BTreeMap::new(),
@@ -401,38 +436,94 @@ fn limits(c: &mut Checker, r: &RawService, host: &HostFacts) -> (Option<i64>, Op
     (memory, nano_cpus)
 }
 
-/// `health_cmd` and `health_interval`.
+/// `health_cmd` (shell or exec form), `health_interval`, `health_timeout`, `health_retries`,
+/// `health_start_period`.
 fn health(c: &mut Checker, r: &RawService) -> Option<Health> {
-    let health = match (&r.health_cmd, &r.health_interval) {
-        (None, None) => None,
-        (None, Some(i)) => {
-            c.at(i, "health_interval needs health_cmd".into());
-            None
-        }
-        (Some(cmd), interval) => {
-            if cmd.get_ref().trim().is_empty() {
-                c.at(cmd, "health_cmd must not be empty".into());
+    let Some(cmd) = &r.health_cmd else {
+        for (field, v) in [
+            ("health_interval", &r.health_interval),
+            ("health_timeout", &r.health_timeout),
+            ("health_start_period", &r.health_start_period),
+        ] {
+            if let Some(v) = v {
+                c.at(v, format!("{field} needs health_cmd"));
             }
-            if cmd.get_ref().contains('\0') {
-                c.at(
-                    cmd,
-                    "health_cmd contains a NUL byte, which Docker refuses".into(),
-                );
-            }
-            let interval_secs = match interval {
-                None => 30,
-                Some(i) => check_health_interval(i.get_ref()).unwrap_or_else(|why| {
-                    c.at(i, why);
-                    30
-                }),
-            };
-            Some(Health {
-                cmd: cmd.get_ref().clone(),
-                interval_secs,
-            })
         }
+        if let Some(v) = &r.health_retries {
+            c.at(v, "health_retries needs health_cmd".into());
+        }
+        return None;
     };
-    health
+    let (shell, exec) = match cmd.get_ref() {
+        StringOrList::String(s) => (s.clone(), None),
+        StringOrList::List(l) => (String::new(), Some(l.clone())),
+    };
+    let words: Vec<&String> = exec
+        .iter()
+        .flatten()
+        .chain(std::iter::once(&shell))
+        .collect();
+    if shell.trim().is_empty()
+        && exec
+            .as_ref()
+            .is_none_or(|e| e.first().is_none_or(|w| w.trim().is_empty()))
+    {
+        c.at(cmd, "health_cmd must not be empty".into());
+    }
+    if words.iter().any(|w| w.contains('\0')) {
+        c.at(
+            cmd,
+            "health_cmd contains a NUL byte, which Docker refuses".into(),
+        );
+    }
+    let interval_secs = match &r.health_interval {
+        None => 30,
+        Some(i) => check_health_interval(i.get_ref()).unwrap_or_else(|why| {
+            c.at(i, why);
+            30
+        }),
+    };
+    let timeout_secs = r.health_timeout.as_ref().and_then(|t| {
+        check_health_interval(t.get_ref())
+            .map_err(|why| c.at(t, why.replace("health_interval", "health_timeout")))
+            .ok()
+    });
+    let start_period_secs = r.health_start_period.as_ref().and_then(|t| {
+        match parse_duration(t.get_ref()) {
+            Some(s) if s <= crate::model::values::MAX_HEALTH_INTERVAL_SECS => Some(s),
+            _ => {
+                c.at(
+                    t,
+                    format!(
+                        "health_start_period {:?} must be a duration from 0s to 24h, like 60s or 2m",
+                        t.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    });
+    let retries = r
+        .health_retries
+        .as_ref()
+        .and_then(|n| match u32::try_from(*n.get_ref()) {
+            Ok(v) if (1..=100).contains(&v) => Some(v),
+            _ => {
+                c.at(
+                    n,
+                    format!("health_retries {} is out of range: 1 to 100", n.get_ref()),
+                );
+                None
+            }
+        });
+    Some(Health {
+        cmd: shell,
+        exec,
+        interval_secs,
+        timeout_secs,
+        retries,
+        start_period_secs,
+    })
 }
 
 /// `backup.mode` and `backup.exec`; the mode defaults to `stop` when anything is mounted.

@@ -5,6 +5,17 @@ use std::net::IpAddr;
 
 use crate::model::service::{Mount, Publish};
 
+/// An environment variable name Docker and the programs in containers take: a letter or `_`,
+/// then letters, digits, `_`, `.` or `-` (Elasticsearch reads `discovery.type`, Spring
+/// `server.port`). No `=`, space or control character can get in.
+pub(crate) fn env_name_ok(k: &str) -> bool {
+    k.chars()
+        .next()
+        .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+        && k.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'))
+}
+
 /// Docker's smallest memory limit.
 pub(crate) const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 /// A sane largest one (far beyond any Pi): a typo like `512000g` is caught.
