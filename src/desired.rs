@@ -128,6 +128,9 @@ pub(crate) struct DirSpec {
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     pub(crate) mode: u32,
+    /// What a volume mounts: a regular file already there is mounted as that file (a
+    /// single-file mount) instead of being a conflict; missing, it becomes a directory.
+    pub(crate) mount_leaf: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -527,19 +530,25 @@ fn layout_dirs(layout: &Layout, paths: &Paths, name: &str, extra: &[&str]) -> Ve
             uid: d.uid,
             gid: d.gid,
             mode: d.mode,
+            // A layout's own directories stay directories; a volume naming one may be a file.
+            mount_leaf: false,
         })
         .collect();
     for sub in extra.iter().filter(|s| **s != ".") {
         let mut acc = base.clone();
-        for part in sub.split('/') {
+        let parts: Vec<&str> = sub.split('/').collect();
+        for (i, part) in parts.iter().enumerate() {
             acc.push(part);
-            if !out.iter().any(|d| d.path == acc) {
-                out.push(DirSpec {
+            let leaf = i + 1 == parts.len();
+            match out.iter_mut().find(|d| d.path == acc) {
+                Some(d) => d.mount_leaf |= leaf,
+                None => out.push(DirSpec {
                     path: acc.clone(),
                     uid: root.uid,
                     gid: root.gid,
                     mode: root.mode,
-                });
+                    mount_leaf: leaf,
+                }),
             }
         }
     }

@@ -73,6 +73,7 @@ async fn run(
             uid,
             gid,
             mode,
+            ..
         } => {
             host::ensure_dir(path, *uid, *gid, *mode)?;
         }

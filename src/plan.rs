@@ -23,6 +23,8 @@ pub(crate) enum Action {
         uid: u32,
         gid: u32,
         mode: u32,
+        /// A volume's own directory whose name looks like a file's (`servers.json`).
+        file_like: bool,
     },
     WriteFile {
         path: PathBuf,
@@ -70,12 +72,20 @@ impl fmt::Display for Action {
                 uid,
                 gid,
                 mode,
+                file_like,
             } => {
                 write!(
                     f,
                     "create directory {} (owner {uid}:{gid}, mode {mode:04o})",
                     path.display()
-                )
+                )?;
+                if *file_like {
+                    write!(
+                        f,
+                        "; to mount a single file there, put the file in place first"
+                    )?;
+                }
+                Ok(())
             }
             Action::WriteFile { path, exists, .. } => {
                 write!(
@@ -221,7 +231,14 @@ pub(crate) fn plan(
                 uid: dir.uid,
                 gid: dir.gid,
                 mode: dir.mode,
+                file_like: dir.mount_leaf
+                    && dir
+                        .path
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().contains('.')),
             }),
+            // A single-file mount: the file is mounted as it is.
+            Some(s) if s.is_file && dir.mount_leaf => {}
             Some(s) if !s.is_dir || s.is_symlink => {
                 return Err(Conflict::NotADirectory(dir.path.clone()))
             }
@@ -479,6 +496,7 @@ mod tests {
                     uid,
                     gid,
                     mode,
+                    ..
                 } => {
                     a.dirs.insert(
                         path.clone(),
@@ -488,6 +506,7 @@ mod tests {
                             mode: *mode,
                             is_dir: true,
                             is_symlink: false,
+                            is_file: false,
                         }),
                     );
                 }
@@ -773,5 +792,48 @@ mod tests {
             "p.toml",
             &["postgres:16".to_string()]
         ));
+    }
+
+    #[test]
+    fn a_file_where_a_volume_mounts_is_a_single_file_mount_and_elsewhere_a_conflict() {
+        let profile = "[[service]]\nname = \"admin\"\nimage = \"busybox:1\"\nvolumes = [\"conf/servers.json:/pgadmin4/servers.json\"]\n";
+        let facts = images(&[]);
+        let d = desired_from(profile, &facts);
+        let fresh = plan(
+            &d,
+            &empty_world(facts.clone()),
+            &names(),
+            &ConfigChange::default(),
+        )
+        .unwrap();
+        assert!(steps(&fresh).contains(
+            &"create directory /r/var/vol/admin/conf/servers.json (owner 0:0, mode 0755); to mount a single file there, put the file in place first".to_string()
+        ), "{:?}", steps(&fresh));
+
+        let (_, mut a) = converged(profile, facts);
+        let file = Stat {
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+            is_dir: false,
+            is_symlink: false,
+            is_file: true,
+        };
+        a.dirs.insert(
+            PathBuf::from("/r/var/vol/admin/conf/servers.json"),
+            Some(file),
+        );
+        assert_eq!(
+            plan(&d, &a, &names(), &ConfigChange::default()).unwrap(),
+            Plan::default()
+        );
+        a.dirs
+            .insert(PathBuf::from("/r/var/vol/admin/conf"), Some(file));
+        assert_eq!(
+            plan(&d, &a, &names(), &ConfigChange::default()),
+            Err(Conflict::NotADirectory(PathBuf::from(
+                "/r/var/vol/admin/conf"
+            )))
+        );
     }
 }

@@ -896,3 +896,23 @@ fn a_user_an_exec_form_health_check_and_dotted_env_names_reach_the_container() {
         "the exec-form check runs without a shell and passes"
     );
 }
+
+#[test]
+fn a_file_put_where_a_volume_points_is_mounted_as_that_file() {
+    let sb = installed();
+    let conf = sb.path("/var/vol/admin/conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("servers.json"), "{\"Servers\": {}}\n").unwrap();
+    assert_ok(&sb.run(&[
+        "add-service",
+        "admin",
+        "--image",
+        BUSYBOX_IMAGE,
+        "--volume",
+        "conf/servers.json:/pgadmin4/servers.json:ro",
+    ]));
+    let c = sb.container("admin");
+    let out = docker(&["exec", &c, "cat", "/pgadmin4/servers.json"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"Servers\": {}}\n");
+    assert!(conf.join("servers.json").is_file(), "still a file, not a directory");
+}

@@ -42,6 +42,7 @@ pub(crate) struct Stat {
     pub(crate) mode: u32,
     pub(crate) is_dir: bool,
     pub(crate) is_symlink: bool,
+    pub(crate) is_file: bool,
 }
 
 pub(crate) fn stat(path: &Path) -> Result<Option<Stat>, HostError> {
@@ -52,6 +53,7 @@ pub(crate) fn stat(path: &Path) -> Result<Option<Stat>, HostError> {
             mode: m.mode() & 0o7777,
             is_dir: m.is_dir(),
             is_symlink: m.file_type().is_symlink(),
+            is_file: m.file_type().is_file(),
         })),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(err("reading", path)(e)),
