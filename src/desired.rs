@@ -83,6 +83,10 @@ pub(crate) struct ContainerSpec {
     /// the field did not recreate every container.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) sysctls: BTreeMap<String, String>,
+    /// Containers that must be healthy before this one starts, and how long to wait for each
+    /// (from their health settings). Not a property of the container: not in the hash.
+    #[serde(skip)]
+    pub(crate) wait_for_healthy: Vec<(String, std::time::Duration)>,
     /// `uid[:gid]` or a user name; left out of the hash when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) user: Option<String>,
@@ -218,6 +222,7 @@ pub(crate) fn desired(
         memory: None,
         nano_cpus: None,
         health: None,
+        wait_for_healthy: Vec::new(),
         user: None,
         // A reload hands what is queued on the old listener to the new one (crate::reuseport).
         sysctls: if migrate_requests {
@@ -239,7 +244,8 @@ pub(crate) fn desired(
         dirs.extend(layout_dirs(&Layout::default(), paths, GATEWAY, &extra));
     }
 
-    for s in &model.services {
+    // In start order: each container after those it depends on.
+    for s in model.start_order() {
         let auto = image_volume_mounts(&s.mounts, declared(image_facts, &s.image));
         let extra: Vec<&str> = s
             .mounts
@@ -249,6 +255,15 @@ pub(crate) fn desired(
             .collect();
         dirs.extend(layout_dirs(&s.layout, paths, s.name.as_str(), &extra));
         let mut spec = service_container(s, paths, names);
+        spec.wait_for_healthy = s
+            .depends_on
+            .iter()
+            .filter(|d| d.condition == crate::model::Condition::Healthy)
+            .filter_map(|d| {
+                let h = model.service(d.name.as_str())?.health.as_ref()?;
+                Some((names.object(d.name.as_str()), health_patience(h)))
+            })
+            .collect();
         add_image_volumes(&mut spec, paths, s.name.as_str(), &auto);
         containers.push(spec);
         if !images.contains(&s.image) {
@@ -353,10 +368,21 @@ fn service_container(s: &Service, paths: &Paths, names: &ObjectNames) -> Contain
         memory: s.memory,
         nano_cpus: s.nano_cpus,
         health: s.health.clone(),
+        wait_for_healthy: Vec::new(),
         user: s.user.clone(),
         sysctls: BTreeMap::new(),
         image_volumes: Vec::new(),
     }
+}
+
+/// How long a healthy container takes at worst to say so: its start period, then as many
+/// checks as it may fail, each an interval plus its timeout; and a minute to spare.
+fn health_patience(h: &Health) -> std::time::Duration {
+    let interval = h.interval_secs;
+    let timeout = h.timeout_secs.unwrap_or(interval.min(30));
+    let retries = u64::from(h.retries.unwrap_or(3));
+    let start = h.start_period_secs.unwrap_or(interval);
+    std::time::Duration::from_secs(start + (interval + timeout) * (retries + 1) + 60)
 }
 
 fn declared<'a>(facts: &'a BTreeMap<String, Option<ImageInfo>>, image: &str) -> &'a [String] {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::desired::{Desired, ObjectNames};
-use crate::engine::Engine;
+use crate::engine::{Engine, HealthStatus};
 use crate::gateway;
 use crate::host;
 use crate::host::paths::Paths;
@@ -106,6 +106,9 @@ async fn run(
             engine.remove_container(name).await?;
         }
         Action::CreateContainer { spec, .. } => {
+            for (dep, patience) in &spec.wait_for_healthy {
+                wait_until_healthy(engine, dep, &spec.name, *patience).await?;
+            }
             engine.create_container(spec).await?;
             engine.start(&spec.name).await?;
             if spec.service == GATEWAY {
@@ -114,6 +117,11 @@ async fn run(
             }
         }
         Action::StartContainer { name } => {
+            if let Some(spec) = desired.containers.iter().find(|c| &c.name == name) {
+                for (dep, patience) in &spec.wait_for_healthy {
+                    wait_until_healthy(engine, dep, name, *patience).await?;
+                }
+            }
             engine.start(name).await?;
             if *name == names.object(GATEWAY) {
                 wait_for_gateway(name, paths, engine).await?;
@@ -158,6 +166,38 @@ async fn wait_for_gateway(name: &str, paths: &Paths, engine: &impl Engine) -> Re
         anyhow::bail!("the gateway did not load its configuration: {why}; {logs}");
     }
     Ok(())
+}
+
+/// Waits until container `dep` reports healthy before `dependent` starts (`depends_on` with
+/// `condition = "healthy"`). Fails at once when it is unhealthy, stopped or gone, and after
+/// `patience` (from its own health settings) when it never says.
+async fn wait_until_healthy(
+    engine: &impl Engine,
+    dep: &str,
+    dependent: &str,
+    patience: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let why = match engine.container(dep).await? {
+            None => "it does not exist".to_string(),
+            Some(c) if c.health == Some(HealthStatus::Healthy) => return Ok(()),
+            Some(c) if c.health == Some(HealthStatus::Unhealthy) => {
+                "its health check fails".to_string()
+            }
+            Some(c) if !c.running() => format!("it is {}", c.state),
+            Some(_) if Instant::now() >= deadline => {
+                format!("it did not report healthy within {}s", patience.as_secs())
+            }
+            Some(_) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        anyhow::bail!(
+            "{dependent} waits for {dep} to be healthy, and {why}: {dependent} was not started (see `docker logs {dep}`)"
+        );
+    }
 }
 
 /// A gateway that (re)starts reads the files it is given; one that reloads has loaded them.

@@ -149,8 +149,12 @@ mod tests {
     }
 
     async fn run(root: &Path, engine: &Fake) -> anyhow::Result<()> {
+        run_profile(root, engine, PROFILE).await
+    }
+
+    async fn run_profile(root: &Path, engine: &Fake, profile: &str) -> anyhow::Result<()> {
         let inputs = Inputs {
-            profile: Source::new("p.toml", PROFILE),
+            profile: Source::new("p.toml", profile),
             services: Vec::new(),
             secrets: BTreeMap::new(),
             paths: Paths::new(root),
@@ -280,5 +284,32 @@ mod tests {
         assert_eq!(chain.len(), 2, "the daemon's reason once: {chain:?}");
         assert_eq!(calls(&engine), ["pull busybox:1"]);
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn services_start_after_what_they_depend_on_and_healthy_ones_are_waited_for() {
+        let root = tempfile::tempdir().unwrap();
+        fake_gateway_admin(root.path());
+        let engine = Fake::with_images(&["caddy:2", "busybox:1"]);
+        // Defined api first; it needs db healthy, and db needs cache started.
+        let profile = "[gateway]\nimage = \"caddy:2\"\nhttps = \"off\"\n\n\
+            [[service]]\nname = \"api\"\nimage = \"busybox:1\"\n\
+            depends_on = [{ name = \"db\", condition = \"healthy\" }]\n\n\
+            [[service]]\nname = \"db\"\nimage = \"busybox:1\"\nhealth_cmd = \"true\"\ndepends_on = [\"cache\"]\n\n\
+            [[service]]\nname = \"cache\"\nimage = \"busybox:1\"\n";
+        run_profile(root.path(), &engine, profile).await.unwrap();
+        let created: Vec<String> = calls(&engine)
+            .into_iter()
+            .filter(|c| c.starts_with("create_container"))
+            .collect();
+        assert_eq!(
+            created,
+            [
+                "create_container t-gateway",
+                "create_container t-cache",
+                "create_container t-db",
+                "create_container t-api",
+            ]
+        );
     }
 }

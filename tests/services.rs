@@ -914,5 +914,36 @@ fn a_file_put_where_a_volume_points_is_mounted_as_that_file() {
     let c = sb.container("admin");
     let out = docker(&["exec", &c, "cat", "/pgadmin4/servers.json"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"Servers\": {}}\n");
-    assert!(conf.join("servers.json").is_file(), "still a file, not a directory");
+    assert!(
+        conf.join("servers.json").is_file(),
+        "still a file, not a directory"
+    );
+}
+
+#[test]
+fn a_service_waits_for_the_dependency_it_needs_healthy_and_starts_after_it() {
+    let sb = Sandbox::new();
+    // db answers only after 3 s; api fetches from it once at start and exits if it cannot
+    // (restart = "no": a start before db is ready stays visible).
+    let profile = sb.profile(&format!(
+        "[[service]]\nname = \"api\"\nimage = \"{BUSYBOX_IMAGE}\"\nrestart = \"no\"\n\
+         depends_on = [{{ name = \"db\", condition = \"healthy\" }}]\n\
+         command = [\"sh\", \"-c\", \"wget -q -O /tmp/seen http://db:8080/ready && trap 'exit 0' TERM && while true; do sleep 1; done\"]\n\n\
+         [[service]]\nname = \"db\"\nimage = \"{BUSYBOX_IMAGE}\"\n\
+         command = [\"sh\", \"-c\", \"mkdir -p /tmp/www && sleep 3 && echo ok > /tmp/www/ready && exec httpd -f -p 8080 -h /tmp/www\"]\n\
+         health_cmd = \"wget -q -O- http://127.0.0.1:8080/ready\"\nhealth_interval = \"1s\"\nhealth_start_period = \"10s\"\n"
+    ));
+    let out = sb.install(&profile);
+    let text = stdout(&out);
+    let (db_at, api_at) = (
+        text.find(&format!("container {} from", sb.container("db")))
+            .unwrap(),
+        text.find(&format!("container {} from", sb.container("api")))
+            .unwrap(),
+    );
+    assert!(db_at < api_at, "db is created before api:\n{text}");
+    let api = sb.container("api");
+    assert_eq!(inspect(&api, "{{.State.Running}}"), "true", "{text}");
+    let seen = docker(&["exec", &api, "cat", "/tmp/seen"]);
+    assert_eq!(String::from_utf8_lossy(&seen.stdout), "ok\n");
 }

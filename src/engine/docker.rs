@@ -606,6 +606,7 @@ mod tests {
             nano_cpus: None,
             health: None,
             user: None,
+            wait_for_healthy: Vec::new(),
             sysctls: std::collections::BTreeMap::new(),
             image_volumes: Vec::new(),
         };

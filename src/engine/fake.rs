@@ -10,7 +10,8 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 
 use crate::desired::{ContainerSpec, LABEL_INSTANCE, LABEL_MANAGED};
 use crate::engine::{
-    ContainerInfo, ContainerState, Engine, EngineError, ImageInfo, NetworkInfo, PullProgress,
+    ContainerInfo, ContainerState, Engine, EngineError, HealthStatus, ImageInfo, NetworkInfo,
+    PullProgress,
 };
 
 #[derive(Default)]
@@ -25,6 +26,8 @@ pub(crate) struct Fake {
     pub(crate) calls: RefCell<Vec<String>>,
     /// A call (as recorded) that fails instead of happening.
     pub(crate) fail: RefCell<Option<String>>,
+    /// Containers created with a health check.
+    health_checked: RefCell<Vec<String>>,
 }
 
 impl Fake {
@@ -58,8 +61,11 @@ impl Fake {
     }
 
     fn set_running(&self, name: &str, running: bool) {
+        let checked = self.health_checked.borrow().contains(&name.to_string());
         for c in self.containers.borrow_mut().iter_mut() {
             if c.name == name {
+                // A container with a health check passes it as soon as it runs.
+                c.health = (running && checked).then_some(HealthStatus::Healthy);
                 c.state = if running {
                     ContainerState::Running
                 } else {
@@ -152,6 +158,9 @@ impl Engine for Fake {
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         self.record(format!("create_container {}", spec.name))?;
+        if spec.health.is_some() {
+            self.health_checked.borrow_mut().push(spec.name.clone());
+        }
         let image_id = self
             .images
             .borrow()

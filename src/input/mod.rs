@@ -557,6 +557,29 @@ mod tests {
                 "invalid environment variable name \"2x\"",
             ],
         );
+        rejected(
+            &format!("{gw}\n[[service]]\nname = \"a\"\nimage = \"x:1\"\ndepends_on = [\"b\"]\n\n[[service]]\nname = \"b\"\nimage = \"x:1\"\ndepends_on = [\"c\"]\n\n[[service]]\nname = \"c\"\nimage = \"x:1\"\ndepends_on = [\"a\"]\n"),
+            &[&at(9, 15), "depends_on goes round in a circle: a -> b -> c -> a"],
+        );
+        rejected(
+            &svc("name = \"api\"\nimage = \"x:1\"\ndepends_on = [{ name = \"api\" }, { name = \"q\", condition = \"completed\" }, { name = \"r\", condition = \"soon\" }]"),
+            &[
+                "service 'api' cannot depend on itself",
+                "condition \"completed\" waits for a job to finish",
+                "depends_on condition \"soon\" is not one of started, healthy",
+            ],
+        );
+        rejected(
+            &svc("name = \"api\"\nimage = \"x:1\"\ndepends_on = [\"db\"]"),
+            &[
+                &at(9, 15),
+                "service 'api' depends on 'db', which is not defined",
+            ],
+        );
+        rejected(
+            &format!("{gw}\n[[service]]\nname = \"db\"\nimage = \"x:1\"\n\n[[service]]\nname = \"api\"\nimage = \"x:1\"\ndepends_on = [{{ name = \"db\", condition = \"healthy\" }}]\n"),
+            &["service 'api' waits for 'db' to be healthy, but 'db' has no health_cmd"],
+        );
         // Several problems are reported together.
         rejected(
             &svc("name = \"Web\"\nimage = \"x:1\"\nport = 0"),

@@ -125,6 +125,25 @@ pub(crate) struct RawService {
     pub(crate) publish: Vec<Spanned<String>>,
     /// How the nightly backup keeps this service's directory consistent.
     pub(crate) backup: Option<RawServiceBackup>,
+    /// Services started before this one: names, or `{ name = "db", condition = "healthy" }`.
+    #[serde(default)]
+    pub(crate) depends_on: Vec<Spanned<RawDependency>>,
+}
+
+/// One entry of `depends_on`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawDependency {
+    Name(String),
+    Table(RawDependencyTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDependencyTable {
+    pub(crate) name: String,
+    /// `started` (default) or `healthy`.
+    pub(crate) condition: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -15,7 +15,7 @@ use toml::Spanned;
 pub(crate) use backup::Backup;
 pub(crate) use gateway::{Gateway, HttpsMode};
 pub(crate) use names::{Domain, Name};
-pub(crate) use service::{Access, BackupMode, Health, Mount, Restart, Service};
+pub(crate) use service::{Access, BackupMode, Condition, Health, Mount, Restart, Service};
 pub(crate) use values::env_name_ok;
 
 use crate::input::layout::{Layout, Layouts};
@@ -140,7 +140,7 @@ pub(crate) fn build(
         }
     }
 
-    // ObjectNames and domains must be unique across the profile and the service files: a name is
+    // Names and domains must be unique across the profile and the service files: a name is
     // also a network alias, and two containers answering to one alias is the classic bug.
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut domains: BTreeMap<String, String> = BTreeMap::new();
@@ -159,6 +159,44 @@ pub(crate) fn build(
                 )));
             }
         }
+    }
+
+    // depends_on: every name defined, `healthy` only on services with a health check, no cycle.
+    for (s_src, s) in &services {
+        for d in &s.depends_on {
+            match services.iter().find(|(_, o)| o.name == d.name) {
+                None => errors.push(s_src.error_at(
+                    d.span.clone(),
+                    format!(
+                        "service '{}' depends on '{}', which is not defined",
+                        s.name, d.name
+                    ),
+                )),
+                Some((_, dep)) if d.condition == Condition::Healthy && dep.health.is_none() => {
+                    errors.push(s_src.error_at(
+                        d.span.clone(),
+                        format!(
+                            "service '{}' waits for '{}' to be healthy, but '{}' has no health_cmd",
+                            s.name, d.name, d.name
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if let Some(cycle) = dependency_cycle(&services) {
+        let (s_src, s) = &services[cycle[0]];
+        let path: Vec<&str> = cycle.iter().map(|i| services[*i].1.name.as_str()).collect();
+        let span = s.depends_on.first().map(|d| d.span.clone()).unwrap_or(0..0);
+        errors.push(s_src.error_at(
+            span,
+            format!(
+                "depends_on goes round in a circle: {} -> {}",
+                path.join(" -> "),
+                path[0]
+            ),
+        ));
     }
 
     // Host ports: the gateway's, and those services publish themselves, must not collide
@@ -202,6 +240,77 @@ pub(crate) fn build(
         })
     } else {
         Err(errors)
+    }
+}
+
+/// The first cycle in `depends_on`, as indices into `services` in order, if there is one.
+fn dependency_cycle(services: &[(&Source, Service)]) -> Option<Vec<usize>> {
+    // Depth-first, colouring each service: 0 unseen, 1 on the current path, 2 done.
+    fn visit(
+        i: usize,
+        services: &[(&Source, Service)],
+        colour: &mut [u8],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        colour[i] = 1;
+        path.push(i);
+        for d in &services[i].1.depends_on {
+            let Some(j) = services.iter().position(|(_, o)| o.name == d.name) else {
+                continue;
+            };
+            match colour[j] {
+                1 => {
+                    let from = path.iter().position(|p| *p == j).unwrap_or(0);
+                    return Some(path[from..].to_vec());
+                }
+                0 => {
+                    if let Some(c) = visit(j, services, colour, path) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        path.pop();
+        colour[i] = 2;
+        None
+    }
+    let mut colour = vec![0u8; services.len()];
+    for i in 0..services.len() {
+        if colour[i] == 0 {
+            if let Some(c) = visit(i, services, &mut colour, &mut Vec::new()) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+impl Model {
+    /// The services in the order they are started: each after what it depends on, otherwise
+    /// as defined (validation has ruled out cycles).
+    pub(crate) fn start_order(&self) -> Vec<&Service> {
+        let mut out: Vec<&Service> = Vec::new();
+        while out.len() < self.services.len() {
+            let before = out.len();
+            for s in &self.services {
+                let placed = |n: &Name| out.iter().any(|o| &o.name == n);
+                if !placed(&s.name) && s.depends_on.iter().all(|d| placed(&d.name)) {
+                    out.push(s);
+                }
+            }
+            if out.len() == before {
+                // A cycle or a missing name slipped through: keep the rest as defined.
+                let rest: Vec<&Service> = self
+                    .services
+                    .iter()
+                    .filter(|s| !out.iter().any(|o| o.name == s.name))
+                    .collect();
+                out.extend(rest);
+                break;
+            }
+        }
+        out
     }
 }
 

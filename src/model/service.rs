@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use toml::Spanned;
 
 use crate::input::layout::{Layout, Layouts};
-use crate::input::raw::{RawService, StringOrList};
+use crate::input::raw::{RawDependency, RawService, StringOrList};
 use crate::input::source::{ConfigError, Source};
 use crate::model::names::{Domain, Name};
 use crate::model::values::{
@@ -30,6 +30,24 @@ pub(crate) enum Restart {
     Always,
     UnlessStopped,
     OnFailure,
+}
+
+/// What a service waits for before it is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Condition {
+    /// The dependency's container was started (it is started first).
+    Started,
+    /// Its health check passed.
+    Healthy,
+}
+
+/// One entry of `depends_on`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Dependency {
+    pub(crate) name: Name,
+    pub(crate) condition: Condition,
+    /// Where it is written, for the checks that need every service (unknown name, cycle).
+    pub(crate) span: std::ops::Range<usize>,
 }
 
 /// Who may reach a service through the gateway.
@@ -109,6 +127,7 @@ pub(crate) struct Service {
     pub(crate) health: Option<Health>,
     /// `uid[:gid]` or a user name; None: the image's.
     pub(crate) user: Option<String>,
+    pub(crate) depends_on: Vec<Dependency>,
     pub(crate) publish: Vec<Publish>,
     pub(crate) backup: BackupMode,
     /// From `/etc/pi-setup/secrets/<name>.env` (filled by `config`); never printed.
@@ -265,6 +284,7 @@ pub(super) fn service(
     let access = access(&mut c, &r, domains.is_empty());
     let (memory, nano_cpus) = limits(&mut c, &r, host);
     let health = health(&mut c, &r);
+    let depends_on = dependencies(&mut c, &r, &name);
     let user = r.user.as_ref().map(|u| {
         let v = u.get_ref();
         let word = |w: &str| {
@@ -314,6 +334,7 @@ pub(super) fn service(
             nano_cpus,
             health,
             user,
+            depends_on,
             publish,
             backup,
             secret_env: BTreeMap::new(),
@@ -582,4 +603,53 @@ fn backup_mode(c: &mut Checker, r: &RawService, nothing_mounted: bool) -> Backup
         }
     }
     backup
+}
+
+/// `depends_on`: names, or tables with a condition. Whether each name exists, and cycles, are
+/// checked once every service is known (`model::build`).
+fn dependencies(c: &mut Checker, r: &RawService, me: &Name) -> Vec<Dependency> {
+    let mut out: Vec<Dependency> = Vec::new();
+    for d in &r.depends_on {
+        let (name, condition) = match d.get_ref() {
+            RawDependency::Name(n) => (n, None),
+            RawDependency::Table(t) => (&t.name, t.condition.as_deref()),
+        };
+        let condition = match condition {
+            None | Some("started") => Condition::Started,
+            Some("healthy") => Condition::Healthy,
+            Some("completed") => {
+                c.at(
+                    d,
+                    "depends_on condition \"completed\" waits for a job to finish, and jobs are not in this version yet; use \"started\" or \"healthy\"".into(),
+                );
+                continue;
+            }
+            Some(other) => {
+                c.at(
+                    d,
+                    format!("depends_on condition {other:?} is not one of started, healthy"),
+                );
+                continue;
+            }
+        };
+        let name = match Name::parse(name) {
+            Ok(n) => n,
+            Err(why) => {
+                c.at(d, format!("depends_on {name:?}: {why}"));
+                continue;
+            }
+        };
+        if &name == me {
+            c.at(d, format!("service '{me}' cannot depend on itself"));
+        } else if out.iter().any(|o| o.name == name) {
+            c.at(d, format!("depends_on lists '{name}' twice"));
+        } else {
+            out.push(Dependency {
+                name,
+                condition,
+                span: d.span(),
+            });
+        }
+    }
+    out
 }
