@@ -947,3 +947,44 @@ fn a_service_waits_for_the_dependency_it_needs_healthy_and_starts_after_it() {
     let seen = docker(&["exec", &api, "cat", "/tmp/seen"]);
     assert_eq!(String::from_utf8_lossy(&seen.stdout), "ok\n");
 }
+
+#[test]
+fn services_share_a_private_env_file_and_a_readable_one_is_refused_without_showing_it() {
+    let sb = installed();
+    let shared = sb.path("/etc/pi-setup/secrets/shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let file = shared.join("app.env");
+    std::fs::write(
+        &file,
+        "DATABASE_URL=postgres://app:s3cr3t@db/app\nMODE=shared\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let svc = |name: &str| {
+        format!(
+            "name = \"{name}\"\nimage = \"{BUSYBOX_IMAGE}\"\nenv_files = [\"shared/app.env\"]\n\
+             command = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n"
+        )
+    };
+    let def = sb.root().join("../web.toml");
+    std::fs::write(&def, svc("web")).unwrap();
+    let refused = sb.run(&["add-service", "--file", def.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    let err = stderr(&refused);
+    assert!(err.contains("is readable by others (mode 0644)"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_ok(&sb.run(&["add-service", "--file", def.to_str().unwrap()]));
+    let worker = sb.root().join("../worker.toml");
+    std::fs::write(&worker, svc("worker")).unwrap();
+    assert_ok(&sb.run(&["add-service", "--file", worker.to_str().unwrap()]));
+    for name in ["web", "worker"] {
+        let env = inspect(&sb.container(name), "{{json .Config.Env}}");
+        assert!(
+            env.contains("\"DATABASE_URL=postgres://app:s3cr3t@db/app\"")
+                && env.contains("\"MODE=shared\""),
+            "{name}: {env}"
+        );
+    }
+}

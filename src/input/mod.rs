@@ -93,12 +93,33 @@ impl Inputs {
         let mut model = load_on(&self.profile, &self.services, &this_host())?;
         let mut errors = Vec::new();
         for svc in &mut model.services {
+            let mut env = BTreeMap::new();
+            // Shared files first: the service's own secrets file has the last word.
+            for (rel, span) in &svc.env_files {
+                match read_shared_env(&self.paths, rel) {
+                    Ok(src) => match parse_env_file(&src) {
+                        Ok(vars) => env.extend(vars),
+                        Err(e) => errors.push(e),
+                    },
+                    Err(why) => {
+                        let msg = format!("env_files {rel:?}: {why}");
+                        let named_in = std::iter::once(&self.profile)
+                            .chain(&self.services)
+                            .find(|s| s.origin == svc.origin);
+                        errors.push(match named_in {
+                            Some(src) => src.error_at(span.clone(), msg),
+                            None => self.profile.error(msg),
+                        });
+                    }
+                }
+            }
             if let Some(src) = self.secrets.get(svc.name.as_str()) {
                 match parse_env_file(src) {
-                    Ok(env) => svc.secret_env = env,
+                    Ok(own) => env.extend(own),
                     Err(e) => errors.push(e),
                 }
             }
+            svc.secret_env = env;
         }
         if let Some(page) = &model.gateway.maintenance_page {
             match read_maintenance_page(&self.paths, page) {
@@ -118,6 +139,39 @@ impl Inputs {
             Err(errors.into())
         }
     }
+}
+
+/// Reads a shared secrets file, `/etc/pi-setup/secrets/<rel>` under the root: a regular file
+/// (not a symlink: it could lead anywhere), private to its owner (no group or other bits:
+/// it holds secrets), at most 1 MiB. The error says why, never what the file holds.
+pub(crate) fn read_shared_env(paths: &Paths, rel: &str) -> Result<Source, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let path = paths.secrets_dir().join(rel);
+    let shown = path.display();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
+        .open(&path)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{shown} is readable by others (mode {:04o}); it holds secrets: chmod 600 it",
+            meta.mode() & 0o7777
+        ));
+    }
+    if meta.len() > 1 << 20 {
+        return Err(format!("{shown} is larger than 1 MiB"));
+    }
+    let mut text = String::new();
+    file.take(1 << 20)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    Ok(Source::new(shown.to_string(), text))
 }
 
 /// The largest maintenance page published: a page, not a file store.
@@ -653,6 +707,39 @@ mod tests {
         assert_eq!(
             e,
             "s.env:2:1: TOKEN: the value contains a NUL byte, which Docker refuses (the value is not shown)"
+        );
+    }
+
+    #[test]
+    fn a_service_s_own_secrets_override_the_shared_file_it_names() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let paths = Paths::new(root.path());
+        let shared = paths.secrets_dir().join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::write(shared.join("app.env"), "A=shared\nB=shared\n").unwrap();
+        std::fs::set_permissions(
+            shared.join("app.env"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let inputs = Inputs {
+            profile: Source::new(
+                "p.toml",
+                "[[service]]\nname = \"web\"\nimage = \"x:1\"\nenv_files = [\"shared/app.env\"]\n",
+            ),
+            services: Vec::new(),
+            secrets: BTreeMap::from([("web".to_string(), Source::new("web.env", "B=own\n"))]),
+            paths,
+        };
+        let model = inputs.model().unwrap();
+        let env = &model.service("web").unwrap().secret_env;
+        assert_eq!(
+            env,
+            &BTreeMap::from([
+                ("A".to_string(), "shared".to_string()),
+                ("B".to_string(), "own".to_string())
+            ])
         );
     }
 }

@@ -125,6 +125,10 @@ pub(crate) struct RawService {
     pub(crate) publish: Vec<Spanned<String>>,
     /// How the nightly backup keeps this service's directory consistent.
     pub(crate) backup: Option<RawServiceBackup>,
+    /// Secrets shared with other services: files under `/etc/pi-setup/secrets/`
+    /// (`shared/app.env`), 0600, `KEY=value` lines; this service's own secrets file wins.
+    #[serde(default)]
+    pub(crate) env_files: Vec<Spanned<String>>,
     /// Services started before this one: names, or `{ name = "db", condition = "healthy" }`.
     #[serde(default)]
     pub(crate) depends_on: Vec<Spanned<RawDependency>>,

@@ -128,6 +128,9 @@ pub(crate) struct Service {
     /// `uid[:gid]` or a user name; None: the image's.
     pub(crate) user: Option<String>,
     pub(crate) depends_on: Vec<Dependency>,
+    /// Shared secrets files, relative to `/etc/pi-setup/secrets/`, with where each is named
+    /// (read by `input`, which reports problems there).
+    pub(crate) env_files: Vec<(String, std::ops::Range<usize>)>,
     pub(crate) publish: Vec<Publish>,
     pub(crate) backup: BackupMode,
     /// From `/etc/pi-setup/secrets/<name>.env` (filled by `config`); never printed.
@@ -285,6 +288,31 @@ pub(super) fn service(
     let (memory, nano_cpus) = limits(&mut c, &r, host);
     let health = health(&mut c, &r);
     let depends_on = dependencies(&mut c, &r, &name);
+    let mut env_files = Vec::new();
+    for f in &r.env_files {
+        let v = f.get_ref();
+        let shape_ok = std::path::Path::new(v)
+            .extension()
+            .is_some_and(|e| e == "env")
+            && !v.starts_with('/')
+            && v.split('/').all(|p| {
+                !p.is_empty()
+                    && p != "."
+                    && p != ".."
+                    && p.chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+            });
+        if shape_ok {
+            env_files.push((v.clone(), f.span()));
+        } else {
+            c.at(
+                f,
+                format!(
+                    "env_files {v:?} must be a path under /etc/pi-setup/secrets/ ending in .env, like \"shared/app.env\" (letters, digits, . _ -; no ..)"
+                ),
+            );
+        }
+    }
     let user = r.user.as_ref().map(|u| {
         let v = u.get_ref();
         let word = |w: &str| {
@@ -335,6 +363,7 @@ pub(super) fn service(
             health,
             user,
             depends_on,
+            env_files,
             publish,
             backup,
             secret_env: BTreeMap::new(),
