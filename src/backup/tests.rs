@@ -414,6 +414,7 @@ fn crafted_archive(dir: &Path, entries: &[RawEntry]) -> PathBuf {
         changed_files: Vec::new(),
         skipped: Vec::new(),
         reused_from: None,
+        blocks: None,
     };
     fs::write(
         dir.join("app-20240101T000000Z.tar.gz.manifest.json"),
