@@ -100,7 +100,9 @@ impl<'de> Deserialize<'de> for BlockIndex {
             })
             .collect::<Option<Vec<Unit>>>()
             .map(BlockIndex)
-            .ok_or_else(|| serde::de::Error::custom("blocks: expected \"COMPRESSED/UNCOMPRESSED ...\""))
+            .ok_or_else(|| {
+                serde::de::Error::custom("blocks: expected \"COMPRESSED/UNCOMPRESSED ...\"")
+            })
     }
 }
 

@@ -441,7 +441,11 @@ fn write_in_order(
                 if let Err(e) = out.file.sync_all() {
                     return Err(failed(e));
                 }
-                return Ok(Some((out.bytes, out.sha.finalize().into(), BlockIndex(index))));
+                return Ok(Some((
+                    out.bytes,
+                    out.sha.finalize().into(),
+                    BlockIndex(index),
+                )));
             }
         }
     }

@@ -21,8 +21,8 @@ use tar::EntryType;
 use crate::backup::codec::Codec;
 use crate::backup::error::{check_name, io_err, BackupError};
 use crate::backup::manifest::Manifest;
-use crate::backup::timestamp::Timestamp;
 use crate::backup::parallel::decompress_parallel;
+use crate::backup::timestamp::Timestamp;
 use crate::backup::verify::{cores, open_regular, read_back, Expected};
 
 #[derive(Debug, Clone)]

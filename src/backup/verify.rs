@@ -78,8 +78,9 @@ pub(crate) fn read_back(path: &Path, expected: &Expected) -> Result<ReadBack, Ba
 
 /// [`scan`] for an archive with a block index: its units decompressed on every core.
 fn scan_blocks(file: File, path: &Path, codec: Codec, index: &BlockIndex) -> Scan {
-    let (parsed, unpacked) =
-        decompress_parallel(file, path, codec, index, true, cores(), |src| parse_tar(src));
+    let (parsed, unpacked) = decompress_parallel(file, path, codec, index, true, cores(), |src| {
+        parse_tar(src)
+    });
     Scan {
         sha256: unpacked
             .sha256
