@@ -115,6 +115,7 @@ pub(crate) fn archive_dir(
             .map(|s| format!("{} ({})", escape(&s.path), s.kind))
             .collect(),
         reused_from: None,
+        blocks: None,
     };
     let mut cleanup = Cleanup(vec![
         listing_path(&archive),
@@ -136,6 +137,7 @@ pub(crate) fn archive_dir(
         manifest.files = old.files;
         manifest.entries = old.entries;
         manifest.reused_from = Some(old.archive);
+        manifest.blocks = old.blocks;
     } else {
         let partial = partial_path(&archive);
         let out = OpenOptions::new()
@@ -184,6 +186,7 @@ pub(crate) fn archive_dir(
             sha256: &sha256,
             entries: stats.entries,
             bytes_in: compressed.bytes_in,
+            blocks: None,
         };
         check(&partial, scanned, &written)?;
         changed.extend(stats.changed);
@@ -192,6 +195,7 @@ pub(crate) fn archive_dir(
         manifest.bytes_out = compressed.bytes_out;
         manifest.files = stats.files;
         manifest.entries = stats.entries;
+        manifest.blocks = Some(compressed.index);
     }
     manifest.changed_files = changed.iter().map(|p| escape(p)).collect();
     manifest.duration_ms = started.elapsed().as_millis() as u64;

@@ -1,10 +1,12 @@
 //! The manifest written beside each archive, and the file names that tie an archive, its
 //! manifest and its listing together.
 
+use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backup::codec::Codec;
 use crate::backup::error::BackupError;
 use crate::backup::verify::read_regular;
 
@@ -42,6 +44,66 @@ pub(crate) struct Manifest {
     pub(crate) skipped: Vec<String>,
     /// Set when the tree was unchanged and this archive is a hard link to an earlier one.
     pub(crate) reused_from: Option<String>,
+    /// Where each gzip member or zstd frame lies, so restore and verify decompress them on
+    /// every core. Manifests written before it existed have none: their archives are read in
+    /// one sequential stream, as they always were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) blocks: Option<BlockIndex>,
+}
+
+/// The gzip members or zstd frames of an archive, in file order, each as its compressed and
+/// uncompressed size: a unit starts where the one before it ends, so the offsets are the
+/// running sums and cannot disagree with the sizes. Each unit decompresses on its own (its own
+/// CRC or frame checksum) to at most one block.
+///
+/// In the manifest it is one string, `"C/U C/U ..."`: pretty-printed JSON would give each
+/// number a line of its own (a 10 GB archive holds about 10,000 units).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BlockIndex(pub(crate) Vec<Unit>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unit {
+    pub(crate) compressed: u32,
+    pub(crate) uncompressed: u32,
+}
+
+impl BlockIndex {
+    /// The uncompressed stream's length.
+    pub(crate) fn uncompressed(&self) -> u64 {
+        self.0.iter().map(|u| u64::from(u.uncompressed)).sum()
+    }
+}
+
+impl Serialize for BlockIndex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::with_capacity(self.0.len() * 16);
+        for (i, u) in self.0.iter().enumerate() {
+            if i > 0 {
+                text.push(' ');
+            }
+            let _ = write!(text, "{}/{}", u.compressed, u.uncompressed);
+        }
+        s.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for BlockIndex {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.split_ascii_whitespace()
+            .map(|pair| {
+                let (c, u) = pair.split_once('/')?;
+                Some(Unit {
+                    compressed: c.parse().ok()?,
+                    uncompressed: u.parse().ok()?,
+                })
+            })
+            .collect::<Option<Vec<Unit>>>()
+            .map(BlockIndex)
+            .ok_or_else(|| {
+                serde::de::Error::custom("blocks: expected \"COMPRESSED/UNCOMPRESSED ...\"")
+            })
+    }
 }
 
 pub(crate) fn manifest_path(archive: &Path) -> PathBuf {
@@ -69,6 +131,11 @@ impl Manifest {
         let path = manifest_path(archive);
         let text = read_regular(&path)?;
         serde_json::from_slice(&text).map_err(|source| BackupError::Manifest { path, source })
+    }
+
+    /// The archive's format and block index, if it has one this version can use.
+    pub(crate) fn block_index(&self) -> Option<(Codec, &BlockIndex)> {
+        Some((Codec::parse(&self.compression)?, self.blocks.as_ref()?))
     }
 
     pub(crate) fn to_bytes(&self) -> Vec<u8> {

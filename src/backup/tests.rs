@@ -414,6 +414,7 @@ fn crafted_archive(dir: &Path, entries: &[RawEntry]) -> PathBuf {
         changed_files: Vec::new(),
         skipped: Vec::new(),
         reused_from: None,
+        blocks: None,
     };
     fs::write(
         dir.join("app-20240101T000000Z.tar.gz.manifest.json"),
@@ -1032,4 +1033,193 @@ fn only_a_regular_file_is_read_as_an_archive_or_a_manifest() {
         err.starts_with(&format!("{} is not a regular file", m.display())),
         "{err}"
     );
+}
+
+/// The fixture plus enough text and random data for several blocks, stored and deflated.
+fn multi_block_fixture(root: &Path) {
+    fixture(root);
+    write(&root.join("big/text.log"), &log_lines(60_000));
+    let mut noise = vec![0; 2_500_000];
+    File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut noise)
+        .unwrap();
+    write(&root.join("big/noise.bin"), &noise);
+}
+
+/// How many times `archive` went through the parallel decompressor, and its most jobs.
+fn parallel_reads(archive: &Path) -> (usize, u64) {
+    let log = crate::backup::parallel::DECODED_IN_PARALLEL.lock().unwrap();
+    let runs: Vec<u64> = log
+        .iter()
+        .filter(|(p, _)| p == archive)
+        .map(|(_, jobs)| *jobs)
+        .collect();
+    (runs.len(), runs.into_iter().max().unwrap_or(0))
+}
+
+#[test]
+fn indexed_archives_verify_and_restore_on_every_core_to_the_identical_tree() {
+    for opts in [opts_at(1_700_000_000), zstd_at(1_700_000_000)] {
+        let tmp = TempDir::new().unwrap();
+        let src = tmp.path().join("vol/app");
+        multi_block_fixture(&src);
+        let report = archive_dir(&src, &tmp.path().join("b"), "app", &opts).unwrap();
+        let m = &report.manifest;
+        let index = m.blocks.as_ref().expect("a new archive has a block index");
+        assert!(index.0.len() > 4, "{index:?}");
+        assert_eq!(index.uncompressed(), m.bytes_in);
+        let compressed: u64 = index.0.iter().map(|u| u64::from(u.compressed)).sum();
+        assert_eq!(compressed, m.bytes_out);
+        assert_eq!(Manifest::read_for(&report.archive).unwrap(), *m);
+
+        verify_archive(&report.archive).unwrap();
+        assert_eq!(
+            parallel_reads(&report.archive).0,
+            1,
+            "verify read it in parallel"
+        );
+        let parent = tmp.path().join("restore");
+        write(&parent.join("app/old-marker"), b"old");
+        restore_archive(&report.archive, &parent, "app", &RestoreOptions::default()).unwrap();
+        // The read-back before extracting, and the extraction: both through the blocks.
+        let (runs, jobs) = parallel_reads(&report.archive);
+        assert_eq!(runs, 3, "{}", opts.codec);
+        assert!(jobs > 4, "{jobs} jobs");
+        assert_same_tree(&src, &parent.join("app"), true);
+    }
+}
+
+/// Rewrites the manifest beside `archive` as JSON, through `edit`.
+fn edit_manifest(
+    archive: &Path,
+    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) {
+    let path = PathBuf::from(format!("{}.manifest.json", archive.display()));
+    let mut json: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    edit(json.as_object_mut().unwrap());
+    fs::write(&path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+}
+
+#[test]
+fn an_archive_whose_manifest_has_no_block_index_still_verifies_and_restores() {
+    // As written before the index existed: the same archive format, no "blocks" field.
+    for opts in [opts_at(1_700_000_000), zstd_at(1_700_000_000)] {
+        let tmp = TempDir::new().unwrap();
+        let src = tmp.path().join("vol/app");
+        multi_block_fixture(&src);
+        let report = archive_dir(&src, &tmp.path().join("b"), "app", &opts).unwrap();
+        edit_manifest(&report.archive, |m| {
+            assert!(m.remove("blocks").is_some());
+        });
+        assert_eq!(Manifest::read_for(&report.archive).unwrap().blocks, None);
+        verify_archive(&report.archive).unwrap();
+        let parent = tmp.path().join("restore");
+        fs::create_dir(&parent).unwrap();
+        restore_archive(&report.archive, &parent, "app", &RestoreOptions::default()).unwrap();
+        assert_same_tree(&src, &parent.join("app"), true);
+        assert_eq!(parallel_reads(&report.archive).0, 0, "read as one stream");
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_one_block_fails_the_parallel_restore_and_changes_nothing() {
+    for opts in [opts_at(1_700_000_000), zstd_at(1_700_000_000)] {
+        let tmp = TempDir::new().unwrap();
+        let src = tmp.path().join("vol/app");
+        multi_block_fixture(&src);
+        let report = archive_dir(&src, &tmp.path().join("b"), "app", &opts).unwrap();
+        let units = &report.manifest.blocks.as_ref().unwrap().0;
+        // A byte in the middle of a unit in the middle of the archive.
+        let k = units.len() / 2;
+        let start: u64 = units[..k].iter().map(|u| u64::from(u.compressed)).sum();
+        let end = start + u64::from(units[k].compressed);
+        let mut bytes = fs::read(&report.archive).unwrap();
+        bytes[(start + (end - start) / 2) as usize] ^= 0x10;
+        fs::write(&report.archive, &bytes).unwrap();
+
+        let err = verify_archive(&report.archive).unwrap_err().to_string();
+        assert!(err.contains("sha256 is"), "{err}");
+        let parent = tmp.path().join("restore");
+        write(&parent.join("app/old-marker"), b"old");
+        // The parent's own mtime changes (the extraction directory came and went); nothing in
+        // it does.
+        let listing = |p: &Path| {
+            let mut names: Vec<_> = fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = (listing(&parent), snapshot(&parent.join("app")));
+        restore_archive(&report.archive, &parent, "app", &RestoreOptions::default())
+            .expect_err("the read-back refuses it");
+        // Skipping the read-back (as `pi-setup restore` does after verifying): the unit's own
+        // checksum stops the extraction.
+        let verified = RestoreOptions {
+            verified: true,
+            ..RestoreOptions::default()
+        };
+        let err = restore_archive(&report.archive, &parent, "app", &verified).unwrap_err();
+        let unit = match opts.codec {
+            Codec::Gzip => "gzip member",
+            Codec::Zstd => "zstd frame",
+        };
+        let msg = err.to_string();
+        assert!(matches!(err, BackupError::Corrupt { .. }), "{msg}");
+        assert!(
+            msg.contains(&format!("the {unit} at bytes {start}-{end}")),
+            "{msg}"
+        );
+        assert!(parallel_reads(&report.archive).0 >= 1);
+        assert_eq!(
+            (listing(&parent), snapshot(&parent.join("app"))),
+            before,
+            "nothing changed"
+        );
+    }
+}
+
+#[test]
+fn a_block_index_that_does_not_match_the_archive_is_refused() {
+    // Two gzip members merged into one unit: the sizes still add up, but libdeflate reads one
+    // member only. Proves the index, not a stream, drives the parallel read.
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("vol/app");
+    multi_block_fixture(&src);
+    let report = archive_dir(&src, &tmp.path().join("b"), "app", &opts_at(1_700_000_000)).unwrap();
+    let mut units = report.manifest.blocks.clone().unwrap().0;
+    let second = units.remove(1);
+    units[0].compressed += second.compressed;
+    units[0].uncompressed += second.uncompressed;
+    let text: Vec<String> = units
+        .iter()
+        .map(|u| format!("{}/{}", u.compressed, u.uncompressed))
+        .collect();
+    edit_manifest(&report.archive, |m| {
+        m.insert("blocks".into(), text.join(" ").into());
+    });
+    let err = verify_archive(&report.archive).unwrap_err().to_string();
+    assert!(err.contains("the gzip member at bytes 0-"), "{err}");
+    let parent = tmp.path().join("restore");
+    fs::create_dir(&parent).unwrap();
+    let verified = RestoreOptions {
+        verified: true,
+        ..RestoreOptions::default()
+    };
+    let err = restore_archive(&report.archive, &parent, "app", &verified).unwrap_err();
+    assert!(
+        err.to_string().contains("the gzip member at bytes 0-"),
+        "{err}"
+    );
+    assert_eq!(fs::read_dir(&parent).unwrap().count(), 0);
+    // A manifest whose index is not "C/U ..." is a manifest error, not a crash.
+    edit_manifest(&report.archive, |m| {
+        m.insert("blocks".into(), "12/x".into());
+    });
+    assert!(matches!(
+        Manifest::read_for(&report.archive),
+        Err(BackupError::Manifest { .. })
+    ));
 }

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::backup::codec::Codec;
 use crate::backup::error::{io_err, BackupError};
-use crate::backup::manifest::Manifest;
+use crate::backup::manifest::{BlockIndex, Manifest};
+use crate::backup::parallel::decompress_parallel;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct VerifyReport {
@@ -50,6 +51,8 @@ pub(crate) struct Expected<'a> {
     /// The uncompressed tar stream's length: a stream cut after its last entry at a block (and
     /// so zstd frame) boundary still parses, with the entry count right, but comes up short.
     pub(crate) bytes_in: u64,
+    /// Where its units are, to read it back on every core; without, in one stream.
+    pub(crate) blocks: Option<(Codec, &'a BlockIndex)>,
 }
 
 impl Expected<'_> {
@@ -58,6 +61,7 @@ impl Expected<'_> {
             sha256: &manifest.sha256,
             entries: manifest.entries,
             bytes_in: manifest.bytes_in,
+            blocks: manifest.block_index(),
         }
     }
 }
@@ -65,7 +69,31 @@ impl Expected<'_> {
 /// Reads a finished archive back and checks it against `expected`.
 pub(crate) fn read_back(path: &Path, expected: &Expected) -> Result<ReadBack, BackupError> {
     let file = open_regular(path)?;
-    check(path, scan(file), expected)
+    let scanned = match expected.blocks {
+        Some((codec, index)) => scan_blocks(file, path, codec, index),
+        None => scan(file),
+    };
+    check(path, scanned, expected)
+}
+
+/// [`scan`] for an archive with a block index: its units decompressed on every core.
+fn scan_blocks(file: File, path: &Path, codec: Codec, index: &BlockIndex) -> Scan {
+    let (parsed, unpacked) = decompress_parallel(file, path, codec, index, true, cores(), |src| {
+        parse_tar(src)
+    });
+    Scan {
+        sha256: unpacked
+            .sha256
+            .unwrap_or_else(|| Err(io::Error::other("the archive was not hashed")))
+            .map(hex::encode),
+        // A unit that failed says more than the tar parser's view of its bytes.
+        parsed: unpacked.decoded.and(parsed),
+    }
+}
+
+/// Threads to decompress on: one per core.
+pub(crate) fn cores() -> usize {
+    thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 /// Opens an archive, manifest or listing for reading, if it is a regular file. Whatever else
@@ -148,6 +176,7 @@ pub(crate) fn check(path: &Path, scan: Scan, expected: &Expected) -> Result<Read
         sha256,
         entries,
         bytes_in,
+        blocks: _,
     } = *expected;
     let corrupt = |reason: String| BackupError::Corrupt {
         path: path.to_path_buf(),
@@ -176,8 +205,13 @@ pub(crate) fn check(path: &Path, scan: Scan, expected: &Expected) -> Result<Read
 }
 
 fn parse(input: ChunkReader) -> io::Result<ReadBack> {
+    parse_tar(Codec::decoder(BufReader::with_capacity(CHUNK, input))?)
+}
+
+/// Walks an uncompressed tar stream to its end: entries, and bytes.
+fn parse_tar(stream: impl Read) -> io::Result<ReadBack> {
     let mut archive = tar::Archive::new(CountingReader {
-        inner: Codec::decoder(BufReader::with_capacity(CHUNK, input))?,
+        inner: stream,
         count: 0,
     });
     let mut entries = 0;
