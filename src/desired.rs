@@ -135,6 +135,8 @@ pub(crate) struct DirSpec {
     /// What a volume mounts: a regular file already there is mounted as that file (a
     /// single-file mount) instead of being a conflict; missing, it becomes a directory.
     pub(crate) mount_leaf: bool,
+    /// The volume set this owner and mode: kept so, not only when the directory is made.
+    pub(crate) enforce: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,19 +242,14 @@ pub(crate) fn desired(
     let gateway_auto = image_volume_mounts(&gateway_mounts, declared(image_facts, &gw.image));
     if let Some(spec) = containers.last_mut() {
         add_image_volumes(spec, paths, GATEWAY, &gateway_auto);
-        let extra: Vec<&str> = gateway_auto.iter().map(|m| m.sub.as_str()).collect();
+        let extra: Vec<&Mount> = gateway_auto.iter().collect();
         dirs.extend(layout_dirs(&Layout::default(), paths, GATEWAY, &extra));
     }
 
     // In start order: each container after those it depends on.
     for s in model.start_order() {
         let auto = image_volume_mounts(&s.mounts, declared(image_facts, &s.image));
-        let extra: Vec<&str> = s
-            .mounts
-            .iter()
-            .chain(&auto)
-            .map(|m| m.sub.as_str())
-            .collect();
+        let extra: Vec<&Mount> = s.mounts.iter().chain(&auto).collect();
         dirs.extend(layout_dirs(&s.layout, paths, s.name.as_str(), &extra));
         let mut spec = service_container(s, paths, names);
         spec.wait_for_healthy = s
@@ -447,6 +444,8 @@ pub(crate) fn image_volume_mounts(mounts: &[Mount], declared: &[String]) -> Vec<
             sub,
             target,
             read_only: false,
+            owner: None,
+            mode: None,
         });
     }
     out
@@ -541,7 +540,7 @@ impl Serialize for Bind {
 
 /// The layout's directories, plus any extra sub-directory a volume names (created with the
 /// root's owner and mode, and its parents too).
-fn layout_dirs(layout: &Layout, paths: &Paths, name: &str, extra: &[&str]) -> Vec<DirSpec> {
+fn layout_dirs(layout: &Layout, paths: &Paths, name: &str, extra: &[&Mount]) -> Vec<DirSpec> {
     let base = paths.vol(name);
     let root = layout.root();
     let mut out: Vec<DirSpec> = layout
@@ -558,22 +557,38 @@ fn layout_dirs(layout: &Layout, paths: &Paths, name: &str, extra: &[&str]) -> Ve
             mode: d.mode,
             // A layout's own directories stay directories; a volume naming one may be a file.
             mount_leaf: false,
+            enforce: false,
         })
         .collect();
-    for sub in extra.iter().filter(|s| **s != ".") {
+    for m in extra.iter().filter(|m| m.sub != ".") {
         let mut acc = base.clone();
-        let parts: Vec<&str> = sub.split('/').collect();
+        let parts: Vec<&str> = m.sub.split('/').collect();
         for (i, part) in parts.iter().enumerate() {
             acc.push(part);
             let leaf = i + 1 == parts.len();
+            let (uid, gid) = match m.owner {
+                Some(o) if leaf => o,
+                _ => (root.uid, root.gid),
+            };
+            let mode = match m.mode {
+                Some(md) if leaf => md,
+                _ => root.mode,
+            };
+            let enforce = leaf && (m.owner.is_some() || m.mode.is_some());
             match out.iter_mut().find(|d| d.path == acc) {
-                Some(d) => d.mount_leaf |= leaf,
+                Some(d) => {
+                    d.mount_leaf |= leaf;
+                    if enforce {
+                        (d.uid, d.gid, d.mode, d.enforce) = (uid, gid, mode, true);
+                    }
+                }
                 None => out.push(DirSpec {
                     path: acc.clone(),
-                    uid: root.uid,
-                    gid: root.gid,
-                    mode: root.mode,
+                    uid,
+                    gid,
+                    mode,
                     mount_leaf: leaf,
+                    enforce,
                 }),
             }
         }

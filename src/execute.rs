@@ -83,6 +83,14 @@ async fn run(
             mode,
             ..
         } => host::write_atomic(path, contents, *mode)?,
+        Action::SetOwner {
+            path,
+            uid,
+            gid,
+            mode,
+        } => {
+            host::ensure_dir(path, *uid, *gid, *mode)?;
+        }
         Action::RemoveFile { path } => {
             host::remove_file(path)?;
         }

@@ -35,6 +35,13 @@ pub(crate) enum Action {
     RemoveFile {
         path: PathBuf,
     },
+    /// A volume's directory whose owner or mode the definition sets, and differs.
+    SetOwner {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
     /// Moves what a container keeps in a Docker volume into its directory under /var/vol
     /// (stopping it for the copy), before the container is removed.
     MoveVolumeData {
@@ -96,6 +103,16 @@ impl fmt::Display for Action {
                 )
             }
             Action::RemoveFile { path } => write!(f, "remove {}", path.display()),
+            Action::SetOwner {
+                path,
+                uid,
+                gid,
+                mode,
+            } => write!(
+                f,
+                "set owner {uid}:{gid} and mode {mode:04o} on {}",
+                path.display()
+            ),
             Action::MoveVolumeData {
                 container,
                 target,
@@ -242,8 +259,17 @@ pub(crate) fn plan(
             Some(s) if !s.is_dir || s.is_symlink => {
                 return Err(Conflict::NotADirectory(dir.path.clone()))
             }
-            // Owner and mode are the layout's when pi-setup creates a directory; afterwards they
-            // belong to the container (images chown their data on first start).
+            // Set by the volume's definition: kept so.
+            Some(s) if dir.enforce && (s.uid, s.gid, s.mode) != (dir.uid, dir.gid, dir.mode) => {
+                actions.push(Action::SetOwner {
+                    path: dir.path.clone(),
+                    uid: dir.uid,
+                    gid: dir.gid,
+                    mode: dir.mode,
+                });
+            }
+            // Otherwise owner and mode are the layout's when pi-setup creates a directory;
+            // afterwards they belong to the container (images chown their data on first start).
             Some(_) => {}
         }
     }
@@ -497,6 +523,12 @@ mod tests {
                     gid,
                     mode,
                     ..
+                }
+                | Action::SetOwner {
+                    path,
+                    uid,
+                    gid,
+                    mode,
                 } => {
                     a.dirs.insert(
                         path.clone(),
@@ -834,6 +866,41 @@ mod tests {
             Err(Conflict::NotADirectory(PathBuf::from(
                 "/r/var/vol/admin/conf"
             )))
+        );
+    }
+
+    #[test]
+    fn an_owner_a_volume_sets_is_given_at_creation_and_kept() {
+        let profile = "[[service]]\nname = \"es\"\nimage = \"busybox:1\"\nvolumes = [{ path = \"data\", target = \"/usr/share/elasticsearch/data\", owner = \"1000:1000\", mode = \"0750\" }, \"logs:/logs\"]\n";
+        let facts = images(&[]);
+        let d = desired_from(profile, &facts);
+        let fresh = plan(
+            &d,
+            &empty_world(facts.clone()),
+            &names(),
+            &ConfigChange::default(),
+        )
+        .unwrap();
+        assert!(steps(&fresh).contains(
+            &"create directory /r/var/vol/es/data (owner 1000:1000, mode 0750)".to_string()
+        ));
+        let (_, mut a) = converged(profile, facts);
+        let changed = |uid| Stat {
+            uid,
+            gid: 1000,
+            mode: 0o750,
+            is_dir: true,
+            is_symlink: false,
+            is_file: false,
+        };
+        a.dirs
+            .insert(PathBuf::from("/r/var/vol/es/data"), Some(changed(0)));
+        a.dirs
+            .insert(PathBuf::from("/r/var/vol/es/logs"), Some(changed(999)));
+        assert_eq!(
+            steps(&plan(&d, &a, &names(), &ConfigChange::default()).unwrap()),
+            ["set owner 1000:1000 and mode 0750 on /r/var/vol/es/data"],
+            "logs sets no owner: what the container made of it stays"
         );
     }
 }

@@ -988,3 +988,43 @@ fn services_share_a_private_env_file_and_a_readable_one_is_refused_without_showi
         );
     }
 }
+
+#[test]
+fn a_volume_can_set_its_owner_and_mode_and_apply_keeps_them() {
+    use std::os::unix::fs::MetadataExt;
+    let sb = installed();
+    let def = sb.root().join("../es.toml");
+    std::fs::write(
+        &def,
+        format!(
+            "name = \"es\"\nimage = \"{BUSYBOX_IMAGE}\"\nuser = \"1000:1000\"\n\
+             volumes = [{{ path = \"data\", target = \"/data\", owner = \"1000:1000\", mode = \"0750\" }}]\n\
+             command = [\"sh\", \"-c\", \"touch /data/written && trap 'exit 0' TERM && while true; do sleep 1; done\"]\n"
+        ),
+    )
+    .unwrap();
+    assert_ok(&sb.run(&["add-service", "--file", def.to_str().unwrap()]));
+    let data = sb.path("/var/vol/es/data");
+    let meta = std::fs::metadata(&data).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (1000, 1000, 0o750)
+    );
+    // The service (running as 1000) could write there without a manual chown.
+    assert!(wait_until(Duration::from_secs(10), || data
+        .join("written")
+        .exists()));
+
+    std::os::unix::fs::chown(&data, Some(0), Some(0)).unwrap();
+    let out = sb.run(&["apply"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains(&format!(
+            "set owner 1000:1000 and mode 0750 on {}",
+            data.display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(std::fs::metadata(&data).unwrap().uid(), 1000);
+}

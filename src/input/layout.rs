@@ -64,6 +64,9 @@ impl Layout {
                     sub: d.path.clone(),
                     target: t.clone(),
                     read_only: d.read_only,
+                    // The layout's directories get theirs from the layout itself.
+                    owner: None,
+                    mode: None,
                 })
             })
             .collect()

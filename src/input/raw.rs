@@ -93,7 +93,7 @@ pub(crate) struct RawService {
     pub(crate) env: BTreeMap<String, Spanned<String>>,
     /// `SUBDIR:/container/path[:ro]`, SUBDIR relative to `/var/vol/<name>`.
     #[serde(default)]
-    pub(crate) volumes: Vec<Spanned<String>>,
+    pub(crate) volumes: Vec<Spanned<RawVolume>>,
     pub(crate) layout: Option<Spanned<String>>,
     pub(crate) restart: Option<Spanned<String>>,
     pub(crate) command: Option<Vec<String>>,
@@ -158,6 +158,30 @@ pub(crate) struct RawServiceBackup {
     /// For `exec`: shell commands run inside the running container first, in order.
     #[serde(default)]
     pub(crate) exec: Vec<Spanned<String>>,
+}
+
+/// A volume: `SUBDIR:/container/path[:ro]`, or a table that can also set the directory's
+/// owner and mode (for images that run as another user).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawVolume {
+    Short(String),
+    Table(RawVolumeTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVolumeTable {
+    /// SUBDIR of /var/vol/<name>.
+    pub(crate) path: String,
+    /// Where it is mounted in the container.
+    pub(crate) target: String,
+    #[serde(default)]
+    pub(crate) read_only: bool,
+    /// Numeric `uid:gid` the directory belongs to (kept so: set again if it changes).
+    pub(crate) owner: Option<String>,
+    /// Octal, e.g. `"0750"`.
+    pub(crate) mode: Option<String>,
 }
 
 /// A string or a list of strings (a command in shell or exec form).

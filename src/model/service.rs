@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use toml::Spanned;
 
 use crate::input::layout::{Layout, Layouts};
-use crate::input::raw::{RawDependency, RawService, StringOrList};
+use crate::input::raw::{RawDependency, RawService, RawVolume, RawVolumeTable, StringOrList};
 use crate::input::source::{ConfigError, Source};
 use crate::model::names::{Domain, Name};
 use crate::model::values::{
@@ -21,6 +21,11 @@ pub(crate) struct Mount {
     pub(crate) sub: String,
     pub(crate) target: String,
     pub(crate) read_only: bool,
+    /// Owner (`uid`, `gid`) and mode the directory is kept at, when the volume says.
+    #[serde(skip)]
+    pub(crate) owner: Option<(u32, u32)>,
+    #[serde(skip)]
+    pub(crate) mode: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -261,14 +266,20 @@ pub(super) fn service(
     };
     let mut mounts: Vec<Mount> = layout.mounts();
     for v in &r.volumes {
-        match parse_volume(v.get_ref()) {
+        let parsed = match v.get_ref() {
+            RawVolume::Short(s) => {
+                parse_volume(s).map_err(|why| format!("invalid volume {s:?}: {why}"))
+            }
+            RawVolume::Table(t) => volume_table(t),
+        };
+        match parsed {
             Ok(m) => {
                 if mounts.iter().any(|o| o.target == m.target) {
                     c.at(v, format!("two volumes are mounted at {}", m.target));
                 }
                 mounts.push(m);
             }
-            Err(why) => c.at(v, format!("invalid volume {:?}: {why}", v.get_ref())),
+            Err(why) => c.at(v, why),
         }
     }
     let restart = match r.restart.as_ref().map(|v| (v, v.get_ref().as_str())) {
@@ -681,4 +692,46 @@ fn dependencies(c: &mut Checker, r: &RawService, me: &Name) -> Vec<Dependency> {
         }
     }
     out
+}
+
+/// A volume written as a table: the short form's checks, plus owner and mode.
+fn volume_table(t: &RawVolumeTable) -> Result<Mount, String> {
+    let short = format!(
+        "{}:{}{}",
+        t.path,
+        t.target,
+        if t.read_only { ":ro" } else { "" }
+    );
+    let mut m = parse_volume(&short).map_err(|why| format!("invalid volume {short:?}: {why}"))?;
+    if let Some(o) = &t.owner {
+        let owner = o
+            .split_once(':')
+            .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)));
+        m.owner = Some(owner.ok_or_else(|| {
+            format!(
+                "volume {:?}: owner {o:?} must be numeric uid:gid, like \"1000:1000\"",
+                t.path
+            )
+        })?);
+    }
+    if let Some(mode) = &t.mode {
+        m.mode = Some(
+            u32::from_str_radix(mode, 8)
+                .ok()
+                .filter(|v| *v <= 0o7777)
+                .ok_or_else(|| {
+                    format!(
+                        "volume {:?}: mode {mode:?} must be octal, like \"0750\"",
+                        t.path
+                    )
+                })?,
+        );
+    }
+    if (m.owner.is_some() || m.mode.is_some()) && m.sub == "." {
+        return Err(format!(
+            "volume {:?}: owner and mode are for a sub-directory; the service's own directory takes its layout's",
+            t.path
+        ));
+    }
+    Ok(m)
 }

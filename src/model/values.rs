@@ -184,5 +184,7 @@ pub(crate) fn parse_volume(s: &str) -> Result<Mount, String> {
         sub: sub.to_string(),
         target: format!("/{}", parts.join("/")),
         read_only,
+        owner: None,
+        mode: None,
     })
 }
