@@ -251,6 +251,21 @@ pub(crate) fn desired(
         let auto = image_volume_mounts(&s.mounts, declared(image_facts, &s.image));
         let extra: Vec<&Mount> = s.mounts.iter().chain(&auto).collect();
         dirs.extend(layout_dirs(&s.layout, paths, s.name.as_str(), &extra));
+        for f in &s.foreign_mounts {
+            let m = Mount {
+                sub: f.sub.clone(),
+                target: f.target.clone(),
+                read_only: true,
+                owner: None,
+                mode: None,
+            };
+            dirs.extend(layout_dirs(
+                &Layout::default(),
+                paths,
+                f.service.as_str(),
+                &[&m],
+            ));
+        }
         let mut spec = service_container(s, paths, names);
         spec.wait_for_healthy = s
             .depends_on
@@ -267,6 +282,20 @@ pub(crate) fn desired(
             images.push(s.image.clone());
         }
     }
+    // One entry per directory: a volume that sets an owner wins over a plain mention.
+    let mut unique: Vec<DirSpec> = Vec::with_capacity(dirs.len());
+    let mut index: BTreeMap<PathBuf, usize> = BTreeMap::new();
+    for d in dirs {
+        match index.get(&d.path) {
+            Some(&i) if d.enforce && !unique[i].enforce => unique[i] = d,
+            Some(&i) => unique[i].mount_leaf |= d.mount_leaf,
+            None => {
+                index.insert(d.path.clone(), unique.len());
+                unique.push(d);
+            }
+        }
+    }
+    let dirs = unique;
     let unknown_images = images
         .iter()
         .filter(|i| image_facts.get(*i).is_none_or(Option::is_none))
@@ -351,7 +380,18 @@ fn service_container(s: &Service, paths: &Paths, names: &ObjectNames) -> Contain
             .chain(s.secret_env.iter())
             .map(|(k, v)| format!("{k}={v}"))
             .collect(),
-        binds: binds(paths, s.name.as_str(), &s.mounts),
+        binds: binds(paths, s.name.as_str(), &s.mounts)
+            .into_iter()
+            .chain(s.foreign_mounts.iter().map(|f| Bind {
+                host: if f.sub == "." {
+                    paths.vol(f.service.as_str())
+                } else {
+                    paths.vol(f.service.as_str()).join(&f.sub)
+                },
+                target: f.target.clone(),
+                read_only: true,
+            }))
+            .collect(),
         ports: s
             .publish
             .iter()

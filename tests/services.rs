@@ -1028,3 +1028,20 @@ fn a_volume_can_set_its_owner_and_mode_and_apply_keeps_them() {
     );
     assert_eq!(std::fs::metadata(&data).unwrap().uid(), 1000);
 }
+
+#[test]
+fn a_service_reads_another_service_s_directory_read_only() {
+    let sb = installed();
+    let idle = "command = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]";
+    let profile = sb.profile(&format!(
+        "[[service]]\nname = \"web\"\nimage = \"{BUSYBOX_IMAGE}\"\nvolumes = [\"static:/app/static\"]\n{idle}\n\n\
+         [[service]]\nname = \"files\"\nimage = \"{BUSYBOX_IMAGE}\"\nmounts = [\"web:static:/srv/static\"]\n{idle}\n"
+    ));
+    sb.install(&profile);
+    std::fs::write(sb.path("/var/vol/web/static/app.css"), "body{}\n").unwrap();
+    let files = sb.container("files");
+    let read = docker(&["exec", &files, "cat", "/srv/static/app.css"]);
+    assert_eq!(String::from_utf8_lossy(&read.stdout), "body{}\n");
+    let write = docker(&["exec", &files, "touch", "/srv/static/new"]);
+    assert!(!write.status.success(), "read-only");
+}

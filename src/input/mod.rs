@@ -634,6 +634,21 @@ mod tests {
             &format!("{gw}\n[[service]]\nname = \"db\"\nimage = \"x:1\"\n\n[[service]]\nname = \"api\"\nimage = \"x:1\"\ndepends_on = [{{ name = \"db\", condition = \"healthy\" }}]\n"),
             &["service 'api' waits for 'db' to be healthy, but 'db' has no health_cmd"],
         );
+        rejected(
+            &svc("name = \"files\"\nimage = \"x:1\"\nmounts = [\"web:static:/srv/static\"]"),
+            &[
+                &at(9, 11),
+                "service 'files' mounts a directory of 'web', which is not defined",
+            ],
+        );
+        rejected(
+            &svc("name = \"web\"\nimage = \"x:1\"\nmounts = [\"web:static:/srv\", \"db:../x:/x\", \"nocolon\"]"),
+            &[
+                "invalid mount \"web:static:/srv\": a service mounts its own directories with volumes",
+                "invalid mount \"db:../x:/x\"",
+                "invalid mount \"nocolon\": expected SERVICE:SUBDIR:/container/path",
+            ],
+        );
         // Several problems are reported together.
         rejected(
             &svc("name = \"Web\"\nimage = \"x:1\"\nport = 0"),

@@ -125,6 +125,10 @@ pub(crate) struct RawService {
     pub(crate) publish: Vec<Spanned<String>>,
     /// How the nightly backup keeps this service's directory consistent.
     pub(crate) backup: Option<RawServiceBackup>,
+    /// Another service's sub-directory, mounted read-only: `SERVICE:SUBDIR:/container/path`
+    /// (a web app's static files for a second server, say).
+    #[serde(default)]
+    pub(crate) mounts: Vec<Spanned<String>>,
     /// Secrets shared with other services: files under `/etc/pi-setup/secrets/`
     /// (`shared/app.env`), 0600, `KEY=value` lines; this service's own secrets file wins.
     #[serde(default)]

@@ -161,6 +161,21 @@ pub(crate) fn build(
         }
     }
 
+    // mounts: the other service must be defined.
+    for (s_src, s) in &services {
+        for m in &s.foreign_mounts {
+            if !services.iter().any(|(_, o)| o.name == m.service) {
+                errors.push(s_src.error_at(
+                    m.span.clone(),
+                    format!(
+                        "service '{}' mounts a directory of '{}', which is not defined",
+                        s.name, m.service
+                    ),
+                ));
+            }
+        }
+    }
+
     // depends_on: every name defined, `healthy` only on services with a health check, no cycle.
     for (s_src, s) in &services {
         for d in &s.depends_on {

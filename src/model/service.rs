@@ -55,6 +55,15 @@ pub(crate) struct Dependency {
     pub(crate) span: std::ops::Range<usize>,
 }
 
+/// `/var/vol/<service>/<sub>` of another service, mounted read-only at `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ForeignMount {
+    pub(crate) service: Name,
+    pub(crate) sub: String,
+    pub(crate) target: String,
+    pub(crate) span: std::ops::Range<usize>,
+}
+
 /// Who may reach a service through the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Access {
@@ -133,6 +142,9 @@ pub(crate) struct Service {
     /// `uid[:gid]` or a user name; None: the image's.
     pub(crate) user: Option<String>,
     pub(crate) depends_on: Vec<Dependency>,
+    /// Other services' directories mounted read-only here (the services are checked to
+    /// exist by `model::build`).
+    pub(crate) foreign_mounts: Vec<ForeignMount>,
     /// Shared secrets files, relative to `/etc/pi-setup/secrets/`, with where each is named
     /// (read by `input`, which reports problems there).
     pub(crate) env_files: Vec<(String, std::ops::Range<usize>)>,
@@ -299,6 +311,40 @@ pub(super) fn service(
     let (memory, nano_cpus) = limits(&mut c, &r, host);
     let health = health(&mut c, &r);
     let depends_on = dependencies(&mut c, &r, &name);
+    let mut foreign_mounts = Vec::new();
+    for f in &r.mounts {
+        let v = f.get_ref();
+        let parsed = v
+            .split_once(':')
+            .ok_or_else(|| "expected SERVICE:SUBDIR:/container/path".to_string())
+            .and_then(|(svc, rest)| {
+                let service = Name::parse(svc).map_err(|why| format!("service {svc:?}: {why}"))?;
+                // Always read-only; a trailing :ro is accepted.
+                let m = parse_volume(rest)?;
+                if service == name {
+                    return Err("a service mounts its own directories with volumes".into());
+                }
+                Ok(ForeignMount {
+                    service,
+                    sub: m.sub,
+                    target: m.target,
+                    span: f.span(),
+                })
+            });
+        match parsed {
+            Ok(m) => {
+                if mounts.iter().any(|o| o.target == m.target)
+                    || foreign_mounts
+                        .iter()
+                        .any(|o: &ForeignMount| o.target == m.target)
+                {
+                    c.at(f, format!("two volumes are mounted at {}", m.target));
+                }
+                foreign_mounts.push(m);
+            }
+            Err(why) => c.at(f, format!("invalid mount {v:?}: {why}")),
+        }
+    }
     let mut env_files = Vec::new();
     for f in &r.env_files {
         let v = f.get_ref();
@@ -374,6 +420,7 @@ pub(super) fn service(
             health,
             user,
             depends_on,
+            foreign_mounts,
             env_files,
             publish,
             backup,
