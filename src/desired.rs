@@ -238,6 +238,21 @@ pub(crate) fn desired(
         image_volumes: Vec::new(),
     });
     images.push(gw.image.clone());
+    // Static routes: the gateway serves those directories itself, read-only.
+    if let Some(gw_spec) = containers.last_mut() {
+        for s in &model.services {
+            for st in &s.statics {
+                let bind = Bind {
+                    host: paths.vol(s.name.as_str()).join(&st.dir),
+                    target: format!("{}/{}/{}", gateway::STATIC_ROOT, s.name, st.dir),
+                    read_only: true,
+                };
+                if !gw_spec.binds.contains(&bind) {
+                    gw_spec.binds.push(bind);
+                }
+            }
+        }
+    }
     let gateway_mounts = model.gateway_layout.mounts();
     let gateway_auto = image_volume_mounts(&gateway_mounts, declared(image_facts, &gw.image));
     if let Some(spec) = containers.last_mut() {
@@ -251,6 +266,21 @@ pub(crate) fn desired(
         let auto = image_volume_mounts(&s.mounts, declared(image_facts, &s.image));
         let extra: Vec<&Mount> = s.mounts.iter().chain(&auto).collect();
         dirs.extend(layout_dirs(&s.layout, paths, s.name.as_str(), &extra));
+        for st in &s.statics {
+            let m = Mount {
+                sub: st.dir.clone(),
+                target: String::new(),
+                read_only: true,
+                owner: None,
+                mode: None,
+            };
+            dirs.extend(layout_dirs(
+                &Layout::default(),
+                paths,
+                s.name.as_str(),
+                &[&m],
+            ));
+        }
         for f in &s.foreign_mounts {
             let m = Mount {
                 sub: f.sub.clone(),
@@ -317,16 +347,12 @@ pub(crate) fn desired(
             .into_bytes(),
         mode: 0o644,
     });
-    for s in model.services.iter().filter(|s| !s.domains.is_empty()) {
+    for site in gateway::site_files(gw, &model.services) {
         gateway_files.push(FileSpec {
-            path: sites_dir.join(format!("{}.caddy", s.name)),
-            contents: gateway::site(gw, s).into_bytes(),
+            path: sites_dir.join(&site.name),
+            contents: site.text.into_bytes(),
             // A password hash is not for every local user to brute-force.
-            mode: if matches!(s.access, crate::model::Access::Auth { .. }) {
-                0o600
-            } else {
-                0o644
-            },
+            mode: if site.private { 0o600 } else { 0o644 },
         });
     }
 

@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::model::{Access, Domain, Gateway, HttpsMode, Service};
+use crate::model::{Access, Domain, Gateway, HttpsMode, Route, Service};
 
 /// Inside the container: the admin socket, in the `admin` dir of the gateway layout.
 pub(crate) const ADMIN_SOCKET_IN_CONTAINER: &str = "/run/pi-setup/admin.sock";
@@ -50,8 +50,202 @@ pub(crate) fn caddyfile(g: &Gateway) -> String {
 /// place of a bare 502. `gateway.maintenance_page` in the profile replaces it.
 pub(crate) const MAINTENANCE_HTML: &str = include_str!("maintenance.html");
 
-/// The site block(s) of one service: its domains, proxied to `name:port` on the network.
-pub(crate) fn site(g: &Gateway, s: &Service) -> String {
+/// Where the gateway container sees the static directories of services (`static` routes):
+/// `/var/vol/<service>/<dir>` is mounted read-only at `<this>/<service>/<dir>`.
+pub(crate) const STATIC_ROOT: &str = "/srv/static";
+
+/// One file of the gateway's `sites/` directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SiteFile {
+    /// `<service>.caddy`, or `shared-<host>.caddy` for a host several services answer on.
+    pub(crate) name: String,
+    pub(crate) text: String,
+    /// Holds a password hash.
+    pub(crate) private: bool,
+}
+
+/// One host path: the service it belongs to, the path, and what it leads to.
+type Entry<'a> = (&'a Service, String, Target<'a>);
+/// Every host with its paths, in the order hosts first appear.
+type ByHost<'a> = Vec<(&'a Domain, Vec<Entry<'a>>)>;
+
+/// What one host path leads to.
+enum Target<'a> {
+    Proxy { port: u16, strip: bool },
+    Static { dir: &'a str },
+}
+
+/// The site files for every service. A service that only has `domains` gets the blocks it
+/// always had; hosts with path routes or static files get one block each, its routes longest
+/// path first; a host that several services answer on (by path) gets a file of its own.
+pub(crate) fn site_files(g: &Gateway, services: &[Service]) -> Vec<SiteFile> {
+    // Every host path, with the service it belongs to.
+    let mut by_host: ByHost = Vec::new();
+    let routes: Vec<(&Service, Vec<Route>)> =
+        services.iter().map(|s| (s, s.all_routes())).collect();
+    for (s, rs) in &routes {
+        for r in rs {
+            push_entry(
+                &mut by_host,
+                &r.host,
+                (
+                    *s,
+                    r.path.clone(),
+                    Target::Proxy {
+                        port: r.port,
+                        strip: r.strip,
+                    },
+                ),
+            );
+        }
+        for st in &s.statics {
+            push_entry(
+                &mut by_host,
+                &st.host,
+                (*s, st.path.clone(), Target::Static { dir: &st.dir }),
+            );
+        }
+    }
+    let shared = |host: &Domain| {
+        by_host
+            .iter()
+            .find(|(h, _)| *h == host)
+            .is_some_and(|(_, e)| e.iter().any(|(o, _, _)| o.name != e[0].0.name))
+    };
+    let mut files = Vec::new();
+    for s in services {
+        let mine: Vec<&Domain> = s.hosts().into_iter().filter(|h| !shared(h)).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let simple = s.routes.is_empty() && s.statics.is_empty();
+        let text = if simple {
+            site(g, s, &mine)
+        } else {
+            let mut t = header(&format!("Service '{}'", s.name));
+            for h in &mine {
+                let entries = &by_host.iter().find(|(x, _)| x == h).expect("listed").1;
+                t.push_str(&host_block(g, h, entries));
+            }
+            t
+        };
+        files.push(SiteFile {
+            name: format!("{}.caddy", s.name),
+            text,
+            private: matches!(s.access, Access::Auth { .. }),
+        });
+    }
+    for (host, entries) in &by_host {
+        if shared(host) {
+            let mut t = header(&format!("Host '{host}', shared by several services"));
+            t.push_str(&host_block(g, host, entries));
+            files.push(SiteFile {
+                name: format!("shared-{host}.caddy"),
+                text: t,
+                private: entries
+                    .iter()
+                    .any(|(s, _, _)| matches!(s.access, Access::Auth { .. })),
+            });
+        }
+    }
+    files
+}
+
+fn push_entry<'a>(by_host: &mut ByHost<'a>, host: &'a Domain, entry: Entry<'a>) {
+    match by_host.iter_mut().find(|(h, _)| *h == host) {
+        Some((_, e)) => e.push(entry),
+        None => by_host.push((host, vec![entry])),
+    }
+}
+
+fn header(what: &str) -> String {
+    format!("# {what}. Written by pi-setup; edit the service definitions instead.\n")
+}
+
+/// One host's block: each path in its own `handle`, longest first, `/` last; access control
+/// per service; the maintenance page for the whole host.
+fn host_block(g: &Gateway, host: &Domain, entries: &[Entry]) -> String {
+    let internal_tls = match g.https {
+        HttpsMode::Off => false,
+        HttpsMode::Internal => true,
+        HttpsMode::Auto => host.is_lan_only(),
+    };
+    let scheme = if g.https == HttpsMode::Off {
+        "http://"
+    } else {
+        ""
+    };
+    let mut out = format!("\n{scheme}{host} {{\n");
+    if internal_tls {
+        out.push_str("\ttls internal\n");
+    }
+    if g.compress {
+        out.push_str("\tencode zstd gzip\n");
+    }
+    let mut lan_services: Vec<&str> = Vec::new();
+    for (s, _, _) in entries {
+        if s.access == Access::Lan && !lan_services.contains(&s.name.as_str()) {
+            lan_services.push(s.name.as_str());
+            out.push_str(&format!(
+                "\t@outside_{} not client_ip private_ranges\n",
+                s.name.as_str().replace('-', "_")
+            ));
+        }
+    }
+    let mut ordered: Vec<&Entry> = entries.iter().collect();
+    ordered.sort_by_key(|(_, path, _)| std::cmp::Reverse(if path == "/" { 0 } else { path.len() }));
+    let mut has_root = false;
+    for (i, (s, path, target)) in ordered.iter().enumerate() {
+        if path == "/" {
+            has_root = true;
+            out.push_str("\thandle {\n");
+        } else {
+            out.push_str(&format!(
+                "\t@p{i} path {path} {path}/*\n\thandle @p{i} {{\n"
+            ));
+        }
+        match &s.access {
+            Access::Public => {}
+            Access::Lan => out.push_str(&format!(
+                "\t\trespond @outside_{} \"This service is only available on the local network.\" 403\n",
+                s.name.as_str().replace('-', "_")
+            )),
+            Access::Auth { user, hash } => {
+                out.push_str(&format!("\t\tbasic_auth {{\n\t\t\t{user} {hash}\n\t\t}}\n"));
+            }
+        }
+        match target {
+            Target::Proxy { port, strip } => {
+                if *strip {
+                    out.push_str(&format!("\t\turi strip_prefix {path}\n"));
+                }
+                out.push_str(&format!("\t\treverse_proxy {}:{port}\n", s.name));
+            }
+            Target::Static { dir } => {
+                out.push_str(&format!(
+                    "\t\turi strip_prefix {path}\n\t\troot * {STATIC_ROOT}/{}/{dir}\n\t\tfile_server\n",
+                    s.name
+                ));
+            }
+        }
+        out.push_str("\t}\n");
+    }
+    if !has_root {
+        out.push_str("\thandle {\n\t\trespond \"Not found\" 404\n\t}\n");
+    }
+    out.push_str(
+        "\t# A service is down: Caddy cannot resolve or reach it. Show the maintenance page.\n\
+         \thandle_errors 502 503 504 {\n\
+         \t\trewrite * /maintenance.html\n\
+         \t\tfile_server {\n\t\t\troot /etc/caddy\n\t\t\tstatus 503\n\t\t}\n\
+         \t}\n}\n",
+    );
+    out
+}
+
+/// The site block(s) of a service that only has `domains` (those of `domains` given): proxied
+/// to `name:port` on the network.
+fn site(g: &Gateway, s: &Service, domains: &[&Domain]) -> String {
     let upstream = format!("{}:{}", s.name, s.port);
     // No file paths in here: the same service must render the same file wherever it came from.
     let mut out = format!(
@@ -59,10 +253,10 @@ pub(crate) fn site(g: &Gateway, s: &Service) -> String {
         s.name
     );
     let (lan, public): (Vec<&Domain>, Vec<&Domain>) =
-        s.domains.iter().partition(|d| d.is_lan_only());
+        domains.iter().copied().partition(|d| d.is_lan_only());
     let groups: Vec<(Vec<&Domain>, bool)> = match g.https {
-        HttpsMode::Off => vec![(s.domains.iter().collect(), false)],
-        HttpsMode::Internal => vec![(s.domains.iter().collect(), true)],
+        HttpsMode::Off => vec![(domains.to_vec(), false)],
+        HttpsMode::Internal => vec![(domains.to_vec(), true)],
         HttpsMode::Auto => vec![(public, false), (lan, true)],
     };
     for (domains, internal_tls) in groups.into_iter().filter(|(d, _)| !d.is_empty()) {
@@ -370,13 +564,34 @@ mod tests {
     #[test]
     fn site_files_for_public_lan_and_auth_services_with_automatic_https() {
         let m = model_of(SERVICES);
-        let sites: Vec<String> = m.services.iter().map(|s| site(&m.gateway, s)).collect();
+        let sites: Vec<String> = site_files(&m.gateway, &m.services)
+            .into_iter()
+            .map(|f| f.text)
+            .collect();
         insta::assert_snapshot!(sites.join("\n---\n"));
     }
 
     #[test]
     fn site_files_with_https_off() {
         let m = model_of(&format!("[gateway]\nhttps = \"off\"\n\n{SERVICES}"));
-        insta::assert_snapshot!(site(&m.gateway, &m.services[0]));
+        insta::assert_snapshot!(site_files(&m.gateway, &m.services)[0].text);
+    }
+
+    #[test]
+    fn one_host_served_by_two_services_by_path_with_static_files() {
+        let m = model_of(
+            "[[service]]\nname = \"web\"\nimage = \"a:1\"\nport = 8000\ndomains = [\"example.com\"]\n\
+             static = [{ host = \"example.com\", path = \"/static\", dir = \"static\" }, { host = \"example.com\", path = \"/media\", dir = \"media\" }]\n\n\
+             [[service]]\nname = \"graphql\"\nimage = \"a:1\"\nport = 8080\n\
+             routes = [{ host = \"example.com\", path = \"/graphiql\", strip = false }, { host = \"api.example.com\" }]\n\n\
+             [[service]]\nname = \"firefly\"\nimage = \"a:1\"\naccess = \"lan\"\n\
+             routes = [{ host = \"example.com\", path = \"/firefly\", strip = true }]\n",
+        );
+        let files = site_files(&m.gateway, &m.services);
+        let listing: Vec<String> = files
+            .iter()
+            .map(|f| format!("=== {}\n{}", f.name, f.text))
+            .collect();
+        insta::assert_snapshot!(listing.join("\n"));
     }
 }

@@ -73,7 +73,7 @@ pub(crate) fn summary(
         state_of(GATEWAY)
     );
     for svc in &model.services {
-        let urls: Vec<String> = svc.domains.iter().map(|d| gateway::url(g, d)).collect();
+        let urls: Vec<String> = svc.hosts().iter().map(|d| gateway::url(g, d)).collect();
         let answers = if urls.is_empty() {
             format!("internal only: {}:{} on the network", svc.name, svc.port)
         } else {

@@ -120,3 +120,80 @@ fn behind_a_trusted_proxy_lan_access_goes_by_the_forwarded_client_address() {
     let inside = get(&addr, "page.test", "X-Forwarded-For: 192.168.1.20\r\n").unwrap();
     assert_eq!(status(&inside), Some(200), "{inside}");
 }
+
+/// GET `path` with a Host header; (status, body), retried while the gateway or the service is
+/// still coming up.
+fn get_path(port: u16, host: &str, path: &str) -> (u16, String) {
+    let mut last = (0, String::new());
+    wait_until(Duration::from_secs(15), || {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        if write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").is_err() {
+            return false;
+        }
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let code = status(&text).unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        last = (code, body);
+        !matches!(code, 0 | 502 | 503)
+    });
+    last
+}
+
+#[test]
+fn one_host_is_served_by_several_services_by_path_and_static_files_by_the_gateway() {
+    let sb = Sandbox::new();
+    let httpd = |port: u16| {
+        format!("command = [\"httpd\", \"-f\", \"-p\", \"{port}\", \"-h\", \"/www\"]\nvolumes = [\"www:/www\"]")
+    };
+    let profile = sb.write_profile(&format!(
+        "[gateway]\nimage = \"{CADDY_IMAGE}\"\nhttp_port = {}\nbind = \"127.0.0.1\"\nhttps = \"off\"\n\n\
+         [[service]]\nname = \"web\"\nimage = \"{BUSYBOX_IMAGE}\"\nport = 8000\ndomains = [\"site.test\"]\n{}\n\
+         static = [{{ host = \"site.test\", path = \"/static\", dir = \"static\" }}]\n\n\
+         [[service]]\nname = \"graphql\"\nimage = \"{BUSYBOX_IMAGE}\"\nport = 8080\n{}\n\
+         routes = [{{ host = \"site.test\", path = \"/graphiql\" }}]\n\n\
+         [[service]]\nname = \"firefly\"\nimage = \"{BUSYBOX_IMAGE}\"\nport = 8081\n{}\n\
+         routes = [{{ host = \"site.test\", path = \"/firefly\", strip = true }}]\n",
+        sb.http_port,
+        httpd(8000),
+        httpd(8080),
+        httpd(8081)
+    ));
+    sb.install(&profile);
+    std::fs::write(sb.path("/var/vol/web/www/index.html"), "web root\n").unwrap();
+    std::fs::create_dir_all(sb.path("/var/vol/graphql/www/graphiql")).unwrap();
+    std::fs::write(
+        sb.path("/var/vol/graphql/www/graphiql/index.html"),
+        "graphql console\n",
+    )
+    .unwrap();
+    std::fs::write(sb.path("/var/vol/firefly/www/index.html"), "firefly home\n").unwrap();
+    std::fs::write(sb.path("/var/vol/web/static/app.css"), "body{color:red}\n").unwrap();
+    let port = sb.http_port;
+    assert_eq!(get_path(port, "site.test", "/"), (200, "web root\n".into()));
+    // Kept prefix: the service sees /graphiql/.
+    assert_eq!(
+        get_path(port, "site.test", "/graphiql/"),
+        (200, "graphql console\n".into())
+    );
+    // Stripped prefix: the service sees /.
+    assert_eq!(
+        get_path(port, "site.test", "/firefly/"),
+        (200, "firefly home\n".into())
+    );
+    // Served by the gateway from /var/vol/web/static, read-only.
+    assert_eq!(
+        get_path(port, "site.test", "/static/app.css"),
+        (200, "body{color:red}\n".into())
+    );
+    assert!(sb
+        .path("/var/vol/gateway/etc/sites/shared-site.test.caddy")
+        .exists());
+}

@@ -247,7 +247,7 @@ fn rows(ctx: &Context, model: &Model, containers: &[ContainerInfo]) -> Vec<Servi
     };
     let mut out = vec![row(GATEWAY, &model.gateway.image, Vec::new(), None)];
     for s in &model.services {
-        let domains = s.domains.iter().map(ToString::to_string).collect();
+        let domains = s.hosts().iter().map(ToString::to_string).collect();
         out.push(row(
             s.name.as_str(),
             &s.image,

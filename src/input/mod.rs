@@ -649,6 +649,21 @@ mod tests {
                 "invalid mount \"nocolon\": expected SERVICE:SUBDIR:/container/path",
             ],
         );
+        rejected(
+            &svc("name = \"api\"\nimage = \"x:1\"\nroutes = [{ host = \"a.test\", path = \"/../etc\" }, { host = \"a.test\", path = \"/x y\" }, { host = \"a.test\", strip = true }, { host = \"a.test\", path = \"/v1\", port = 0 }]\nstatic = [{ host = \"a.test\", path = \"/\", dir = \"s\" }, { host = \"a.test\", path = \"/s\", dir = \"../etc\" }]"),
+            &[
+                "path \"/../etc\" must be / or a prefix like /api",
+                "path \"/x y\" must be / or a prefix like /api",
+                "strip = true needs a path other than /",
+                "route port 0 is out of range (1-65535)",
+                "a static route needs a path other than /",
+                "static dir \"../etc\"",
+            ],
+        );
+        rejected(
+            &format!("{gw}\n[[service]]\nname = \"one\"\nimage = \"x:1\"\nroutes = [{{ host = \"a.test\", path = \"/api\" }}]\n\n[[service]]\nname = \"two\"\nimage = \"x:1\"\nroutes = [{{ host = \"a.test\", path = \"/api/\" }}]\n"),
+            &[&at(14, 11), "a.test/api is routed to service 'two' and to service 'one'"],
+        );
         // Several problems are reported together.
         rejected(
             &svc("name = \"Web\"\nimage = \"x:1\"\nport = 0"),

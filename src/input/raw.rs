@@ -125,6 +125,14 @@ pub(crate) struct RawService {
     pub(crate) publish: Vec<Spanned<String>>,
     /// How the nightly backup keeps this service's directory consistent.
     pub(crate) backup: Option<RawServiceBackup>,
+    /// Routes by host and path prefix: `{ host = "example.com", path = "/graphiql", port = 8080,
+    /// strip = true }` (path default "/", port default `port`, strip default false).
+    #[serde(default)]
+    pub(crate) routes: Vec<Spanned<RawRoute>>,
+    /// Files the gateway serves itself from a directory of this service's volume, read-only:
+    /// `{ host = "example.com", path = "/static", dir = "static" }`.
+    #[serde(default, rename = "static")]
+    pub(crate) statics: Vec<Spanned<RawStatic>>,
     /// Another service's sub-directory, mounted read-only: `SERVICE:SUBDIR:/container/path`
     /// (a web app's static files for a second server, say).
     #[serde(default)]
@@ -136,6 +144,25 @@ pub(crate) struct RawService {
     /// Services started before this one: names, or `{ name = "db", condition = "healthy" }`.
     #[serde(default)]
     pub(crate) depends_on: Vec<Spanned<RawDependency>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub(crate) host: String,
+    pub(crate) path: Option<String>,
+    pub(crate) port: Option<i64>,
+    #[serde(default)]
+    pub(crate) strip: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStatic {
+    pub(crate) host: String,
+    pub(crate) path: String,
+    /// A sub-directory of the service's own directory.
+    pub(crate) dir: String,
 }
 
 /// One entry of `depends_on`.

@@ -15,7 +15,7 @@ use toml::Spanned;
 pub(crate) use backup::Backup;
 pub(crate) use gateway::{Gateway, HttpsMode};
 pub(crate) use names::{Domain, Name};
-pub(crate) use service::{Access, BackupMode, Condition, Health, Mount, Restart, Service};
+pub(crate) use service::{Access, BackupMode, Condition, Health, Mount, Restart, Route, Service};
 pub(crate) use values::env_name_ok;
 
 use crate::input::layout::{Layout, Layouts};
@@ -151,12 +151,42 @@ pub(crate) fn build(
                 s.name
             )));
         }
-        for d in &s.domains {
-            if let Some(first) = domains.insert(d.to_string(), s.name.to_string()) {
-                errors.push(s_src.error(format!(
-                    "duplicate domain '{d}' in service '{}' (already used by service '{first}')",
-                    s.name
-                )));
+        // A host and path go to one place: two services may share a host at other paths.
+        let places = s
+            .all_routes()
+            .into_iter()
+            .map(|r| (r.host, r.path, r.span))
+            .chain(
+                s.statics
+                    .iter()
+                    .map(|st| (st.host.clone(), st.path.clone(), st.span.clone())),
+            );
+        for (host, path, span) in places {
+            let key = if path == "/" {
+                host.to_string()
+            } else {
+                format!("{host}{path}")
+            };
+            if let Some(first) = domains.insert(key.clone(), s.name.to_string()) {
+                if first == s.name.as_str() {
+                    continue;
+                }
+                let msg = if path == "/" {
+                    format!(
+                        "duplicate domain '{host}' in service '{}' (already used by service '{first}')",
+                        s.name
+                    )
+                } else {
+                    format!(
+                        "{key} is routed to service '{}' and to service '{first}'",
+                        s.name
+                    )
+                };
+                errors.push(if span.is_empty() {
+                    s_src.error(msg)
+                } else {
+                    s_src.error_at(span, msg)
+                });
             }
         }
     }

@@ -55,6 +55,28 @@ pub(crate) struct Dependency {
     pub(crate) span: std::ops::Range<usize>,
 }
 
+/// Requests for `host` whose path is `path` or below it go to this service on `port`; with
+/// `strip`, without the prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Route {
+    pub(crate) host: Domain,
+    /// `/` or `/a/b` (no trailing slash).
+    pub(crate) path: String,
+    pub(crate) port: u16,
+    pub(crate) strip: bool,
+    pub(crate) span: std::ops::Range<usize>,
+}
+
+/// Files the gateway serves itself from `/var/vol/<service>/<dir>`, read-only, for `host`
+/// under `path` (the prefix is not part of the file's path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StaticRoute {
+    pub(crate) host: Domain,
+    pub(crate) path: String,
+    pub(crate) dir: String,
+    pub(crate) span: std::ops::Range<usize>,
+}
+
 /// `/var/vol/<service>/<sub>` of another service, mounted read-only at `target`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ForeignMount {
@@ -142,6 +164,9 @@ pub(crate) struct Service {
     /// `uid[:gid]` or a user name; None: the image's.
     pub(crate) user: Option<String>,
     pub(crate) depends_on: Vec<Dependency>,
+    /// Explicit routes (the `domains` are routes at `/` on `port` too, see `all_routes`).
+    pub(crate) routes: Vec<Route>,
+    pub(crate) statics: Vec<StaticRoute>,
     /// Other services' directories mounted read-only here (the services are checked to
     /// exist by `model::build`).
     pub(crate) foreign_mounts: Vec<ForeignMount>,
@@ -307,10 +332,113 @@ pub(super) fn service(
             Restart::UnlessStopped
         }
     };
-    let access = access(&mut c, &r, domains.is_empty());
+    let access = access(
+        &mut c,
+        &r,
+        domains.is_empty() && r.routes.is_empty() && r.statics.is_empty(),
+    );
     let (memory, nano_cpus) = limits(&mut c, &r, host);
     let health = health(&mut c, &r);
     let depends_on = dependencies(&mut c, &r, &name);
+    let mut routes: Vec<Route> = Vec::new();
+    for rr in &r.routes {
+        let v = rr.get_ref();
+        let host = match Domain::parse(&v.host) {
+            Ok(h) => h,
+            Err(why) => {
+                c.at(rr, format!("route host {:?}: {why}", v.host));
+                continue;
+            }
+        };
+        let path = match route_path(v.path.as_deref().unwrap_or("/")) {
+            Ok(p) => p,
+            Err(why) => {
+                c.at(rr, why);
+                continue;
+            }
+        };
+        if v.strip && path == "/" {
+            c.at(rr, "strip = true needs a path other than /".into());
+        }
+        let port = match v.port {
+            None => port,
+            Some(p) => match u16::try_from(p) {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    c.at(rr, format!("route port {p} is out of range (1-65535)"));
+                    continue;
+                }
+            },
+        };
+        if routes.iter().any(|o| o.host == host && o.path == path)
+            || (path == "/" && domains.contains(&host))
+        {
+            c.at(
+                rr,
+                format!(
+                    "{host}{} is routed twice",
+                    if path == "/" { "" } else { &path }
+                ),
+            );
+        }
+        routes.push(Route {
+            host,
+            path,
+            port,
+            strip: v.strip,
+            span: rr.span(),
+        });
+    }
+    let mut statics: Vec<StaticRoute> = Vec::new();
+    for sr in &r.statics {
+        let v = sr.get_ref();
+        let host = match Domain::parse(&v.host) {
+            Ok(h) => h,
+            Err(why) => {
+                c.at(sr, format!("static host {:?}: {why}", v.host));
+                continue;
+            }
+        };
+        let path = match route_path(&v.path) {
+            Ok(p) if p != "/" => p,
+            Ok(_) => {
+                c.at(
+                    sr,
+                    "a static route needs a path other than / (e.g. \"/static\")".into(),
+                );
+                continue;
+            }
+            Err(why) => {
+                c.at(sr, why);
+                continue;
+            }
+        };
+        let dir = match parse_volume(&format!("{}:/x", v.dir)) {
+            Ok(m) if m.sub != "." => m.sub,
+            Ok(_) => {
+                c.at(
+                    sr,
+                    "static dir must be a sub-directory of the service's directory".into(),
+                );
+                continue;
+            }
+            Err(why) => {
+                c.at(sr, format!("static dir {:?}: {why}", v.dir));
+                continue;
+            }
+        };
+        if routes.iter().any(|o| o.host == host && o.path == path)
+            || statics.iter().any(|o| o.host == host && o.path == path)
+        {
+            c.at(sr, format!("{host}{path} is routed twice"));
+        }
+        statics.push(StaticRoute {
+            host,
+            path,
+            dir,
+            span: sr.span(),
+        });
+    }
     let mut foreign_mounts = Vec::new();
     for f in &r.mounts {
         let v = f.get_ref();
@@ -420,6 +548,8 @@ pub(super) fn service(
             health,
             user,
             depends_on,
+            routes,
+            statics,
             foreign_mounts,
             env_files,
             publish,
@@ -781,4 +911,65 @@ fn volume_table(t: &RawVolumeTable) -> Result<Mount, String> {
         ));
     }
     Ok(m)
+}
+
+/// A route's path prefix: `/`, or `/` and segments of letters, digits, `.`, `_`, `~`, `-`
+/// (no `..`, no trailing `/`): safe to write into the gateway's config as it is.
+fn route_path(p: &str) -> Result<String, String> {
+    if p == "/" {
+        return Ok("/".into());
+    }
+    let trimmed = p.strip_suffix('/').unwrap_or(p);
+    let ok = trimmed.starts_with('/')
+        && trimmed[1..].split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '~' | '-'))
+        });
+    if ok {
+        Ok(trimmed.to_string())
+    } else {
+        Err(format!(
+            "path {p:?} must be / or a prefix like /api or /static/v2 (letters, digits, . _ ~ -)"
+        ))
+    }
+}
+
+impl Service {
+    /// Every host the gateway answers for this service: `domains`, then those of routes and
+    /// static routes.
+    pub(crate) fn hosts(&self) -> Vec<&Domain> {
+        let mut out: Vec<&Domain> = Vec::new();
+        for h in self
+            .domains
+            .iter()
+            .chain(self.routes.iter().map(|r| &r.host))
+            .chain(self.statics.iter().map(|s| &s.host))
+        {
+            if !out.contains(&h) {
+                out.push(h);
+            }
+        }
+        out
+    }
+
+    /// Every proxied route: the `domains` at `/` on `port`, then the explicit `routes`.
+    pub(crate) fn all_routes(&self) -> Vec<Route> {
+        let mut out: Vec<Route> = self
+            .domains
+            .iter()
+            .map(|d| Route {
+                host: d.clone(),
+                path: "/".into(),
+                port: self.port,
+                strip: false,
+                span: 0..0,
+            })
+            .collect();
+        out.extend(self.routes.iter().cloned());
+        out
+    }
 }
