@@ -632,6 +632,8 @@ fn unescape(s: &str) -> String {
         .replace("&gt;", ">")
         .replace("&quot;", "\"")
         .replace("&apos;", "'")
+        .replace("&#34;", "\"")
+        .replace("&#39;", "'")
         .replace("&amp;", "&")
 }
 

@@ -9,6 +9,7 @@ mod harness;
 mod backup;
 mod cli;
 mod copies;
+mod copies_s3;
 mod install;
 mod pull;
 mod restore;

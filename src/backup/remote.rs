@@ -158,7 +158,7 @@ pub(crate) fn copy_volume_s3(
     check_name(name)?;
     let encrypted = !encrypt_to.is_empty();
     let mut report = CopyReport::default();
-    let there: Vec<String> = list_remote(remote, name, encrypted)?
+    let mut there: Vec<String> = list_remote(remote, name, encrypted)?
         .into_iter()
         .filter(|a| a.complete)
         .map(|a| a.file)
@@ -239,6 +239,8 @@ pub(crate) fn copy_volume_s3(
             Some(&sha),
             Some(&hex::encode(md5_of(&bytes))),
         )?;
+        // A later archive linked to this one is copied on the server.
+        there.push(file);
     }
     report.pruned = prune_remote(remote, name, encrypted, policy)?;
     Ok(report)
