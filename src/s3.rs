@@ -21,7 +21,7 @@ use rusty_s3::actions::{
 use rusty_s3::{Bucket, UrlStyle};
 
 /// How long a signed request stays valid: a slow part upload on a Pi's uplink must fit in it.
-const SIGNED_FOR: Duration = Duration::from_secs(3600);
+const SIGNED_FOR: Duration = Duration::from_hours(1);
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum S3Error {
@@ -30,7 +30,10 @@ pub(crate) enum S3Error {
     #[error("S3 endpoint {endpoint}: {why}")]
     Endpoint { endpoint: String, why: String },
     /// The server answered with an error status.
-    #[error("S3 {action} s3://{bucket}/{key}: HTTP {status}{}", s3_says(code, message))]
+    #[error(
+        "S3 {action} s3://{bucket}/{key}: HTTP {status}{}",
+        s3_says(code, message)
+    )]
     Status {
         action: &'static str,
         bucket: String,
@@ -69,7 +72,13 @@ fn s3_says(code: &str, message: &str) -> String {
 impl S3Error {
     /// The server says the credentials are wrong (unknown key, bad signature) or not allowed.
     pub(crate) fn is_denied(&self) -> bool {
-        matches!(self, S3Error::Status { status: 401 | 403, .. })
+        matches!(
+            self,
+            S3Error::Status {
+                status: 401 | 403,
+                ..
+            }
+        )
     }
 
     pub(crate) fn is_no_bucket(&self) -> bool {
@@ -215,9 +224,9 @@ impl Client {
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(20)))
             // A part that does not move for this long is a dead connection.
-            .timeout_recv_response(Some(Duration::from_secs(300)))
-            .timeout_recv_body(Some(Duration::from_secs(300)))
-            .timeout_send_body(Some(Duration::from_secs(300)))
+            .timeout_recv_response(Some(Duration::from_mins(5)))
+            .timeout_recv_body(Some(Duration::from_mins(5)))
+            .timeout_send_body(Some(Duration::from_mins(5)))
             .build()
             .new_agent();
         Ok(Client {
@@ -231,6 +240,8 @@ impl Client {
         self.bucket.name()
     }
 
+    /// rusty-s3 signs only when given credentials: always, here.
+    #[allow(clippy::unnecessary_wraps)]
     fn creds(&self) -> Option<&rusty_s3::Credentials> {
         Some(&self.credentials.0)
     }
@@ -316,8 +327,8 @@ impl Client {
             }
             let url = list.sign(SIGNED_FOR);
             let text = self.get_text("list", prefix, &url)?;
-            let page = ListObjectsV2::parse_response(&text)
-                .map_err(|e| self.answer("list", prefix, e))?;
+            let page =
+                ListObjectsV2::parse_response(&text).map_err(|e| self.answer("list", prefix, e))?;
             out.extend(page.contents.into_iter().map(|c| Object {
                 key: c.key,
                 size: c.size.unwrap_or(0),
@@ -352,7 +363,10 @@ impl Client {
             .ok_or_else(|| self.answer("head", key, "no Content-Length"))?;
         Ok(Some(Head {
             size,
-            etag: header("etag").unwrap_or_default().trim_matches('"').to_string(),
+            etag: header("etag")
+                .unwrap_or_default()
+                .trim_matches('"')
+                .to_string(),
             sha256: header("x-amz-meta-sha256"),
         }))
     }
@@ -360,7 +374,8 @@ impl Client {
     /// Uploads `bytes` as one object, with its sha256 as `x-amz-meta-sha256`.
     pub(crate) fn put(&self, key: &str, bytes: &[u8], sha256: &str) -> Result<(), S3Error> {
         let mut put = self.bucket.put_object(self.creds(), key);
-        put.headers_mut().insert("x-amz-meta-sha256", sha256.to_string());
+        put.headers_mut()
+            .insert("x-amz-meta-sha256", sha256.to_string());
         let url = put.sign(SIGNED_FOR);
         let resp = self
             .agent
@@ -375,7 +390,8 @@ impl Client {
     pub(crate) fn copy(&self, from: &str, to: &str) -> Result<(), S3Error> {
         let source = format!("/{}/{}", self.bucket(), encode_key(from));
         let mut put = self.bucket.put_object(self.creds(), to);
-        put.headers_mut().insert("x-amz-copy-source", source.clone());
+        put.headers_mut()
+            .insert("x-amz-copy-source", source.clone());
         let url = put.sign(SIGNED_FOR);
         let resp = self
             .agent
@@ -419,7 +435,10 @@ impl Client {
 
     /// Deletes an object; one already gone is not an error.
     pub(crate) fn delete(&self, key: &str) -> Result<(), S3Error> {
-        let url = self.bucket.delete_object(self.creds(), key).sign(SIGNED_FOR);
+        let url = self
+            .bucket
+            .delete_object(self.creds(), key)
+            .sign(SIGNED_FOR);
         let resp = self
             .agent
             .delete(url.as_str())
@@ -531,7 +550,12 @@ impl Client {
     }
 
     /// Completes an upload from its parts' ETags, in part order.
-    pub(crate) fn complete(&self, key: &str, upload: &str, etags: &[String]) -> Result<(), S3Error> {
+    pub(crate) fn complete(
+        &self,
+        key: &str,
+        upload: &str,
+        etags: &[String],
+    ) -> Result<(), S3Error> {
         let quoted: Vec<String> = etags.iter().map(|e| format!("\"{e}\"")).collect();
         let action = CompleteMultipartUpload::new(
             &self.bucket,
@@ -665,10 +689,18 @@ mod tests {
         assert!(Credentials::read(&path).is_ok());
 
         for (text, mode, says) in [
-            ("access_key_id = K\nsecret_access_key = s3cr3t-V4lue\n", 0o644, "has mode 0644"),
+            (
+                "access_key_id = K\nsecret_access_key = s3cr3t-V4lue\n",
+                0o644,
+                "has mode 0644",
+            ),
             ("access_key_id = K\n", 0o600, "needs both"),
             ("s3cr3t-V4lue\n", 0o600, "line 1 is not `name = value`"),
-            ("password = s3cr3t-V4lue\n", 0o600, "unknown name \"password\""),
+            (
+                "password = s3cr3t-V4lue\n",
+                0o600,
+                "unknown name \"password\"",
+            ),
         ] {
             write(text, mode);
             let e = Credentials::read(&path).unwrap_err();
@@ -690,7 +722,12 @@ mod tests {
                    </Upload><Upload><Key>a/x</Key><UploadId>2</UploadId></Upload>\
                    </ListMultipartUploadsResult>";
         let uploads: Vec<(String, String)> = xml_blocks(xml, "Upload")
-            .map(|u| (xml_text(u, "Key").unwrap(), xml_text(u, "UploadId").unwrap()))
+            .map(|u| {
+                (
+                    xml_text(u, "Key").unwrap(),
+                    xml_text(u, "UploadId").unwrap(),
+                )
+            })
             .collect();
         assert_eq!(
             uploads,

@@ -106,10 +106,16 @@ impl S3Server {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         // Answers once the filer behind it is up: listing a bucket says 404 or 200, not 5xx.
         while Instant::now() < deadline {
-            let code = self.curl(&["-o", "/dev/null", "-w", "%{http_code}", "/healthcheck-probe"]);
+            let code = self.curl(&[
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "/healthcheck-probe",
+            ]);
             if code == "404" || code == "200" {
                 return;
             }
@@ -135,7 +141,15 @@ impl S3Server {
     }
 
     fn create_bucket(&self, name: &str) {
-        let code = self.curl(&["-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", &format!("/{name}")]);
+        let code = self.curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            &format!("/{name}"),
+        ]);
         assert_eq!(code, "200", "creating bucket {name}");
     }
 
@@ -148,6 +162,24 @@ impl S3Server {
             .skip(1)
             .filter_map(|k| k.split_once("</Key>").map(|(k, _)| k.to_string()))
             .collect()
+    }
+
+    /// Parts of the unfinished multipart uploads in the bucket, as ListParts counts them.
+    fn parts_held(&self) -> usize {
+        let uploads = self.curl(&[&format!("/{BUCKET}?uploads=")]);
+        uploads
+            .split("<Upload>")
+            .skip(1)
+            .filter_map(|u| {
+                let key = u.split_once("<Key>")?.1.split_once("</Key>")?.0;
+                let id = u.split_once("<UploadId>")?.1.split_once("</UploadId>")?.0;
+                Some(
+                    self.curl(&[&format!("/{BUCKET}/{key}?uploadId={id}")])
+                        .matches("<Part>")
+                        .count(),
+                )
+            })
+            .sum()
     }
 
     fn get(&self, key: &str) -> Vec<u8> {
@@ -212,7 +244,10 @@ fn tree(dir: &Path) -> Vec<(String, String)> {
             let rel = p.strip_prefix(base).unwrap().display().to_string();
             let meta = std::fs::symlink_metadata(&p).unwrap();
             if meta.is_symlink() {
-                out.push((rel, format!("-> {}", std::fs::read_link(&p).unwrap().display())));
+                out.push((
+                    rel,
+                    format!("-> {}", std::fs::read_link(&p).unwrap().display()),
+                ));
             } else if meta.is_dir() {
                 out.push((rel, format!("dir {:o}", meta.permissions().mode() & 0o7777)));
                 walk(base, &p, out);
@@ -220,7 +255,12 @@ fn tree(dir: &Path) -> Vec<(String, String)> {
                 let bytes = std::fs::read(&p).unwrap();
                 out.push((
                     rel,
-                    format!("file {:o} {} {:x?}", meta.permissions().mode() & 0o7777, bytes.len(), &bytes[..bytes.len().min(32)]),
+                    format!(
+                        "file {:o} {} {:x?}",
+                        meta.permissions().mode() & 0o7777,
+                        bytes.len(),
+                        &bytes[..bytes.len().min(32)]
+                    ),
                 ));
             }
         }
@@ -268,9 +308,8 @@ fn s3_copies_are_uploaded_listed_and_restored_when_the_local_archives_are_gone()
     let out = sb.run(&["backup"]);
     assert_ok(&out);
     assert!(
-        stdout(&out).contains(&format!(
-            "copy b2          app: 1 archive(s) copied"
-        )) && stdout(&out).contains(&format!("to s3://{BUCKET}/home/app/")),
+        stdout(&out).contains("copy b2          app: 1 archive(s) copied")
+            && stdout(&out).contains(&format!("to s3://{BUCKET}/home/app/")),
         "{}",
         stdout(&out)
     );
@@ -294,7 +333,11 @@ fn s3_copies_are_uploaded_listed_and_restored_when_the_local_archives_are_gone()
     let listing = stdout(&listed);
     let rows: Vec<&str> = listing.lines().filter(|l| l.contains(" ok ")).collect();
     assert_eq!(rows.len(), 2, "{}", stdout(&listed));
-    assert!(rows[0].contains(&format!("s3://{BUCKET}/home/app/app-")), "{}", rows[0]);
+    assert!(
+        rows[0].contains(&format!("s3://{BUCKET}/home/app/app-")),
+        "{}",
+        rows[0]
+    );
     let verified = sb.run(&["verify", "--copy", "b2"]);
     assert_ok(&verified);
     assert!(
@@ -346,14 +389,19 @@ fn an_upload_cut_by_a_dying_server_resumes_without_sending_the_parts_it_had() {
             break;
         }
     }
-    // Two or three parts in, the server dies.
-    std::thread::sleep(Duration::from_millis(2000));
+    // Two parts in (the server's own ListParts says so), the server dies.
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while server.parts_held() < 2 {
+        assert!(Instant::now() < deadline, "no parts arrived: {seen:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     server.kill();
     seen.extend(lines.map_while(Result::ok));
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(1), "{seen:#?}");
     assert!(
-        seen.iter().any(|l| l.starts_with("copy b2          app: FAILED S3 upload part")),
+        seen.iter()
+            .any(|l| l.starts_with("copy b2          app: FAILED S3 upload part")),
         "{seen:#?}"
     );
     let status_out = sb.run(&["status"]);
@@ -365,7 +413,10 @@ fn an_upload_cut_by_a_dying_server_resumes_without_sending_the_parts_it_had() {
 
     server.run();
     assert!(
-        !server.keys("home/app/").iter().any(|k| k.ends_with(".tar.gz")),
+        !server
+            .keys("home/app/")
+            .iter()
+            .any(|k| k.ends_with(".tar.gz")),
         "no object appears before its upload is complete"
     );
     let out = sb
@@ -389,7 +440,7 @@ fn an_upload_cut_by_a_dying_server_resumes_without_sending_the_parts_it_had() {
             )
         })
         .unwrap();
-    assert!(kept >= 1, "{text}");
+    assert!(kept >= 2, "the parts the server held when it died: {text}");
     assert_eq!(kept + sent, 6, "{text}");
     assert!(text.contains("app: 1 archive(s) copied"), "{text}");
     assert!(text.contains(", 1 linked,"), "{text}");
@@ -417,15 +468,23 @@ fn wrong_s3_credentials_fail_the_copy_clearly_and_leave_the_local_archives() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = stdout(&out);
     assert!(
-        text.contains(&format!("copy b2          FAILED S3 list s3://{BUCKET}/: HTTP 403 SignatureDoesNotMatch")),
+        text.contains(&format!(
+            "copy b2          FAILED S3 list s3://{BUCKET}/: HTTP 403 SignatureDoesNotMatch"
+        )),
         "{text}"
     );
     assert!(
-        text.contains(&format!("the server refused the access key in {}", creds.display())),
+        text.contains(&format!(
+            "the server refused the access key in {}",
+            creds.display()
+        )),
         "{text}"
     );
     let all = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!all.contains("not-the-s3cret") && !all.contains("X-Amz-"), "{all}");
+    assert!(
+        !all.contains("not-the-s3cret") && !all.contains("X-Amz-"),
+        "{all}"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("copying them failed for: b2"),
         "{}",
@@ -442,7 +501,10 @@ fn wrong_s3_credentials_fail_the_copy_clearly_and_leave_the_local_archives() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("S3 credentials file {}: has mode 0644", creds.display())),
+        err.contains(&format!(
+            "S3 credentials file {}: has mode 0644",
+            creds.display()
+        )),
         "{err}"
     );
     assert!(!err.contains("not-the-s3cret"), "{err}");
@@ -478,7 +540,11 @@ fn a_missing_bucket_is_a_clear_error() {
 /// A fresh age key pair from the reference `age-keygen`: (identity file, recipient).
 fn age_key(dir: &Path) -> (PathBuf, String) {
     let key = dir.join("key.txt");
-    let out = Command::new("age-keygen").arg("-o").arg(&key).output().unwrap();
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "age-keygen: {out:?}");
     let text = std::fs::read_to_string(&key).unwrap();
     let recipient = text
@@ -497,7 +563,11 @@ fn encrypted_s3_copies_open_with_the_age_cli() {
     let keys = tempfile::tempdir().unwrap();
     let (key, recipient) = age_key(keys.path());
     appliance(&sb, &server, &format!("encrypt_to = [\"{recipient}\"]\n"));
-    std::fs::write(sb.path("/var/vol/app/data/notes.txt"), "the family photos\n").unwrap();
+    std::fs::write(
+        sb.path("/var/vol/app/data/notes.txt"),
+        "the family photos\n",
+    )
+    .unwrap();
     let before = tree(&sb.path("/var/vol/app"));
     let out = sb.run(&["backup", "app"]);
     assert_ok(&out);
@@ -509,7 +579,12 @@ fn encrypted_s3_copies_open_with_the_age_cli() {
 
     let stored = server.keys("home/app/");
     assert_eq!(stored.len(), 2, "{stored:?}");
-    assert!(stored.iter().all(|k| k.ends_with(".age")), "{stored:?}");
+    assert!(
+        stored
+            .iter()
+            .all(|k| Path::new(k).extension().is_some_and(|e| e == "age")),
+        "{stored:?}"
+    );
     let sealed_key = stored.iter().find(|k| k.ends_with(".tar.gz.age")).unwrap();
     let sealed = server.get(sealed_key);
     let file = keys.path().join("copy.age");
@@ -522,7 +597,11 @@ fn encrypted_s3_copies_open_with_the_age_cli() {
         .output()
         .unwrap();
     assert!(opened.status.success(), "{opened:?}");
-    let name = sealed_key.rsplit('/').next().unwrap().trim_end_matches(".age");
+    let name = sealed_key
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .trim_end_matches(".age");
     let local = local_archives(&sb, "app");
     assert_eq!(
         opened.stdout,

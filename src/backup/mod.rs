@@ -26,8 +26,8 @@ pub(crate) use archive::{archive_dir, ArchiveOptions, ArchiveProgress, ArchiveRe
 pub(crate) use codec::Codec;
 pub(crate) use copy::{check_mounted, copy_volume, fetch_encrypted, list_encrypted};
 pub(crate) use error::{check_name, BackupError};
-pub(crate) use remote::{copy_volume_s3, fetch_s3, list_remote, Remote, RemoteArchive};
 pub(crate) use manifest::Manifest;
+pub(crate) use remote::{copy_volume_s3, fetch_s3, list_remote, Remote, RemoteArchive};
 pub(crate) use restore::{extract_tar, restore_archive, RestoreOptions, RestoreReport};
 pub(crate) use retention::{list_archives, prune, RetentionPolicy};
 pub(crate) use verify::verify_archive;

@@ -208,7 +208,15 @@ pub(crate) fn copy_volume_s3(
                 copy_encrypted(&archive.path, &staged, &manifest, encrypt_to)?;
             }
             let (sha, size) = hash_file(&staged)?;
-            upload(remote.client, &staged, &key, &sha, size, &mut report, on_upload)?;
+            upload(
+                remote.client,
+                &staged,
+                &key,
+                &sha,
+                size,
+                &mut report,
+                on_upload,
+            )?;
             crate::host::remove_file(&staged)?;
             report.copied.push((PathBuf::from(&key), size));
         } else {
@@ -221,7 +229,9 @@ pub(crate) fn copy_volume_s3(
                 &mut report,
                 on_upload,
             )?;
-            report.copied.push((PathBuf::from(&key), manifest.bytes_out));
+            report
+                .copied
+                .push((PathBuf::from(&key), manifest.bytes_out));
         }
         // Last: its presence says the archive before it is complete.
         let bytes = if encrypted {
@@ -303,7 +313,8 @@ fn upload(
     let mut src = open_regular(from)?;
     if size <= part as u64 {
         let mut bytes = Vec::with_capacity(size as usize);
-        src.read_to_end(&mut bytes).map_err(io_err("reading", from))?;
+        src.read_to_end(&mut bytes)
+            .map_err(io_err("reading", from))?;
         check_read(from, &bytes, sha256, size)?;
         client.put(key, &bytes, sha256)?;
         let md5 = hex::encode(md5_of(&bytes));

@@ -12,9 +12,9 @@ use crate::commands::{Context, LOCK_WAIT};
 use crate::error::BadInput;
 use crate::input::Inputs;
 use crate::model::{CopyPlace, CopyTarget, S3Place, GATEWAY};
-use crate::s3::S3Error;
 use crate::progress::Progress;
 use crate::report::{human_bytes, human_duration};
+use crate::s3::S3Error;
 
 pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
@@ -311,8 +311,7 @@ fn copy_to_s3(
         let mut on_upload = |key: &str, parts: usize| {
             println!("{label:<16} {name}: uploading {key} in {parts} parts");
         };
-        match backup::copy_volume_s3(local, &remote, name, policy, keys, staging, &mut on_upload)
-        {
+        match backup::copy_volume_s3(local, &remote, name, policy, keys, staging, &mut on_upload) {
             Ok(r) => {
                 let bytes: u64 = r.copied.iter().map(|(_, b)| b).sum();
                 let resumed = if r.parts_kept > 0 {
@@ -779,7 +778,12 @@ fn s3_verify(
             match checked {
                 Ok(r) => {
                     good += 1;
-                    println!("ok    s3://{}/{} ({} entries)", client.bucket(), a.key, r.entries);
+                    println!(
+                        "ok    s3://{}/{} ({} entries)",
+                        client.bucket(),
+                        a.key,
+                        r.entries
+                    );
                 }
                 Err(e) => {
                     bad += 1;

@@ -250,7 +250,10 @@ fn copy_path(c: &mut Checker, path: &toml::Spanned<String>, dest: &str) -> Strin
 fn s3_place(c: &mut Checker, raw: &RawS3) -> S3Place {
     let endpoint = raw.endpoint.get_ref();
     if let Err(why) = check_endpoint(endpoint) {
-        c.at(&raw.endpoint, format!("backup.copy s3.endpoint {endpoint:?} {why}"));
+        c.at(
+            &raw.endpoint,
+            format!("backup.copy s3.endpoint {endpoint:?} {why}"),
+        );
     }
     let region = raw
         .region
@@ -271,7 +274,10 @@ fn s3_place(c: &mut Checker, raw: &RawS3) -> S3Place {
     }
     let bucket = raw.bucket.get_ref();
     if let Err(why) = check_bucket(bucket) {
-        c.at(&raw.bucket, format!("backup.copy s3.bucket {bucket:?} {why}"));
+        c.at(
+            &raw.bucket,
+            format!("backup.copy s3.bucket {bucket:?} {why}"),
+        );
     }
     let mut prefix = raw
         .prefix
@@ -358,10 +364,7 @@ fn check_bucket(b: &str) -> Result<(), &'static str> {
     if !(3..=63).contains(&b.len()) {
         return Err("must be 3 to 63 characters long");
     }
-    if !bytes
-        .iter()
-        .all(|&c| edge_ok(c) || c == b'.' || c == b'-')
-    {
+    if !bytes.iter().all(|&c| edge_ok(c) || c == b'.' || c == b'-') {
         return Err("may only hold lowercase letters, digits, '.' and '-'");
     }
     if !edge_ok(bytes[0]) || !edge_ok(bytes[b.len() - 1]) {
