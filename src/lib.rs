@@ -23,6 +23,7 @@ mod reuseport;
 
 // Backups: the library, and the commands that run it.
 mod backup;
+mod s3;
 
 // One handler per sub-command.
 mod commands;

@@ -10,6 +10,7 @@ mod backup;
 mod cli;
 mod copies;
 mod gateway;
+mod copies_s3;
 mod install;
 mod pull;
 mod restore;

@@ -38,6 +38,10 @@ pub(crate) struct CopyReport {
     pub(crate) linked: Vec<PathBuf>,
     /// Copies the target's retention deleted.
     pub(crate) pruned: Vec<PathBuf>,
+    /// S3: requests (whole objects or parts) that sent archive bytes.
+    pub(crate) parts_sent: usize,
+    /// S3: parts an earlier, cut-short upload had already sent, kept as they were.
+    pub(crate) parts_kept: usize,
 }
 
 /// Refuses a target that is not on a mounted disk: the nearest existing directory on the way
@@ -143,7 +147,7 @@ pub(crate) fn copy_volume(
 }
 
 /// What an encrypted copy's name ends with.
-const AGE_SUFFIX: &str = ".age";
+pub(super) const AGE_SUFFIX: &str = ".age";
 
 /// `<name>-<ts>.tar.gz.age` → `<name>-<ts>.tar.gz.manifest.json.age`.
 fn encrypted_manifest_path(copy: &Path) -> PathBuf {
@@ -211,7 +215,7 @@ fn prune_encrypted(
 }
 
 /// age-encrypts `bytes` to the recipients.
-fn encrypt(bytes: &[u8], to: &[age::x25519::Recipient]) -> Result<Vec<u8>, BackupError> {
+pub(super) fn encrypt(bytes: &[u8], to: &[age::x25519::Recipient]) -> Result<Vec<u8>, BackupError> {
     let mut out = Vec::new();
     let mut w = encryptor(to)?
         .wrap_output(&mut out)
@@ -256,7 +260,7 @@ impl<W: Write> Write for Hashing<W> {
 
 /// Encrypts `from` into `to` by way of `to.partial`: the plaintext read must hash to the
 /// manifest's sha256, and the ciphertext read back from the target to what was written.
-fn copy_encrypted(
+pub(super) fn copy_encrypted(
     from: &Path,
     to: &Path,
     manifest: &Manifest,
@@ -469,7 +473,7 @@ fn copy_verified(from: &Path, to: &Path, manifest: &Manifest) -> Result<(), Back
 
 /// Opens a file to read only if it is a regular file (not a symlink, FIFO or device, which
 /// could hang the read or lead elsewhere).
-fn open_regular(path: &Path) -> Result<File, BackupError> {
+pub(super) fn open_regular(path: &Path) -> Result<File, BackupError> {
     let f = OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
@@ -484,7 +488,7 @@ fn open_regular(path: &Path) -> Result<File, BackupError> {
     Ok(f)
 }
 
-fn hash_file(path: &Path) -> Result<(String, u64), BackupError> {
+pub(super) fn hash_file(path: &Path) -> Result<(String, u64), BackupError> {
     let mut f = open_regular(path)?;
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

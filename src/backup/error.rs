@@ -42,6 +42,8 @@ pub(crate) enum BackupError {
     },
     #[error("{target} is not on a mounted disk ({on} is on the same filesystem as the system): is the disk plugged in and mounted? Nothing was copied there", target = target.display(), on = on.display())]
     NotMounted { target: PathBuf, on: PathBuf },
+    #[error(transparent)]
+    S3(#[from] crate::s3::S3Error),
 }
 
 /// The host module's errors carry the same three facts.

@@ -414,7 +414,7 @@ pub(crate) fn archivable_subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>
     let (mut names, mut unusable) = (Vec::new(), Vec::new());
     for raw in host::subdirectories(dir)? {
         let lossy = raw.to_string_lossy();
-        if is_restore_leftover(&lossy) {
+        if is_restore_leftover(&lossy) || lossy == STAGING {
             continue;
         }
         match raw.to_str() {
@@ -426,6 +426,10 @@ pub(crate) fn archivable_subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>
     }
     Ok((names, unusable))
 }
+
+/// Beside the local archives: encrypted copies waiting for their upload to an S3 target
+/// (`.copy-staging/<target>/<name>/`), kept until it completes so a cut upload can resume.
+pub(crate) const STAGING: &str = ".copy-staging";
 
 /// The directory a restore replaced (`NAME.pre-restore-<ts>`, removed by the next good backup)
 /// or a restore's temporary one (`.NAME.restore-<ts>`, left only by a killed restore).

@@ -1,6 +1,7 @@
 //! `pi-setup backup`, `restore`, `backups`, `verify`: arguments → options → `backup::run` →
 //! what is printed. How volumes are found, kept consistent and restored is in `backup::run`.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -10,9 +11,10 @@ use crate::cli::{BackupArgs, BackupsArgs, RestoreArgs};
 use crate::commands::{Context, LOCK_WAIT};
 use crate::error::BadInput;
 use crate::input::Inputs;
-use crate::model::GATEWAY;
+use crate::model::{CopyPlace, CopyTarget, S3Place, GATEWAY};
 use crate::progress::Progress;
 use crate::report::{human_bytes, human_duration};
+use crate::s3::S3Error;
 
 pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
@@ -202,47 +204,23 @@ fn copy_off_device(
 ) -> Vec<String> {
     let mut failed = Vec::new();
     for target in &model.backup.copies {
-        let path = ctx.paths.host(&target.path);
         let label = format!("copy {}", target.name);
         let note = ctx.paths.copy_failed(target.name.as_str());
-        let mut problems = Vec::new();
-        if let Err(e) = backup::check_mounted(&path, &ctx.paths.root) {
-            println!("{label:<16} FAILED {e}");
-            problems.push(e.to_string());
-        }
         let policy = backup::RetentionPolicy {
             keep_last: target.keep_last as usize,
             keep_daily: target.keep_daily as usize,
             keep_weekly: target.keep_weekly as usize,
             keep_monthly: target.keep_monthly as usize,
         };
-        let mounted = problems.is_empty();
-        for name in volumes.iter().filter(|_| mounted) {
-            let keys: Vec<age::x25519::Recipient> =
-                target.encrypt_to.iter().map(|r| r.0.clone()).collect();
-            match backup::copy_volume(local, &path, name, &policy, &keys) {
-                Ok(r) => {
-                    let bytes: u64 = r.copied.iter().map(|(_, b)| b).sum();
-                    println!(
-                        "{label:<16} {name}: {} archive(s) copied ({}), {} linked, {} pruned, to {}",
-                        r.copied.len(),
-                        human_bytes(bytes),
-                        r.linked.len(),
-                        r.pruned.len(),
-                        path.join(name).display()
-                    );
-                }
-                Err(e) => {
-                    let full = if e.is_disk_full() {
-                        " (the copy target is full: free space there or keep fewer copies)"
-                    } else {
-                        ""
-                    };
-                    println!("{label:<16} {name}: FAILED {e}{full}");
-                    problems.push(format!("{name}: {e}{full}"));
-                }
+        let keys: Vec<age::x25519::Recipient> =
+            target.encrypt_to.iter().map(|r| r.0.clone()).collect();
+        let problems = match &target.place {
+            CopyPlace::Dir(dir) => copy_to_dir(ctx, &label, dir, local, volumes, &policy, &keys),
+            CopyPlace::S3(place) => {
+                let staging = local.join(run::STAGING).join(target.name.as_str());
+                copy_to_s3(ctx, &label, place, local, volumes, &policy, &keys, &staging)
             }
-        }
+        };
         // `status` tells from this note that the last run could not copy.
         let noted = if problems.is_empty() {
             crate::host::remove_file(&note).map(|_| ())
@@ -257,6 +235,187 @@ fn copy_off_device(
     failed
 }
 
+/// One `path = ...` target: every volume's archives; returns what went wrong.
+fn copy_to_dir(
+    ctx: &Context,
+    label: &str,
+    dir: &str,
+    local: &Path,
+    volumes: &[&str],
+    policy: &backup::RetentionPolicy,
+    keys: &[age::x25519::Recipient],
+) -> Vec<String> {
+    let path = ctx.paths.host(dir);
+    if let Err(e) = backup::check_mounted(&path, &ctx.paths.root) {
+        println!("{label:<16} FAILED {e}");
+        return vec![e.to_string()];
+    }
+    let mut problems = Vec::new();
+    for name in volumes {
+        match backup::copy_volume(local, &path, name, policy, keys) {
+            Ok(r) => {
+                let bytes: u64 = r.copied.iter().map(|(_, b)| b).sum();
+                println!(
+                    "{label:<16} {name}: {} archive(s) copied ({}), {} linked, {} pruned, to {}",
+                    r.copied.len(),
+                    human_bytes(bytes),
+                    r.linked.len(),
+                    r.pruned.len(),
+                    path.join(name).display()
+                );
+            }
+            Err(e) => {
+                let full = if e.is_disk_full() {
+                    " (the copy target is full: free space there or keep fewer copies)"
+                } else {
+                    ""
+                };
+                println!("{label:<16} {name}: FAILED {e}{full}");
+                problems.push(format!("{name}: {e}{full}"));
+            }
+        }
+    }
+    problems
+}
+
+/// One `s3 = { ... }` target: the bucket is checked first (credentials, existence), then
+/// every volume's archives go up; returns what went wrong.
+#[allow(clippy::too_many_arguments)]
+fn copy_to_s3(
+    ctx: &Context,
+    label: &str,
+    place: &S3Place,
+    local: &Path,
+    volumes: &[&str],
+    policy: &backup::RetentionPolicy,
+    keys: &[age::x25519::Recipient],
+    staging: &Path,
+) -> Vec<String> {
+    let client = match s3_client(ctx, place).and_then(|c| {
+        c.check_bucket()
+            .map_err(|e| anyhow!("{e}{}", s3_hint(&e, ctx, place)))?;
+        Ok(c)
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("{label:<16} FAILED {e:#}");
+            return vec![format!("{e:#}")];
+        }
+    };
+    let remote = backup::Remote {
+        client: &client,
+        prefix: &place.prefix,
+    };
+    let mut problems = Vec::new();
+    for name in volumes {
+        let mut on_upload = |key: &str, parts: usize| {
+            println!("{label:<16} {name}: uploading {key} in {parts} parts");
+        };
+        match backup::copy_volume_s3(local, &remote, name, policy, keys, staging, &mut on_upload) {
+            Ok(r) => {
+                let bytes: u64 = r.copied.iter().map(|(_, b)| b).sum();
+                let resumed = if r.parts_kept > 0 {
+                    format!(
+                        " (resumed: {} part(s) were already there, {} sent)",
+                        r.parts_kept, r.parts_sent
+                    )
+                } else {
+                    String::new()
+                };
+                println!(
+                    "{label:<16} {name}: {} archive(s) copied ({}), {} linked, {} pruned, to {}{resumed}",
+                    r.copied.len(),
+                    human_bytes(bytes),
+                    r.linked.len(),
+                    r.pruned.len(),
+                    remote.url(name)
+                );
+            }
+            Err(e) => {
+                let hint = match &e {
+                    backup::BackupError::S3(s) => s3_hint(s, ctx, place),
+                    _ => String::new(),
+                };
+                println!("{label:<16} {name}: FAILED {e}{hint}");
+                problems.push(format!("{name}: {e}{hint}"));
+            }
+        }
+    }
+    problems
+}
+
+/// What to do about an S3 error the user can fix.
+fn s3_hint(e: &S3Error, ctx: &Context, place: &S3Place) -> String {
+    if e.is_no_bucket() {
+        format!(
+            " (there is no bucket {:?} at {}: create it; pi-setup never creates one)",
+            place.bucket, place.endpoint
+        )
+    } else if e.is_denied() {
+        format!(
+            " (the server refused the access key in {}: check it and its secret, and that they \
+             may read and write the bucket)",
+            ctx.paths.host(&place.credentials).display()
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// A client for an S3 target, with the credentials read now (under `--root`).
+fn s3_client(ctx: &Context, place: &S3Place) -> Result<crate::s3::Client> {
+    let creds = crate::s3::Credentials::read(&ctx.paths.host(&place.credentials))?;
+    Ok(crate::s3::Client::new(
+        &place.endpoint,
+        place.virtual_host,
+        &place.bucket,
+        &place.region,
+        creds,
+    )?)
+}
+
+/// The `[[backup.copy]]` named `name`, or a usage error listing those there are.
+fn copy_target<'m>(model: &'m crate::model::Model, name: &str) -> Result<&'m CopyTarget> {
+    if let Some(t) = model.backup.copies.iter().find(|t| t.name.as_str() == name) {
+        return Ok(t);
+    }
+    let known: Vec<String> = model
+        .backup
+        .copies
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    Err(BadInput(format!(
+        "there is no [[backup.copy]] named {name:?} in the profile (copies: {})",
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    ))
+    .into())
+}
+
+/// The volume names with copies in an S3 target (or just `only`).
+fn s3_names(remote: &backup::Remote<'_>, only: Option<&str>) -> Result<Vec<String>> {
+    if let Some(n) = only {
+        backup::check_name(n).map_err(|e| BadInput(e.to_string()))?;
+        return Ok(vec![n.to_string()]);
+    }
+    let mut names: Vec<String> = remote
+        .client
+        .list(remote.prefix)?
+        .into_iter()
+        .filter_map(|o| {
+            let rest = o.key.strip_prefix(remote.prefix)?;
+            let (name, _) = rest.split_once('/')?;
+            backup::check_name(name).ok().map(|()| name.to_string())
+        })
+        .collect();
+    names.dedup();
+    Ok(names)
+}
+
 /// Where the archives a command reads are: on the copy target named by `--copy`/`--from`
 /// (checked to be mounted), else in `--dest`, else in the profile's `backup.dest`.
 fn archives_dir(
@@ -268,24 +427,13 @@ fn archives_dir(
     let Some(name) = copy else {
         return Ok(run::dest(&ctx.paths, model, dest));
     };
-    let Some(target) = model.backup.copies.iter().find(|t| t.name.as_str() == name) else {
-        let known: Vec<String> = model
-            .backup
-            .copies
-            .iter()
-            .map(|t| t.name.to_string())
-            .collect();
-        return Err(BadInput(format!(
-            "there is no [[backup.copy]] named {name:?} in the profile (copies: {})",
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
-        ))
-        .into());
+    let target = copy_target(model, name)?;
+    let CopyPlace::Dir(dir) = &target.place else {
+        return Err(anyhow!(
+            "copy target '{name}' is an S3 bucket, not a directory"
+        ));
     };
-    let path = ctx.paths.host(&target.path);
+    let path = ctx.paths.host(dir);
     backup::check_mounted(&path, &ctx.paths.root)?;
     Ok(path)
 }
@@ -293,7 +441,18 @@ fn archives_dir(
 pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
     backup::check_name(&args.name).map_err(|e| BadInput(e.to_string()))?;
-    let dest = archives_dir(ctx, &model, args.dest.as_deref(), args.from.as_deref())?;
+    let s3 = match args.from.as_deref() {
+        Some(n) => match &copy_target(&model, n)?.place {
+            CopyPlace::S3(place) => Some((copy_target(&model, n)?, place)),
+            CopyPlace::Dir(_) => None,
+        },
+        None => None,
+    };
+    let dest = if s3.is_some() {
+        run::dest(&ctx.paths, &model, None)
+    } else {
+        archives_dir(ctx, &model, args.dest.as_deref(), args.from.as_deref())?
+    };
     let sealed = args
         .from
         .as_deref()
@@ -304,6 +463,57 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     let mut fetched = Fetched(None);
     let archive = if let Some(a) = &args.archive {
         a.clone()
+    } else if let Some((target, place)) = s3 {
+        let encrypted = !target.encrypt_to.is_empty();
+        let identity = match (&args.identity, encrypted) {
+            (None, true) => {
+                return Err(BadInput(format!(
+                    "the copies on '{}' are encrypted: give your age identity with --identity FILE",
+                    target.name
+                ))
+                .into())
+            }
+            (identity, _) => identity.as_deref().filter(|_| encrypted),
+        };
+        let client = s3_client(ctx, place)?;
+        let remote = backup::Remote {
+            client: &client,
+            prefix: &place.prefix,
+        };
+        let all: Vec<backup::RemoteArchive> = backup::list_remote(&remote, &args.name, encrypted)
+            .map_err(|e| match &e {
+                backup::BackupError::S3(s3e) => anyhow!("{e}{}", s3_hint(s3e, ctx, place)),
+                _ => e.into(),
+            })?
+            .into_iter()
+            .filter(|a| a.complete)
+            .collect();
+        let pick = match &args.at {
+            Some(ts) => all.iter().rev().find(|a| a.timestamp.to_string() == *ts),
+            None => all.last(),
+        };
+        let Some(copy) = pick else {
+            let list: Vec<String> = all.iter().map(|a| a.timestamp.to_string()).collect();
+            return Err(BadInput(format!(
+                "no copy of '{}'{} in {} (there are: {})",
+                args.name,
+                args.at
+                    .as_ref()
+                    .map(|t| format!(" at {t}"))
+                    .unwrap_or_default(),
+                remote.url(&args.name),
+                if list.is_empty() {
+                    "none".to_string()
+                } else {
+                    list.join(", ")
+                }
+            ))
+            .into());
+        };
+        let dir = dest.join(format!(".from-{}-{}", target.name, std::process::id()));
+        fetched.0 = Some(dir.clone());
+        println!("Downloading {}{}", remote.url(&args.name), copy.file);
+        backup::fetch_s3(&remote, &args.name, copy, identity, &dir)?
     } else if let Some(target) = sealed {
         let identity = args.identity.as_ref().ok_or_else(|| {
             BadInput(format!(
@@ -439,6 +649,12 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
 
 pub(crate) fn backups(ctx: &Context, args: &BackupsArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
+    if let Some(n) = args.copy.as_deref() {
+        let target = copy_target(&model, n)?;
+        if let CopyPlace::S3(place) = &target.place {
+            return s3_backups(ctx, target, place, args.name.as_deref());
+        }
+    }
     let dest = archives_dir(ctx, &model, args.dest.as_deref(), args.copy.as_deref())?;
     let names = run::archive_names(&ctx.paths, &dest, args.name.as_deref())?;
     println!(
@@ -477,8 +693,121 @@ pub(crate) fn backups(ctx: &Context, args: &BackupsArgs) -> Result<()> {
     Ok(())
 }
 
+/// `backups --copy NAME` for an S3 target: what the bucket holds.
+fn s3_backups(
+    ctx: &Context,
+    target: &CopyTarget,
+    place: &S3Place,
+    only: Option<&str>,
+) -> Result<()> {
+    let client = s3_client(ctx, place)?;
+    let remote = backup::Remote {
+        client: &client,
+        prefix: &place.prefix,
+    };
+    let with_hint = |e: backup::BackupError| match &e {
+        backup::BackupError::S3(s3e) => anyhow!("{e}{}", s3_hint(s3e, ctx, place)),
+        _ => e.into(),
+    };
+    let encrypted = !target.encrypt_to.is_empty();
+    let names = s3_names(&remote, only).map_err(|e| match e.downcast::<S3Error>() {
+        Ok(s3e) => anyhow!("{s3e}{}", s3_hint(&s3e, ctx, place)),
+        Err(e) => e,
+    })?;
+    println!(
+        "{:<16} {:<16}  {:>10}  {:<5} ARCHIVE",
+        "NAME", "TIMESTAMP", "SIZE", "STATE"
+    );
+    for name in names {
+        for a in backup::list_remote(&remote, &name, encrypted).map_err(with_hint)? {
+            // As on a disk: an archive without its manifest is not a complete copy.
+            let state = match (encrypted, a.complete) {
+                (true, true) => "sealed",
+                (false, true) => "ok",
+                (_, false) => "BAD",
+            };
+            println!(
+                "{:<16} {}  {:>10}  {:<5} s3://{}/{}",
+                name,
+                a.timestamp,
+                human_bytes(a.size),
+                state,
+                client.bucket(),
+                a.key
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `verify --copy NAME` for an S3 target: each copy downloaded beside the local archives,
+/// checked against its manifest and verified as an archive, then removed.
+fn s3_verify(
+    ctx: &Context,
+    model: &crate::model::Model,
+    target: &CopyTarget,
+    place: &S3Place,
+    only: Option<&str>,
+) -> Result<()> {
+    if !target.encrypt_to.is_empty() {
+        return Err(BadInput(format!(
+            "the copies on '{}' are encrypted and the Pi holds no key to open them: \
+             `restore --from {} --identity FILE` checks one as it restores it",
+            target.name, target.name
+        ))
+        .into());
+    }
+    let client = s3_client(ctx, place)?;
+    let remote = backup::Remote {
+        client: &client,
+        prefix: &place.prefix,
+    };
+    let local = run::dest(&ctx.paths, model, None);
+    let (mut good, mut bad) = (0, 0);
+    for name in s3_names(&remote, only)? {
+        for a in backup::list_remote(&remote, &name, false)? {
+            let dir = local.join(format!(".from-{}-{}", target.name, std::process::id()));
+            let _fetched = Fetched(Some(dir.clone()));
+            let checked = if a.complete {
+                backup::fetch_s3(&remote, &name, &a, None, &dir)
+                    .and_then(|p| backup::verify_archive(&p))
+                    .map_err(anyhow::Error::from)
+            } else {
+                Err(anyhow!("its manifest is missing (an upload cut short?)"))
+            };
+            match checked {
+                Ok(r) => {
+                    good += 1;
+                    println!(
+                        "ok    s3://{}/{} ({} entries)",
+                        client.bucket(),
+                        a.key,
+                        r.entries
+                    );
+                }
+                Err(e) => {
+                    bad += 1;
+                    println!("BAD   s3://{}/{}: {e:#}", client.bucket(), a.key);
+                }
+            }
+        }
+    }
+    println!("{good} archive(s) verified, {bad} bad");
+    if bad == 0 {
+        Ok(())
+    } else {
+        Err(anyhow!("{bad} archive(s) failed verification"))
+    }
+}
+
 pub(crate) fn verify(ctx: &Context, args: &BackupsArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
+    if let Some(n) = args.copy.as_deref() {
+        let target = copy_target(&model, n)?;
+        if let CopyPlace::S3(place) = &target.place {
+            return s3_verify(ctx, &model, target, place, args.name.as_deref());
+        }
+    }
     let dest = archives_dir(ctx, &model, args.dest.as_deref(), args.copy.as_deref())?;
     let (mut good, mut bad) = (0, 0);
     for name in run::archive_names(&ctx.paths, &dest, args.name.as_deref())? {

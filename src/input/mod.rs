@@ -664,6 +664,33 @@ mod tests {
             &format!("{gw}\n[[service]]\nname = \"one\"\nimage = \"x:1\"\nroutes = [{{ host = \"a.test\", path = \"/api\" }}]\n\n[[service]]\nname = \"two\"\nimage = \"x:1\"\nroutes = [{{ host = \"a.test\", path = \"/api/\" }}]\n"),
             &[&at(14, 11), "a.test/api is routed to service 'two' and to service 'one'"],
         );
+        let s3 =
+            |fields: &str| format!("{gw}\n[[backup.copy]]\nname = \"b2\"\ns3 = {{ {fields} }}\n");
+        let ok = "endpoint = \"https://s3.example.com\", bucket = \"pi-backups\", credentials = \"/etc/pi-setup/secrets/b2.s3\"";
+        rejected(
+            &format!(
+                "{gw}\n[[backup.copy]]\nname = \"b2\"\npath = \"/mnt/usb\"\ns3 = {{ {ok} }}\n"
+            ),
+            &[&at(9, 6), "backup.copy \"b2\" has both path and s3"],
+        );
+        for (fields, says) in [
+            ("endpoint = \"ftp://x\", bucket = \"pi-backups\", credentials = \"/c\"", "s3.endpoint \"ftp://x\" must start with https://"),
+            ("endpoint = \"https://k:s@x\", bucket = \"pi-backups\", credentials = \"/c\"", "must not hold credentials"),
+            ("endpoint = \"https://x/pi\", bucket = \"pi-backups\", credentials = \"/c\"", "must be only scheme, host and port"),
+            ("endpoint = \"x:9000\", bucket = \"pi-backups\", credentials = \"/c\"", "s3.endpoint \"x:9000\""),
+            ("endpoint = \"https://x\", bucket = \"pi\", credentials = \"/c\"", "s3.bucket \"pi\" must be 3 to 63"),
+            ("endpoint = \"https://x\", bucket = \"Pi_Backups\", credentials = \"/c\"", "may only hold lowercase letters"),
+            ("endpoint = \"https://x\", bucket = \"192.168.1.2\", credentials = \"/c\"", "must not look like an IP address"),
+            ("endpoint = \"https://x\", bucket = \"pi..b\", credentials = \"/c\"", "must not have '..'"),
+            ("endpoint = \"https://x\", bucket = \"pi-backups\", prefix = \"/home\", credentials = \"/c\"", "s3.prefix \"/home\" must not start with '/'"),
+            ("endpoint = \"https://x\", bucket = \"pi-backups\", prefix = \"a/../b\", credentials = \"/c\"", "'..'"),
+            ("endpoint = \"https://x\", bucket = \"pi-backups\", region = \"US East\", credentials = \"/c\"", "s3.region \"US East\""),
+            ("endpoint = \"https://x\", bucket = \"pi-backups\", credentials = \"secrets/b2\"", "s3.credentials \"secrets/b2\" must be the absolute path"),
+            ("endpoint = \"https://x\", bucket = \"pi-backups\", credentials = \"/c\", style = \"dns\"", "s3.style \"dns\""),
+            ("endpoint = \"https://x\", credentials = \"/c\"", "missing field `bucket`"),
+        ] {
+            rejected(&s3(fields), &[says]);
+        }
         // Several problems are reported together.
         rejected(
             &svc("name = \"Web\"\nimage = \"x:1\"\nport = 0"),
@@ -673,6 +700,29 @@ mod tests {
                 "2 problems found",
             ],
         );
+    }
+
+    #[test]
+    fn an_s3_copy_target_is_checked_and_its_prefix_is_a_folder() {
+        let host = HostFacts {
+            cpus: 4,
+            calendar_error: |_| None,
+        };
+        let text = "[[backup.copy]]\nname = \"b2\"\ns3 = { endpoint = \"https://s3.eu-central-003.backblazeb2.com/\", region = \"eu-central-003\", bucket = \"pi-backups.home\", prefix = \"pis/kitchen\", credentials = \"/etc/pi-setup/secrets/b2.s3\" }\nkeep_daily = 30\n";
+        let model = load_on(&Source::new("p.toml", text), &[], &host).unwrap();
+        let target = &model.backup.copies[0];
+        assert_eq!(
+            target.place,
+            crate::model::CopyPlace::S3(crate::model::S3Place {
+                endpoint: "https://s3.eu-central-003.backblazeb2.com".into(),
+                region: "eu-central-003".into(),
+                bucket: "pi-backups.home".into(),
+                prefix: "pis/kitchen/".into(),
+                credentials: "/etc/pi-setup/secrets/b2.s3".into(),
+                virtual_host: false,
+            })
+        );
+        assert_eq!(target.keep_daily, 30);
     }
 
     /// A profile of `n` services, each with a domain, a volume and an env var.

@@ -69,6 +69,8 @@ pub(crate) struct RawCopy {
     pub(crate) name: Spanned<String>,
     /// A directory on a mounted disk (USB, NAS share).
     pub(crate) path: Option<Spanned<String>>,
+    /// Or a bucket of an S3-compatible object store.
+    pub(crate) s3: Option<Spanned<RawS3>>,
     /// age recipients (`age1…`): copies are encrypted to them; the Pi holds no key that
     /// decrypts them.
     #[serde(default)]
@@ -77,6 +79,23 @@ pub(crate) struct RawCopy {
     pub(crate) keep_daily: Option<Spanned<i64>>,
     pub(crate) keep_weekly: Option<Spanned<i64>>,
     pub(crate) keep_monthly: Option<Spanned<i64>>,
+}
+
+/// `s3 = { endpoint, region, bucket, prefix, credentials }` of a `[[backup.copy]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawS3 {
+    /// `https://s3.eu-central-003.backblazeb2.com`, `http://nas.local:9000`.
+    pub(crate) endpoint: Spanned<String>,
+    pub(crate) region: Option<Spanned<String>>,
+    pub(crate) bucket: Spanned<String>,
+    /// Prepended to every object key (`home/`).
+    pub(crate) prefix: Option<Spanned<String>>,
+    /// Absolute path of the file holding the access key id and secret (mode 0600).
+    pub(crate) credentials: Spanned<String>,
+    /// `path` (`endpoint/bucket/key`, default: what every S3-compatible server answers) or
+    /// `virtual` (`bucket.endpoint/key`).
+    pub(crate) style: Option<Spanned<String>>,
 }
 
 /// One service: a `[[service]]` table of a profile, or a file under `/etc/pi-setup/services/`.

@@ -1,7 +1,7 @@
 //! The `[backup]` table: destination, schedule, format and level, retention.
 
 use crate::backup::Codec;
-use crate::input::raw::RawBackup;
+use crate::input::raw::{RawBackup, RawS3};
 use crate::model::names::Name;
 use crate::model::Checker;
 use crate::model::HostFacts;
@@ -33,19 +33,40 @@ impl PartialEq for Recipient {
 
 impl Eq for Recipient {}
 
-/// A place archives are copied to once verified: a directory on a mounted disk. Its retention
-/// defaults to the local one's.
+/// A place archives are copied to once verified: a directory on a mounted disk, or a bucket of
+/// an S3-compatible object store. Its retention defaults to the local one's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CopyTarget {
     pub(crate) name: Name,
-    /// Absolute, as in the profile (moved under `--root` where it is used).
-    pub(crate) path: String,
+    pub(crate) place: CopyPlace,
     /// Recipients the copies are encrypted to (none: copied as they are).
     pub(crate) encrypt_to: Vec<Recipient>,
     pub(crate) keep_last: u32,
     pub(crate) keep_daily: u32,
     pub(crate) keep_weekly: u32,
     pub(crate) keep_monthly: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CopyPlace {
+    /// Absolute, as in the profile (moved under `--root` where it is used).
+    Dir(String),
+    S3(S3Place),
+}
+
+/// A bucket (and a key prefix in it) on an S3-compatible server, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct S3Place {
+    /// `http(s)://host[:port]`, without a path.
+    pub(crate) endpoint: String,
+    pub(crate) region: String,
+    pub(crate) bucket: String,
+    /// Empty, or ends with '/'.
+    pub(crate) prefix: String,
+    /// Absolute path of the credentials file (read under `--root` when used).
+    pub(crate) credentials: String,
+    /// `bucket.host/key` instead of `host/bucket/key`.
+    pub(crate) virtual_host: bool,
 }
 
 pub(super) fn backup(c: &mut Checker, b: &RawBackup, host: &HostFacts) -> Backup {
@@ -126,39 +147,24 @@ pub(super) fn backup(c: &mut Checker, b: &RawBackup, host: &HostFacts) -> Backup
                 continue;
             }
         };
-        let Some(path) = &raw.path else {
-            c.at(
-                &raw.name,
-                format!("backup.copy \"{name}\" needs path = \"/mnt/...\" (a directory on a mounted disk)"),
-            );
-            continue;
+        let place = match (&raw.path, &raw.s3) {
+            (Some(_), Some(s3)) => {
+                c.at(
+                    s3,
+                    format!("backup.copy \"{name}\" has both path and s3: a copy target is one or the other"),
+                );
+                continue;
+            }
+            (None, None) => {
+                c.at(
+                    &raw.name,
+                    format!("backup.copy \"{name}\" needs path = \"/mnt/...\" (a directory on a mounted disk) or s3 = {{ endpoint = ..., bucket = ..., credentials = ... }}"),
+                );
+                continue;
+            }
+            (None, Some(s3)) => CopyPlace::S3(s3_place(c, s3.get_ref())),
+            (Some(path), None) => CopyPlace::Dir(copy_path(c, path, &dest)),
         };
-        let v = path.get_ref();
-        let norm = v.trim_end_matches('/');
-        let inside = |dir: &str| norm == dir || norm.starts_with(&format!("{dir}/"));
-        if !v.starts_with('/') || v.split('/').any(|p| p == ".." || p == ".") || norm.is_empty() {
-            c.at(
-                path,
-                format!("backup.copy path {v:?} must be an absolute path without '.' or '..'"),
-            );
-        } else if v.chars().any(char::is_control) {
-            c.at(
-                path,
-                format!("backup.copy path {v:?} contains a control character"),
-            );
-        } else if inside("/var/vol") {
-            c.at(
-                path,
-                format!("backup.copy path {v:?} must not be inside /var/vol (it is what gets backed up)"),
-            );
-        } else if inside(dest.trim_end_matches('/'))
-            || dest.trim_end_matches('/').starts_with(&format!("{norm}/"))
-        {
-            c.at(
-                path,
-                format!("backup.copy path {v:?} overlaps backup.dest {dest:?}: a copy must be somewhere else"),
-            );
-        }
         let mut encrypt_to = Vec::new();
         for r in &raw.encrypt_to {
             match r.get_ref().parse::<age::x25519::Recipient>() {
@@ -174,7 +180,7 @@ pub(super) fn backup(c: &mut Checker, b: &RawBackup, host: &HostFacts) -> Backup
         }
         copies.push(CopyTarget {
             name,
-            path: v.clone(),
+            place,
             encrypt_to,
             keep_last: c.count(raw.keep_last.as_ref(), "backup.copy keep_last", keep_last),
             keep_daily: c.count(
@@ -205,4 +211,173 @@ pub(super) fn backup(c: &mut Checker, b: &RawBackup, host: &HostFacts) -> Backup
         keep_monthly,
         copies,
     }
+}
+
+/// A `path = ...` copy target: absolute, outside /var/vol and the local destination.
+fn copy_path(c: &mut Checker, path: &toml::Spanned<String>, dest: &str) -> String {
+    let v = path.get_ref();
+    let norm = v.trim_end_matches('/');
+    let inside = |dir: &str| norm == dir || norm.starts_with(&format!("{dir}/"));
+    if !v.starts_with('/') || v.split('/').any(|p| p == ".." || p == ".") || norm.is_empty() {
+        c.at(
+            path,
+            format!("backup.copy path {v:?} must be an absolute path without '.' or '..'"),
+        );
+    } else if v.chars().any(char::is_control) {
+        c.at(
+            path,
+            format!("backup.copy path {v:?} contains a control character"),
+        );
+    } else if inside("/var/vol") {
+        c.at(
+            path,
+            format!(
+                "backup.copy path {v:?} must not be inside /var/vol (it is what gets backed up)"
+            ),
+        );
+    } else if inside(dest.trim_end_matches('/'))
+        || dest.trim_end_matches('/').starts_with(&format!("{norm}/"))
+    {
+        c.at(
+            path,
+            format!("backup.copy path {v:?} overlaps backup.dest {dest:?}: a copy must be somewhere else"),
+        );
+    }
+    v.clone()
+}
+
+/// An `s3 = { ... }` copy target, every field checked (all errors collected).
+fn s3_place(c: &mut Checker, raw: &RawS3) -> S3Place {
+    let endpoint = raw.endpoint.get_ref();
+    if let Err(why) = check_endpoint(endpoint) {
+        c.at(
+            &raw.endpoint,
+            format!("backup.copy s3.endpoint {endpoint:?} {why}"),
+        );
+    }
+    let region = raw
+        .region
+        .as_ref()
+        .map_or("us-east-1", |r| r.get_ref().as_str());
+    if let Some(r) = &raw.region {
+        let ok = !region.is_empty()
+            && region.len() <= 64
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            c.at(
+                r,
+                format!("backup.copy s3.region {region:?} must be a region name like us-east-1 (lowercase letters, digits, '-')"),
+            );
+        }
+    }
+    let bucket = raw.bucket.get_ref();
+    if let Err(why) = check_bucket(bucket) {
+        c.at(
+            &raw.bucket,
+            format!("backup.copy s3.bucket {bucket:?} {why}"),
+        );
+    }
+    let mut prefix = raw
+        .prefix
+        .as_ref()
+        .map(|p| p.get_ref().clone())
+        .unwrap_or_default();
+    if let Some(p) = &raw.prefix {
+        if prefix.starts_with('/')
+            || prefix.split('/').any(|s| s == ".." || s == ".")
+            || prefix.contains("//")
+        {
+            c.at(
+                p,
+                format!("backup.copy s3.prefix {prefix:?} must not start with '/' nor have '.', '..' or empty parts"),
+            );
+        } else if prefix.chars().any(char::is_control) || prefix.len() > 512 {
+            c.at(
+                p,
+                format!("backup.copy s3.prefix {prefix:?} must be at most 512 bytes without control characters"),
+            );
+        }
+    }
+    // `home` and `home/` both mean the folder `home/`.
+    if !prefix.is_empty() && !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    let credentials = raw.credentials.get_ref();
+    if !credentials.starts_with('/')
+        || credentials.split('/').any(|p| p == ".." || p == ".")
+        || credentials.ends_with('/')
+        || credentials.chars().any(char::is_control)
+    {
+        c.at(
+            &raw.credentials,
+            format!("backup.copy s3.credentials {credentials:?} must be the absolute path of a file (e.g. /etc/pi-setup/secrets/NAME.s3)"),
+        );
+    }
+    let virtual_host = match &raw.style {
+        None => false,
+        Some(s) => match s.get_ref().as_str() {
+            "path" => false,
+            "virtual" => true,
+            other => {
+                c.at(
+                    s,
+                    format!("backup.copy s3.style {other:?} is not one of path, virtual"),
+                );
+                false
+            }
+        },
+    };
+    S3Place {
+        endpoint: endpoint.trim_end_matches('/').to_string(),
+        region: region.to_string(),
+        bucket: bucket.clone(),
+        prefix,
+        credentials: credentials.clone(),
+        virtual_host,
+    }
+}
+
+/// `http(s)://host[:port]`: nothing else (no user, path, query) has a meaning there.
+fn check_endpoint(v: &str) -> Result<(), &'static str> {
+    let url = url::Url::parse(v).map_err(|_| "is not a URL (http://host:port or https://host)")?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must start with https:// (or http:// on a trusted network)");
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("has no host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not hold credentials (they go in the credentials file)");
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err("must be only scheme, host and port (the bucket and prefix are set apart)");
+    }
+    Ok(())
+}
+
+/// S3's bucket naming rules (the general-purpose ones, which every compatible server accepts).
+fn check_bucket(b: &str) -> Result<(), &'static str> {
+    let bytes = b.as_bytes();
+    let edge_ok = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !(3..=63).contains(&b.len()) {
+        return Err("must be 3 to 63 characters long");
+    }
+    if !bytes.iter().all(|&c| edge_ok(c) || c == b'.' || c == b'-') {
+        return Err("may only hold lowercase letters, digits, '.' and '-'");
+    }
+    if !edge_ok(bytes[0]) || !edge_ok(bytes[b.len() - 1]) {
+        return Err("must start and end with a lowercase letter or a digit");
+    }
+    if b.contains("..") || b.contains(".-") || b.contains("-.") {
+        return Err("must not have '..', '.-' or '-.'");
+    }
+    if b.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("must not look like an IP address");
+    }
+    if b.starts_with("xn--") || b.starts_with("sthree-") || b.ends_with("-s3alias") {
+        return Err("must not start with xn-- or sthree-, nor end with -s3alias");
+    }
+    Ok(())
 }

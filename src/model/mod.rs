@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use toml::Spanned;
 
-pub(crate) use backup::Backup;
+pub(crate) use backup::{Backup, CopyPlace, CopyTarget, S3Place};
 pub(crate) use gateway::{Gateway, HttpsMode};
 pub(crate) use names::{Domain, Name};
 pub(crate) use service::{Access, BackupMode, Condition, Health, Mount, Restart, Route, Service};
