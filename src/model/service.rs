@@ -340,189 +340,10 @@ pub(super) fn service(
     let (memory, nano_cpus) = limits(&mut c, &r, host);
     let health = health(&mut c, &r);
     let depends_on = dependencies(&mut c, &r, &name);
-    let mut routes: Vec<Route> = Vec::new();
-    for rr in &r.routes {
-        let v = rr.get_ref();
-        let host = match Domain::parse(&v.host) {
-            Ok(h) => h,
-            Err(why) => {
-                c.at(rr, format!("route host {:?}: {why}", v.host));
-                continue;
-            }
-        };
-        let path = match route_path(v.path.as_deref().unwrap_or("/")) {
-            Ok(p) => p,
-            Err(why) => {
-                c.at(rr, why);
-                continue;
-            }
-        };
-        if v.strip && path == "/" {
-            c.at(rr, "strip = true needs a path other than /".into());
-        }
-        let port = match v.port {
-            None => port,
-            Some(p) => match u16::try_from(p) {
-                Ok(p) if p > 0 => p,
-                _ => {
-                    c.at(rr, format!("route port {p} is out of range (1-65535)"));
-                    continue;
-                }
-            },
-        };
-        if routes.iter().any(|o| o.host == host && o.path == path)
-            || (path == "/" && domains.contains(&host))
-        {
-            c.at(
-                rr,
-                format!(
-                    "{host}{} is routed twice",
-                    if path == "/" { "" } else { &path }
-                ),
-            );
-        }
-        routes.push(Route {
-            host,
-            path,
-            port,
-            strip: v.strip,
-            span: rr.span(),
-        });
-    }
-    let mut statics: Vec<StaticRoute> = Vec::new();
-    for sr in &r.statics {
-        let v = sr.get_ref();
-        let host = match Domain::parse(&v.host) {
-            Ok(h) => h,
-            Err(why) => {
-                c.at(sr, format!("static host {:?}: {why}", v.host));
-                continue;
-            }
-        };
-        let path = match route_path(&v.path) {
-            Ok(p) if p != "/" => p,
-            Ok(_) => {
-                c.at(
-                    sr,
-                    "a static route needs a path other than / (e.g. \"/static\")".into(),
-                );
-                continue;
-            }
-            Err(why) => {
-                c.at(sr, why);
-                continue;
-            }
-        };
-        let dir = match parse_volume(&format!("{}:/x", v.dir)) {
-            Ok(m) if m.sub != "." => m.sub,
-            Ok(_) => {
-                c.at(
-                    sr,
-                    "static dir must be a sub-directory of the service's directory".into(),
-                );
-                continue;
-            }
-            Err(why) => {
-                c.at(sr, format!("static dir {:?}: {why}", v.dir));
-                continue;
-            }
-        };
-        if routes.iter().any(|o| o.host == host && o.path == path)
-            || statics.iter().any(|o| o.host == host && o.path == path)
-        {
-            c.at(sr, format!("{host}{path} is routed twice"));
-        }
-        statics.push(StaticRoute {
-            host,
-            path,
-            dir,
-            span: sr.span(),
-        });
-    }
-    let mut foreign_mounts = Vec::new();
-    for f in &r.mounts {
-        let v = f.get_ref();
-        let parsed = v
-            .split_once(':')
-            .ok_or_else(|| "expected SERVICE:SUBDIR:/container/path".to_string())
-            .and_then(|(svc, rest)| {
-                let service = Name::parse(svc).map_err(|why| format!("service {svc:?}: {why}"))?;
-                // Always read-only; a trailing :ro is accepted.
-                let m = parse_volume(rest)?;
-                if service == name {
-                    return Err("a service mounts its own directories with volumes".into());
-                }
-                Ok(ForeignMount {
-                    service,
-                    sub: m.sub,
-                    target: m.target,
-                    span: f.span(),
-                })
-            });
-        match parsed {
-            Ok(m) => {
-                if mounts.iter().any(|o| o.target == m.target)
-                    || foreign_mounts
-                        .iter()
-                        .any(|o: &ForeignMount| o.target == m.target)
-                {
-                    c.at(f, format!("two volumes are mounted at {}", m.target));
-                }
-                foreign_mounts.push(m);
-            }
-            Err(why) => c.at(f, format!("invalid mount {v:?}: {why}")),
-        }
-    }
-    let mut env_files = Vec::new();
-    for f in &r.env_files {
-        let v = f.get_ref();
-        let shape_ok = std::path::Path::new(v)
-            .extension()
-            .is_some_and(|e| e == "env")
-            && !v.starts_with('/')
-            && v.split('/').all(|p| {
-                !p.is_empty()
-                    && p != "."
-                    && p != ".."
-                    && p.chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
-            });
-        if shape_ok {
-            env_files.push((v.clone(), f.span()));
-        } else {
-            c.at(
-                f,
-                format!(
-                    "env_files {v:?} must be a path under /etc/pi-setup/secrets/ ending in .env, like \"shared/app.env\" (letters, digits, . _ -; no ..)"
-                ),
-            );
-        }
-    }
-    let user = r.user.as_ref().map(|u| {
-        let v = u.get_ref();
-        let word = |w: &str| {
-            !w.is_empty()
-                && w.len() <= 32
-                && (w.chars().all(|ch| ch.is_ascii_digit())
-                    || (w.starts_with(|ch: char| ch.is_ascii_lowercase() || ch == '_')
-                        && w.chars().all(|ch| {
-                            ch.is_ascii_lowercase()
-                                || ch.is_ascii_digit()
-                                || matches!(ch, '_' | '-')
-                        })))
-        };
-        let ok = match v.split_once(':') {
-            Some((user, group)) => word(user) && word(group),
-            None => word(v),
-        };
-        if !ok {
-            c.at(
-                u,
-                format!("user {v:?} must be uid[:gid] (like 1000:1000) or a lower-case user name"),
-            );
-        }
-        v.clone()
-    });
+    let (routes, statics) = routes(&mut c, &r, port, &domains);
+    let foreign_mounts = foreign_mounts(&mut c, &r, &name, &mounts);
+    let env_files = env_files(&mut c, &r);
+    let user = user(&mut c, &r);
     let mut publish = Vec::new();
     for p in &r.publish {
         match parse_publish(p.get_ref()) {
@@ -972,4 +793,216 @@ impl Service {
         out.extend(self.routes.iter().cloned());
         out
     }
+}
+
+/// `routes` and `static`: host paths of this service (`domains` are its routes at `/`).
+fn routes(
+    c: &mut Checker,
+    r: &RawService,
+    port: u16,
+    domains: &[Domain],
+) -> (Vec<Route>, Vec<StaticRoute>) {
+    let mut routes: Vec<Route> = Vec::new();
+    for rr in &r.routes {
+        let v = rr.get_ref();
+        let host = match Domain::parse(&v.host) {
+            Ok(h) => h,
+            Err(why) => {
+                c.at(rr, format!("route host {:?}: {why}", v.host));
+                continue;
+            }
+        };
+        let path = match route_path(v.path.as_deref().unwrap_or("/")) {
+            Ok(p) => p,
+            Err(why) => {
+                c.at(rr, why);
+                continue;
+            }
+        };
+        if v.strip && path == "/" {
+            c.at(rr, "strip = true needs a path other than /".into());
+        }
+        let port = match v.port {
+            None => port,
+            Some(p) => match u16::try_from(p) {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    c.at(rr, format!("route port {p} is out of range (1-65535)"));
+                    continue;
+                }
+            },
+        };
+        if routes.iter().any(|o| o.host == host && o.path == path)
+            || (path == "/" && domains.contains(&host))
+        {
+            c.at(
+                rr,
+                format!(
+                    "{host}{} is routed twice",
+                    if path == "/" { "" } else { &path }
+                ),
+            );
+        }
+        routes.push(Route {
+            host,
+            path,
+            port,
+            strip: v.strip,
+            span: rr.span(),
+        });
+    }
+    let mut statics: Vec<StaticRoute> = Vec::new();
+    for sr in &r.statics {
+        let v = sr.get_ref();
+        let host = match Domain::parse(&v.host) {
+            Ok(h) => h,
+            Err(why) => {
+                c.at(sr, format!("static host {:?}: {why}", v.host));
+                continue;
+            }
+        };
+        let path = match route_path(&v.path) {
+            Ok(p) if p != "/" => p,
+            Ok(_) => {
+                c.at(
+                    sr,
+                    "a static route needs a path other than / (e.g. \"/static\")".into(),
+                );
+                continue;
+            }
+            Err(why) => {
+                c.at(sr, why);
+                continue;
+            }
+        };
+        let dir = match parse_volume(&format!("{}:/x", v.dir)) {
+            Ok(m) if m.sub != "." => m.sub,
+            Ok(_) => {
+                c.at(
+                    sr,
+                    "static dir must be a sub-directory of the service's directory".into(),
+                );
+                continue;
+            }
+            Err(why) => {
+                c.at(sr, format!("static dir {:?}: {why}", v.dir));
+                continue;
+            }
+        };
+        if routes.iter().any(|o| o.host == host && o.path == path)
+            || statics.iter().any(|o| o.host == host && o.path == path)
+        {
+            c.at(sr, format!("{host}{path} is routed twice"));
+        }
+        statics.push(StaticRoute {
+            host,
+            path,
+            dir,
+            span: sr.span(),
+        });
+    }
+    (routes, statics)
+}
+
+/// `mounts`: other services' directories, read-only.
+fn foreign_mounts(
+    c: &mut Checker,
+    r: &RawService,
+    name: &Name,
+    mounts: &[Mount],
+) -> Vec<ForeignMount> {
+    let mut foreign_mounts = Vec::new();
+    for f in &r.mounts {
+        let v = f.get_ref();
+        let parsed = v
+            .split_once(':')
+            .ok_or_else(|| "expected SERVICE:SUBDIR:/container/path".to_string())
+            .and_then(|(svc, rest)| {
+                let service = Name::parse(svc).map_err(|why| format!("service {svc:?}: {why}"))?;
+                // Always read-only; a trailing :ro is accepted.
+                let m = parse_volume(rest)?;
+                if &service == name {
+                    return Err("a service mounts its own directories with volumes".into());
+                }
+                Ok(ForeignMount {
+                    service,
+                    sub: m.sub,
+                    target: m.target,
+                    span: f.span(),
+                })
+            });
+        match parsed {
+            Ok(m) => {
+                if mounts.iter().any(|o| o.target == m.target)
+                    || foreign_mounts
+                        .iter()
+                        .any(|o: &ForeignMount| o.target == m.target)
+                {
+                    c.at(f, format!("two volumes are mounted at {}", m.target));
+                }
+                foreign_mounts.push(m);
+            }
+            Err(why) => c.at(f, format!("invalid mount {v:?}: {why}")),
+        }
+    }
+    foreign_mounts
+}
+
+/// `env_files`: shared secrets files (read by `input`).
+fn env_files(c: &mut Checker, r: &RawService) -> Vec<(String, std::ops::Range<usize>)> {
+    let mut env_files = Vec::new();
+    for f in &r.env_files {
+        let v = f.get_ref();
+        let shape_ok = std::path::Path::new(v)
+            .extension()
+            .is_some_and(|e| e == "env")
+            && !v.starts_with('/')
+            && v.split('/').all(|p| {
+                !p.is_empty()
+                    && p != "."
+                    && p != ".."
+                    && p.chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+            });
+        if shape_ok {
+            env_files.push((v.clone(), f.span()));
+        } else {
+            c.at(
+                f,
+                format!(
+                    "env_files {v:?} must be a path under /etc/pi-setup/secrets/ ending in .env, like \"shared/app.env\" (letters, digits, . _ -; no ..)"
+                ),
+            );
+        }
+    }
+    env_files
+}
+
+/// `user`: `uid[:gid]` or a user name.
+fn user(c: &mut Checker, r: &RawService) -> Option<String> {
+    r.user.as_ref().map(|u| {
+        let v = u.get_ref();
+        let word = |w: &str| {
+            !w.is_empty()
+                && w.len() <= 32
+                && (w.chars().all(|ch| ch.is_ascii_digit())
+                    || (w.starts_with(|ch: char| ch.is_ascii_lowercase() || ch == '_')
+                        && w.chars().all(|ch| {
+                            ch.is_ascii_lowercase()
+                                || ch.is_ascii_digit()
+                                || matches!(ch, '_' | '-')
+                        })))
+        };
+        let ok = match v.split_once(':') {
+            Some((user, group)) => word(user) && word(group),
+            None => word(v),
+        };
+        if !ok {
+            c.at(
+                u,
+                format!("user {v:?} must be uid[:gid] (like 1000:1000) or a lower-case user name"),
+            );
+        }
+        v.clone()
+    })
 }
