@@ -18,6 +18,9 @@ use crate::model::{Health, Model, Mount, Restart, Service, GATEWAY};
 pub(crate) const LABEL_MANAGED: &str = "pi-setup.managed";
 pub(crate) const LABEL_INSTANCE: &str = "pi-setup.instance";
 pub(crate) const LABEL_SERVICE: &str = "pi-setup.service";
+/// On the containers of jobs (`[[job]]`): they run to completion and stay, stopped, as the
+/// record that this definition ran.
+pub(crate) const LABEL_JOB: &str = "pi-setup.job";
 pub(crate) const LABEL_HASH: &str = "pi-setup.config-hash";
 pub(crate) const NETWORK: &str = "intercontainer";
 
@@ -87,6 +90,9 @@ pub(crate) struct ContainerSpec {
     /// (from their health settings). Not a property of the container: not in the hash.
     #[serde(skip)]
     pub(crate) wait_for_healthy: Vec<(String, std::time::Duration)>,
+    /// Set for a job: it runs to completion, within this long.
+    #[serde(skip)]
+    pub(crate) job_timeout: Option<std::time::Duration>,
     /// `uid[:gid]` or a user name; left out of the hash when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) user: Option<String>,
@@ -225,6 +231,7 @@ pub(crate) fn desired(
         nano_cpus: None,
         health: None,
         wait_for_healthy: Vec::new(),
+        job_timeout: None,
         user: None,
         // A reload hands what is queued on the old listener to the new one (crate::reuseport).
         sysctls: if migrate_requests {
@@ -423,15 +430,27 @@ fn service_container(s: &Service, paths: &Paths, names: &ObjectNames) -> Contain
             .iter()
             .map(|p| (p.container_port, p.host_ip.clone(), p.host_port))
             .collect(),
-        restart: s.restart,
+        // A job runs once; its stopped container is the record that it did.
+        restart: if s.job.is_some() {
+            Restart::No
+        } else {
+            s.restart
+        },
         network: names.network(),
         aliases: vec![s.name.to_string()],
-        labels: names.labels(s.name.as_str()),
+        labels: {
+            let mut l = names.labels(s.name.as_str());
+            if s.job.is_some() {
+                l.insert(LABEL_JOB.to_string(), "true".to_string());
+            }
+            l
+        },
         security_opt: vec!["no-new-privileges:true".into()],
         memory: s.memory,
         nano_cpus: s.nano_cpus,
         health: s.health.clone(),
         wait_for_healthy: Vec::new(),
+        job_timeout: s.job,
         user: s.user.clone(),
         sysctls: BTreeMap::new(),
         image_volumes: Vec::new(),

@@ -124,6 +124,20 @@ async fn run(
                 mark_gateway_loaded(desired)?;
             }
         }
+        Action::RunJob { spec, .. } => {
+            for (dep, patience) in &spec.wait_for_healthy {
+                wait_until_healthy(engine, dep, &spec.name, *patience).await?;
+            }
+            engine.remove_container(&spec.name).await?;
+            engine.create_container(spec).await?;
+            engine.start(&spec.name).await?;
+            run_to_completion(
+                engine,
+                &spec.name,
+                spec.job_timeout.unwrap_or(Duration::MAX),
+            )
+            .await?;
+        }
         Action::StartContainer { name } => {
             if let Some(spec) = desired.containers.iter().find(|c| &c.name == name) {
                 for (dep, patience) in &spec.wait_for_healthy {
@@ -174,6 +188,37 @@ async fn wait_for_gateway(name: &str, paths: &Paths, engine: &impl Engine) -> Re
         anyhow::bail!("the gateway did not load its configuration: {why}; {logs}");
     }
     Ok(())
+}
+
+/// Waits for a job's container to finish; anything but exit code 0 (or too long) fails the
+/// step with the job's last output, so what depends on it is not started.
+async fn run_to_completion(engine: &impl Engine, name: &str, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let c = engine
+            .container(name)
+            .await?
+            .with_context(|| format!("job {name} vanished while it ran"))?;
+        if !c.running() && c.state != crate::engine::ContainerState::Created {
+            if c.exit_code == Some(0) {
+                return Ok(());
+            }
+            let logs = engine.logs_tail(name, 20).await.unwrap_or_default();
+            anyhow::bail!(
+                "job {name} failed (exit code {}); its last output:\n{}",
+                c.exit_code.map_or("unknown".to_string(), |c| c.to_string()),
+                logs.trim_end()
+            );
+        }
+        if started.elapsed() >= timeout {
+            let _ = engine.stop(name, 10).await;
+            anyhow::bail!(
+                "job {name} did not finish within {}s (its timeout); it was stopped",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Waits until container `dep` reports healthy before `dependent` starts (`depends_on` with

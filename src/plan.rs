@@ -63,6 +63,12 @@ pub(crate) enum Action {
     StartContainer {
         name: String,
     },
+    /// Removes the job's earlier container if any, runs it to completion and checks it ended
+    /// well; what depends on it comes after.
+    RunJob {
+        spec: Box<ContainerSpec>,
+        why: String,
+    },
     ReloadGateway,
     EnableTimers {
         timers: Vec<String>,
@@ -141,6 +147,9 @@ impl fmt::Display for Action {
                 Ok(())
             }
             Action::StartContainer { name } => write!(f, "start container {name}"),
+            Action::RunJob { spec, why } => {
+                write!(f, "run job {} from {} ({why})", spec.name, spec.image)
+            }
             Action::ReloadGateway => write!(f, "reload the gateway configuration"),
             Action::EnableTimers { timers } => write!(f, "enable and start {}", timers.join(", ")),
         }
@@ -333,8 +342,25 @@ pub(crate) fn plan(
             Some(c) if image_id.as_ref().is_some_and(|id| *id != c.image_id) => {
                 Some("image updated".to_string())
             }
+            // A job whose run with this definition failed, or never finished: again.
+            Some(c) if spec.job_timeout.is_some() && c.exit_code != Some(0) => {
+                Some("its last run did not complete".to_string())
+            }
             Some(_) => None,
         };
+        if spec.job_timeout.is_some() {
+            // A job that completed with this definition stays done; otherwise it runs (again).
+            if let Some(why) = why_recreate {
+                if let Some(c) = &current {
+                    volume_moves(d, a, c, &mut actions)?;
+                }
+                actions.push(Action::RunJob {
+                    spec: Box::new(spec.clone()),
+                    why,
+                });
+            }
+            continue;
+        }
         if let Some(why) = why_recreate {
             if let Some(c) = &current {
                 volume_moves(d, a, c, &mut actions)?;
@@ -493,6 +519,7 @@ mod tests {
             image_id: image_id.to_string(),
             state: ContainerState::Running,
             health: None,
+            exit_code: None,
             labels: spec.all_labels().into_iter().collect::<HashMap<_, _>>(),
             volumes: Vec::new(),
         }
@@ -573,6 +600,15 @@ mod tests {
                     if let Some(Some(c)) = a.containers.get_mut(name) {
                         c.state = ContainerState::Running;
                     }
+                }
+                Action::RunJob { spec, .. } => {
+                    let id = a.images[&spec.image].as_ref().unwrap().id.clone();
+                    let mut c = container(spec, &id);
+                    c.state = ContainerState::Exited;
+                    c.exit_code = Some(0);
+                    a.managed.retain(|m| m.name != spec.name);
+                    a.containers.insert(spec.name.clone(), Some(c.clone()));
+                    a.managed.push(c);
                 }
                 Action::ReloadGateway => a.gateway_loaded = Some(d.gateway_files_hash()),
                 Action::EnableTimers { timers } => a.systemd = Some(timers.clone()),

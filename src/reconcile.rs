@@ -312,4 +312,59 @@ mod tests {
             ]
         );
     }
+
+    #[tokio::test]
+    async fn a_job_runs_once_before_what_needs_it_and_again_only_when_it_changes_or_failed() {
+        let root = tempfile::tempdir().unwrap();
+        fake_gateway_admin(root.path());
+        let engine = Fake::with_images(&["caddy:2", "busybox:1"]);
+        let profile = |env: &str| {
+            format!(
+                "[gateway]\nimage = \"caddy:2\"\nhttps = \"off\"\n\n\
+                 [[service]]\nname = \"web\"\nimage = \"busybox:1\"\n\
+                 depends_on = [{{ name = \"migrate\", condition = \"completed\" }}]\n\n\
+                 [[job]]\nname = \"migrate\"\nimage = \"busybox:1\"\nenv = {{ V = \"{env}\" }}\n"
+            )
+        };
+        // It fails: what depends on it is not created, and the output is shown.
+        *engine.job_exit.borrow_mut() = 3;
+        let e = format!(
+            "{:#}",
+            run_profile(root.path(), &engine, &profile("1"))
+                .await
+                .unwrap_err()
+        );
+        assert!(e.contains("job t-migrate failed (exit code 3)"), "{e}");
+        assert!(!calls(&engine).contains(&"create_container t-web".to_string()));
+
+        *engine.job_exit.borrow_mut() = 0;
+        engine.calls.borrow_mut().clear();
+        run_profile(root.path(), &engine, &profile("1"))
+            .await
+            .unwrap();
+        let order: Vec<String> = calls(&engine)
+            .into_iter()
+            .filter(|c| c.contains("migrate") || c.contains("t-web"))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "remove_container t-migrate",
+                "create_container t-migrate",
+                "start t-migrate",
+                "create_container t-web",
+                "start t-web",
+            ]
+        );
+        // Done: nothing to do until its definition changes.
+        engine.calls.borrow_mut().clear();
+        run_profile(root.path(), &engine, &profile("1"))
+            .await
+            .unwrap();
+        assert_eq!(calls(&engine), Vec::<String>::new());
+        run_profile(root.path(), &engine, &profile("2"))
+            .await
+            .unwrap();
+        assert!(calls(&engine).contains(&"start t-migrate".to_string()));
+    }
 }

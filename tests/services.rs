@@ -1045,3 +1045,54 @@ fn a_service_reads_another_service_s_directory_read_only() {
     let write = docker(&["exec", &files, "touch", "/srv/static/new"]);
     assert!(!write.status.success(), "read-only");
 }
+
+#[test]
+fn a_job_runs_to_completion_before_its_dependent_and_a_failing_one_stops_the_run() {
+    let sb = Sandbox::new();
+    let profile = |job_script: &str| {
+        sb.profile(&format!(
+            "[[service]]\nname = \"web\"\nimage = \"{BUSYBOX_IMAGE}\"\n\
+             depends_on = [{{ name = \"migrate\", condition = \"completed\" }}]\n\
+             command = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n\n\
+             [[job]]\nname = \"migrate\"\nimage = \"{BUSYBOX_IMAGE}\"\nvolumes = [\"state:/state\"]\n\
+             command = [\"sh\", \"-c\", \"{job_script}\"]\ntimeout = \"1m\"\n"
+        ))
+    };
+    // It fails: the run stops with its output, and web is never created.
+    let failing = profile("echo cannot reach the database; exit 3");
+    let out = sb.run(&["install", "--profile", failing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "job {} failed (exit code 3); its last output:",
+            sb.container("migrate")
+        )) && err.contains("cannot reach the database"),
+        "{err}"
+    );
+    assert!(!docker(&["inspect", &sb.container("web")]).status.success());
+
+    // It works: it ran first (web sees what it wrote), and it is not run again.
+    let good = profile("sleep 1; date +%s%N > /state/done");
+    sb.install(&good);
+    let done = std::fs::read_to_string(sb.path("/var/vol/migrate/state/done")).unwrap();
+    assert_eq!(inspect(&sb.container("web"), "{{.State.Running}}"), "true");
+    let again = sb.run(&["install", "--profile", good.to_str().unwrap()]);
+    assert_ok(&again);
+    assert!(
+        stdout(&again).starts_with("Nothing changed"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(
+        std::fs::read_to_string(sb.path("/var/vol/migrate/state/done")).unwrap(),
+        done,
+        "not run again"
+    );
+    let status = sb.run(&["status"]);
+    assert!(
+        !stdout(&status).contains("migrate:"),
+        "a completed job is no problem: {}",
+        stdout(&status)
+    );
+}

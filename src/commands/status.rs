@@ -29,6 +29,8 @@ pub(crate) struct ServiceRow {
     pub(crate) access: Option<String>,
     pub(crate) volume_bytes: u64,
     pub(crate) last_backup: Option<String>,
+    /// A job whose last run completed (exit code 0): stopped on purpose.
+    pub(crate) job_done: bool,
 }
 
 #[allow(clippy::ref_option, clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` signature
@@ -112,7 +114,8 @@ pub(crate) async fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     // `status NAME` checks NAME and what it needs (the gateway, the network), and lists NAME.
     rows.retain(|r| only.is_none_or(|n| n == r.name || r.name == GATEWAY));
     if network_ok || !containers.is_empty() {
-        for r in &rows {
+        // A job that ran to completion is stopped on purpose.
+        for r in rows.iter().filter(|r| !r.job_done) {
             match (r.state, r.health) {
                 (None, _) => problems.push(format!("{}: no container; run `pi-setup apply`", r.name)),
                 (Some(ContainerState::Running), Some(HealthStatus::Unhealthy)) => problems.push(format!(
@@ -243,6 +246,8 @@ fn rows(ctx: &Context, model: &Model, containers: &[ContainerInfo]) -> Vec<Servi
             access: access.map(str::to_string),
             volume_bytes: host::tree_size(&ctx.paths.vol(name)),
             last_backup: last_backup(&backups, name),
+            job_done: model.service(name).is_some_and(|s| s.job.is_some())
+                && c.is_some_and(|c| !c.running() && c.exit_code == Some(0)),
         }
     };
     let mut out = vec![row(GATEWAY, &model.gateway.image, Vec::new(), None)];

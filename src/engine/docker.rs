@@ -125,6 +125,7 @@ impl Docker {
                 image_id: c.image_id.unwrap_or_default(),
                 state: ContainerState::parse(&c.state.map(|s| s.to_string()).unwrap_or_default()),
                 health: c.status.as_deref().and_then(health_from_status),
+                exit_code: c.status.as_deref().and_then(exit_code_from_status),
                 labels: c.labels.unwrap_or_default(),
                 volumes: volume_mounts(c.mounts),
             })
@@ -262,6 +263,9 @@ impl Engine for Docker {
                         .and_then(|s| s.health.as_ref())
                         .and_then(|h| h.status.as_ref())
                         .and_then(|h| HealthStatus::parse(h.as_ref())),
+                    exit_code: state
+                        .filter(|s| s.running != Some(true))
+                        .and_then(|s| s.exit_code),
                     labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
                     volumes: volume_mounts(c.mounts),
                 }))
@@ -551,6 +555,16 @@ impl Engine for Docker {
 }
 
 /// The list endpoint only gives health inside the status text: `Up 3 minutes (unhealthy)`.
+/// The list endpoint gives the exit code inside the status text: `Exited (0) 3 seconds ago`.
+fn exit_code_from_status(status: &str) -> Option<i64> {
+    status
+        .strip_prefix("Exited (")?
+        .split_once(')')?
+        .0
+        .parse()
+        .ok()
+}
+
 fn health_from_status(status: &str) -> Option<HealthStatus> {
     [
         ("(unhealthy)", HealthStatus::Unhealthy),
@@ -607,6 +621,7 @@ mod tests {
             health: None,
             user: None,
             wait_for_healthy: Vec::new(),
+            job_timeout: None,
             sysctls: std::collections::BTreeMap::new(),
             image_volumes: Vec::new(),
         };

@@ -28,6 +28,8 @@ pub(crate) struct Fake {
     pub(crate) fail: RefCell<Option<String>>,
     /// Containers created with a health check.
     health_checked: RefCell<Vec<String>>,
+    /// The exit code jobs end with.
+    pub(crate) job_exit: RefCell<i64>,
 }
 
 impl Fake {
@@ -62,7 +64,14 @@ impl Fake {
 
     fn set_running(&self, name: &str, running: bool) {
         let checked = self.health_checked.borrow().contains(&name.to_string());
+        let job_exit = *self.job_exit.borrow();
         for c in self.containers.borrow_mut().iter_mut() {
+            // A job runs to completion at once, with the exit code the test chose.
+            if c.name == name && running && c.labels.contains_key(crate::desired::LABEL_JOB) {
+                c.state = ContainerState::Exited;
+                c.exit_code = Some(job_exit);
+                continue;
+            }
             if c.name == name {
                 // A container with a health check passes it as soon as it runs.
                 c.health = (running && checked).then_some(HealthStatus::Healthy);
@@ -178,6 +187,7 @@ impl Engine for Fake {
             name: spec.name.clone(),
             image_id,
             state: ContainerState::Created,
+            exit_code: None,
             health: None,
             labels: spec.all_labels().into_iter().collect(),
             volumes: Vec::new(),

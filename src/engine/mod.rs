@@ -110,6 +110,8 @@ pub(crate) struct ContainerInfo {
     pub(crate) state: ContainerState,
     /// For containers with a health check.
     pub(crate) health: Option<HealthStatus>,
+    /// How its main process ended, once it has (exited or dead).
+    pub(crate) exit_code: Option<i64>,
     pub(crate) labels: HashMap<String, String>,
     /// Docker volumes (not bind mounts) mounted in it: where its data lives outside /var/vol.
     pub(crate) volumes: Vec<VolumeMount>,

@@ -619,8 +619,7 @@ mod tests {
             &svc("name = \"api\"\nimage = \"x:1\"\ndepends_on = [{ name = \"api\" }, { name = \"q\", condition = \"completed\" }, { name = \"r\", condition = \"soon\" }]"),
             &[
                 "service 'api' cannot depend on itself",
-                "condition \"completed\" waits for a job to finish",
-                "depends_on condition \"soon\" is not one of started, healthy",
+                "depends_on condition \"soon\" is not one of started, healthy, completed",
             ],
         );
         rejected(
@@ -691,6 +690,22 @@ mod tests {
         ] {
             rejected(&s3(fields), &[says]);
         }
+        rejected(
+            &format!("{gw}\n[[service]]\nname = \"db\"\nimage = \"x:1\"\n\n[[service]]\nname = \"web\"\nimage = \"x:1\"\ndepends_on = [{{ name = \"db\", condition = \"completed\" }}, \"setup\"]\n\n[[job]]\nname = \"setup\"\nimage = \"x:1\"\n"),
+            &[
+                "service 'web' waits for 'db' to complete, but 'db' is not a job ([[job]])",
+                "'setup' is a job: wait for it with condition = \"completed\"",
+            ],
+        );
+        rejected(
+            &format!("{gw}\n[[job]]\nname = \"setup\"\nimage = \"x:1\"\ndomains = [\"a.test\"]\nrestart = \"always\"\ntimeout = \"2d\"\n\n[[service]]\nname = \"web\"\nimage = \"x:1\"\ntimeout = \"1m\"\n"),
+            &[
+                "a job runs to completion and serves nothing: it has no domains",
+                "a job runs to completion and serves nothing: it is never restarted",
+                "timeout \"2d\" must be a duration from 1s to 24h",
+                "timeout is for jobs ([[job]])",
+            ],
+        );
         // Several problems are reported together.
         rejected(
             &svc("name = \"Web\"\nimage = \"x:1\"\nport = 0"),

@@ -20,6 +20,10 @@ pub(crate) struct RawProfile {
     pub(crate) backup: RawBackup,
     #[serde(default, rename = "service")]
     pub(crate) services: Vec<RawService>,
+    /// `[[job]]`: a container that runs to completion (a migration, a setup step) before
+    /// what depends on it, again only when its definition changes. The fields of a service.
+    #[serde(default, rename = "job")]
+    pub(crate) jobs: Vec<RawService>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -160,6 +164,8 @@ pub(crate) struct RawService {
     /// (`shared/app.env`), 0600, `KEY=value` lines; this service's own secrets file wins.
     #[serde(default)]
     pub(crate) env_files: Vec<Spanned<String>>,
+    /// For a job: how long it may run (default 30m).
+    pub(crate) timeout: Option<Spanned<String>>,
     /// Services started before this one: names, or `{ name = "db", condition = "healthy" }`.
     #[serde(default)]
     pub(crate) depends_on: Vec<Spanned<RawDependency>>,

@@ -132,9 +132,11 @@ pub(crate) fn build(
     };
 
     let mut services = Vec::new();
-    let profile_services = raw.services.into_iter().map(|s| (src, s));
-    for (s_src, rs) in profile_services.chain(extra) {
-        match service::service(s_src, rs, layouts, host) {
+    let profile_services = raw.services.into_iter().map(|s| (src, s, false));
+    let profile_jobs = raw.jobs.into_iter().map(|s| (src, s, true));
+    let files = extra.into_iter().map(|(s, r)| (s, r, false));
+    for (s_src, rs, is_job) in profile_services.chain(files).chain(profile_jobs) {
+        match service::service(s_src, rs, layouts, host, is_job) {
             Ok(s) => services.push((s_src, s)),
             Err(mut e) => errors.append(&mut e),
         }
@@ -217,6 +219,24 @@ pub(crate) fn build(
                         s.name, d.name
                     ),
                 )),
+                Some((_, dep)) if d.condition == Condition::Completed && dep.job.is_none() => {
+                    errors.push(s_src.error_at(
+                        d.span.clone(),
+                        format!(
+                            "service '{}' waits for '{}' to complete, but '{}' is not a job ([[job]])",
+                            s.name, d.name, d.name
+                        ),
+                    ));
+                }
+                Some((_, dep)) if d.condition != Condition::Completed && dep.job.is_some() => {
+                    errors.push(s_src.error_at(
+                        d.span.clone(),
+                        format!(
+                            "'{}' is a job: wait for it with condition = \"completed\"",
+                            d.name
+                        ),
+                    ));
+                }
                 Some((_, dep)) if d.condition == Condition::Healthy && dep.health.is_none() => {
                     errors.push(s_src.error_at(
                         d.span.clone(),

@@ -44,6 +44,8 @@ pub(crate) enum Condition {
     Started,
     /// Its health check passed.
     Healthy,
+    /// It is a job, and it ran to completion (exit code 0).
+    Completed,
 }
 
 /// One entry of `depends_on`.
@@ -164,6 +166,8 @@ pub(crate) struct Service {
     /// `uid[:gid]` or a user name; None: the image's.
     pub(crate) user: Option<String>,
     pub(crate) depends_on: Vec<Dependency>,
+    /// Set for a `[[job]]`: how long it may run.
+    pub(crate) job: Option<std::time::Duration>,
     /// Explicit routes (the `domains` are routes at `/` on `port` too, see `all_routes`).
     pub(crate) routes: Vec<Route>,
     pub(crate) statics: Vec<StaticRoute>,
@@ -221,11 +225,13 @@ pub(super) fn service(
     r: RawService,
     layouts: &Layouts,
     host: &HostFacts,
+    is_job: bool,
 ) -> Result<Service, Vec<ConfigError>> {
     let mut c = Checker {
         src,
         errors: Vec::new(),
     };
+    let job = job_settings(&mut c, &r, is_job);
     let name = match Name::parse(r.name.get_ref()) {
         Ok(n) if RESERVED_NAMES.contains(&n.as_str()) => {
             c.at(
@@ -369,6 +375,7 @@ pub(super) fn service(
             health,
             user,
             depends_on,
+            job,
             routes,
             statics,
             foreign_mounts,
@@ -655,17 +662,13 @@ fn dependencies(c: &mut Checker, r: &RawService, me: &Name) -> Vec<Dependency> {
         let condition = match condition {
             None | Some("started") => Condition::Started,
             Some("healthy") => Condition::Healthy,
-            Some("completed") => {
-                c.at(
-                    d,
-                    "depends_on condition \"completed\" waits for a job to finish, and jobs are not in this version yet; use \"started\" or \"healthy\"".into(),
-                );
-                continue;
-            }
+            Some("completed") => Condition::Completed,
             Some(other) => {
                 c.at(
                     d,
-                    format!("depends_on condition {other:?} is not one of started, healthy"),
+                    format!(
+                        "depends_on condition {other:?} is not one of started, healthy, completed"
+                    ),
                 );
                 continue;
             }
@@ -1005,4 +1008,53 @@ fn user(c: &mut Checker, r: &RawService) -> Option<String> {
         }
         v.clone()
     })
+}
+
+/// A job's own settings, and what a job cannot have (it serves nothing and runs once).
+fn job_settings(c: &mut Checker, r: &RawService, is_job: bool) -> Option<std::time::Duration> {
+    if !is_job {
+        if let Some(t) = &r.timeout {
+            c.at(t, "timeout is for jobs ([[job]])".into());
+        }
+        return None;
+    }
+    let what = "a job runs to completion and serves nothing";
+    if let Some(d) = r.domains.first() {
+        c.at(d, format!("{what}: it has no domains"));
+    }
+    if let Some(x) = r.routes.first() {
+        c.at(x, format!("{what}: it has no routes"));
+    }
+    if let Some(x) = r.statics.first() {
+        c.at(x, format!("{what}: it has no static routes"));
+    }
+    if let Some(x) = r.publish.first() {
+        c.at(x, format!("{what}: it publishes no port"));
+    }
+    if let Some(x) = &r.access {
+        c.at(x, format!("{what}: access does not apply"));
+    }
+    if let Some(x) = &r.health_cmd {
+        c.at(x, format!("{what}: it has no health check"));
+    }
+    if let Some(x) = &r.restart {
+        c.at(x, format!("{what}: it is never restarted"));
+    }
+    let secs = match &r.timeout {
+        None => 30 * 60,
+        Some(t) => match parse_duration(t.get_ref()) {
+            Some(s) if (1..=24 * 3600).contains(&s) => s,
+            _ => {
+                c.at(
+                    t,
+                    format!(
+                        "timeout {:?} must be a duration from 1s to 24h, like 10m",
+                        t.get_ref()
+                    ),
+                );
+                30 * 60
+            }
+        },
+    };
+    Some(std::time::Duration::from_secs(secs))
 }
