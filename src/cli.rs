@@ -53,6 +53,11 @@ pub(crate) enum Command {
     Apply(ApplyArgs),
     /// Restart services whose health check fails (run every minute by a systemd timer).
     Heal,
+    /// Run a job ([[job]]) now, to completion, as its schedule's timer does.
+    RunJob {
+        /// The job's name.
+        name: String,
+    },
     /// Archive each directory under /var/vol (or the NAMEs given), verified, with retention.
     Backup(BackupArgs),
     /// Bring back one volume directory from an archive (stops and restarts its container).

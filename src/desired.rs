@@ -363,7 +363,7 @@ pub(crate) fn desired(
         });
     }
 
-    let units = shipped::UNITS
+    let mut units: Vec<FileSpec> = shipped::UNITS
         .iter()
         .map(|(name, template)| FileSpec {
             path: paths.systemd_dir().join(name),
@@ -374,7 +374,7 @@ pub(crate) fn desired(
             mode: 0o644,
         })
         .collect();
-    let timers = shipped::UNITS
+    let mut timers: Vec<String> = shipped::UNITS
         .iter()
         .filter(|(n, _)| {
             std::path::Path::new(n)
@@ -383,6 +383,22 @@ pub(crate) fn desired(
         })
         .map(|(n, _)| n.to_string())
         .collect();
+    // A timer per scheduled job (its name is a DNS label: safe in a unit name).
+    for s in model.services.iter().filter(|s| s.job.is_some()) {
+        if let Some(schedule) = &s.schedule {
+            let name = job_timer_name(s.name.as_str());
+            units.push(FileSpec {
+                path: paths.systemd_dir().join(&name),
+                contents: shipped::JOB_TIMER
+                    .1
+                    .replace("@JOB@", s.name.as_str())
+                    .replace("@SCHEDULE@", schedule)
+                    .into_bytes(),
+                mode: 0o644,
+            });
+            timers.push(name);
+        }
+    }
 
     Desired {
         network: names.network(),
@@ -456,6 +472,14 @@ fn service_container(s: &Service, paths: &Paths, names: &ObjectNames) -> Contain
         image_volumes: Vec::new(),
     }
 }
+
+/// The timer file of a scheduled job.
+pub(crate) fn job_timer_name(job: &str) -> String {
+    format!("{JOB_TIMER_PREFIX}{job}.timer")
+}
+
+/// What every job timer's file name starts with (a stale one is removed by `plan`).
+pub(crate) const JOB_TIMER_PREFIX: &str = "pi-setup-job-";
 
 /// How long a healthy container takes at worst to say so: its start period, then as many
 /// checks as it may fail, each an interval plus its timeout; and a minute to spare.

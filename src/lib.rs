@@ -63,6 +63,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => commands::status::status(&ctx, &args).await,
         Command::Apply(args) => commands::apply::apply(&ctx, &args).await,
         Command::Heal => commands::heal::heal(&ctx).await,
+        Command::RunJob { name } => commands::run_job::run_job(&ctx, &name).await,
         Command::Backup(args) => commands::backup::backup(&ctx, &args).await,
         Command::Restore(args) => commands::backup::restore(&ctx, &args).await,
         Command::Backups(args) => commands::backup::backups(&ctx, &args),

@@ -30,6 +30,8 @@ pub(crate) struct Actual {
     pub(crate) systemd: Option<Vec<String>>,
     /// Current contents of the configuration files the command may change.
     pub(crate) config_files: BTreeMap<PathBuf, Option<Vec<u8>>>,
+    /// Job timer files in the systemd directory (`pi-setup-job-*.timer`).
+    pub(crate) job_timers: Vec<PathBuf>,
     /// (Docker volume, host directory it is to be moved into) → what is in that directory.
     pub(crate) volume_dests: BTreeMap<(String, PathBuf), DestState>,
 }
@@ -120,6 +122,15 @@ pub(crate) async fn observe(
     }
     for u in &desired.units {
         a.files.insert(u.path.clone(), host::read(&u.path)?);
+    }
+    if let Some(dir) = desired.units.first().and_then(|u| u.path.parent()) {
+        a.job_timers = host::files_with_suffix(dir, ".timer")?
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(desired::JOB_TIMER_PREFIX))
+            })
+            .collect();
     }
     if systemd_root {
         let wants = |t: &String| {

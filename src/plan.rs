@@ -302,6 +302,22 @@ pub(crate) fn plan(
     for u in &d.units {
         units_changed |= write_if_changed(u, &a.files, &mut actions);
     }
+    // The timer of a job that is gone, or no longer scheduled: it and its enablement go.
+    for stale in a
+        .job_timers
+        .iter()
+        .filter(|p| !d.units.iter().any(|u| &u.path == *p))
+    {
+        units_changed = true;
+        if let (Some(dir), Some(name)) = (stale.parent(), stale.file_name()) {
+            actions.push(Action::RemoveFile {
+                path: dir.join("timers.target.wants").join(name),
+            });
+        }
+        actions.push(Action::RemoveFile {
+            path: stale.clone(),
+        });
+    }
 
     // Containers of services no longer defined go first: they may hold a host port or a
     // name a new container needs.
@@ -937,6 +953,48 @@ mod tests {
             steps(&plan(&d, &a, &names(), &ConfigChange::default()).unwrap()),
             ["set owner 1000:1000 and mode 0750 on /r/var/vol/es/data"],
             "logs sets no owner: what the container made of it stays"
+        );
+    }
+
+    #[test]
+    fn a_scheduled_job_gets_a_timer_and_loses_it_when_it_is_no_longer_scheduled() {
+        let scheduled =
+            "[[job]]\nname = \"report\"\nimage = \"busybox:1\"\nschedule = \"*-*-* 04:00:00\"\n";
+        let facts = images(&[]);
+        let d = desired_from(scheduled, &facts);
+        let timer = d
+            .units
+            .iter()
+            .find(|u| u.path.ends_with("pi-setup-job-report.timer"))
+            .expect("a timer for the job");
+        let text = String::from_utf8_lossy(&timer.contents);
+        assert!(
+            text.contains("OnCalendar=*-*-* 04:00:00\n")
+                && text.contains("Unit=pi-setup-job@report.service\n"),
+            "{text}"
+        );
+        assert!(d.timers.contains(&"pi-setup-job-report.timer".to_string()));
+
+        let (_, mut a) = converged(scheduled, facts.clone());
+        a.job_timers = vec![PathBuf::from(
+            "/r/etc/systemd/system/pi-setup-job-report.timer",
+        )];
+        let unscheduled = desired_from(
+            "[[job]]\nname = \"report\"\nimage = \"busybox:1\"\n",
+            &facts,
+        );
+        let p = plan(&unscheduled, &a, &names(), &ConfigChange::default()).unwrap();
+        let text = steps(&p);
+        assert!(
+            text.contains(
+                &"remove /r/etc/systemd/system/timers.target.wants/pi-setup-job-report.timer"
+                    .to_string()
+            ),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"remove /r/etc/systemd/system/pi-setup-job-report.timer".to_string()),
+            "{text:?}"
         );
     }
 }

@@ -81,13 +81,15 @@ pub(crate) async fn reconcile_with(
     Ok(())
 }
 
-/// Observes the images, derives the desired state from them, observes the rest, and plans.
-async fn plan_once(
+/// The images as the daemon has them, and the desired state derived from them and the model.
+pub(crate) async fn desired_state(
     ctx: &Context,
-    req: &Request<'_>,
     model: &Model,
     engine: &impl Engine,
-) -> Result<(desired::Desired, plan::Plan)> {
+) -> Result<(
+    desired::Desired,
+    std::collections::BTreeMap<String, Option<crate::engine::ImageInfo>>,
+)> {
     let refs: Vec<String> = std::iter::once(model.gateway.image.clone())
         .chain(model.services.iter().map(|s| s.image.clone()))
         .collect();
@@ -102,6 +104,17 @@ async fn plan_once(
         crate::reuseport::kernel_can_migrate_requests(),
         &images,
     );
+    Ok((desired, images))
+}
+
+/// Observes the images, derives the desired state from them, observes the rest, and plans.
+async fn plan_once(
+    ctx: &Context,
+    req: &Request<'_>,
+    model: &Model,
+    engine: &impl Engine,
+) -> Result<(desired::Desired, plan::Plan)> {
+    let (desired, images) = desired_state(ctx, model, engine).await?;
     let systemd = ctx.paths.is_system() && crate::host::systemd_running();
     let actual = observe::observe(
         engine,

@@ -772,6 +772,8 @@ fn install_writes_timers_that_systemd_accepts() {
     let units: Vec<_> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd"))
         .unwrap()
         .map(|e| dir.join(e.unwrap().file_name()))
+        // The job timer template is written per scheduled job, under another name.
+        .filter(|p| p.extension().is_none_or(|e| e != "in"))
         .collect();
     let out = std::process::Command::new("systemd-analyze")
         .arg("verify")
@@ -1095,4 +1097,36 @@ fn a_job_runs_to_completion_before_its_dependent_and_a_failing_one_stops_the_run
         "a completed job is no problem: {}",
         stdout(&status)
     );
+
+    // run-job runs it again now (what its timer does), and names the jobs on a typo.
+    let out = sb.run(&["run-job", "migrate"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("Job migrate ran to completion."),
+        "{}",
+        stdout(&out)
+    );
+    assert_ne!(
+        std::fs::read_to_string(sb.path("/var/vol/migrate/state/done")).unwrap(),
+        done
+    );
+    let typo = sb.run(&["run-job", "migrat"]);
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(
+        stderr(&typo).contains("there is no job named 'migrat' (jobs: migrate)"),
+        "{}",
+        stderr(&typo)
+    );
+
+    // A schedule: a timer for systemd, which runs `run-job` on the calendar.
+    let scheduled = sb.profile(&format!(
+        "[[job]]\nname = \"report\"\nimage = \"{BUSYBOX_IMAGE}\"\ncommand = [\"true\"]\nschedule = \"*-*-* 04:00:00\"\n"
+    ));
+    sb.install(&scheduled);
+    let timer =
+        std::fs::read_to_string(sb.path("/etc/systemd/system/pi-setup-job-report.timer")).unwrap();
+    assert!(timer.contains("OnCalendar=*-*-* 04:00:00\n"), "{timer}");
+    let unit =
+        std::fs::read_to_string(sb.path("/etc/systemd/system/pi-setup-job@.service")).unwrap();
+    assert!(unit.contains(" run-job %i\n"), "{unit}");
 }

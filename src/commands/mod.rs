@@ -6,6 +6,7 @@ pub(crate) mod backup;
 pub(crate) mod heal;
 pub(crate) mod install;
 pub(crate) mod remove_service;
+pub(crate) mod run_job;
 pub(crate) mod status;
 
 use std::path::PathBuf;

@@ -706,6 +706,13 @@ mod tests {
                 "timeout is for jobs ([[job]])",
             ],
         );
+        rejected(
+            &format!("{gw}\n[[service]]\nname = \"web\"\nimage = \"x:1\"\nschedule = \"daily\"\n\n[[job]]\nname = \"report\"\nimage = \"x:1\"\nschedule = \"every night\"\n"),
+            &[
+                "schedule is for jobs ([[job]]); the backup's is backup.schedule",
+                "schedule \"every night\" is not a systemd OnCalendar= expression",
+            ],
+        );
         // Several problems are reported together.
         rejected(
             &svc("name = \"Web\"\nimage = \"x:1\"\nport = 0"),

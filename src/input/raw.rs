@@ -166,6 +166,8 @@ pub(crate) struct RawService {
     pub(crate) env_files: Vec<Spanned<String>>,
     /// For a job: how long it may run (default 30m).
     pub(crate) timeout: Option<Spanned<String>>,
+    /// For a job: also run it on this systemd calendar (`OnCalendar=`), through a timer.
+    pub(crate) schedule: Option<Spanned<String>>,
     /// Services started before this one: names, or `{ name = "db", condition = "healthy" }`.
     #[serde(default)]
     pub(crate) depends_on: Vec<Spanned<RawDependency>>,

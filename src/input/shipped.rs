@@ -32,7 +32,18 @@ pub(crate) const UNITS: &[(&str, &str)] = &[
         "pi-setup-heal.timer",
         include_str!("../../systemd/pi-setup-heal.timer"),
     ),
+    (
+        "pi-setup-job@.service",
+        include_str!("../../systemd/pi-setup-job@.service"),
+    ),
 ];
+
+/// The timer of a job with a `schedule`, written once per such job as
+/// `pi-setup-job-<name>.timer` (`@JOB@` the job's name, `@SCHEDULE@` its calendar).
+pub(crate) const JOB_TIMER: (&str, &str) = (
+    "pi-setup-job.timer.in",
+    include_str!("../../systemd/pi-setup-job.timer.in"),
+);
 
 pub(crate) fn profile(name: &str) -> Option<&'static str> {
     PROFILES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
@@ -45,7 +56,7 @@ mod tests {
 
     use std::path::Path;
 
-    use super::{profile, LAYOUTS, PROFILES, UNITS};
+    use super::{profile, JOB_TIMER, LAYOUTS, PROFILES, UNITS};
     use crate::input::source::Source;
 
     fn files(dir: &str) -> Vec<(String, String)> {
@@ -129,10 +140,15 @@ mod tests {
             })
             .collect();
         on_disk.sort();
-        let embedded: Vec<(String, String)> = UNITS
+        let mut embedded: Vec<(String, String)> = UNITS
             .iter()
+            .chain(std::iter::once(&JOB_TIMER))
             .map(|(n, t)| (n.to_string(), t.to_string()))
             .collect();
-        assert_eq!(on_disk, embedded, "systemd/ and shipped::UNITS differ");
+        embedded.sort();
+        assert_eq!(
+            on_disk, embedded,
+            "systemd/ and shipped::UNITS + JOB_TIMER differ"
+        );
     }
 }

@@ -168,6 +168,8 @@ pub(crate) struct Service {
     pub(crate) depends_on: Vec<Dependency>,
     /// Set for a `[[job]]`: how long it may run.
     pub(crate) job: Option<std::time::Duration>,
+    /// For a job: the systemd calendar it also runs on.
+    pub(crate) schedule: Option<String>,
     /// Explicit routes (the `domains` are routes at `/` on `port` too, see `all_routes`).
     pub(crate) routes: Vec<Route>,
     pub(crate) statics: Vec<StaticRoute>,
@@ -232,6 +234,30 @@ pub(super) fn service(
         errors: Vec::new(),
     };
     let job = job_settings(&mut c, &r, is_job);
+    let schedule = r.schedule.as_ref().and_then(|s| {
+        let v = s.get_ref();
+        if !is_job {
+            c.at(
+                s,
+                "schedule is for jobs ([[job]]); the backup's is backup.schedule".into(),
+            );
+            None
+        } else if v.trim().is_empty() || v.chars().any(char::is_control) {
+            c.at(
+                s,
+                format!("schedule {v:?} must be a systemd OnCalendar= expression"),
+            );
+            None
+        } else if let Some(why) = (host.calendar_error)(v) {
+            c.at(
+                s,
+                format!("schedule {v:?} is not a systemd OnCalendar= expression: {why}"),
+            );
+            None
+        } else {
+            Some(v.clone())
+        }
+    });
     let name = match Name::parse(r.name.get_ref()) {
         Ok(n) if RESERVED_NAMES.contains(&n.as_str()) => {
             c.at(
@@ -376,6 +402,7 @@ pub(super) fn service(
             user,
             depends_on,
             job,
+            schedule,
             routes,
             statics,
             foreign_mounts,
