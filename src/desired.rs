@@ -170,6 +170,8 @@ pub(crate) struct Desired {
     pub(crate) timers: Vec<String>,
     /// `/var/vol` under the root.
     pub(crate) vol_root: PathBuf,
+    /// Images pi-setup builds rather than pulls: tag → (context directory, Dockerfile in it).
+    pub(crate) builds: BTreeMap<String, (PathBuf, String)>,
     /// Images not on this machine yet: the volumes they declare are mapped once they are
     /// pulled (see `image_volume_mounts`).
     pub(crate) unknown_images: Vec<String>,
@@ -400,9 +402,21 @@ pub(crate) fn desired(
         }
     }
 
+    let builds = model
+        .services
+        .iter()
+        .filter_map(|s| {
+            let b = s.build.as_ref()?;
+            Some((
+                s.image.clone(),
+                (paths.host(&b.context), b.dockerfile.clone()),
+            ))
+        })
+        .collect();
     Desired {
         network: names.network(),
         vol_root: paths.vol_root(),
+        builds,
         unknown_images,
         units,
         timers,

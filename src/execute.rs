@@ -63,6 +63,16 @@ async fn run(
             bar.finish(result.is_ok());
             result?;
         }
+        Action::BuildImage {
+            tag,
+            context,
+            dockerfile,
+        } => {
+            let (tar, _) = crate::backup::build_context(context)
+                .with_context(|| format!("packing the build context {}", context.display()))?;
+            progress.note(&format!("building {tag} from {}", context.display()));
+            engine.build(tag, tar, dockerfile).await?;
+        }
         Action::CreateNetwork { name } => {
             engine
                 .create_network(name, names.network_labels().into_iter().collect())

@@ -15,6 +15,12 @@ pub(crate) enum Action {
     PullImage {
         image: String,
     },
+    /// Builds an image from a context on the host (`build`), tagged with the context's digest.
+    BuildImage {
+        tag: String,
+        context: PathBuf,
+        dockerfile: String,
+    },
     CreateNetwork {
         name: String,
     },
@@ -79,6 +85,9 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Action::PullImage { image } => write!(f, "pull image {image}"),
+            Action::BuildImage { tag, context, .. } => {
+                write!(f, "build image {tag} from {}", context.display())
+            }
             Action::CreateNetwork { name } => write!(f, "create network {name}"),
             Action::CreateDir {
                 path,
@@ -218,8 +227,15 @@ pub(crate) fn plan(
 
     for image in &d.images {
         if a.images.get(image).is_none_or(Option::is_none) {
-            actions.push(Action::PullImage {
-                image: image.clone(),
+            actions.push(match d.builds.get(image) {
+                Some((context, dockerfile)) => Action::BuildImage {
+                    tag: image.clone(),
+                    context: context.clone(),
+                    dockerfile: dockerfile.clone(),
+                },
+                None => Action::PullImage {
+                    image: image.clone(),
+                },
             });
         }
     }
@@ -545,7 +561,7 @@ mod tests {
     fn apply_to(a: &mut Actual, d: &Desired, p: &Plan) {
         for action in &p.actions {
             match action {
-                Action::PullImage { image } => {
+                Action::PullImage { image } | Action::BuildImage { tag: image, .. } => {
                     a.images.insert(
                         image.clone(),
                         Some(ImageInfo {

@@ -57,12 +57,12 @@ pub(crate) async fn reconcile_with(
     }
     let progress = Progress::new();
     let mut done = Vec::new();
-    let (pulls, _): (Vec<_>, Vec<_>) = plan
-        .1
-        .actions
-        .iter()
-        .cloned()
-        .partition(|a| matches!(a, plan::Action::PullImage { .. }));
+    let (pulls, _): (Vec<_>, Vec<_>) = plan.1.actions.iter().cloned().partition(|a| {
+        matches!(
+            a,
+            plan::Action::PullImage { .. } | plan::Action::BuildImage { .. }
+        )
+    });
     if !pulls.is_empty() {
         let pulls = plan::Plan { actions: pulls };
         let applied =
@@ -90,6 +90,8 @@ pub(crate) async fn desired_state(
     desired::Desired,
     std::collections::BTreeMap<String, Option<crate::engine::ImageInfo>>,
 )> {
+    let built = with_build_tags(ctx, model)?;
+    let model = &built;
     let refs: Vec<String> = std::iter::once(model.gateway.image.clone())
         .chain(model.services.iter().map(|s| s.image.clone()))
         .collect();
@@ -105,6 +107,22 @@ pub(crate) async fn desired_state(
         &images,
     );
     Ok((desired, images))
+}
+
+/// The model with each built image tagged by its context's digest
+/// (`pi-setup-build/<service>:<12 hex>`): a changed context is a new image, and so a new
+/// container; an unchanged one is neither rebuilt nor recreated.
+fn with_build_tags(ctx: &Context, model: &Model) -> Result<Model> {
+    let mut m = model.clone();
+    for s in &mut m.services {
+        if let Some(b) = &s.build {
+            let dir = ctx.paths.host(&b.context);
+            let (_, digest) = crate::backup::build_context(&dir)
+                .map_err(|e| BadInput(format!("build context of service '{}': {e}", s.name)))?;
+            s.image = format!("{}:{}", s.image, &digest[..12]);
+        }
+    }
+    Ok(m)
 }
 
 /// Observes the images, derives the desired state from them, observes the rest, and plans.
@@ -379,5 +397,48 @@ mod tests {
             .await
             .unwrap();
         assert!(calls(&engine).contains(&"start t-migrate".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_built_image_is_built_once_and_again_only_when_its_context_changes() {
+        let root = tempfile::tempdir().unwrap();
+        fake_gateway_admin(root.path());
+        let context = root.path().join("srv/app");
+        std::fs::create_dir_all(&context).unwrap();
+        std::fs::write(context.join("Dockerfile"), "FROM busybox:1\nCOPY . /app\n").unwrap();
+        std::fs::write(context.join("app.sh"), "echo one\n").unwrap();
+        let engine = Fake::with_images(&["caddy:2"]);
+        let profile = "[gateway]\nimage = \"caddy:2\"\nhttps = \"off\"\n\n\
+            [[service]]\nname = \"app\"\nbuild = { context = \"/srv/app\" }\n";
+        run_profile(root.path(), &engine, profile).await.unwrap();
+        let built: Vec<String> = calls(&engine)
+            .into_iter()
+            .filter(|c| c.starts_with("build "))
+            .collect();
+        assert_eq!(built.len(), 1, "{built:?}");
+        assert!(
+            built[0].starts_with("build pi-setup-build/app:"),
+            "{built:?}"
+        );
+        engine.calls.borrow_mut().clear();
+        run_profile(root.path(), &engine, profile).await.unwrap();
+        assert_eq!(
+            calls(&engine),
+            Vec::<String>::new(),
+            "unchanged: nothing built or recreated"
+        );
+        std::fs::write(context.join("app.sh"), "echo two\n").unwrap();
+        run_profile(root.path(), &engine, profile).await.unwrap();
+        let after = calls(&engine);
+        assert!(
+            after
+                .iter()
+                .any(|c| c.starts_with("build pi-setup-build/app:") && *c != built[0]),
+            "{after:?}"
+        );
+        assert!(
+            after.contains(&"create_container t-app".to_string()),
+            "{after:?}"
+        );
     }
 }

@@ -1130,3 +1130,49 @@ fn a_job_runs_to_completion_before_its_dependent_and_a_failing_one_stops_the_run
         std::fs::read_to_string(sb.path("/etc/systemd/system/pi-setup-job@.service")).unwrap();
     assert!(unit.contains(" run-job %i\n"), "{unit}");
 }
+
+#[test]
+fn a_service_built_from_a_dockerfile_is_rebuilt_only_when_its_context_changes() {
+    let sb = installed();
+    let context = sb.path("/srv/app");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {BUSYBOX_IMAGE}\nCOPY index.html /www/index.html\n"),
+    )
+    .unwrap();
+    std::fs::write(context.join("index.html"), "built one\n").unwrap();
+    let def = sb.root().join("../app.toml");
+    std::fs::write(
+        &def,
+        "name = \"app\"\nbuild = { context = \"/srv/app\" }\ndomains = [\"app.test\"]\n",
+    )
+    .unwrap();
+    let out = sb.run(&["add-service", "--file", def.to_str().unwrap()]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("build image pi-setup-build/app:"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(sb.get("app.test"), (200, "built one\n".to_string()));
+    let first = inspect(&sb.container("app"), "{{.Config.Image}}");
+
+    let again = sb.run(&["apply"]);
+    assert_ok(&again);
+    assert!(
+        stdout(&again).starts_with("Nothing changed"),
+        "{}",
+        stdout(&again)
+    );
+
+    std::fs::write(context.join("index.html"), "built two\n").unwrap();
+    assert_ok(&sb.run(&["apply"]));
+    assert_ne!(inspect(&sb.container("app"), "{{.Config.Image}}"), first);
+    assert_eq!(sb.get("app.test"), (200, "built two\n".to_string()));
+    // The images this test built go with it.
+    for tag in [first, inspect(&sb.container("app"), "{{.Config.Image}}")] {
+        docker(&["rm", "-f", &sb.container("app")]);
+        docker(&["rmi", "-f", &tag]);
+    }
+}

@@ -7,6 +7,7 @@
 
 mod archive;
 mod codec;
+mod context;
 mod copy;
 mod error;
 mod manifest;
@@ -24,6 +25,7 @@ mod tests;
 
 pub(crate) use archive::{archive_dir, ArchiveOptions, ArchiveProgress, ArchiveReport};
 pub(crate) use codec::Codec;
+pub(crate) use context::build_context;
 pub(crate) use copy::{check_mounted, copy_volume, fetch_encrypted, list_encrypted};
 pub(crate) use error::{check_name, BackupError};
 pub(crate) use manifest::Manifest;

@@ -220,6 +220,47 @@ impl Engine for Docker {
     }
 
     /// Containers labelled as this instance's (running or not).
+    async fn build(
+        &self,
+        tag: &str,
+        context: Vec<u8>,
+        dockerfile: &str,
+    ) -> Result<(), EngineError> {
+        let opts = bollard::query_parameters::BuildImageOptionsBuilder::default()
+            .t(tag)
+            .dockerfile(dockerfile)
+            .rm(true)
+            .forcerm(true)
+            .build();
+        let mut stream = self.docker.build_image(
+            opts,
+            None,
+            Some(bollard::body_full(bytes::Bytes::from(context))),
+        );
+        let mut last = Vec::new();
+        let failed = |why: String| EngineError::Api {
+            what: format!("building image {tag}"),
+            error: BollardError::DockerStreamError { error: why },
+        };
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| failed(e.to_string()))?;
+            if let Some(detail) = info.error_detail {
+                let mut why = detail.message.unwrap_or_default();
+                if !last.is_empty() {
+                    why = format!("{why}\n{}", last.join(""));
+                }
+                return Err(failed(why));
+            }
+            if let Some(line) = info.stream {
+                last.push(line);
+                if last.len() > 20 {
+                    last.remove(0);
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn managed_containers(&self, instance: &str) -> Result<Vec<ContainerInfo>, EngineError> {
         let filters = HashMap::from([(
             "label".to_string(),

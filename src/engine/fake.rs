@@ -138,6 +138,23 @@ impl Engine for Fake {
         }
     }
 
+    async fn build(
+        &self,
+        tag: &str,
+        _context: Vec<u8>,
+        _dockerfile: &str,
+    ) -> Result<(), EngineError> {
+        self.record(format!("build {tag}"))?;
+        self.images.borrow_mut().insert(
+            tag.to_string(),
+            ImageInfo {
+                id: format!("sha256:{tag}"),
+                volumes: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
     async fn managed_containers(&self, instance: &str) -> Result<Vec<ContainerInfo>, EngineError> {
         Ok(self
             .containers

@@ -40,6 +40,10 @@ pub(crate) trait Engine {
         reference: &str,
         on_progress: &mut dyn FnMut(PullProgress),
     ) -> Result<(), EngineError>;
+    /// Builds `tag` from a build context (a tar stream) with the Dockerfile at `dockerfile`
+    /// in it; the build's own error text is kept.
+    async fn build(&self, tag: &str, context: Vec<u8>, dockerfile: &str)
+        -> Result<(), EngineError>;
     /// Containers labelled as this instance's (running or not).
     async fn managed_containers(&self, instance: &str) -> Result<Vec<ContainerInfo>, EngineError>;
     /// Every container on the daemon (running or not), pi-setup's or not.

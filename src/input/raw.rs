@@ -164,6 +164,9 @@ pub(crate) struct RawService {
     /// (`shared/app.env`), 0600, `KEY=value` lines; this service's own secrets file wins.
     #[serde(default)]
     pub(crate) env_files: Vec<Spanned<String>>,
+    /// Build the image here instead of pulling one: `{ context = "/srv/app", dockerfile =
+    /// "Dockerfile" }`; rebuilt when anything in the context changes.
+    pub(crate) build: Option<Spanned<RawBuild>>,
     /// For a job: how long it may run (default 30m).
     pub(crate) timeout: Option<Spanned<String>>,
     /// For a job: also run it on this systemd calendar (`OnCalendar=`), through a timer.
@@ -190,6 +193,15 @@ pub(crate) struct RawStatic {
     pub(crate) path: String,
     /// A sub-directory of the service's own directory.
     pub(crate) dir: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBuild {
+    /// The build context: an absolute host path (under `--root`).
+    pub(crate) context: String,
+    /// Relative to the context (default `Dockerfile`).
+    pub(crate) dockerfile: Option<String>,
 }
 
 /// One entry of `depends_on`.

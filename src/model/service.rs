@@ -37,6 +37,18 @@ pub(crate) enum Restart {
     OnFailure,
 }
 
+/// Where the images pi-setup builds are kept: `pi-setup-build/<service>:<digest of the context>`.
+pub(crate) const BUILT_IMAGE_REPO: &str = "pi-setup-build";
+
+/// `build`: a context directory on the host and the Dockerfile in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Build {
+    /// Absolute, as in the definition (moved under `--root` where it is read).
+    pub(crate) context: String,
+    /// Relative to the context.
+    pub(crate) dockerfile: String,
+}
+
 /// What a service waits for before it is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Condition {
@@ -166,6 +178,8 @@ pub(crate) struct Service {
     /// `uid[:gid]` or a user name; None: the image's.
     pub(crate) user: Option<String>,
     pub(crate) depends_on: Vec<Dependency>,
+    /// Its image is built from this context rather than pulled.
+    pub(crate) build: Option<Build>,
     /// Set for a `[[job]]`: how long it may run.
     pub(crate) job: Option<std::time::Duration>,
     /// For a job: the systemd calendar it also runs on.
@@ -275,7 +289,14 @@ pub(super) fn service(
             Name("invalid".into())
         }
     };
-    let image = if let Some(i) = &r.image {
+    let build = r.build.as_ref().and_then(|b| build_settings(&mut c, b));
+    let image = if build.is_some() {
+        if let Some(i) = &r.image {
+            c.at(i, "give image or build, not both".into());
+        }
+        // The tag gets the context's digest once it is read (`reconcile`).
+        format!("{BUILT_IMAGE_REPO}/{}", r.name.get_ref())
+    } else if let Some(i) = &r.image {
         image_ref(&mut c, i)
     } else {
         c.at(
@@ -401,6 +422,7 @@ pub(super) fn service(
             health,
             user,
             depends_on,
+            build,
             job,
             schedule,
             routes,
@@ -1084,4 +1106,37 @@ fn job_settings(c: &mut Checker, r: &RawService, is_job: bool) -> Option<std::ti
         },
     };
     Some(std::time::Duration::from_secs(secs))
+}
+
+/// `build = { context, dockerfile }`: an absolute context, a Dockerfile path inside it.
+fn build_settings(c: &mut Checker, b: &Spanned<crate::input::raw::RawBuild>) -> Option<Build> {
+    let v = b.get_ref();
+    let clean = |p: &str| {
+        p.split('/')
+            .all(|seg| seg != ".." && !seg.chars().any(char::is_control))
+    };
+    if !v.context.starts_with('/') || !clean(&v.context) {
+        c.at(
+            b,
+            format!(
+                "build context {:?} must be an absolute path without '..'",
+                v.context
+            ),
+        );
+        return None;
+    }
+    let dockerfile = v.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into());
+    if dockerfile.starts_with('/') || dockerfile.is_empty() || !clean(&dockerfile) {
+        c.at(
+            b,
+            format!(
+                "build dockerfile {dockerfile:?} must be a path inside the context, without '..'"
+            ),
+        );
+        return None;
+    }
+    Some(Build {
+        context: v.context.clone(),
+        dockerfile,
+    })
 }
