@@ -1013,4 +1013,32 @@ mod tests {
             "{text:?}"
         );
     }
+
+    #[test]
+    fn every_shipped_profile_plans_on_a_fresh_host() {
+        for (name, text) in crate::input::shipped::PROFILES {
+            let model = crate::input::load(&Source::new("shipped.toml", *text), &[]).unwrap();
+            let d = desired::desired(
+                &model,
+                &Paths::new("/r"),
+                &names(),
+                "/usr/local/bin/pi-setup",
+                false,
+                &BTreeMap::new(),
+            );
+            let p = plan(
+                &d,
+                &empty_world(BTreeMap::new()),
+                &names(),
+                &ConfigChange::default(),
+            )
+            .unwrap_or_else(|c| panic!("{name}: {c}"));
+            assert!(
+                steps(&p)
+                    .iter()
+                    .any(|s| s.starts_with("create and start container t-gateway")),
+                "{name}"
+            );
+        }
+    }
 }

@@ -2,8 +2,21 @@
 //! test checks that every file in `profiles/`, `vol-layout/` and `systemd/` is listed here.
 
 pub(crate) const PROFILES: &[(&str, &str)] = &[
+    (
+        "api-graphql",
+        include_str!("../../profiles/api-graphql.toml"),
+    ),
     ("default", include_str!("../../profiles/default.toml")),
     ("homelab", include_str!("../../profiles/homelab.toml")),
+    (
+        "search-stack",
+        include_str!("../../profiles/search-stack.toml"),
+    ),
+    (
+        "web-finance",
+        include_str!("../../profiles/web-finance.toml"),
+    ),
+    ("web-worker", include_str!("../../profiles/web-worker.toml")),
 ];
 
 pub(crate) const LAYOUTS: &[(&str, &str)] = &[
