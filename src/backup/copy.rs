@@ -285,25 +285,12 @@ pub(super) fn copy_encrypted(
         let mut w = encryptor(recipients)?
             .wrap_output(sealed)
             .map_err(io_err("writing", &partial))?;
-        let mut plain = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = src.read(&mut buf).map_err(io_err("reading", from))?;
-            if n == 0 {
-                break;
-            }
-            plain.update(&buf[..n]);
-            w.write_all(&buf[..n])
-                .map_err(io_err("writing", &partial))?;
-            total += n as u64;
-        }
+        let (read, total) = copy_hashing(&mut src, &mut w, from, &partial)?;
         let sealed = w.finish().map_err(io_err("writing", &partial))?;
         sealed
             .inner
             .sync_all()
             .map_err(io_err("syncing", &partial))?;
-        let read = hex::encode(plain.finalize());
         if read != manifest.sha256 || total != manifest.bytes_out {
             return Err(BackupError::Corrupt {
                 path: from.to_path_buf(),
@@ -427,22 +414,9 @@ fn copy_verified(from: &Path, to: &Path, manifest: &Manifest) -> Result<(), Back
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&partial)
             .map_err(io_err("creating", &partial))?;
-        let mut hash = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = src.read(&mut buf).map_err(io_err("reading", from))?;
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(io_err("writing", &partial))?;
-            total += n as u64;
-        }
+        let (read, total) = copy_hashing(&mut src, &mut out, from, &partial)?;
         out.sync_all().map_err(io_err("syncing", &partial))?;
         drop(out);
-        let read = hex::encode(hash.finalize());
         if read != manifest.sha256 || total != manifest.bytes_out {
             return Err(BackupError::Corrupt {
                 path: from.to_path_buf(),
@@ -486,6 +460,28 @@ pub(super) fn open_regular(path: &Path) -> Result<File, BackupError> {
         )));
     }
     Ok(f)
+}
+
+/// Copies `src` into `dst`, returning the sha256 (hex) and length of what went through.
+fn copy_hashing(
+    src: &mut impl Read,
+    dst: &mut impl Write,
+    from: &Path,
+    to: &Path,
+) -> Result<(String, u64), BackupError> {
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = src.read(&mut buf).map_err(io_err("reading", from))?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        dst.write_all(&buf[..n]).map_err(io_err("writing", to))?;
+        total += n as u64;
+    }
+    Ok((hex::encode(hash.finalize()), total))
 }
 
 pub(super) fn hash_file(path: &Path) -> Result<(String, u64), BackupError> {

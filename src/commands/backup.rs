@@ -488,28 +488,13 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
             .into_iter()
             .filter(|a| a.complete)
             .collect();
-        let pick = match &args.at {
-            Some(ts) => all.iter().rev().find(|a| a.timestamp.to_string() == *ts),
-            None => all.last(),
-        };
-        let Some(copy) = pick else {
-            let list: Vec<String> = all.iter().map(|a| a.timestamp.to_string()).collect();
-            return Err(BadInput(format!(
-                "no copy of '{}'{} in {} (there are: {})",
-                args.name,
-                args.at
-                    .as_ref()
-                    .map(|t| format!(" at {t}"))
-                    .unwrap_or_default(),
-                remote.url(&args.name),
-                if list.is_empty() {
-                    "none".to_string()
-                } else {
-                    list.join(", ")
-                }
-            ))
-            .into());
-        };
+        let copy = pick_copy(
+            &all,
+            args.at.as_deref(),
+            |a| a.timestamp.to_string(),
+            &format!("copy of '{}'", args.name),
+            &remote.url(&args.name),
+        )?;
         let dir = dest.join(format!(".from-{}-{}", target.name, std::process::id()));
         fetched.0 = Some(dir.clone());
         println!("Downloading {}{}", remote.url(&args.name), copy.file);
@@ -522,28 +507,13 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
             ))
         })?;
         let all = backup::list_encrypted(&dest, &args.name)?;
-        let pick = match &args.at {
-            Some(ts) => all.iter().rev().find(|a| a.timestamp.to_string() == *ts),
-            None => all.last(),
-        };
-        let Some(copy) = pick else {
-            let list: Vec<String> = all.iter().map(|a| a.timestamp.to_string()).collect();
-            return Err(BadInput(format!(
-                "no encrypted copy of '{}'{} in {} (there are: {})",
-                args.name,
-                args.at
-                    .as_ref()
-                    .map(|t| format!(" at {t}"))
-                    .unwrap_or_default(),
-                dest.display(),
-                if list.is_empty() {
-                    "none".to_string()
-                } else {
-                    list.join(", ")
-                }
-            ))
-            .into());
-        };
+        let copy = pick_copy(
+            &all,
+            args.at.as_deref(),
+            |a| a.timestamp.to_string(),
+            &format!("encrypted copy of '{}'", args.name),
+            &dest.display().to_string(),
+        )?;
         let local = run::dest(&ctx.paths, &model, None);
         let dir = local.join(format!(".from-{}-{}", target.name, std::process::id()));
         fetched.0 = Some(dir.clone());
@@ -841,4 +811,32 @@ impl Drop for Fetched {
             let _ = crate::host::remove_tree(d);
         }
     }
+}
+
+/// The copy `--at` names (by its timestamp), else the newest; a usage error listing what is
+/// there when there is none.
+fn pick_copy<'a, T>(
+    all: &'a [T],
+    at: Option<&str>,
+    stamp: impl Fn(&T) -> String,
+    what: &str,
+    place: &str,
+) -> Result<&'a T> {
+    let pick = match at {
+        Some(ts) => all.iter().rev().find(|a| stamp(a) == ts),
+        None => all.last(),
+    };
+    pick.ok_or_else(|| {
+        let list: Vec<String> = all.iter().map(&stamp).collect();
+        BadInput(format!(
+            "no {what}{} in {place} (there are: {})",
+            at.map(|t| format!(" at {t}")).unwrap_or_default(),
+            if list.is_empty() {
+                "none".to_string()
+            } else {
+                list.join(", ")
+            }
+        ))
+        .into()
+    })
 }
