@@ -374,7 +374,7 @@ fn unknown_shipped_profile_and_unreadable_file_are_rejected() {
     let out = sb.run(&["install", "--profile", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("no shipped profile named \"nope\" (shipped: default, homelab)"),
+        stderr(&out).contains("no shipped profile named \"nope\" (shipped: api-graphql, default, homelab, search-stack, web-finance, web-worker)"),
         "{}",
         stderr(&out)
     );
