@@ -57,6 +57,17 @@ fn copies_go_to_a_mounted_disk_only_and_come_back_when_the_local_archives_are_go
     let usb = sb.path("/mnt/usb");
     std::fs::create_dir_all(&usb).unwrap();
 
+    let dry = sb.run(&["backup", "--dry-run"]);
+    assert_ok(&dry);
+    assert!(
+        stdout(&dry).contains(&format!(
+            "  then copied to 'usb': {}",
+            usb.join("pi").display()
+        )),
+        "{}",
+        stdout(&dry)
+    );
+
     // No disk mounted: the archive is made and kept here, nothing is written to the SD card's
     // empty mount point, and the run says so and fails.
     let out = sb.run(&["backup", "app"]);

@@ -81,6 +81,20 @@ pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
                 ctx.paths.vol(&v.name).display()
             );
         }
+        for t in &model.backup.copies {
+            let place = match &t.place {
+                crate::model::CopyPlace::Dir(p) => ctx.paths.host(p).display().to_string(),
+                crate::model::CopyPlace::S3(s) => {
+                    format!("{}/{}/{}", s.endpoint, s.bucket, s.prefix)
+                }
+            };
+            let sealed = if t.encrypt_to.is_empty() {
+                ""
+            } else {
+                ", encrypted with age"
+            };
+            println!("  then copied to '{}': {place}{sealed}", t.name);
+        }
         for u in &unusable {
             println!("  NOT backed up: {u} ({})", run::UNUSABLE);
         }
