@@ -6,6 +6,7 @@
 //!
 //! A reload drops no request: see `reload` here and `crate::reuseport` for the kernel half.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -81,12 +82,15 @@ enum Target<'a> {
 pub(crate) fn site_files(g: &Gateway, services: &[Service]) -> Vec<SiteFile> {
     // Every host path, with the service it belongs to.
     let mut by_host: ByHost = Vec::new();
+    // Where each host is in `by_host`: thousands of services must not mean a search per path.
+    let mut index: BTreeMap<&Domain, usize> = BTreeMap::new();
     let routes: Vec<(&Service, Vec<Route>)> =
         services.iter().map(|s| (s, s.all_routes())).collect();
     for (s, rs) in &routes {
         for r in rs {
             push_entry(
                 &mut by_host,
+                &mut index,
                 &r.host,
                 (
                     *s,
@@ -101,17 +105,18 @@ pub(crate) fn site_files(g: &Gateway, services: &[Service]) -> Vec<SiteFile> {
         for st in &s.statics {
             push_entry(
                 &mut by_host,
+                &mut index,
                 &st.host,
                 (*s, st.path.clone(), Target::Static { dir: &st.dir }),
             );
         }
     }
-    let shared = |host: &Domain| {
-        by_host
-            .iter()
-            .find(|(h, _)| *h == host)
-            .is_some_and(|(_, e)| e.iter().any(|(o, _, _)| o.name != e[0].0.name))
-    };
+    let shared_hosts: BTreeSet<&Domain> = by_host
+        .iter()
+        .filter(|(_, e)| e.iter().any(|(o, _, _)| o.name != e[0].0.name))
+        .map(|(h, _)| *h)
+        .collect();
+    let shared = |host: &Domain| shared_hosts.contains(host);
     let mut files = Vec::new();
     for s in services {
         let mine: Vec<&Domain> = s.hosts().into_iter().filter(|h| !shared(h)).collect();
@@ -124,7 +129,7 @@ pub(crate) fn site_files(g: &Gateway, services: &[Service]) -> Vec<SiteFile> {
         } else {
             let mut t = header(&format!("Service '{}'", s.name));
             for h in &mine {
-                let entries = &by_host.iter().find(|(x, _)| x == h).expect("listed").1;
+                let entries = &by_host[index[*h]].1;
                 t.push_str(&host_block(g, h, entries));
             }
             t
@@ -151,10 +156,17 @@ pub(crate) fn site_files(g: &Gateway, services: &[Service]) -> Vec<SiteFile> {
     files
 }
 
-fn push_entry<'a>(by_host: &mut ByHost<'a>, host: &'a Domain, entry: Entry<'a>) {
-    match by_host.iter_mut().find(|(h, _)| *h == host) {
-        Some((_, e)) => e.push(entry),
-        None => by_host.push((host, vec![entry])),
+fn push_entry<'a>(
+    by_host: &mut ByHost<'a>,
+    index: &mut BTreeMap<&'a Domain, usize>,
+    host: &'a Domain,
+    entry: Entry<'a>,
+) {
+    if let Some(&i) = index.get(host) {
+        by_host[i].1.push(entry);
+    } else {
+        index.insert(host, by_host.len());
+        by_host.push((host, vec![entry]));
     }
 }
 

@@ -28,6 +28,7 @@ use crate::backup::error::{check_name, io_err, BackupError};
 use crate::backup::manifest::{manifest_path, partial_path, write_durably, Manifest};
 use crate::backup::retention::{list_archives, prune, select_prune, ArchiveName, RetentionPolicy};
 use crate::backup::timestamp::Timestamp;
+pub(super) use crate::backup::verify::open_regular;
 
 /// What one volume's copy did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -269,14 +270,7 @@ pub(super) fn copy_encrypted(
     let partial = partial_path(to);
     let result = (|| {
         let mut src = open_regular(from)?;
-        let out = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&partial)
-            .map_err(io_err("creating", &partial))?;
+        let out = create_private(&partial)?;
         let sealed = Hashing {
             inner: out,
             hash: Sha256::new(),
@@ -367,14 +361,7 @@ pub(crate) fn fetch_encrypted(
     // The archive's own name, from its manifest, never a path.
     let archive = dir.join(Path::new(&manifest.archive).file_name().unwrap_or_default());
     let mut plain = decrypt(copy)?;
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&archive)
-        .map_err(io_err("creating", &archive))?;
+    let mut out = create_private(&archive)?;
     io::copy(&mut plain, &mut out).map_err(io_err("decrypting", copy))?;
     out.sync_all().map_err(io_err("syncing", &archive))?;
     let (sha, size) = hash_file(&archive)?;
@@ -406,14 +393,7 @@ fn copy_verified(from: &Path, to: &Path, manifest: &Manifest) -> Result<(), Back
     let partial = partial_path(to);
     let result = (|| {
         let mut src = open_regular(from)?;
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&partial)
-            .map_err(io_err("creating", &partial))?;
+        let mut out = create_private(&partial)?;
         let (read, total) = copy_hashing(&mut src, &mut out, from, &partial)?;
         out.sync_all().map_err(io_err("syncing", &partial))?;
         drop(out);
@@ -445,21 +425,16 @@ fn copy_verified(from: &Path, to: &Path, manifest: &Manifest) -> Result<(), Back
     result
 }
 
-/// Opens a file to read only if it is a regular file (not a symlink, FIFO or device, which
-/// could hang the read or lead elsewhere).
-pub(super) fn open_regular(path: &Path) -> Result<File, BackupError> {
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+/// Creates (or truncates) a file only root may read, never through a symlink.
+pub(super) fn create_private(path: &Path) -> Result<File, BackupError> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
-        .map_err(io_err("opening", path))?;
-    let meta = f.metadata().map_err(io_err("reading", path))?;
-    if !meta.is_file() {
-        return Err(io_err("opening", path)(io::Error::other(
-            "not a regular file",
-        )));
-    }
-    Ok(f)
+        .map_err(io_err("creating", path))
 }
 
 /// Copies `src` into `dst`, returning the sha256 (hex) and length of what went through.

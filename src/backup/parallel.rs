@@ -12,6 +12,7 @@
 //! zstd, in the style of `pzstd`: each block becomes one complete frame with its own checksum;
 //! a zstd file may hold any number of frames, which every decoder reads in sequence.
 
+use crate::backup::verify::read_full;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -709,19 +710,6 @@ fn read_units(
 
 fn copy_err(e: &io::Error) -> io::Error {
     io::Error::new(e.kind(), e.to_string())
-}
-
-fn read_full(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// A worker's decompressor, made once and used for every unit.

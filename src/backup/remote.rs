@@ -19,6 +19,7 @@
 //!
 //! Nothing here writes to the local archives; a failure leaves them as they are.
 
+use crate::backup::verify::read_full;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
@@ -29,7 +30,9 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use crate::backup::codec::Codec;
-use crate::backup::copy::{copy_encrypted, encrypt, fetch_encrypted, hash_file, open_regular};
+use crate::backup::copy::{
+    copy_encrypted, create_private, encrypt, fetch_encrypted, hash_file, open_regular,
+};
 use crate::backup::copy::{CopyReport, AGE_SUFFIX};
 use crate::backup::error::{check_name, io_err, BackupError};
 use crate::backup::manifest::{manifest_path, write_durably, Manifest};
@@ -388,18 +391,6 @@ fn upload(
     check_object(client, key, size, Some(sha256), Some(&etag))
 }
 
-/// Fills `buf` unless the file ends first; returns how much was read.
-fn read_full(src: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match src.read(&mut buf[n..])? {
-            0 => break,
-            m => n += m,
-        }
-    }
-    Ok(n)
-}
-
 fn check_read(from: &Path, bytes: &[u8], sha256: &str, size: u64) -> Result<(), BackupError> {
     let read = hex::encode(Sha256::digest(bytes));
     if read != sha256 || bytes.len() as u64 != size {
@@ -478,16 +469,9 @@ pub(crate) fn fetch_s3(
         .map_err(io_err("creating", &dir))?;
     let encrypted = identity.is_some();
     let download = |file: &str| -> Result<PathBuf, BackupError> {
+        // `file` is a name the listing matched exactly (`<name>-<timestamp>.<suffix>`): no '/'.
         let to = dir.join(file);
-        let mut out = fs::OpenOptions::new();
-        std::os::unix::fs::OpenOptionsExt::mode(&mut out, 0o600);
-        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut out, nix::libc::O_NOFOLLOW);
-        let mut f = out
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&to)
-            .map_err(io_err("creating", &to))?;
+        let mut f = create_private(&to)?;
         remote.client.get(&remote.key(name, file), &mut f)?;
         f.sync_all().map_err(io_err("syncing", &to))?;
         Ok(to)

@@ -230,7 +230,8 @@ fn parse_tar(stream: impl Read) -> io::Result<ReadBack> {
     })
 }
 
-fn read_full(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Fills `buf` unless the stream ends first; returns how much was read.
+pub(super) fn read_full(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..]) {

@@ -356,22 +356,20 @@ impl Model {
     /// as defined (validation has ruled out cycles).
     pub(crate) fn start_order(&self) -> Vec<&Service> {
         let mut out: Vec<&Service> = Vec::new();
+        let mut placed: std::collections::BTreeSet<&Name> = std::collections::BTreeSet::new();
         while out.len() < self.services.len() {
             let before = out.len();
             for s in &self.services {
-                let placed = |n: &Name| out.iter().any(|o| &o.name == n);
-                if !placed(&s.name) && s.depends_on.iter().all(|d| placed(&d.name)) {
+                if !placed.contains(&s.name)
+                    && s.depends_on.iter().all(|d| placed.contains(&d.name))
+                {
+                    placed.insert(&s.name);
                     out.push(s);
                 }
             }
             if out.len() == before {
                 // A cycle or a missing name slipped through: keep the rest as defined.
-                let rest: Vec<&Service> = self
-                    .services
-                    .iter()
-                    .filter(|s| !out.iter().any(|o| o.name == s.name))
-                    .collect();
-                out.extend(rest);
+                out.extend(self.services.iter().filter(|s| !placed.contains(&s.name)));
                 break;
             }
         }
