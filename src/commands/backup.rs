@@ -108,7 +108,8 @@ pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let opts = ArchiveOptions {
         codec,
         level,
-        full_every: (!args.full)
+        // 1 day: every archive is a full one, also when runs are hours apart.
+        full_every: (!args.full && model.backup.full_every_days > 1)
             .then(|| Duration::from_secs(u64::from(model.backup.full_every_days) * 86_400)),
         ..Default::default()
     };
