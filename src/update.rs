@@ -190,10 +190,19 @@ pub(crate) async fn update(
             .await
             .context("keeping the running image for a rollback")?;
     }
-    let fetched = fetch(ctx, &before, &current, engine, progress).await;
-    if let Err(e) = fetched {
-        untag_all(engine, &current).await;
-        return Err(e.context("no service was changed"));
+    // A service whose image cannot be fetched stays as it is; the others go on.
+    for (image, e) in fetch(ctx, &before, &current, engine, progress).await? {
+        let why = format!("its image {image} could not be fetched, so it was not updated: {e:#}");
+        for spec in specs(&before, &chosen)
+            .into_iter()
+            .filter(|s| s.image == image)
+        {
+            if let Some(i) = current.iter().position(|(s, _, _)| *s == spec.service) {
+                let (service, _, kept) = current.remove(i);
+                let _ = engine.remove_image(&kept).await;
+                out.push((service, Outcome::Failed(why.clone())));
+            }
+        }
     }
 
     // The images are in: plan against them (a new image may declare new volumes).
@@ -242,14 +251,15 @@ pub(crate) async fn update(
     Ok(out)
 }
 
-/// Pulls the tags the running services use, and builds the images whose context changed.
+/// Pulls the tags the running services use, and builds the images whose context changed;
+/// gives the images that could not be fetched, each with why.
 async fn fetch(
     ctx: &Context,
     desired: &Desired,
     current: &[(String, ContainerInfo, String)],
     engine: &impl Engine,
     progress: &Progress,
-) -> Result<()> {
+) -> Result<Vec<(String, anyhow::Error)>> {
     let mut actions: Vec<Action> = Vec::new();
     for spec in &desired.containers {
         if !current.iter().any(|(s, _, _)| *s == spec.service) {
@@ -271,16 +281,23 @@ async fn fetch(
             actions.push(action);
         }
     }
-    execute::apply(
-        &Plan { actions },
-        desired,
-        engine,
-        &ctx.paths,
-        &ctx.names,
-        progress,
-    )
-    .await?;
-    Ok(())
+    let mut failed = Vec::new();
+    for action in actions {
+        let image = match &action {
+            Action::BuildImage { tag, .. } => tag.clone(),
+            Action::PullImage { image } => image.clone(),
+            _ => unreachable!("only pulls and builds"),
+        };
+        let plan = Plan {
+            actions: vec![action],
+        };
+        if let Err(e) =
+            execute::apply(&plan, desired, engine, &ctx.paths, &ctx.names, progress).await
+        {
+            failed.push((image, e));
+        }
+    }
+    Ok(failed)
 }
 
 /// The steps of the full plan that replace this service's container: the directories under
@@ -597,13 +614,6 @@ async fn wait_until_up(
     }
 }
 
-/// Removes the rollback tags of a run that stopped before changing any container.
-async fn untag_all(engine: &impl Engine, current: &[(String, ContainerInfo, String)]) {
-    for (_, _, kept) in current {
-        let _ = engine.remove_image(kept).await;
-    }
-}
-
 fn rollback_tag(container: &str, image_id: &str) -> String {
     format!("{ROLLBACK_REPO}/{container}:{}", short(image_id))
 }
@@ -903,29 +913,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_pull_that_fails_changes_no_container_and_leaves_no_rollback_tag() {
+    async fn an_image_that_cannot_be_pulled_leaves_its_service_as_it_was_and_the_rest_go_on() {
         let root = tempfile::tempdir().unwrap();
         let engine = installed(root.path()).await;
         engine.registry.borrow_mut().remove("web:1");
-        let e = update(
-            &ctx(root.path()),
-            &model(root.path()),
-            &[],
-            &engine,
-            &Progress::new(),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap_err();
+        engine
+            .registry
+            .borrow_mut()
+            .insert("app:prod".into(), image("sha256:app2"));
+        let done = run_update(root.path(), &engine, &[]).await;
         assert!(
-            format!("{e:#}").starts_with("no service was changed: "),
-            "{e:#}"
+            matches!(&done[0], (s, Outcome::Failed(why)) if s == "web" && why.starts_with("its image web:1 could not be fetched, so it was not updated: step 1 of 1 failed: pull image web:1")),
+            "{done:?}"
         );
-        assert!(!engine
-            .calls
-            .borrow()
-            .iter()
-            .any(|c| c.contains("container") || c.starts_with("stop")));
+        assert_eq!(done[1], ("db".to_string(), Outcome::UpToDate));
+        assert!(matches!(&done[2], (s, Outcome::Updated { .. }) if s == "api"));
+        assert!(
+            !engine.calls.borrow().iter().any(|c| c.ends_with(" t-web")),
+            "{:?}",
+            engine.calls.borrow()
+        );
+        assert_eq!(image_of(&engine, "t-web"), "sha256:web1");
         assert_eq!(rollback_tags(&engine), Vec::<String>::new());
     }
 
