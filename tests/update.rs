@@ -2,7 +2,7 @@
 //! a tag pushed again moves the service; a new image that breaks its volume and fails its
 //! health check is rolled back, image and volume; another service answers throughout.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,49 +118,48 @@ impl Drop for Versions {
     }
 }
 
-/// Requests to `host` through the gateway, over and over until dropped; counts the ones that
-/// did not get `expect` with a 200.
+/// Requests to `host` through the gateway, over and over until finished; each answer noted as
+/// `ok` (a 200 whose body holds `expect`), `maintenance` (the maintenance page), or as it was.
 struct Traffic {
     stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU32>,
-    failed: Arc<std::sync::Mutex<Vec<String>>>,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Traffic {
     fn start(port: u16, host: &'static str, expect: &'static str) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU32::new(0));
-        let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (s, n, f) = (stop.clone(), sent.clone(), failed.clone());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, n) = (stop.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
-                n.fetch_add(1, Ordering::SeqCst);
-                match try_get(port, host) {
-                    Ok((200, body)) if body.contains(expect) => {}
-                    other => f.lock().unwrap().push(format!("{other:?}")),
-                }
+                let what = match try_get(port, host) {
+                    Ok((200, body)) if body.contains(expect) => "ok".to_string(),
+                    Ok((503, body)) if body.contains("Back soon") => "maintenance".to_string(),
+                    other => format!("{other:?}"),
+                };
+                n.lock().unwrap().push(what);
                 std::thread::sleep(Duration::from_millis(10));
             }
         });
         Traffic {
             stop,
-            sent,
-            failed,
+            seen,
             thread: Some(thread),
         }
     }
 
-    /// Stops it; (requests sent, the failures).
-    fn finish(mut self) -> (u32, Vec<String>) {
+    /// Stops it; how many answers of each kind.
+    fn finish(mut self) -> std::collections::BTreeMap<String, usize> {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
         }
-        (
-            self.sent.load(Ordering::SeqCst),
-            self.failed.lock().unwrap().clone(),
-        )
+        let mut counts = std::collections::BTreeMap::new();
+        for w in self.seen.lock().unwrap().iter() {
+            *counts.entry(w.clone()).or_insert(0) += 1;
+        }
+        counts
     }
 }
 
@@ -218,7 +217,8 @@ fn a_moved_tag_is_updated_and_a_new_image_that_fails_its_health_check_is_rolled_
     assert_eq!(sb.container_id("app"), id_before);
     assert_eq!(inspect(&versions.tag, "{{.Id}}"), v1);
 
-    let traffic = Traffic::start(sb.http_port, "other.test", "hello from busybox");
+    let other = Traffic::start(sb.http_port, "other.test", "hello from busybox");
+    let app = Traffic::start(sb.http_port, "app.test", "v");
     let out = sb.run(&["update", "app"]);
     assert_eq!(
         out.status.code(),
@@ -275,12 +275,16 @@ fn a_moved_tag_is_updated_and_a_new_image_that_fails_its_health_check_is_rolled_
     assert_eq!(std::fs::read_to_string(&state).unwrap(), "v2\n");
     assert_eq!(std::fs::read_to_string(&history).unwrap(), "v1\nv2\nv2\n");
     assert_eq!(versions.rollback_tags(), Vec::<String>::new());
-    let (sent, failed) = traffic.finish();
-    assert!(sent > 10, "only {sent} requests were sent");
+    // The other service answered every request; the updated one answered or showed the
+    // maintenance page while it was down, never an error.
+    let other = other.finish();
+    assert_eq!(other.keys().collect::<Vec<_>>(), ["ok"], "{other:?}");
+    assert!(other["ok"] > 10, "{other:?}");
+    let app = app.finish();
     assert_eq!(
-        failed,
-        Vec::<String>::new(),
-        "of {sent} requests to other.test"
+        app.keys().collect::<Vec<_>>(),
+        ["maintenance", "ok"],
+        "{app:?}"
     );
 
     // The next apply sees nothing to do: the tag points at what runs.
