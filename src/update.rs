@@ -248,6 +248,7 @@ pub(crate) async fn update(
         let outcome = one.update(steps, &desired, &new_id, settle).await;
         out.push((spec.service.clone(), outcome));
     }
+    out.sort_by_key(|(s, _)| chosen.iter().position(|c| c == s));
     Ok(out)
 }
 
@@ -935,6 +936,99 @@ mod tests {
         );
         assert_eq!(image_of(&engine, "t-web"), "sha256:web1");
         assert_eq!(rollback_tags(&engine), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_changed_build_context_is_rebuilt_after_the_exec_hooks_and_rolled_back_to_the_last_build(
+    ) {
+        let root = tempfile::tempdir().unwrap();
+        fake_gateway_admin(root.path());
+        let context = root.path().join("srv/app");
+        std::fs::create_dir_all(&context).unwrap();
+        std::fs::write(context.join("Dockerfile"), "FROM busybox:1\n").unwrap();
+        std::fs::write(context.join("app.sh"), "echo one\n").unwrap();
+        let profile = "[gateway]\nimage = \"caddy:2\"\nhttps = \"off\"\n\n\
+            [[service]]\nname = \"app\"\nbuild = { context = \"/srv/app\" }\n\
+            health_cmd = \"true\"\nvolumes = [\"data:/data\"]\n\
+            backup = { mode = \"exec\", exec = [\"dump\"] }\n";
+        let model = Inputs {
+            profile: Source::new("p.toml", profile),
+            services: Vec::new(),
+            secrets: BTreeMap::new(),
+            paths: Paths::new(root.path()),
+        }
+        .model()
+        .unwrap();
+        let engine = Fake::with_images(&["caddy:2"]);
+        run_profile(root.path(), &engine, profile).await.unwrap();
+        let tag = |text: &str| {
+            std::fs::write(context.join("app.sh"), text).unwrap();
+            let (_, digest) = crate::backup::build_context(&context).unwrap();
+            format!("pi-setup-build/app:{}", &digest[..12])
+        };
+        let update_now = || async {
+            engine.calls.borrow_mut().clear();
+            update(
+                &ctx(root.path()),
+                &model,
+                &[],
+                &engine,
+                &Progress::new(),
+                Duration::ZERO,
+            )
+            .await
+            .unwrap()
+        };
+        let check_now = || async {
+            check(&ctx(root.path()), &model, &[], &engine)
+                .await
+                .unwrap()
+        };
+        assert_eq!(check_now().await[0].1, Finding::UpToDate);
+
+        let two = tag("echo two\n");
+        assert_eq!(
+            check_now().await[0].1,
+            Finding::Newer("its build context changed: rebuilt".into())
+        );
+        let done = update_now().await;
+        assert!(matches!(done[0].1, Outcome::Updated { .. }), "{done:?}");
+        let calls: Vec<String> = engine
+            .calls
+            .borrow()
+            .iter()
+            .filter(|c| !c.starts_with("tag") && !c.starts_with("remove_image"))
+            .cloned()
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                format!("build {two}"),
+                "exec t-app dump".to_string(),
+                "remove_container t-app".to_string(),
+                "create_container t-app".to_string(),
+                "start t-app".to_string(),
+            ]
+        );
+        assert_eq!(image_of(&engine, "t-app"), format!("sha256:{two}"));
+
+        // A build that does not come up: back to the last good one.
+        let three = tag("echo three\n");
+        engine
+            .broken_images
+            .borrow_mut()
+            .push(format!("sha256:{three}"));
+        let done = update_now().await;
+        assert!(
+            matches!(&done[0].1, Outcome::RolledBack { why, still_down: None, .. } if why == "its health check failed"),
+            "{done:?}"
+        );
+        assert_eq!(image_of(&engine, "t-app"), format!("sha256:{two}"));
+        assert!(engine
+            .containers
+            .borrow()
+            .iter()
+            .any(|c| c.name == "t-app" && c.running()));
     }
 
     #[tokio::test]
