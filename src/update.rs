@@ -206,19 +206,15 @@ pub(crate) async fn update(
     }
 
     // The images are in: plan against them (a new image may declare new volumes).
-    let (desired, images) = desired_state(ctx, model, engine).await?;
-    let actual = observe::observe(
-        engine,
-        &desired,
-        images.clone(),
-        &[],
-        &ctx.names.instance_label(),
-        false,
-    )
-    .await
-    .context("reading the current state")?;
-    let full = plan::plan(&desired, &actual, &ctx.names, &ConfigChange::default())
-        .map_err(|c| BadInput(c.to_string()))?;
+    let (desired, images, full) = match plan_with_new_images(ctx, model, engine).await {
+        Ok(p) => p,
+        Err(e) => {
+            for (_, _, kept) in &current {
+                let _ = engine.remove_image(kept).await;
+            }
+            return Err(e.context("no container was changed"));
+        }
+    };
 
     for spec in specs(&desired, &chosen) {
         let Some((_, old, kept)) = current.iter().find(|(s, _, _)| *s == spec.service) else {
@@ -250,6 +246,33 @@ pub(crate) async fn update(
     }
     out.sort_by_key(|(s, _)| chosen.iter().position(|c| c == s));
     Ok(out)
+}
+
+/// The desired state with the images as they are now, and the plan to get there (of which
+/// `update` takes only the steps of the services it updates).
+async fn plan_with_new_images(
+    ctx: &Context,
+    model: &Model,
+    engine: &impl Engine,
+) -> Result<(
+    Desired,
+    std::collections::BTreeMap<String, Option<crate::engine::ImageInfo>>,
+    Plan,
+)> {
+    let (desired, images) = desired_state(ctx, model, engine).await?;
+    let actual = observe::observe(
+        engine,
+        &desired,
+        images.clone(),
+        &[],
+        &ctx.names.instance_label(),
+        false,
+    )
+    .await
+    .context("reading the current state")?;
+    let full = plan::plan(&desired, &actual, &ctx.names, &ConfigChange::default())
+        .map_err(|c| BadInput(c.to_string()))?;
+    Ok((desired, images, full))
 }
 
 /// Pulls the tags the running services use, and builds the images whose context changed;
