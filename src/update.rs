@@ -159,8 +159,8 @@ pub(crate) async fn check(
 }
 
 /// Updates the chosen services (see the module doc). The caller holds the lock. An image that
-/// cannot be pulled or built stops the run before any container is touched; after that, each
-/// service's result is its own, and the others go on.
+/// cannot be pulled or built leaves the services that use it as they are; each service's
+/// result is its own, and the others go on.
 pub(crate) async fn update(
     ctx: &Context,
     model: &Model,
