@@ -66,7 +66,8 @@ pub(crate) enum Outcome {
         /// The old version did not come up either.
         still_down: Option<String>,
     },
-    /// Not updated: its volume could not be archived first. It runs as before.
+    /// Not updated (its image could not be fetched, or its volume archived first): it runs
+    /// as before.
     Failed(String),
 }
 
@@ -185,6 +186,14 @@ pub(crate) async fn update(
         }
     }
     for (_, c, kept) in &current {
+        // A finished update removes its rollback tag: one still there is from a run that was
+        // killed, and would keep an image nobody needs on the SD card for good.
+        let repo = kept.rsplit_once(':').map_or(kept.as_str(), |(r, _)| r);
+        for stale in engine.tags_in(repo).await? {
+            if stale != *kept {
+                let _ = engine.remove_image(&stale).await;
+            }
+        }
         engine
             .tag(&c.image_id, kept)
             .await
@@ -807,13 +816,18 @@ mod tests {
         assert!(archive.starts_with(root.path().join("var/backups/pi-setup/db")));
         assert!(archive.is_file());
         assert_eq!(rollback_tags(&engine), Vec::<String>::new());
-        // Done: a second run changes nothing.
+        // Done: a second run changes nothing, and takes away what a killed run left.
+        engine
+            .images
+            .borrow_mut()
+            .insert("pi-setup-rollback/t-web:old".into(), image("sha256:web0"));
         engine.calls.borrow_mut().clear();
         let again = run_update(root.path(), &engine, &[]).await;
         assert!(
             again.iter().all(|(_, o)| *o == Outcome::UpToDate),
             "{again:?}"
         );
+        assert_eq!(rollback_tags(&engine), Vec::<String>::new());
         assert!(
             engine.calls.borrow().iter().all(|c| c.starts_with("tag")
                 || c.starts_with("pull")

@@ -217,6 +217,11 @@ fn a_moved_tag_is_updated_and_a_new_image_that_fails_its_health_check_is_rolled_
     assert_eq!(sb.container_id("app"), id_before);
     assert_eq!(inspect(&versions.tag, "{{.Id}}"), v1);
 
+    // What a killed update would have left: taken away by the next one.
+    let stale = format!("{}:stale", versions.rollback_repo);
+    assert!(docker(&["tag", BUSYBOX_IMAGE, &stale]).status.success());
+    assert_eq!(versions.rollback_tags(), [stale]);
+
     let other = Traffic::start(sb.http_port, "other.test", "hello from busybox");
     let app = Traffic::start(sb.http_port, "app.test", "v");
     let out = sb.run(&["update", "app"]);

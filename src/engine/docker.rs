@@ -247,6 +247,24 @@ impl Engine for Docker {
         }
     }
 
+    async fn tags_in(&self, repo: &str) -> Result<Vec<String>, EngineError> {
+        let filters = HashMap::from([("reference", vec![repo])]);
+        let opts = bollard::query_parameters::ListImagesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let images = self
+            .docker
+            .list_images(Some(opts))
+            .await
+            .map_err(api(format!("listing the images of {repo}")))?;
+        let prefix = format!("{repo}:");
+        Ok(images
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .filter(|t| t.starts_with(&prefix))
+            .collect())
+    }
+
     async fn registry_digest(&self, reference: &str) -> Result<String, EngineError> {
         let what = || format!("asking the registry for {reference}");
         let inspect = self

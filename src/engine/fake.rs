@@ -191,6 +191,17 @@ impl Engine for Fake {
         Ok((images.len() < before).then_some(()))
     }
 
+    async fn tags_in(&self, repo: &str) -> Result<Vec<String>, EngineError> {
+        let prefix = format!("{repo}:");
+        Ok(self
+            .images
+            .borrow()
+            .keys()
+            .filter(|r| r.starts_with(&prefix))
+            .cloned()
+            .collect())
+    }
+
     async fn registry_digest(&self, reference: &str) -> Result<String, EngineError> {
         self.registry
             .borrow()

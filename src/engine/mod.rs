@@ -46,6 +46,8 @@ pub(crate) trait Engine {
     /// Removes a reference, and the image with it when nothing else refers to it; `Ok(None)`
     /// when it was already gone. An image a container uses is an error, never forced.
     async fn remove_image(&self, reference: &str) -> Result<Option<()>, EngineError>;
+    /// The tags of local images in repository `repo` (`repo:tag` each).
+    async fn tags_in(&self, repo: &str) -> Result<Vec<String>, EngineError>;
     /// The digest the registry now has for a reference, asked without pulling.
     async fn registry_digest(&self, reference: &str) -> Result<String, EngineError>;
     /// The digests (`repo@sha256:...`) the local image of a reference was pulled by; empty
