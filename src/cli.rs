@@ -252,6 +252,11 @@ pub(crate) struct BackupArgs {
     #[arg(long)]
     pub(crate) level: Option<u32>,
 
+    /// Write full archives tonight, whatever `backup.full_every_days` says (the nights after
+    /// make differentials against them).
+    #[arg(long)]
+    pub(crate) full: bool,
+
     /// Print what would be archived, and how, and change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,

@@ -20,10 +20,11 @@ use tar::EntryType;
 
 use crate::backup::codec::Codec;
 use crate::backup::error::{check_name, io_err, BackupError};
-use crate::backup::manifest::Manifest;
+use crate::backup::manifest::{manifest_path, Manifest};
 use crate::backup::parallel::decompress_parallel;
 use crate::backup::timestamp::Timestamp;
 use crate::backup::verify::{cores, open_regular, read_back, Expected};
+use crate::backup::walk::unescape;
 
 #[derive(Debug, Clone)]
 pub(crate) struct RestoreOptions {
@@ -55,12 +56,25 @@ pub(crate) struct RestoreReport {
     pub(crate) skipped: Vec<String>,
 }
 
-/// What an extraction read: every entry counts, also those in `skipped`.
+/// What an extraction read: every entry counts, also those in `skipped` and `omitted`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Extracted {
     pub(crate) entries: u64,
     /// Entries not recreated (device nodes without the right to make them), each with why.
     pub(crate) skipped: Vec<String>,
+    /// Entries left out because a [`Layer`] said so.
+    pub(crate) omitted: u64,
+    /// The symlinks it made.
+    pub(crate) symlinks: HashSet<PathBuf>,
+}
+
+/// How one archive of a chain (a full, then its differential) goes into the tree.
+#[derive(Debug, Default)]
+pub(crate) struct Layer {
+    /// Entries not to extract: what the differential replaces, and what it says is deleted.
+    pub(crate) omit: HashSet<PathBuf>,
+    /// Symlinks the layer before made: nothing is extracted under them either.
+    pub(crate) symlinks: HashSet<PathBuf>,
 }
 
 /// Restores `archive` as `<target_parent>/<name>`. The containers using the volume must be
@@ -89,9 +103,13 @@ pub(crate) fn restore_archive(
         });
     }
     let manifest = Manifest::read_for(archive)?;
+    let full = full_of(archive, &manifest)?;
     // The full read-back (checksum, decompression, entry count, size) before anything is
-    // written.
+    // written: of the differential's full too.
     if !opts.verified {
+        if let Some((path, m)) = &full {
+            read_back(path, &Expected::of(m))?;
+        }
         read_back(archive, &Expected::of(&manifest))?;
     }
     let stamp = Timestamp::now();
@@ -101,16 +119,46 @@ pub(crate) fn restore_archive(
         .create(&temp)
         .map_err(io_err("creating", &temp))?;
     let guard = RemoveTree(Some(temp.clone()));
-    let extracted = extract(archive, &manifest, &temp, opts)?;
-    if extracted.entries != manifest.entries {
-        return Err(BackupError::Corrupt {
-            path: archive.to_path_buf(),
-            reason: format!(
-                "extracted {} entries, the manifest says {}",
-                extracted.entries, manifest.entries
-            ),
-        });
-    }
+    let extracted = match &full {
+        None => extract_checked(archive, &manifest, &temp, opts, &Layer::default())?,
+        Some((full_path, full_manifest)) => {
+            // The full without what the differential replaces or deleted, then the
+            // differential: its directories' metadata is applied last, over the full's files.
+            let mut omit = read_stream(archive, &manifest, |src| tar_paths(src, archive))?;
+            for d in &manifest.deleted {
+                let path = unescape(d)
+                    .and_then(|p| contained(p.as_os_str().as_bytes()).ok())
+                    .ok_or_else(|| BackupError::Corrupt {
+                        path: manifest_path(archive),
+                        reason: format!("it lists {d:?} as deleted: not a path in the volume"),
+                    })?;
+                omit.insert(path);
+            }
+            let first = extract_checked(
+                full_path,
+                full_manifest,
+                &temp,
+                opts,
+                &Layer {
+                    omit,
+                    symlinks: HashSet::new(),
+                },
+            )?;
+            let layer = Layer {
+                omit: HashSet::new(),
+                symlinks: first.symlinks,
+            };
+            let second = extract_checked(archive, &manifest, &temp, opts, &layer)?;
+            let mut skipped = first.skipped;
+            skipped.extend(second.skipped);
+            Extracted {
+                entries: first.entries - first.omitted + second.entries,
+                skipped,
+                omitted: 0,
+                symlinks: HashSet::new(),
+            }
+        }
+    };
     // The tree must be on disk before the journal says it is complete (power loss).
     let dir = File::open(&temp).map_err(io_err("opening", &temp))?;
     nix::unistd::syncfs(&dir).map_err(|e| io_err("syncing", &temp)(e.into()))?;
@@ -363,16 +411,94 @@ struct Meta {
     mtime: u64,
 }
 
-/// Extracts into `root` (a fresh directory). An archive whose manifest has a block index is
-/// decompressed on every core, its units handed to the extractor in order; it must decompress
-/// to exactly the manifest's size, every unit checked (gzip CRC, zstd frame checksum). Older
-/// archives are read as one stream.
-fn extract(
+/// A differential's full archive (beside it) with its manifest, checked to be the very archive
+/// the differential was made against; `None` for a full archive.
+pub(crate) fn full_of(
+    archive: &Path,
+    manifest: &Manifest,
+) -> Result<Option<(PathBuf, Manifest)>, BackupError> {
+    let Some(base) = &manifest.base else {
+        return Ok(None);
+    };
+    let chain = |reason: String| BackupError::Corrupt {
+        path: archive.to_path_buf(),
+        reason,
+    };
+    if base.archive.contains('/') || base.archive.starts_with('.') {
+        return Err(chain(format!(
+            "its manifest names {:?} as its full archive",
+            base.archive
+        )));
+    }
+    let path = archive.with_file_name(&base.archive);
+    if !exists(&path) {
+        return Err(chain(format!(
+            "it is a differential, and its full archive {} is missing",
+            path.display()
+        )));
+    }
+    let full = Manifest::read_for(&path)?;
+    if full.sha256 != base.sha256 || full.base.is_some() || full.name != manifest.name {
+        return Err(chain(format!(
+            "it is a differential of {}, but that file is not the full archive it was made \
+             against (sha256 {}, expected {})",
+            base.archive, full.sha256, base.sha256
+        )));
+    }
+    Ok(Some((path, full)))
+}
+
+/// [`extract`], then the entry count against the manifest.
+fn extract_checked(
     archive: &Path,
     manifest: &Manifest,
     root: &Path,
     opts: &RestoreOptions,
+    layer: &Layer,
 ) -> Result<Extracted, BackupError> {
+    let extracted = read_stream(archive, manifest, |src| {
+        extract_layer(src, archive, root, opts, layer)
+    })?;
+    if extracted.entries != manifest.entries {
+        return Err(BackupError::Corrupt {
+            path: archive.to_path_buf(),
+            reason: format!(
+                "extracted {} entries, the manifest says {}",
+                extracted.entries, manifest.entries
+            ),
+        });
+    }
+    Ok(extracted)
+}
+
+/// Every entry's path in a tar stream, checked as extraction would.
+fn tar_paths(src: &mut dyn io::Read, archive: &Path) -> Result<HashSet<PathBuf>, BackupError> {
+    let corrupt = |e: io::Error| BackupError::Corrupt {
+        path: archive.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut paths = HashSet::new();
+    for entry in tar::Archive::new(src).entries().map_err(corrupt)? {
+        let raw = entry.map_err(corrupt)?.path_bytes().into_owned();
+        let rel = contained(&raw).map_err(|reason| BackupError::UnsafeEntry {
+            archive: archive.to_path_buf(),
+            entry: format!("{:?}", String::from_utf8_lossy(&raw)),
+            reason: reason.to_string(),
+        })?;
+        paths.insert(rel);
+    }
+    Ok(paths)
+}
+
+/// Hands the archive's uncompressed tar stream to `consume`. An archive whose manifest has a
+/// block index is decompressed on every core, its units handed over in order; it must
+/// decompress to exactly the manifest's size, every unit checked (gzip CRC, zstd frame
+/// checksum), also past the tar's end. Older archives are read as one stream.
+fn read_stream<T>(
+    archive: &Path,
+    manifest: &Manifest,
+    consume: impl FnOnce(&mut dyn io::Read) -> Result<T, BackupError>,
+) -> Result<T, BackupError> {
     let corrupt = |reason: String| BackupError::Corrupt {
         path: archive.to_path_buf(),
         reason,
@@ -387,25 +513,21 @@ fn extract(
             )));
         }
         let file = open_regular(archive)?;
-        let (extracted, unpacked) =
+        let (consumed, unpacked) =
             decompress_parallel(file, archive, codec, index, false, cores(), |src| {
-                let extracted = extract_tar(&mut *src, archive, root, opts)?;
+                let out = consume(&mut *src)?;
                 // What follows the tar's end (its end-of-archive blocks) must check too.
                 io::copy(src, &mut io::sink()).map_err(|e| corrupt(e.to_string()))?;
-                Ok::<_, BackupError>(extracted)
+                Ok::<_, BackupError>(out)
             });
-        // A unit that failed says more than the extractor's view of its bytes.
+        // A unit that failed says more than the consumer's view of its bytes.
         unpacked.decoded.map_err(|e| corrupt(e.to_string()))?;
-        return extracted;
+        return consumed;
     }
-    let file = File::open(archive).map_err(io_err("opening", archive))?;
-    let decoder = Codec::decoder(BufReader::with_capacity(1 << 20, file)).map_err(|e| {
-        BackupError::Corrupt {
-            path: archive.to_path_buf(),
-            reason: e.to_string(),
-        }
-    })?;
-    extract_tar(decoder, archive, root, opts)
+    let file = open_regular(archive)?;
+    let mut decoder = Codec::decoder(BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| corrupt(e.to_string()))?;
+    consume(&mut decoder)
 }
 
 /// Extracts an uncompressed tar stream into `root` (a fresh directory) under the same rules
@@ -426,6 +548,18 @@ pub(crate) fn extract_tar(
     root: &Path,
     opts: &RestoreOptions,
 ) -> Result<Extracted, BackupError> {
+    extract_layer(stream, origin, root, opts, &Layer::default())
+}
+
+/// [`extract_tar`] of one archive of a chain: `root` may hold what the layer before made;
+/// nothing that layer omitted, so no path collides.
+fn extract_layer(
+    stream: impl io::Read,
+    origin: &Path,
+    root: &Path,
+    opts: &RestoreOptions,
+    layer: &Layer,
+) -> Result<Extracted, BackupError> {
     let archive = origin;
     let corrupt = |e: io::Error| BackupError::Corrupt {
         path: archive.to_path_buf(),
@@ -441,7 +575,9 @@ pub(crate) fn extract_tar(
     // Earlier entries a hard link may name: files, FIFOs, device nodes.
     let mut linkable: HashSet<PathBuf> = HashSet::new();
     let mut symlinks: Vec<(PathBuf, PathBuf, Meta)> = Vec::new();
-    let mut symlink_paths: HashSet<PathBuf> = HashSet::new();
+    let mut symlink_paths: HashSet<PathBuf> = layer.symlinks.clone();
+    // Omitted entries a hard link of this archive may still name: a chain that disagrees.
+    let mut omitted: HashSet<PathBuf> = HashSet::new();
     // Hard links to symlinks wait until the symlinks exist.
     let mut late_links: Vec<(PathBuf, PathBuf)> = Vec::new();
     // Device nodes that could not be made: their hard links are skipped with them.
@@ -453,6 +589,12 @@ pub(crate) fn extract_tar(
         let rel = contained(&raw).map_err(|reason| refuse(&raw, reason))?;
         if rel.ancestors().skip(1).any(|a| symlink_paths.contains(a)) {
             return Err(refuse(&raw, "is inside a symlink"));
+        }
+        if layer.omit.contains(&rel) {
+            out.entries += 1;
+            out.omitted += 1;
+            omitted.insert(rel);
+            continue;
         }
         let h = entry.header();
         let meta = Meta {
@@ -544,6 +686,12 @@ pub(crate) fn extract_tar(
                     linkable.insert(rel);
                 } else if symlink_paths.contains(&target_rel) {
                     late_links.push((rel, target_rel));
+                } else if omitted.contains(&target_rel) {
+                    return Err(refuse(
+                        &raw,
+                        "is a hard link to a file its differential replaced: the full archive \
+                         and the differential do not agree",
+                    ));
                 } else if not_made.contains(&target_rel) {
                     out.skipped.push(format!(
                         "{} (a hard link to {}, which was not made)",
@@ -564,6 +712,7 @@ pub(crate) fn extract_tar(
         out.entries += 1;
     }
     for (rel, target, meta) in &symlinks {
+        out.symlinks.insert(rel.clone());
         let dest = root.join(rel);
         make_parent(&dest)?;
         // symlink(2) never replaces what exists, so it cannot land on a path already used.

@@ -14,8 +14,8 @@ use futures_util::{stream, StreamExt};
 
 use crate::backup::timestamp::Timestamp;
 use crate::backup::{
-    archive_dir, check_name, prune, restore_archive, verify_archive, ArchiveOptions,
-    ArchiveProgress, ArchiveReport, BackupError, RestoreOptions, RestoreReport, RetentionPolicy,
+    archive_dir, check_name, prune, restore_archive, verify_chain, ArchiveOptions, ArchiveProgress,
+    ArchiveReport, BackupError, RestoreOptions, RestoreReport, RetentionPolicy,
 };
 use crate::desired::ObjectNames;
 use crate::engine::{Engine, EngineError};
@@ -324,7 +324,7 @@ pub(crate) async fn restore_volume(
     name: &str,
 ) -> Result<RestoreReport> {
     let a = archive.to_path_buf();
-    tokio::task::spawn_blocking(move || verify_archive(&a))
+    tokio::task::spawn_blocking(move || verify_chain(&a))
         .await
         .context("verify task")??;
     let parent = paths.vol_root();
