@@ -384,6 +384,7 @@ impl<E: Engine> One<'_, E> {
                 // does not move it to an image nobody watched come up.
                 if !self.built {
                     let _ = self.engine.tag(self.kept, &self.spec.image).await;
+                    let _ = self.engine.remove_image(new_id).await;
                 }
                 let _ = self.engine.remove_image(self.kept).await;
                 return Outcome::Failed(format!(
@@ -1066,6 +1067,45 @@ mod tests {
             .borrow()
             .iter()
             .any(|c| c.name == "t-app" && c.running()));
+    }
+
+    #[tokio::test]
+    async fn a_volume_that_cannot_be_archived_leaves_its_service_running_on_its_old_image() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = installed(root.path()).await;
+        // The backup destination is a file: no archive can be written there.
+        std::fs::create_dir_all(root.path().join("var/backups")).unwrap();
+        std::fs::write(root.path().join("var/backups/pi-setup"), "").unwrap();
+        engine
+            .registry
+            .borrow_mut()
+            .insert("db:16".into(), image("sha256:db2"));
+        let done = run_update(root.path(), &engine, &["db"]).await;
+        assert!(
+            matches!(&done[0].1, Outcome::Failed(why) if why.starts_with("its volume could not be archived first, so it was not updated: ")),
+            "{done:?}"
+        );
+        let containers: Vec<String> = engine
+            .calls
+            .borrow()
+            .iter()
+            .filter(|c| c.ends_with(" t-db"))
+            .cloned()
+            .collect();
+        assert_eq!(containers, ["stop t-db", "start t-db"]);
+        assert_eq!(image_of(&engine, "t-db"), "sha256:db1");
+        // The tag is back on what runs, so the next apply does not move it either.
+        assert_eq!(engine.images.borrow()["db:16"].id, "sha256:db1");
+        assert!(!engine
+            .images
+            .borrow()
+            .values()
+            .any(|i| i.id == "sha256:db2"));
+        assert_eq!(rollback_tags(&engine), Vec::<String>::new());
+        assert!(!root
+            .path()
+            .join("var/lib/pi-setup/stopped-for-backup/t-db")
+            .exists());
     }
 
     #[tokio::test]
