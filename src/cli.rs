@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
     name = "pi-setup",
     version,
     about = "Turn a Raspberry Pi into a self-hosting appliance: Docker services behind one gateway, nightly backups",
-    after_help = "Exit codes: 0 success, 1 failure, 2 invalid usage or configuration (nothing changed)."
+    after_help = "Exit codes: 0 success, 1 failure, 2 invalid usage or configuration (nothing changed), 3 updates available (update --check)."
 )]
 pub(crate) struct Cli {
     /// Put every host path (/etc, /var/vol, /var/backups, systemd units) under DIR.
@@ -53,6 +53,8 @@ pub(crate) enum Command {
     Apply(ApplyArgs),
     /// Restart services whose health check fails (run every minute by a systemd timer).
     Heal,
+    /// Move services to newer images of their tags (or rebuild), rolling back any that fails.
+    Update(UpdateArgs),
     /// Run a job ([[job]]) now, to completion, as its schedule's timer does.
     RunJob {
         /// The job's name.
@@ -221,6 +223,16 @@ pub(crate) struct ApplyArgs {
     /// Print the ordered plan and change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    /// Only these services (default: every service).
+    pub(crate) services: Vec<String>,
+
+    /// List what would be updated and change nothing; exit code 3 when something would.
+    #[arg(long)]
+    pub(crate) check: bool,
 }
 
 #[derive(Debug, Args)]

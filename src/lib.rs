@@ -11,6 +11,7 @@ mod gateway;
 mod observe;
 mod plan;
 mod reconcile;
+mod update;
 mod execute;
 mod report;
 mod progress;
@@ -63,6 +64,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => commands::status::status(&ctx, &args).await,
         Command::Apply(args) => commands::apply::apply(&ctx, &args).await,
         Command::Heal => commands::heal::heal(&ctx).await,
+        Command::Update(args) => commands::update::update(&ctx, &args).await,
         Command::RunJob { name } => commands::run_job::run_job(&ctx, &name).await,
         Command::Backup(args) => commands::backup::backup(&ctx, &args).await,
         Command::Restore(args) => commands::backup::restore(&ctx, &args).await,

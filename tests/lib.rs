@@ -16,5 +16,6 @@ mod pull;
 mod restore;
 mod rough_edges;
 mod services;
+mod update;
 mod validation;
 mod volumes;

@@ -8,6 +8,7 @@ pub(crate) mod install;
 pub(crate) mod remove_service;
 pub(crate) mod run_job;
 pub(crate) mod status;
+pub(crate) mod update;
 
 use std::path::PathBuf;
 
