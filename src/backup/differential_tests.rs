@@ -11,8 +11,8 @@ use tempfile::TempDir;
 
 use super::tests::{assert_same_tree, fixture, opts_at, write, zstd_at};
 use crate::backup::{
-    archive_dir, list_archives, prune, restore_archive, verify_archive, verify_chain,
-    ArchiveOptions, ArchiveReport, BackupError, Manifest, RestoreOptions, RetentionPolicy,
+    archive_dir, list_archives, prune, restore_archive, verify_archive, ArchiveOptions,
+    ArchiveReport, BackupError, Manifest, RestoreOptions, RetentionPolicy,
 };
 
 const DAY: u64 = 86_400;
@@ -294,7 +294,8 @@ fn a_differential_without_its_full_is_not_good_and_restores_nothing() {
     write(&src.join("small"), b"2");
     let d = archive_dir(&src, &dest, "app", &night(1)).unwrap();
     assert!(d.manifest.base.is_some());
-    verify_chain(&d.archive).unwrap();
+    verify_archive(&d.archive).unwrap();
+    verify_archive(&full.archive).unwrap();
 
     // The full replaced by another file under its name: the chain is broken.
     let saved = tmp.path().join("saved-full");
@@ -461,4 +462,29 @@ fn symlinks_of_the_full_are_never_written_through_by_the_differential() {
     assert!(err.contains("inside a symlink"), "{err}");
     assert!(!outside.join("pwned").exists());
     assert_eq!(fs::read_dir(&parent).unwrap().count(), 0);
+}
+
+#[test]
+fn restore_checks_the_sha256_in_the_same_pass_as_it_extracts() {
+    // Every unit decompresses and the tar parses, but the file is not the one the manifest
+    // describes: refused, the temporary tree removed, the volume untouched.
+    let tmp = TempDir::new().unwrap();
+    let src = tmp.path().join("app");
+    write(&src.join("f"), b"content");
+    let report = archive_dir(&src, &tmp.path().join("b"), "app", &night(0)).unwrap();
+    let mut m = report.manifest.clone();
+    m.sha256 = "ab".repeat(32);
+    crate::backup::manifest::write_durably(
+        &crate::backup::manifest::manifest_path(&report.archive),
+        &m.to_bytes(),
+    )
+    .unwrap();
+    let parent = tmp.path().join("r");
+    write(&parent.join("app/keep"), b"current");
+    let err = restore_archive(&report.archive, &parent, "app", &RestoreOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("its sha256 is"), "{err}");
+    assert_eq!(fs::read(parent.join("app/keep")).unwrap(), b"current");
+    assert_eq!(fs::read_dir(&parent).unwrap().count(), 1);
 }

@@ -30,17 +30,12 @@ use crate::backup::walk::unescape;
 pub(crate) struct RestoreOptions {
     /// Restore uids/gids from the archive (needs root); otherwise files belong to the caller.
     pub(crate) preserve_owner: bool,
-    /// The caller has just read the archive back with [`crate::backup::verify_archive`] (before
-    /// stopping its container): skip the second read-back. Extraction still checks every gzip
-    /// CRC or zstd frame checksum, and the entry count.
-    pub(crate) verified: bool,
 }
 
 impl Default for RestoreOptions {
     fn default() -> Self {
         RestoreOptions {
             preserve_owner: true,
-            verified: false,
         }
     }
 }
@@ -77,41 +72,43 @@ pub(crate) struct Layer {
     pub(crate) symlinks: HashSet<PathBuf>,
 }
 
-/// Restores `archive` as `<target_parent>/<name>`. The containers using the volume must be
-/// stopped by the caller. On any error the volume is untouched and the temporary extraction
-/// directory is removed.
-///
-/// Crash safety: the tree is extracted into `.<name>.restore-<ts>` and flushed to disk; only
-/// then is the journal `.<name>.restore-journal` written (atomically), naming that tree and
-/// where the volume moves (`<name>.pre-restore-<ts>`); then the two renames; then the journal
-/// goes. A run killed anywhere leaves either no journal (the volume untouched, at most a
-/// temporary tree that [`recover_interrupted`] deletes) or a journal whose tree is complete, so
-/// recovery rolls the swap forward, or back if the tree is gone.
+/// Restores `archive` as `<target_parent>/<name>`: [`prepare_restore`], then
+/// [`Prepared::swap_in`]. The containers using the volume must be stopped by the caller.
+#[cfg(test)]
 pub(crate) fn restore_archive(
     archive: &Path,
     target_parent: &Path,
     name: &str,
     opts: &RestoreOptions,
 ) -> Result<RestoreReport, BackupError> {
+    prepare_restore(archive, target_parent, name, opts)?.swap_in()
+}
+
+/// A restored tree extracted, checked and on disk beside the volume, waiting to be swapped in.
+/// Dropped without [`Prepared::swap_in`], it is deleted and the volume was never touched.
+pub(crate) struct Prepared {
+    temp: RemoveTree,
+    target_parent: PathBuf,
+    name: String,
+    entries: u64,
+    skipped: Vec<String>,
+}
+
+/// Extracts `archive` (for a differential: its full, then it) into `.<name>.restore-<ts>` beside
+/// the volume, checking as it goes everything a read-back would (the sha256 of the file, every
+/// gzip CRC or zstd frame checksum, the uncompressed size, the entry count), and flushes it to
+/// disk. The volume is not touched: its containers may keep running meanwhile, so a corrupt
+/// archive costs no downtime. On any error the temporary directory is removed.
+pub(crate) fn prepare_restore(
+    archive: &Path,
+    target_parent: &Path,
+    name: &str,
+    opts: &RestoreOptions,
+) -> Result<Prepared, BackupError> {
     check_name(name)?;
-    let journal_path = journal_path(target_parent, name);
-    if journal_path.exists() {
-        return Err(BackupError::Io {
-            action: "starting a restore over the unfinished one recorded in",
-            path: journal_path,
-            source: io::Error::other("run any pi-setup command that recovers it first"),
-        });
-    }
+    no_journal(target_parent, name)?;
     let manifest = Manifest::read_for(archive)?;
     let full = full_of(archive, &manifest)?;
-    // The full read-back (checksum, decompression, entry count, size) before anything is
-    // written: of the differential's full too.
-    if !opts.verified {
-        if let Some((path, m)) = &full {
-            read_back(path, &Expected::of(m))?;
-        }
-        read_back(archive, &Expected::of(&manifest))?;
-    }
     let stamp = Timestamp::now();
     let temp = target_parent.join(format!(".{name}{TEMP_INFIX}{stamp}"));
     fs::DirBuilder::new()
@@ -162,47 +159,95 @@ pub(crate) fn restore_archive(
     // The tree must be on disk before the journal says it is complete (power loss).
     let dir = File::open(&temp).map_err(io_err("opening", &temp))?;
     nix::unistd::syncfs(&dir).map_err(|e| io_err("syncing", &temp)(e.into()))?;
-    let target = target_parent.join(name);
-    let had_volume = match fs::symlink_metadata(&target) {
-        Ok(_) => true,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(e) => return Err(io_err("reading", &target)(e)),
-    };
-    let aside = free_name(target_parent, &format!("{name}{ASIDE_INFIX}{stamp}"));
-    let journal = Journal {
-        volume: name.to_string(),
-        extracted: file_name(&temp),
-        previous: file_name(&aside),
-    };
-    write_journal(&journal_path, &journal)?;
-    let previous = if had_volume {
-        if let Err(e) = fs::rename(&target, &aside) {
-            let _ = fs::remove_file(&journal_path);
-            return Err(io_err("moving aside", &target)(e));
-        }
-        Some(aside)
-    } else {
-        None
-    };
-    if let Err(e) = fs::rename(&temp, &target) {
-        // Back as it was; if even that fails the journal stays, and recovery (temp gone by
-        // then, the volume missing) moves the old directory back.
-        let back = previous.as_ref().map_or(Ok(()), |a| fs::rename(a, &target));
-        if back.is_ok() {
-            let _ = fs::remove_file(&journal_path);
-        }
-        return Err(io_err("moving into place", &target)(e));
-    }
-    guard.disarm();
-    crate::host::sync_dir(target_parent)?;
-    fs::remove_file(&journal_path).map_err(io_err("removing", &journal_path))?;
-    crate::host::sync_dir(target_parent)?;
-    Ok(RestoreReport {
-        restored: target,
-        previous,
+    Ok(Prepared {
+        temp: guard,
+        target_parent: target_parent.to_path_buf(),
+        name: name.to_string(),
         entries: extracted.entries,
         skipped: extracted.skipped,
     })
+}
+
+fn no_journal(target_parent: &Path, name: &str) -> Result<(), BackupError> {
+    let journal_path = journal_path(target_parent, name);
+    if journal_path.exists() {
+        return Err(BackupError::Io {
+            action: "starting a restore over the unfinished one recorded in",
+            path: journal_path,
+            source: io::Error::other("run any pi-setup command that recovers it first"),
+        });
+    }
+    Ok(())
+}
+
+impl Prepared {
+    /// Swaps the prepared tree in for the volume (which moves to `<name>.pre-restore-<ts>`).
+    /// The containers using the volume must be stopped by the caller.
+    ///
+    /// Crash safety: the tree is complete and on disk; only now is the journal
+    /// `.<name>.restore-journal` written (atomically), naming that tree and where the volume
+    /// moves; then the two renames; then the journal goes. A run killed anywhere leaves either
+    /// no journal (the volume untouched, at most a temporary tree that [`recover_interrupted`]
+    /// deletes) or a journal whose tree is complete, so recovery rolls the swap forward, or
+    /// back if the tree is gone.
+    pub(crate) fn swap_in(self) -> Result<RestoreReport, BackupError> {
+        let Prepared {
+            temp: guard,
+            target_parent,
+            name,
+            entries,
+            skipped,
+        } = self;
+        let temp = guard.0.clone().expect("an armed guard");
+        no_journal(&target_parent, &name)?;
+        let journal_path = journal_path(&target_parent, &name);
+        let stamp = temp
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.rsplit_once(TEMP_INFIX))
+            .map_or_else(|| Timestamp::now().to_string(), |(_, ts)| ts.to_string());
+        let target = target_parent.join(&name);
+        let had_volume = match fs::symlink_metadata(&target) {
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io_err("reading", &target)(e)),
+        };
+        let aside = free_name(&target_parent, &format!("{name}{ASIDE_INFIX}{stamp}"));
+        let journal = Journal {
+            volume: name.clone(),
+            extracted: file_name(&temp),
+            previous: file_name(&aside),
+        };
+        write_journal(&journal_path, &journal)?;
+        let previous = if had_volume {
+            if let Err(e) = fs::rename(&target, &aside) {
+                let _ = fs::remove_file(&journal_path);
+                return Err(io_err("moving aside", &target)(e));
+            }
+            Some(aside)
+        } else {
+            None
+        };
+        if let Err(e) = fs::rename(&temp, &target) {
+            // Back as it was; if even that fails the journal stays, and recovery (temp gone by
+            // then, the volume missing) moves the old directory back.
+            let back = previous.as_ref().map_or(Ok(()), |a| fs::rename(a, &target));
+            if back.is_ok() {
+                let _ = fs::remove_file(&journal_path);
+            }
+            return Err(io_err("moving into place", &target)(e));
+        }
+        guard.disarm();
+        crate::host::sync_dir(&target_parent)?;
+        fs::remove_file(&journal_path).map_err(io_err("removing", &journal_path))?;
+        crate::host::sync_dir(&target_parent)?;
+        Ok(RestoreReport {
+            restored: target,
+            previous,
+            entries,
+            skipped,
+        })
+    }
 }
 
 /// `.NAME.restore-<ts>`: a restore's extraction directory.
@@ -490,10 +535,13 @@ fn tar_paths(src: &mut dyn io::Read, archive: &Path) -> Result<HashSet<PathBuf>,
     Ok(paths)
 }
 
-/// Hands the archive's uncompressed tar stream to `consume`. An archive whose manifest has a
-/// block index is decompressed on every core, its units handed over in order; it must
-/// decompress to exactly the manifest's size, every unit checked (gzip CRC, zstd frame
-/// checksum), also past the tar's end. Older archives are read as one stream.
+/// Hands the archive's uncompressed tar stream to `consume`, and fails if the archive is not
+/// exactly what its manifest says. An archive whose manifest has a block index is hashed and
+/// decompressed on every core in one pass, its units handed over in order; it must decompress
+/// to exactly the manifest's size, every unit checked (gzip CRC, zstd frame checksum), also
+/// past the tar's end, and hash to the manifest's sha256 (what the consumer did is thrown
+/// away by the caller otherwise). Older archives are read back in full first, then read as
+/// one stream.
 fn read_stream<T>(
     archive: &Path,
     manifest: &Manifest,
@@ -513,8 +561,16 @@ fn read_stream<T>(
             )));
         }
         let file = open_regular(archive)?;
+        let size = file.metadata().map_err(io_err("reading", archive))?.len();
+        if size != manifest.bytes_out {
+            return Err(corrupt(format!(
+                "it is {size} bytes, the manifest says {}",
+                manifest.bytes_out
+            )));
+        }
+        // Hashed as it is read: one pass checks and extracts.
         let (consumed, unpacked) =
-            decompress_parallel(file, archive, codec, index, false, cores(), |src| {
+            decompress_parallel(file, archive, codec, index, true, cores(), |src| {
                 let out = consume(&mut *src)?;
                 // What follows the tar's end (its end-of-archive blocks) must check too.
                 io::copy(src, &mut io::sink()).map_err(|e| corrupt(e.to_string()))?;
@@ -522,8 +578,21 @@ fn read_stream<T>(
             });
         // A unit that failed says more than the consumer's view of its bytes.
         unpacked.decoded.map_err(|e| corrupt(e.to_string()))?;
+        let sha256 = unpacked
+            .sha256
+            .unwrap_or_else(|| Err(io::Error::other("the archive was not hashed")))
+            .map(hex::encode)
+            .map_err(|e| corrupt(e.to_string()))?;
+        if sha256 != manifest.sha256 {
+            return Err(corrupt(format!(
+                "its sha256 is {sha256}, the manifest says {}",
+                manifest.sha256
+            )));
+        }
         return consumed;
     }
+    // Written before block indexes: read back in full first, then read again to extract.
+    read_back(archive, &Expected::of(manifest))?;
     let file = open_regular(archive)?;
     let mut decoder = Codec::decoder(BufReader::with_capacity(1 << 20, file))
         .map_err(|e| corrupt(e.to_string()))?;

@@ -45,15 +45,6 @@ pub(crate) fn verify_bytes(path: &Path) -> Result<VerifyReport, BackupError> {
     })
 }
 
-/// [`verify_archive`] of an archive and, for a differential, of its full: all a restore reads.
-pub(crate) fn verify_chain(path: &Path) -> Result<VerifyReport, BackupError> {
-    let manifest = Manifest::read_for(path)?;
-    if let Some((full, _)) = crate::backup::restore::full_of(path, &manifest)? {
-        verify_archive(&full)?;
-    }
-    verify_archive(path)
-}
-
 pub(crate) struct ReadBack {
     pub(crate) entries: u64,
     pub(crate) bytes_in: u64,
