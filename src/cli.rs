@@ -356,6 +356,21 @@ pub(crate) struct ImageArgs {
     #[arg(long, value_name = "TZ")]
     pub(crate) timezone: Option<String>,
 
+    /// Rebuild a lost appliance: the first boot restores every volume from this off-device copy
+    /// (a [[backup.copy]] name of the profile), its newest archives or the newest at or before
+    /// TIMESTAMP (e.g. 20261125T033000Z), before any service starts.
+    #[arg(long, value_name = "COPY[@TIMESTAMP]")]
+    pub(crate) restore_from: Option<String>,
+
+    /// The credentials file of that S3 copy target; installed 0600 where the profile names it.
+    #[arg(long, value_name = "FILE", requires = "restore_from")]
+    pub(crate) restore_credentials: Option<PathBuf>,
+
+    /// Your age identity, for a copy target that encrypts (encrypt_to); deleted from the boot
+    /// partition once the restore has used it.
+    #[arg(long, value_name = "FILE", requires = "restore_from")]
+    pub(crate) restore_identity: Option<PathBuf>,
+
     /// The aarch64 pi-setup to put in the image (default: this one, if it is aarch64).
     #[arg(long, value_name = "PATH")]
     pub(crate) binary: Option<PathBuf>,

@@ -915,3 +915,162 @@ fn the_aarch64_binary_from_the_image_runs_under_qemu_and_validates_the_baked_pro
     assert!(text.contains("): valid"), "{text}");
     assert!(text.contains("notes"), "{text}");
 }
+
+#[test]
+fn restore_from_a_copy_runs_before_install_waits_for_the_network_and_picks_archives_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = pi_image(d, "restore", "bookworm", false, 40);
+    let binary = fake_binary(d);
+    let profile = d.join("offsite.toml");
+    std::fs::write(
+        &profile,
+        "[gateway]\nimage = \"caddy:2.11.7\"\n\n[backup]\n\n[[backup.copy]]\nname = \"offsite\"\ns3 = { endpoint = \"https://s3.example.com\", bucket = \"pi-backups\", credentials = \"/etc/pi-setup/secrets/offsite.s3\" }\n",
+    )
+    .unwrap();
+    let creds = d.join("offsite.s3");
+    std::fs::write(
+        &creds,
+        "access_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"wJalrXUtnFEMI\"\n",
+    )
+    .unwrap();
+    let out = d.join("rebuild.img");
+
+    // What the bake refuses: an unknown copy, a bad timestamp, S3 without its credentials.
+    for (from, creds_flag, says) in [
+        (
+            "nope",
+            true,
+            "has no [[backup.copy]] of that name (it has: offsite)",
+        ),
+        ("offsite@yesterday", true, "the timestamp is UTC"),
+        ("offsite", false, "give --restore-credentials FILE"),
+    ] {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"--base",
+            &base,
+            &"--out",
+            &out,
+            &"--binary",
+            &binary,
+            &"--profile",
+            &profile,
+            &"--restore-from",
+            &from,
+        ];
+        if creds_flag {
+            args.extend([
+                &"--restore-credentials" as &dyn AsRef<std::ffi::OsStr>,
+                &creds,
+            ]);
+        }
+        let o = image_cmd(&args);
+        assert_eq!(o.status.code(), Some(2), "{from}");
+        assert!(stderr(&o).contains(says), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("wJalrXUtnFEMI"));
+    }
+    assert!(!out.exists());
+
+    assert_ok(&image_cmd(&[
+        &"--base",
+        &base,
+        &"--out",
+        &out,
+        &"--binary",
+        &binary,
+        &"--profile",
+        &profile,
+        &"--restore-from",
+        &"offsite@20261125T033000Z",
+        &"--restore-credentials",
+        &creds,
+    ]));
+    let i = stdout(&image_cmd(&[&"--inspect", &out]));
+    assert!(i.contains("restore from: offsite@20261125T033000Z"), "{i}");
+    assert!(!i.contains("wJalrXUtnFEMI"), "{i}");
+    fsck(d, &out);
+
+    // The install runner in a sandbox, with a pi-setup stand-in that logs its calls: the copy
+    // is unreachable twice (no network yet), then lists four volumes.
+    let (boot, root, stubs, _) = sandbox(d, &out);
+    let calls = d.join("calls.log");
+    let fake = stubs.join("pi-setup");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh
+echo \"$*\" >>'{calls}'
+case \"$1\" in
+backups)
+  n=$(grep -c '^backups' '{calls}')
+  if [ \"$n\" -lt 3 ]; then echo 'error: s3.example.com: failed to lookup address' >&2; exit 1; fi
+  printf '%s\\n' 'NAME             TIMESTAMP          SIZE       STATE ARCHIVE' \\
+    'notes            20261124T033000Z   1.0 KiB  ok    s3://pi/notes/a' \\
+    'notes            20261125T033001Z   1.0 KiB  ok    s3://pi/notes/b' \\
+    'db               20261125T033000Z   2.0 MiB  ok    s3://pi/db/a' \\
+    'db               20261120T033000Z   2.0 MiB  ok    s3://pi/db/b' \\
+    'later            20261126T000000Z   1 B      ok    s3://pi/later/a' ;;
+esac
+",
+            calls = calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", stubs.display(), std::env::var("PATH").unwrap());
+    let runner = || {
+        Command::new("sh")
+            .arg(boot.join("pi-setup/install.sh"))
+            .env("PATH", &path)
+            .env("PI_SETUP_BOOT", &boot)
+            .env("PI_SETUP_ROOT", &root)
+            .env("PI_SETUP_BIN", &fake)
+            .env("PI_SETUP_RETRY_SECS", "0")
+            .output()
+            .unwrap()
+    };
+    let o = runner();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let profile_arg = format!(
+        "install --profile {}/pi-setup/pi-setup.toml",
+        boot.display()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        format!(
+            "backups --copy offsite\nbackups --copy offsite\nbackups --copy offsite\n\
+             restore db --from offsite --at 20261125T033000Z\n\
+             restore notes --from offsite --at 20261124T033000Z\n{profile_arg}\n"
+        )
+    );
+    let log = std::fs::read_to_string(boot.join("pi-setup/install.log")).unwrap();
+    assert!(log.contains("waiting for copy target offsite (try 2): error: s3.example.com: failed to lookup address"), "{log}");
+    assert!(
+        log.contains(
+            "restore later: no archive at or before 20261125T033000Z on offsite, left empty"
+        ),
+        "{log}"
+    );
+    assert!(log.ends_with("pi-setup first boot: ok\n"), "{log}");
+    let installed = root.join("etc/pi-setup/secrets/offsite.s3");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(&creds).unwrap()
+    );
+    assert_eq!(
+        std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/pi-setup/pi-setup.toml")).unwrap(),
+        std::fs::read_to_string(&profile).unwrap()
+    );
+
+    // A later run (a retry after a failed install) does not restore again.
+    std::fs::remove_file(&calls).unwrap();
+    assert!(runner().status.success());
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        format!("{profile_arg}\n")
+    );
+}

@@ -12,7 +12,7 @@ use crate::error::BadInput;
 use crate::image::firstboot::{self, Settings, User};
 use crate::image::{self, Spec, State};
 use crate::input::source::Source;
-use crate::model::HostFacts;
+use crate::model::{CopyPlace, HostFacts, Model};
 use crate::progress::Progress;
 
 /// A Raspberry Pi 4/5 (and Zero 2 W) has 4 cores: profiles are validated against the Pi, not
@@ -103,7 +103,7 @@ fn settings(args: &ImageArgs) -> Result<Settings, BadInput> {
 fn profile_and_services(
     ctx: &Context,
     args: &ImageArgs,
-) -> Result<((String, String), Vec<(String, String)>, Vec<String>), BadInput> {
+) -> Result<((String, String), Vec<(String, String)>, Model), BadInput> {
     let arg = args.profile.as_deref().unwrap_or("default");
     let profile = crate::input::profile_source(Some(arg), &ctx.paths)?;
     let mut sources = Vec::new();
@@ -135,8 +135,95 @@ fn profile_and_services(
         files.push((name, text));
     }
     let model = crate::input::load_on(&profile, &sources, &pi_host())?;
-    let names = model.services.iter().map(|s| s.name.to_string()).collect();
-    Ok(((arg.to_string(), profile.text), files, names))
+    Ok(((arg.to_string(), profile.text), files, model))
+}
+
+/// `--restore-from COPY[@TIMESTAMP]`: the copy target must be in the profile, with what it
+/// needs on the Pi (the S3 credentials, the age identity of an encrypting target).
+fn restore(args: &ImageArgs, model: &Model) -> Result<Option<image::Restore>, BadInput> {
+    let Some(from) = &args.restore_from else {
+        return Ok(None);
+    };
+    let (name, at) = from.split_once('@').unwrap_or((from, ""));
+    let ts_ok = at.len() == 16
+        && at.bytes().enumerate().all(|(i, b)| match i {
+            8 => b == b'T',
+            15 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        });
+    if !at.is_empty() && !ts_ok {
+        return Err(BadInput(format!(
+            "--restore-from {from:?}: the timestamp is UTC as in archive names, e.g. {name}@20261125T033000Z"
+        )));
+    }
+    let target = model
+        .backup
+        .copies
+        .iter()
+        .find(|t| t.name.as_str() == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = model.backup.copies.iter().map(|t| t.name.as_str()).collect();
+            BadInput(format!(
+                "--restore-from {name:?}: the profile has no [[backup.copy]] of that name (it has: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ))
+        })?;
+    let mut files = Vec::new();
+    let creds_path = match (&target.place, &args.restore_credentials) {
+        (CopyPlace::S3(place), Some(f)) => {
+            let text = read_secret("--restore-credentials", f)?;
+            files.push(("credentials".to_string(), text.into_bytes()));
+            place.credentials.clone()
+        }
+        (CopyPlace::S3(place), None) => {
+            return Err(BadInput(format!(
+                "--restore-from {name}: an S3 copy target needs its credentials: give --restore-credentials FILE (installed as {})",
+                place.credentials
+            )))
+        }
+        (CopyPlace::Dir(_), Some(_)) => {
+            return Err(BadInput(format!(
+                "--restore-credentials: copy target {name} is a directory on a disk, it takes no credentials"
+            )))
+        }
+        (CopyPlace::Dir(_), None) => String::new(),
+    };
+    let encrypted = !target.encrypt_to.is_empty();
+    match (&args.restore_identity, encrypted) {
+        (Some(f), true) => {
+            let text = read_secret("--restore-identity", f)?;
+            if !text.lines().any(|l| l.trim_start().starts_with("AGE-SECRET-KEY-")) {
+                return Err(BadInput(format!(
+                    "--restore-identity {}: not an age identity file (no AGE-SECRET-KEY-... line)",
+                    f.display()
+                )));
+            }
+            files.push(("identity".to_string(), text.into_bytes()));
+        }
+        (None, true) => {
+            return Err(BadInput(format!(
+                "--restore-from {name}: its copies are encrypted: give your age identity with --restore-identity FILE"
+            )))
+        }
+        (Some(_), false) => {
+            return Err(BadInput(format!(
+                "--restore-identity: copy target {name} does not encrypt (no encrypt_to)"
+            )))
+        }
+        (None, false) => {}
+    }
+    let step = format!(
+        "restore_from {} {} {} {}",
+        firstboot::sh_quote(name),
+        firstboot::sh_quote(at),
+        firstboot::sh_quote(&creds_path),
+        firstboot::sh_quote(if encrypted { "yes" } else { "" })
+    );
+    Ok(Some(image::Restore {
+        from: from.clone(),
+        step,
+        files,
+    }))
 }
 
 pub(crate) fn image(ctx: &Context, args: &ImageArgs) -> Result<()> {
@@ -147,7 +234,9 @@ pub(crate) fn image(ctx: &Context, args: &ImageArgs) -> Result<()> {
     let (Some(base), Some(out)) = (&args.base, &args.out) else {
         return Err(BadInput("give --base IMG and --out IMG (or --inspect IMG)".into()).into());
     };
-    let (profile, services, service_names) = profile_and_services(ctx, args)?;
+    let (profile, services, model) = profile_and_services(ctx, args)?;
+    let service_names = model.services.iter().map(|s| s.name.to_string()).collect();
+    let restore = restore(args, &model)?;
     let bundle = args
         .images
         .as_deref()
@@ -164,7 +253,7 @@ pub(crate) fn image(ctx: &Context, args: &ImageArgs) -> Result<()> {
         service_names,
         bundle,
         settings: settings(args)?,
-        restore: None,
+        restore,
     };
     let baked = image::bake(&spec, &progress)?;
     report(&spec, &baked, out);

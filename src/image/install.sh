@@ -6,6 +6,7 @@
 # reads it. On success the unit disables itself; after a failure it stays enabled, and the
 # next boot tries again.
 set -u
+root=${PI_SETUP_ROOT:-}
 dir=${PI_SETUP_BOOT:-/boot/firmware}/pi-setup
 log=$dir/install.log
 bin=${PI_SETUP_BIN:-/usr/local/bin/pi-setup}
@@ -23,6 +24,48 @@ step() {
     echo "pi-setup first boot: failed ($what exited $rc; the next boot tries again)" | tee -a "$log"
     exit "$rc"
   fi
+}
+
+# --restore-from: every volume on the copy target comes back before `install` starts any
+# service. The copy is listed (waiting, and saying so, while the network, DNS or the clock are
+# not there yet), then each volume is restored: its newest archive, or the newest at or before
+# the timestamp given. Done once: a later retry of install does not restore again.
+restore_from() {
+  copy=$1 at=$2 creds=$3 encrypted=$4
+  [ -f "$dir/restore/done" ] && return 0
+  mkdir -p "$root/etc/pi-setup"
+  install -m 0644 "$dir/pi-setup.toml" "$root/etc/pi-setup/pi-setup.toml"
+  if [ -n "$creds" ]; then
+    install -D -m 0600 "$dir/restore/credentials" "$root$creds"
+  fi
+  list=$(mktemp)
+  err=$(mktemp)
+  tries=0
+  until "$bin" backups --copy "$copy" >"$list" 2>"$err"; do
+    tries=$((tries + 1))
+    if [ "$tries" -ge "${PI_SETUP_RETRY_MAX:-360}" ]; then
+      cat "$err" | tee -a "$log"
+      echo "pi-setup first boot: failed (copy target $copy did not answer after $tries tries; the next boot tries again)" | tee -a "$log"
+      exit 1
+    fi
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) waiting for copy target $copy (try $tries): $(tail -n 1 "$err")" | tee -a "$log"
+    sleep "${PI_SETUP_RETRY_SECS:-10}"
+  done
+  picks=$(awk -v at="$at" 'NR > 1 && (at == "" || $2 <= at) { if ($2 > best[$1]) best[$1] = $2 }
+    END { for (n in best) print n, best[n] }' "$list" | sort)
+  for n in $(awk 'NR > 1 { print $1 }' "$list" | sort -u); do
+    ts=$(echo "$picks" | awk -v n="$n" '$1 == n { print $2 }')
+    if [ -z "$ts" ]; then
+      echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) restore $n: no archive at or before $at on $copy, left empty" | tee -a "$log"
+      continue
+    fi
+    set -- restore "$n" --from "$copy"
+    [ -n "$at" ] && set -- "$@" --at "$ts"
+    [ -n "$encrypted" ] && set -- "$@" --identity "$dir/restore/identity"
+    step "restore $n" "$bin" "$@"
+  done
+  rm -f "$list" "$err" "$dir/restore/identity"
+  touch "$dir/restore/done"
 }
 
 @RESTORE@
