@@ -343,10 +343,12 @@ fn files(spec: &Spec, facts: RootFacts, cmdline: &str) -> Result<Files, BadInput
     if cloud_init {
         if s != &Settings::default() {
             root.push(("user-data".into(), firstboot::user_data(s).into_bytes()));
-            let id = format!(
-                "pi-setup-{}",
-                &hex::encode(sha2::Sha256::digest(firstboot::user_data(s)))[..16]
-            );
+            let mut h = sha2::Sha256::new();
+            h.update(firstboot::user_data(s));
+            if let Some(w) = &s.wifi {
+                h.update(firstboot::network_config(w));
+            }
+            let id = format!("pi-setup-{}", &hex::encode(h.finalize())[..16]);
             root.push(("meta-data".into(), firstboot::meta_data(&id).into_bytes()));
         }
         if let Some(w) = &s.wifi {
