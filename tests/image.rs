@@ -793,6 +793,7 @@ fn the_bootstrap_in_a_sandbox_installs_exactly_the_expected_files_and_restores_c
             .env("PATH", &path)
             .env("PI_SETUP_BOOT", &boot)
             .env("PI_SETUP_BIN", &fake)
+            .env("PI_SETUP_DOCKER", "sh")
             .env("FAKE_RC", rc)
             .output()
             .unwrap()
@@ -853,6 +854,45 @@ fn the_bootstrap_in_a_sandbox_installs_exactly_the_expected_files_and_restores_c
         "{i}"
     );
     fsck(d, &out);
+
+    // An image without Docker: docker.io is installed first, once apt reaches the network.
+    let apt_log = d.join("sandbox/apt.log");
+    let apt = stubs.join("apt-get");
+    std::fs::write(
+        &apt,
+        format!(
+            "#!/bin/sh\necho \"$*\" >>'{l}'\nif [ \"$1\" = update ] && [ $(grep -c update '{l}') -lt 2 ]; then exit 100; fi\n",
+            l = apt_log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&apt, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = Command::new("sh")
+        .arg(boot.join("pi-setup/install.sh"))
+        .env("PATH", &path)
+        .env("PI_SETUP_BOOT", &boot)
+        .env("PI_SETUP_BIN", &fake)
+        .env("PI_SETUP_DOCKER", "no-such-dockerd")
+        .env("PI_SETUP_RETRY_SECS", "0")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        std::fs::read_to_string(&apt_log).unwrap(),
+        "update\nupdate\ninstall -y docker.io\n"
+    );
+    let install_log = std::fs::read_to_string(boot.join("pi-setup/install.log")).unwrap();
+    assert!(
+        install_log.contains("waiting for the network to install docker.io (try 1)"),
+        "{install_log}"
+    );
+    assert!(
+        install_log.ends_with("pi-setup first boot: ok\n"),
+        "{install_log}"
+    );
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("enable --now docker.service\n"));
 }
 
 /// The real cross build (`bash ci/cross-build`), next to this test binary's target directory.
@@ -1026,6 +1066,7 @@ esac
             .env("PI_SETUP_BOOT", &boot)
             .env("PI_SETUP_ROOT", &root)
             .env("PI_SETUP_BIN", &fake)
+            .env("PI_SETUP_DOCKER", "sh")
             .env("PI_SETUP_RETRY_SECS", "0")
             .output()
             .unwrap()

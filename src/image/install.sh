@@ -68,6 +68,25 @@ restore_from() {
   touch "$dir/restore/done"
 }
 
+# Stock Raspberry Pi OS Lite has no Docker: install Debian's docker.io (what the README's quick
+# start does by hand), waiting for the network like everything else here.
+ensure_docker() {
+  command -v "${PI_SETUP_DOCKER:-dockerd}" >/dev/null 2>&1 && return 0
+  tries=0
+  until apt-get update >>"$log" 2>&1; do
+    tries=$((tries + 1))
+    if [ "$tries" -ge "${PI_SETUP_RETRY_MAX:-360}" ]; then
+      echo "pi-setup first boot: failed (no network to install docker.io after $tries tries; the next boot tries again)" | tee -a "$log"
+      exit 1
+    fi
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) waiting for the network to install docker.io (try $tries)" | tee -a "$log"
+    sleep "${PI_SETUP_RETRY_SECS:-10}"
+  done
+  step "installing docker.io" env DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io
+  systemctl enable --now docker.service || true
+}
+
+ensure_docker
 @RESTORE@
 
 set -- install --profile "$dir/pi-setup.toml"
