@@ -414,7 +414,8 @@ fn survey(spec: &Spec, file: &File) -> anyhow::Result<(Layout, RootFacts, Files)
     let dirs = 1
         + u64::from(files.tree.iter().any(|(p, _)| p.starts_with("services/")))
         + u64::from(files.tree.iter().any(|(p, _)| p.starts_with("restore/")));
-    let mut need = dirs * cluster;
+    // One more cluster: the root directory may grow for the new files' entries.
+    let mut need = (dirs + 1) * cluster;
     let mut big = Vec::new();
     for (path, c) in &files.tree {
         need += round(c.len());
