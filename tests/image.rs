@@ -279,6 +279,13 @@ fn a_bookworm_image_gets_the_appliance_and_userconf_and_stays_fsck_clean() {
         );
     }
     assert!(mdir(&out, "pi-setup/services").contains("/pi-setup/services/notes.toml"));
+    let dated = run(Command::new("mdir")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(format!("{}@@{BOOT_AT}", out.display()))
+        .arg("::pi-setup"));
+    let dated = String::from_utf8_lossy(&dated.stdout);
+    assert!(!dated.contains("1980-"), "files dated 1980:\n{dated}");
     assert_eq!(
         mtype(&out, "cmdline.txt"),
         format!("{} {HOOK}\n", STOCK_CMDLINE.trim_end())

@@ -7,17 +7,41 @@ use std::io::{Read, Write};
 
 use crate::image::disk::{Partition, Slice};
 
-pub(crate) type Fs = lamfat::FileSystem<lamfat::StdIoWrapper<Slice>>;
-type Dir<'a> = lamfat::Dir<
-    'a,
-    lamfat::StdIoWrapper<Slice>,
-    lamfat::DefaultTimeProvider,
-    lamfat::LossyOemCpConverter,
->;
+pub(crate) type Fs =
+    lamfat::FileSystem<lamfat::StdIoWrapper<Slice>, Utc, lamfat::LossyOemCpConverter>;
+type Dir<'a> = lamfat::Dir<'a, lamfat::StdIoWrapper<Slice>, Utc, lamfat::LossyOemCpConverter>;
+
+/// File times in UTC (FAT keeps no zone), so a baked file is dated when it was baked, not 1980.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Utc;
+
+impl lamfat::TimeProvider for Utc {
+    fn get_current_date(&self) -> lamfat::Date {
+        self.get_current_date_time().date
+    }
+
+    fn get_current_date_time(&self) -> lamfat::DateTime {
+        let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+        // FAT dates run from 1980 to 2107; a clock outside that gets the nearest end.
+        let year = (now.year() as u16).clamp(1980, 2107);
+        lamfat::DateTime::new(
+            lamfat::Date::new(year, now.month() as u16, now.day() as u16),
+            lamfat::Time::new(
+                now.hour() as u16,
+                now.minute() as u16,
+                now.second() as u16,
+                now.millisecond() as u16,
+            ),
+        )
+    }
+}
 
 pub(crate) fn open(file: File, part: Partition) -> Result<Fs, String> {
-    lamfat::FileSystem::new(Slice::new(file, part), lamfat::FsOptions::new())
-        .map_err(|e| format!("the boot partition is not a FAT file system lamfat can read: {e}"))
+    lamfat::FileSystem::new(
+        Slice::new(file, part),
+        lamfat::FsOptions::new().time_provider(Utc),
+    )
+    .map_err(|e| format!("the boot partition is not a FAT file system lamfat can read: {e}"))
 }
 
 /// Cluster size and free bytes.
@@ -147,4 +171,16 @@ pub(crate) fn write(fs: &Fs, path: &str, from: &mut dyn Read) -> Result<u64, Str
 pub(crate) fn close(fs: Fs) -> Result<(), String> {
     fs.unmount()
         .map_err(|e| format!("closing the boot partition: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use lamfat::TimeProvider;
+
+    #[test]
+    fn files_are_dated_now() {
+        let now = super::Utc.get_current_date_time();
+        assert!(now.date.year >= 2024, "{now:?}");
+        assert!((1..=12).contains(&now.date.month), "{now:?}");
+    }
 }
