@@ -32,6 +32,18 @@ fn sh(script: &str) -> Output {
 /// A Pi-shaped disk image: `boot_mib` of FAT32 labelled bootfs at 8 MiB, then a 16 MiB ext4
 /// root holding /etc/os-release (and cloud-init, when asked). Disk ID 0x4e639091.
 fn pi_image(dir: &Path, name: &str, codename: &str, cloud_init: bool, boot_mib: u64) -> PathBuf {
+    pi_image_with(dir, name, codename, cloud_init, boot_mib, false)
+}
+
+/// `pi_image`, with a GPT instead of the MBR when `gpt` (EFI System + Linux filesystem).
+fn pi_image_with(
+    dir: &Path,
+    name: &str,
+    codename: &str,
+    cloud_init: bool,
+    boot_mib: u64,
+    gpt: bool,
+) -> PathBuf {
     let work = dir.join(format!("{name}.parts"));
     let root = work.join("root");
     std::fs::create_dir_all(root.join("etc")).unwrap();
@@ -60,14 +72,19 @@ fn pi_image(dir: &Path, name: &str, codename: &str, cloud_init: bool, boot_mib: 
     let img = dir.join(format!("{name}.img"));
     let boot_sectors = boot_mib * 2048;
     let root_start = 16384 + boot_sectors;
+    let table = if gpt {
+        format!("label: gpt\\nstart=16384, size={boot_sectors}, type=uefi\\nstart={root_start}, size=32768, type=linux\\n")
+    } else {
+        format!("label: dos\\nlabel-id: 0x4e639091\\nstart=16384, size={boot_sectors}, type=c\\nstart={root_start}, size=32768, type=83\\n")
+    };
     sh(&format!(
         "cd '{w}'
          truncate -s {boot_mib}M boot.fat
          mkfs.vfat -F 32 -s 1 -n bootfs boot.fat >/dev/null
          for f in cmdline.txt config.txt issue.txt; do mcopy -i boot.fat $f ::; done
          mkfs.ext4 -q -F -d root root.ext4 16M
-         truncate -s $(( (8 + {boot_mib} + 16 + 1) * 1048576 )) '{img}'
-         printf 'label: dos\\nlabel-id: 0x4e639091\\nstart=16384, size={boot_sectors}, type=c\\nstart={root_start}, size=32768, type=83\\n' | sfdisk -q '{img}'
+         truncate -s $(( (8 + {boot_mib} + 16 + 2) * 1048576 )) '{img}'
+         printf '{table}' | sfdisk -q '{img}'
          dd if=boot.fat of='{img}' bs=1M seek=8 conv=notrunc status=none
          dd if=root.ext4 of='{img}' bs=512 seek={root_start} conv=notrunc status=none",
         w = work.display(),
@@ -1122,4 +1139,32 @@ esac
         std::fs::read_to_string(&calls).unwrap(),
         format!("{profile_arg}\n")
     );
+}
+
+#[test]
+fn a_gpt_image_is_baked_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = pi_image_with(d, "gpt", "trixie", false, 40, true);
+    let binary = fake_binary(d);
+    let out = d.join("gpt-appliance.img");
+    assert_ok(&image_cmd(&[
+        &"--base",
+        &base,
+        &"--out",
+        &out,
+        &"--binary",
+        &binary,
+    ]));
+    assert_eq!(
+        mtype(&out, "cmdline.txt"),
+        format!("{} {HOOK}\n", STOCK_CMDLINE.trim_end())
+    );
+    assert_eq!(partitions(&out), partitions(&base));
+    assert_eq!(
+        bytes(&out, (0, 34 * 512)),
+        bytes(&base, (0, 34 * 512)),
+        "GPT changed"
+    );
+    fsck(d, &out);
 }
