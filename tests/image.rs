@@ -31,7 +31,13 @@ fn sh(script: &str) -> Output {
 
 /// A Pi-shaped disk image: `boot_mib` of FAT32 labelled bootfs at 8 MiB, then a 16 MiB ext4
 /// root holding /etc/os-release (and cloud-init, when asked). Disk ID 0x4e639091.
-fn pi_image(dir: &Path, name: &str, codename: &str, cloud_init: bool, boot_mib: u64) -> PathBuf {
+pub(crate) fn pi_image(
+    dir: &Path,
+    name: &str,
+    codename: &str,
+    cloud_init: bool,
+    boot_mib: u64,
+) -> PathBuf {
     pi_image_with(dir, name, codename, cloud_init, boot_mib, false)
 }
 
@@ -96,7 +102,7 @@ fn pi_image_with(
 /// The smallest file `pi-setup image` takes as an aarch64 pi-setup: an ELF64 header for
 /// AArch64 with no program headers, carrying the version marker. Tests that do not run the
 /// binary use it; the qemu test uses the real cross build.
-fn fake_binary(dir: &Path) -> PathBuf {
+pub(crate) fn fake_binary(dir: &Path) -> PathBuf {
     let mut b = vec![0u8; 64];
     b[..4].copy_from_slice(b"\x7fELF");
     b[4] = 2;
@@ -129,7 +135,7 @@ fn mdir(img: &Path, path: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn mcopy_out(img: &Path, path: &str, to: &Path) {
+pub(crate) fn mcopy_out(img: &Path, path: &str, to: &Path) {
     run(Command::new("mcopy")
         .env("MTOOLS_SKIP_CHECK", "1")
         .arg("-s")
@@ -217,7 +223,7 @@ fn service_file(dir: &Path) -> PathBuf {
     p
 }
 
-fn image_cmd(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+pub(crate) fn image_cmd(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let mut c = Command::new(bin());
     c.arg("image");
     for a in args {
@@ -646,7 +652,7 @@ fn wrong_binaries_and_bad_values_are_refused_with_how_to_fix() {
 
 /// Lays a baked image's boot partition out under `sandbox/boot/firmware` and a root under
 /// `sandbox/root`, with `systemctl` stubbed on PATH (it logs its arguments).
-fn sandbox(d: &Path, img: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+pub(crate) fn sandbox(d: &Path, img: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     let boot = d.join("sandbox/boot/firmware");
     let root = d.join("sandbox/root");
     let stubs = d.join("sandbox/stubs");

@@ -51,9 +51,10 @@ restore_from() {
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) waiting for copy target $copy (try $tries): $(tail -n 1 "$err")" | tee -a "$log"
     sleep "${PI_SETUP_RETRY_SECS:-10}"
   done
-  picks=$(awk -v at="$at" 'NR > 1 && (at == "" || $2 <= at) { if ($2 > best[$1]) best[$1] = $2 }
-    END { for (n in best) print n, best[n] }' "$list" | sort)
-  for n in $(awk 'NR > 1 { print $1 }' "$list" | sort -u); do
+  # Rows: NAME TIMESTAMP SIZE STATE ARCHIVE; only complete copies (ok, or sealed: encrypted).
+  picks=$(awk -v at="$at" 'NR > 1 && / (ok|sealed) / && (at == "" || $2 <= at) {
+    if ($2 > best[$1]) best[$1] = $2 } END { for (n in best) print n, best[n] }' "$list" | sort)
+  for n in $(awk 'NR > 1 && / (ok|sealed) / { print $1 }' "$list" | sort -u); do
     ts=$(echo "$picks" | awk -v n="$n" '$1 == n { print $2 }')
     if [ -z "$ts" ]; then
       echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) restore $n: no archive at or before $at on $copy, left empty" | tee -a "$log"
