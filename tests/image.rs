@@ -746,6 +746,10 @@ fn the_bootstrap_in_a_sandbox_installs_exactly_the_expected_files_and_restores_c
         std::fs::read_to_string(boot.join("cmdline.txt")).unwrap(),
         STOCK_CMDLINE
     );
+    assert!(
+        !boot.join("pi-setup/bootstrap.sh").exists(),
+        "the bootstrap (it may hold the Wi-Fi key) stays on the card"
+    );
     assert_eq!(
         files_under(&root),
         [
@@ -1128,6 +1132,10 @@ esac
     assert_eq!(
         std::fs::read(&installed).unwrap(),
         std::fs::read(&creds).unwrap()
+    );
+    assert!(
+        !boot.join("pi-setup/restore/credentials").exists(),
+        "credentials left on the boot partition"
     );
     assert_eq!(
         std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777,

@@ -102,4 +102,6 @@ systemctl --root="${target:-/}" enable pi-setup-firstboot.service || fail "canno
 @SETTINGS@
 
 say "done: pi-setup install runs on the next boot"
+# It may hold the Wi-Fi key: not left on the boot partition, which anyone with the card can read.
+rm -f "$dir/bootstrap.sh"
 exit 0

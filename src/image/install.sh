@@ -35,8 +35,9 @@ restore_from() {
   [ -f "$dir/restore/done" ] && return 0
   mkdir -p "$root/etc/pi-setup"
   install -m 0644 "$dir/pi-setup.toml" "$root/etc/pi-setup/pi-setup.toml"
-  if [ -n "$creds" ]; then
-    install -D -m 0600 "$dir/restore/credentials" "$root$creds"
+  # The credentials move off the boot partition (anyone with the card could read them there).
+  if [ -n "$creds" ] && [ -f "$dir/restore/credentials" ]; then
+    install -D -m 0600 "$dir/restore/credentials" "$root$creds" && rm -f "$dir/restore/credentials"
   fi
   list=$(mktemp)
   err=$(mktemp)
