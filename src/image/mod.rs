@@ -271,7 +271,6 @@ fn root_facts(file: &File, layout: &Layout) -> Result<RootFacts, String> {
 struct Files {
     tree: Vec<(String, Content)>,
     root: Vec<(String, Vec<u8>)>,
-    manifest: Manifest,
 }
 
 fn files(spec: &Spec, facts: RootFacts, cmdline: &str) -> Result<Files, BadInput> {
@@ -384,11 +383,7 @@ fn files(spec: &Spec, facts: RootFacts, cmdline: &str) -> Result<Files, BadInput
                 .into_bytes(),
         ),
     ));
-    Ok(Files {
-        tree,
-        root,
-        manifest,
-    })
+    Ok(Files { tree, root })
 }
 
 fn mib(n: u64) -> String {
@@ -511,7 +506,6 @@ pub(crate) fn bake(spec: &Spec, progress: &Progress) -> anyhow::Result<Baked> {
     fat::close(fs).map_err(anyhow::Error::msg)?;
     file.sync_all()?;
     drop(file);
-    let _ = files.manifest;
     if is_xz_name(&spec.out) {
         let packed = Partial(Some(partial_path(&spec.out, "xz-partial")));
         let packed_path = packed.0.clone().expect("set");
