@@ -68,6 +68,9 @@ pub(crate) enum Command {
     Backups(BackupsArgs),
     /// Re-check every archive: checksum, decompression, entry count.
     Verify(BackupsArgs),
+    /// Bake the appliance into a Raspberry Pi OS image that provisions itself on first boot
+    /// (or, with --inspect, show what a baked image holds).
+    Image(Box<ImageArgs>),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -305,4 +308,87 @@ pub(crate) struct BackupsArgs {
     /// The archives on this copy target (a `[[backup.copy]]` name) instead of the local ones.
     #[arg(long, value_name = "NAME")]
     pub(crate) copy: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImageArgs {
+    /// Show what a baked image holds and how its first boot went, and change nothing.
+    #[arg(long, value_name = "IMG", conflicts_with_all = ["base", "out"])]
+    pub(crate) inspect: Option<PathBuf>,
+
+    /// The Raspberry Pi OS image to start from (.img or .img.xz); never modified.
+    #[arg(long, value_name = "IMG", required_unless_present = "inspect")]
+    pub(crate) base: Option<PathBuf>,
+
+    /// The image to write (.img, or .img.xz to compress it).
+    #[arg(long, value_name = "IMG", required_unless_present = "inspect")]
+    pub(crate) out: Option<PathBuf>,
+
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub(crate) force: bool,
+
+    /// A shipped profile name or a profile file (default: the shipped `default`).
+    #[arg(long, value_name = "NAME|PATH")]
+    pub(crate) profile: Option<String>,
+
+    /// A service file (the fields of a [[service]] table), installed as with add-service --file
+    /// (repeatable).
+    #[arg(long = "service-file", value_name = "FILE")]
+    pub(crate) service_files: Vec<PathBuf>,
+
+    /// A `docker save` archive of the images, loaded on first boot (no registry needed then).
+    #[arg(long, value_name = "TAR")]
+    pub(crate) images: Option<PathBuf>,
+
+    /// The Pi's host name.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) hostname: Option<String>,
+
+    /// The user to create on first boot (needs --password-file or --ssh-key; turns SSH on).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) user: Option<String>,
+
+    /// File holding the user's password; only its SHA-512 crypt hash goes into the image.
+    #[arg(long, value_name = "FILE", requires = "user")]
+    pub(crate) password_file: Option<PathBuf>,
+
+    /// A public key file (authorized_keys lines) for --user's SSH logins.
+    #[arg(long, value_name = "FILE", requires = "user")]
+    pub(crate) ssh_key: Option<PathBuf>,
+
+    /// The Wi-Fi network to join.
+    #[arg(long, value_name = "SSID", requires_all = ["wifi_password_file", "wifi_country"])]
+    pub(crate) wifi_ssid: Option<String>,
+
+    /// File holding the Wi-Fi passphrase; only the derived WPA key goes into the image.
+    #[arg(long, value_name = "FILE", requires = "wifi_ssid")]
+    pub(crate) wifi_password_file: Option<PathBuf>,
+
+    /// The Wi-Fi regulatory country (two letters: DE, GB, US...).
+    #[arg(long, value_name = "CC", requires = "wifi_ssid")]
+    pub(crate) wifi_country: Option<String>,
+
+    /// Time zone (tz database name, e.g. Europe/Berlin).
+    #[arg(long, value_name = "TZ")]
+    pub(crate) timezone: Option<String>,
+
+    /// Rebuild a lost appliance: the first boot restores every volume from this off-device copy
+    /// (a [[backup.copy]] name of the profile), its newest archives or the newest at or before
+    /// TIMESTAMP (e.g. 20261125T033000Z), before any service starts.
+    #[arg(long, value_name = "COPY[@TIMESTAMP]")]
+    pub(crate) restore_from: Option<String>,
+
+    /// The credentials file of that S3 copy target; installed 0600 where the profile names it.
+    #[arg(long, value_name = "FILE", requires = "restore_from")]
+    pub(crate) restore_credentials: Option<PathBuf>,
+
+    /// Your age identity, for a copy target that encrypts (encrypt_to); deleted from the boot
+    /// partition once the restore has used it.
+    #[arg(long, value_name = "FILE", requires = "restore_from")]
+    pub(crate) restore_identity: Option<PathBuf>,
+
+    /// The aarch64 pi-setup to put in the image (default: this one, if it is aarch64).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) binary: Option<PathBuf>,
 }

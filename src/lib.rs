@@ -26,6 +26,9 @@ mod reuseport;
 mod backup;
 mod s3;
 
+// Baking the appliance into a Raspberry Pi OS image.
+mod image;
+
 // One handler per sub-command.
 mod commands;
 
@@ -70,6 +73,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Restore(args) => commands::backup::restore(&ctx, &args).await,
         Command::Backups(args) => commands::backup::backups(&ctx, &args),
         Command::Verify(args) => commands::backup::verify(&ctx, &args),
+        Command::Image(args) => commands::image::image(&ctx, &args),
         Command::Completions { shell } => {
             commands::completions(shell);
             Ok(())

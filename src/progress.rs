@@ -73,6 +73,21 @@ impl Progress {
     }
 }
 
+impl Progress {
+    /// A bar for one long byte stream (a disk image copied, decompressed or compressed); a
+    /// plain line when not a terminal.
+    pub(crate) fn bytes(&self, what: &str) -> VolumeBar {
+        let bar = self.bar(
+            "{msg:<24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            what.to_string(),
+        );
+        if bar.is_none() {
+            eprintln!("{what} ...");
+        }
+        VolumeBar { bar }
+    }
+}
+
 impl Default for Progress {
     fn default() -> Self {
         Self::new()

@@ -726,3 +726,80 @@ fn differentials_are_copied_after_their_full_and_restore_from_the_bucket_with_it
     );
     assert_eq!(tree(&app), after, "a failed restore changes nothing");
 }
+
+/// `pi-setup image --restore-from`: a baked image's first boot, run in a sandbox with the real
+/// pi-setup (only `install` stood in for), brings every volume back from the S3 copy before
+/// install would start a service.
+#[test]
+fn a_baked_image_restores_every_volume_from_the_s3_copy_before_install() {
+    use crate::image::{fake_binary, image_cmd, pi_image, sandbox};
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    let old = Sandbox::new();
+    let creds = appliance(&old, &server, "");
+    let before = tree(&old.path("/var/vol/app"));
+    assert_ok(&old.run(&["backup"]));
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = pi_image(d, "rebuild", "bookworm", false, 40);
+    let out = d.join("rebuild-appliance.img");
+    let profile = old.path("/etc/pi-setup/pi-setup.toml");
+    assert_ok(&image_cmd(&[
+        &"--base",
+        &base,
+        &"--out",
+        &out,
+        &"--binary",
+        &fake_binary(d),
+        &"--profile",
+        &profile,
+        &"--restore-from",
+        &"b2",
+        &"--restore-credentials",
+        &creds,
+    ]));
+
+    let new = Sandbox::new();
+    let (boot, _, stubs, _) = sandbox(d, &out);
+    let calls = d.join("install-calls.log");
+    let wrapper = stubs.join("pi-setup");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = install ]; then echo \"$*\" >>'{}'; exit 0; fi\nexec '{}' \"$@\"\n",
+            calls.display(),
+            crate::harness::bin()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", stubs.display(), std::env::var("PATH").unwrap());
+    let o = Command::new("sh")
+        .arg(boot.join("pi-setup/install.sh"))
+        .env("PATH", &path)
+        .env("PI_SETUP_BOOT", &boot)
+        .env("PI_SETUP_ROOT", new.root())
+        .env("PI_SETUP_INSTANCE", &new.instance)
+        .env("PI_SETUP_BIN", &wrapper)
+        .env("PI_SETUP_DOCKER", "sh")
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(boot.join("pi-setup/install.log")).unwrap();
+    assert!(o.status.success(), "{log}");
+    assert_eq!(tree(&new.path("/var/vol/app")), before, "{log}");
+    for v in ["app", "gateway"] {
+        assert!(
+            log.contains(&format!("pi-setup restore {v} --from b2\n")),
+            "{log}"
+        );
+    }
+    assert!(log.ends_with("pi-setup first boot: ok\n"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        format!(
+            "install --profile {}/pi-setup/pi-setup.toml\n",
+            boot.display()
+        )
+    );
+}

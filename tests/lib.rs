@@ -10,6 +10,7 @@ mod backup;
 mod cli;
 mod copies;
 mod gateway;
+mod image;
 mod copies_s3;
 mod install;
 mod pull;

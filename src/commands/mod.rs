@@ -4,6 +4,7 @@ pub(crate) mod add_service;
 pub(crate) mod apply;
 pub(crate) mod backup;
 pub(crate) mod heal;
+pub(crate) mod image;
 pub(crate) mod install;
 pub(crate) mod remove_service;
 pub(crate) mod run_job;

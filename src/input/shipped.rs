@@ -58,6 +58,12 @@ pub(crate) const JOB_TIMER: (&str, &str) = (
     include_str!("../../systemd/pi-setup-job.timer.in"),
 );
 
+/// The unit a baked image's bootstrap installs (`pi-setup image`): not written by `install`.
+pub(crate) const FIRSTBOOT_UNIT: (&str, &str) = (
+    "pi-setup-firstboot.service",
+    include_str!("../../systemd/pi-setup-firstboot.service"),
+);
+
 pub(crate) fn profile(name: &str) -> Option<&'static str> {
     PROFILES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
 }
@@ -69,7 +75,7 @@ mod tests {
 
     use std::path::Path;
 
-    use super::{profile, JOB_TIMER, LAYOUTS, PROFILES, UNITS};
+    use super::{profile, FIRSTBOOT_UNIT, JOB_TIMER, LAYOUTS, PROFILES, UNITS};
     use crate::input::source::Source;
 
     fn files(dir: &str) -> Vec<(String, String)> {
@@ -155,13 +161,13 @@ mod tests {
         on_disk.sort();
         let mut embedded: Vec<(String, String)> = UNITS
             .iter()
-            .chain(std::iter::once(&JOB_TIMER))
+            .chain([&JOB_TIMER, &FIRSTBOOT_UNIT])
             .map(|(n, t)| (n.to_string(), t.to_string()))
             .collect();
         embedded.sort();
         assert_eq!(
             on_disk, embedded,
-            "systemd/ and shipped::UNITS + JOB_TIMER differ"
+            "systemd/ and shipped::UNITS + JOB_TIMER + FIRSTBOOT_UNIT differ"
         );
     }
 }
