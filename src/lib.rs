@@ -10,6 +10,8 @@ mod desired;
 mod gateway;
 mod observe;
 mod plan;
+mod overlay;
+mod preflight;
 mod reconcile;
 mod execute;
 mod report;
@@ -68,6 +70,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Restore(args) => commands::backup::restore(&ctx, &args).await,
         Command::Backups(args) => commands::backup::backups(&ctx, &args),
         Command::Verify(args) => commands::backup::verify(&ctx, &args),
+        Command::Images(args) => commands::images::images(&ctx, &args).await,
+        Command::Uninstall(args) => commands::uninstall::uninstall(&ctx, &args).await,
         Command::Completions { shell } => {
             commands::completions(shell);
             Ok(())

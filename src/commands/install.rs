@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use crate::cli::InstallArgs;
-use crate::commands::{Context, LOCK_WAIT};
+use crate::commands::{host_setup, Context, LOCK_WAIT};
 use crate::desired::FileSpec;
 use crate::input::Inputs;
 use crate::plan::ConfigChange;
@@ -12,6 +12,28 @@ use crate::reconcile::{reconcile, Request};
 pub(crate) async fn install(ctx: &Context, args: &InstallArgs) -> Result<()> {
     let _lock = ctx.lock("install", args.dry_run, LOCK_WAIT)?;
     let inputs = Inputs::read(args.profile.as_deref(), &ctx.paths)?;
+    // The host side first: checks before anything changes, offline images before any pull,
+    // overlays (and a Docker restart) before containers are planned.
+    let model = inputs.model()?;
+    let docker = host_setup::preflight(ctx, args, &model).await?;
+    if let (Some(file), Some(docker)) = (&args.images, &docker) {
+        if args.dry_run {
+            println!("would load the images in {}", file.display());
+        } else {
+            crate::commands::images::load(docker, file).await?;
+            let platform = format!("linux/{}", crate::preflight::host_arch());
+            crate::commands::images::check_present(
+                docker,
+                &host_setup::image_refs(&model),
+                &platform,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("after loading {}: {e}", file.display()))?;
+        }
+    }
+    if host_setup::overlays(ctx, args, &inputs, &model)? {
+        host_setup::docker_settings_changed(ctx, args).await?;
+    }
     let profile_file = FileSpec {
         path: ctx.paths.profile_file(),
         contents: inputs.profile.text.clone().into_bytes(),
