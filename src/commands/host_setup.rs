@@ -142,8 +142,9 @@ pub(crate) async fn preflight(
         build_year: preflight::BUILD_YEAR,
     };
     let checks = preflight::checks(&facts);
+    // On stderr, with the other diagnostics: stdout stays the plan and the summary.
     for c in &checks {
-        println!("{c}");
+        eprintln!("{c}");
     }
     let failed: Vec<String> = checks
         .iter()
@@ -226,18 +227,18 @@ pub(crate) fn overlays(
 /// After the daemon's settings changed: restarts Docker with `--restart-docker` (waits for it,
 /// then lists every container's state; `reconcile` then starts what should run), else says
 /// how. Never silently.
-pub(crate) async fn docker_settings_changed(ctx: &Context, args: &InstallArgs) -> Result<()> {
+pub(crate) async fn docker_settings_changed(ctx: &Context, args: &InstallArgs) -> Result<bool> {
     if args.dry_run {
         println!("Docker's daemon settings would change: they take effect when Docker restarts (--restart-docker)");
-        return Ok(());
+        return Ok(false);
     }
     if !args.restart_docker {
         println!("Docker's daemon settings changed (/etc/docker/daemon.json): they take effect when Docker restarts. Run `sudo pi-setup install --restart-docker` (or `sudo systemctl restart docker`) when a short interruption is fine.");
-        return Ok(());
+        return Ok(false);
     }
     if !ctx.paths.is_system() {
         println!("Docker's daemon settings changed under --root {}: not restarting the real Docker daemon for a sandbox", ctx.paths.root.display());
-        return Ok(());
+        return Ok(false);
     }
     println!("Restarting Docker for its new settings...");
     crate::host::run_program("systemctl", &["restart", "docker"], &[])?;
@@ -252,5 +253,5 @@ pub(crate) async fn docker_settings_changed(ctx: &Context, args: &InstallArgs) -
         "Docker is back: {running} of {} pi-setup container(s) running; checking them against the profile",
         states.len()
     );
-    Ok(())
+    Ok(true)
 }

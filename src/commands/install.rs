@@ -12,8 +12,9 @@ use crate::reconcile::{reconcile, Request};
 pub(crate) async fn install(ctx: &Context, args: &InstallArgs) -> Result<()> {
     let _lock = ctx.lock("install", args.dry_run, LOCK_WAIT)?;
     let inputs = Inputs::read(args.profile.as_deref(), &ctx.paths)?;
-    // The host side first: checks before anything changes, offline images before any pull,
-    // overlays (and a Docker restart) before containers are planned.
+    // Checks before anything changes; offline images before anything is pulled. Overlays go
+    // on after the appliance is planned and applied, so a run that cannot pull (or is given a
+    // bad profile) still changes nothing; a dry run shows their diff before the plan.
     let model = inputs.model()?;
     let docker = host_setup::preflight(ctx, args, &model).await?;
     if let (Some(file), Some(docker)) = (&args.images, &docker) {
@@ -31,21 +32,30 @@ pub(crate) async fn install(ctx: &Context, args: &InstallArgs) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("after loading {}: {e}", file.display()))?;
         }
     }
-    if host_setup::overlays(ctx, args, &inputs, &model)? {
-        host_setup::docker_settings_changed(ctx, args).await?;
-    }
-    let profile_file = FileSpec {
-        path: ctx.paths.profile_file(),
-        contents: inputs.profile.text.clone().into_bytes(),
-        mode: 0o644,
-    };
-    let request = Request {
+    let request = || Request {
         inputs: &inputs,
         config: ConfigChange {
-            writes: vec![profile_file],
+            writes: vec![FileSpec {
+                path: ctx.paths.profile_file(),
+                contents: inputs.profile.text.clone().into_bytes(),
+                mode: 0o644,
+            }],
             removes: Vec::new(),
         },
         dry_run: args.dry_run,
     };
-    reconcile(ctx, request).await
+    if args.dry_run {
+        if host_setup::overlays(ctx, args, &inputs, &model)? {
+            host_setup::docker_settings_changed(ctx, args).await?;
+        }
+        return reconcile(ctx, request()).await;
+    }
+    reconcile(ctx, request()).await?;
+    if host_setup::overlays(ctx, args, &inputs, &model)?
+        && host_setup::docker_settings_changed(ctx, args).await?
+    {
+        // Docker restarted: every container is checked against the profile again.
+        reconcile(ctx, request()).await?;
+    }
+    Ok(())
 }
