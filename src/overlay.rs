@@ -720,6 +720,41 @@ mod tests {
     }
 
     #[test]
+    fn a_users_overlay_beside_the_profile_wins_over_a_shipped_one_and_unknown_names_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = dir.path().join("overlays/base/etc");
+        std::fs::create_dir_all(&mine).unwrap();
+        std::fs::write(mine.join("motd"), "my Pi\n").unwrap();
+        std::fs::write(
+            dir.path().join("overlays/base/manifest.toml"),
+            "[[file]]\npath = \"etc/motd\"\nmode = \"0640\"\nowner = \"0:4\"\n",
+        )
+        .unwrap();
+        let names = vec!["base".to_string()];
+        let o = super::load(&names, Some(dir.path())).unwrap();
+        assert_eq!(o[0].files.len(), 1);
+        assert_eq!(
+            (
+                o[0].files[0].path.as_str(),
+                o[0].files[0].mode,
+                o[0].files[0].gid
+            ),
+            ("/etc/motd", 0o640, 4)
+        );
+        let shipped = super::load(&names, None).unwrap();
+        assert!(shipped[0]
+            .files
+            .iter()
+            .any(|f| f.path == "/etc/docker/daemon.json"));
+        let e = super::load(&["nope".to_string()], Some(dir.path())).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "overlay \"nope\": not shipped (shipped: base) and no directory overlays/nope/ beside the profile"
+        );
+        assert!(super::load(&["../x".to_string()], None).is_err());
+    }
+
+    #[test]
     fn a_manifest_must_list_every_file_with_a_mode_and_a_known_merge() {
         let e = parse(
             "x",

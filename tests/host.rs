@@ -212,6 +212,25 @@ fn overlays_on_a_trixie_root_merge_and_uninstall_restores_the_originals() {
 }
 
 #[test]
+fn restart_docker_never_restarts_the_real_daemon_for_a_sandbox() {
+    let sb = Sandbox::new();
+    let profile = sb.profile("");
+    let out = sb.run(&[
+        "install",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--restart-docker",
+    ]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("Docker's daemon settings changed under --root"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("not restarting the real Docker daemon for a sandbox"));
+}
+
+#[test]
 fn uninstall_purge_needs_yes_and_then_deletes_the_data() {
     let sb = Sandbox::new();
     sb.install(&sb.profile(""));
