@@ -54,6 +54,9 @@ pub(crate) struct Facts {
     pub(crate) root_fs: Option<Space>,
     /// `cmdline.txt` of a Pi's boot partition: (shown path, its text).
     pub(crate) cmdline: Option<(String, String)>,
+    /// Whether the running kernel has the memory cgroup controller (`None` under `--root`,
+    /// where the kernel is not the sandbox's).
+    pub(crate) memory_controller: Option<bool>,
     pub(crate) fix_cmdline: bool,
     pub(crate) year: i32,
     pub(crate) build_year: i32,
@@ -246,13 +249,24 @@ pub(crate) fn checks(f: &Facts) -> Vec<Check> {
             format!("/ has {} free", human(s.free)),
         ),
     });
-    out.push(match &f.cmdline {
-        None => check(
+    out.push(match (&f.cmdline, f.memory_controller) {
+        // The kernel has it now, whatever cmdline.txt says.
+        (_, Some(true)) => check(
+            Level::Ok,
+            "memory cgroup",
+            "the running kernel has the memory controller",
+        ),
+        (None, Some(false)) => check(
+            Level::Warn,
+            "memory cgroup",
+            "the running kernel has no memory controller: memory limits will not apply",
+        ),
+        (None, None) => check(
             Level::Ok,
             "memory cgroup",
             "no Raspberry Pi cmdline.txt: nothing to check",
         ),
-        Some((shown, text)) => match fix_cmdline(text) {
+        (Some((shown, text)), _) => match fix_cmdline(text) {
             None => check(
                 Level::Ok,
                 "memory cgroup",
@@ -337,6 +351,18 @@ pub(crate) fn cmdline_file(paths: &Paths) -> Option<(String, PathBuf)> {
         .find(|(_, p)| p.is_file())
 }
 
+/// Whether the running kernel offers the memory cgroup controller (cgroup v2, else v1).
+pub(crate) fn kernel_memory_controller() -> Option<bool> {
+    if let Ok(text) = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers") {
+        return Some(text.split_whitespace().any(|c| c == "memory"));
+    }
+    let cgroups = std::fs::read_to_string("/proc/cgroups").ok()?;
+    Some(cgroups.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.first() == Some(&"memory") && f.get(3) == Some(&"1")
+    }))
+}
+
 pub(crate) fn current_year() -> i32 {
     i32::from(
         jiff::Timestamp::now()
@@ -372,6 +398,7 @@ mod tests {
                 "console=tty1 root=PARTUUID=1 rootwait cgroup_enable=memory cgroup_memory=1\n"
                     .into(),
             )),
+            memory_controller: None,
             fix_cmdline: false,
             year: 2026,
             build_year: 2026,
@@ -469,6 +496,20 @@ mod tests {
         assert_eq!(
             failures(&g)[0].to_string(),
             "preflight FAIL root filesystem: / is read-only (an overlay-root Pi, or a failing SD card): make it writable first"
+        );
+    }
+
+    #[test]
+    fn on_the_real_host_the_running_kernel_decides_the_memory_cgroup() {
+        let mut f = good();
+        f.cmdline.as_mut().unwrap().1 = "console=tty1 rootwait\n".into();
+        f.memory_controller = Some(true);
+        assert_eq!(failures(&f), Vec::<Check>::new());
+        f.cmdline = None;
+        f.memory_controller = Some(false);
+        assert_eq!(
+            failures(&f)[0].to_string(),
+            "preflight warn memory cgroup: the running kernel has no memory controller: memory limits will not apply"
         );
     }
 

@@ -530,3 +530,77 @@ fn images_save_names_an_image_that_is_not_here() {
     );
     assert!(!bundle.exists());
 }
+
+#[test]
+fn images_save_for_another_platform_names_the_image_that_lacks_it() {
+    let sb = Sandbox::new();
+    let profile = sb.profile("");
+    let host = String::from_utf8_lossy(
+        &docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Os}}/{{.Architecture}}",
+            CADDY_IMAGE,
+        ])
+        .stdout,
+    )
+    .trim()
+    .to_string();
+    let other = if host.ends_with("arm64") {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    let bundle = sb.dir.path().with_extension("other.tar");
+    let out = sb.run(&[
+        "images",
+        "save",
+        bundle.to_str().unwrap(),
+        "--profile",
+        profile.to_str().unwrap(),
+        "--platform",
+        other,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("image {CADDY_IMAGE} is {host}, not {other}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!bundle.exists());
+}
+
+#[test]
+fn install_images_checks_the_bundle_holds_every_image_the_plan_needs() {
+    let sb = Sandbox::new();
+    let absent = format!("{}/absent:1", sb.instance);
+    let bundle = sb.dir.path().with_extension("gw.tar");
+    let _cleanup = scopeguard(&bundle);
+    let gateway_only = sb.profile("");
+    assert_ok(&sb.run(&[
+        "images",
+        "save",
+        bundle.to_str().unwrap(),
+        "--profile",
+        gateway_only.to_str().unwrap(),
+    ]));
+    let profile = sb.profile(&format!(
+        "[[service]]\nname = \"web\"\nimage = \"{absent}\"\n"
+    ));
+    let out = sb.run(&[
+        "install",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--images",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!("image {absent} is not on this machine")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(tree(sb.root()), Vec::<String>::new());
+    assert_eq!(sb.docker_objects(), Vec::<String>::new());
+}

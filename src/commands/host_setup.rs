@@ -137,6 +137,11 @@ pub(crate) async fn preflight(
         backup: (dest.clone(), preflight::space(&ctx.paths.host(&dest))),
         root_fs: preflight::space(&ctx.paths.root).map(|s| Space { ..s }),
         cmdline,
+        memory_controller: if ctx.paths.is_system() {
+            preflight::kernel_memory_controller()
+        } else {
+            None
+        },
         fix_cmdline: args.fix_cmdline,
         year: preflight::current_year(),
         build_year: preflight::BUILD_YEAR,
