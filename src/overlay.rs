@@ -720,6 +720,59 @@ mod tests {
     }
 
     #[test]
+    fn apply_keeps_the_hosts_file_once_and_undo_puts_it_back_byte_for_byte() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = Paths::new(root.path());
+        let etc = root.path().join("etc/docker");
+        std::fs::create_dir_all(&etc).unwrap();
+        let theirs = b"{ \"data-root\": \"/mnt/x\" }";
+        std::fs::write(etc.join("daemon.json"), theirs).unwrap();
+        std::fs::set_permissions(
+            etc.join("daemon.json"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let o = parse(
+            "x",
+            "[[file]]\npath = \"etc/docker/daemon.json\"\nmode = \"0644\"\nmerge = \"json\"\nrestart = \"docker\"\n\
+             [[file]]\npath = \"etc/new.conf\"\nmode = \"0640\"\n",
+            &files(&[("etc/docker/daemon.json", "{\"live-restore\": true}"), ("etc/new.conf", "n\n")]),
+        )
+        .unwrap();
+        let changes = plan(std::slice::from_ref(&o), &paths).unwrap();
+        assert!(changes[0].restarts_docker && changes[0].keep_original);
+        super::apply(&changes, &paths).unwrap();
+        let mode =
+            |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            std::fs::read(etc.join("daemon.json.pi-setup-orig")).unwrap(),
+            theirs
+        );
+        assert_eq!(mode(&etc.join("daemon.json.pi-setup-orig")), 0o600);
+        assert_eq!(mode(&etc.join("daemon.json")), 0o644);
+        assert_eq!(mode(&root.path().join("etc/new.conf")), 0o640);
+        // The host's file edited again by hand: merged again, the first original still kept.
+        std::fs::write(etc.join("daemon.json"), b"{\"debug\": true}").unwrap();
+        super::apply(&plan(std::slice::from_ref(&o), &paths).unwrap(), &paths).unwrap();
+        assert_eq!(
+            std::fs::read(etc.join("daemon.json.pi-setup-orig")).unwrap(),
+            theirs
+        );
+        let undone = super::undo(&paths).unwrap();
+        assert_eq!(
+            undone,
+            [
+                super::Undone::Restored("/etc/docker/daemon.json".into()),
+                super::Undone::Removed("/etc/new.conf".into()),
+            ]
+        );
+        assert_eq!(std::fs::read(etc.join("daemon.json")).unwrap(), theirs);
+        assert_eq!(mode(&etc.join("daemon.json")), 0o600);
+        assert!(!root.path().join("etc/new.conf").exists());
+        assert!(!paths.overlay_record().exists());
+    }
+
+    #[test]
     fn a_users_overlay_beside_the_profile_wins_over_a_shipped_one_and_unknown_names_fail() {
         let dir = tempfile::tempdir().unwrap();
         let mine = dir.path().join("overlays/base/etc");

@@ -14,7 +14,7 @@ use crate::error::BadInput;
 use crate::input::Inputs;
 use crate::model::Model;
 use crate::overlay;
-use crate::preflight::{self, Facts, Level, Space};
+use crate::preflight::{self, Facts, Level};
 
 /// The images a model runs (gateway first; built images are made here, not pulled or saved).
 pub(crate) fn image_refs(model: &Model) -> Vec<String> {
@@ -135,7 +135,7 @@ pub(crate) async fn preflight(
         images,
         vol: ("/var/vol".into(), preflight::space(&ctx.paths.vol_root())),
         backup: (dest.clone(), preflight::space(&ctx.paths.host(&dest))),
-        root_fs: preflight::space(&ctx.paths.root).map(|s| Space { ..s }),
+        root_fs: preflight::space(&ctx.paths.root),
         cmdline,
         memory_controller: if ctx.paths.is_system() {
             preflight::kernel_memory_controller()
