@@ -604,3 +604,21 @@ fn install_images_checks_the_bundle_holds_every_image_the_plan_needs() {
     assert_eq!(tree(sb.root()), Vec::<String>::new());
     assert_eq!(sb.docker_objects(), Vec::<String>::new());
 }
+
+#[test]
+fn a_daemon_json_that_cannot_be_merged_stops_install_before_anything_changes() {
+    let sb = Sandbox::new();
+    write(&sb, "/etc/docker/daemon.json", "{ \"data-root\": \n", 0o644);
+    let before = tree(sb.root());
+    let profile = sb.profile("");
+    let out = sb.run(&["install", "--profile", profile.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("overlay base: cannot merge into /etc/docker/daemon.json: not valid JSON"),
+        "{err}"
+    );
+    assert!(err.contains("fix it or move it aside"), "{err}");
+    assert_eq!(tree(sb.root()), before);
+    assert_eq!(sb.docker_objects(), Vec::<String>::new());
+}

@@ -194,18 +194,26 @@ fn profile_dir(inputs: &Inputs) -> Option<&Path> {
     Path::new(origin).parent()
 }
 
-/// Lays the profile's overlays onto the host (or, for a dry run, shows the diff of each file).
-/// Returns whether the Docker daemon's settings changed.
-pub(crate) fn overlays(
+/// What the profile's overlays would change on this host; read before anything changes, so
+/// a host file that cannot be merged (a broken daemon.json) stops the run with nothing changed.
+pub(crate) fn plan_overlays(
     ctx: &Context,
-    args: &InstallArgs,
     inputs: &Inputs,
     model: &Model,
-) -> Result<bool> {
+) -> Result<Vec<overlay::FileChange>> {
     let loaded = overlay::load(&model.overlays, profile_dir(inputs))?;
-    let changes = overlay::plan(&loaded, &ctx.paths)?;
+    Ok(overlay::plan(&loaded, &ctx.paths)?)
+}
+
+/// Lays the planned overlay files onto the host (or, for a dry run, shows the diff of each).
+/// Returns whether the Docker daemon's settings changed.
+pub(crate) fn lay_overlays(
+    ctx: &Context,
+    args: &InstallArgs,
+    changes: &[overlay::FileChange],
+) -> Result<bool> {
     let mut docker_changed = false;
-    for c in &changes {
+    for c in changes {
         let verb = if args.dry_run { "would write" } else { "wrote" };
         let mut how = format!("mode {:04o}, owner {}:{}", c.mode, c.uid, c.gid);
         if c.keep_original {
@@ -224,7 +232,7 @@ pub(crate) fn overlays(
         docker_changed |= c.restarts_docker;
     }
     if !args.dry_run {
-        overlay::apply(&changes, &ctx.paths)?;
+        overlay::apply(changes, &ctx.paths)?;
     }
     Ok(docker_changed)
 }

@@ -17,6 +17,7 @@ pub(crate) async fn install(ctx: &Context, args: &InstallArgs) -> Result<()> {
     // bad profile) still changes nothing; a dry run shows their diff before the plan.
     let model = inputs.model()?;
     let docker = host_setup::preflight(ctx, args, &model).await?;
+    let overlays = host_setup::plan_overlays(ctx, &inputs, &model)?;
     if let (Some(file), Some(docker)) = (&args.images, &docker) {
         if args.dry_run {
             println!("would load the images in {}", file.display());
@@ -45,13 +46,13 @@ pub(crate) async fn install(ctx: &Context, args: &InstallArgs) -> Result<()> {
         dry_run: args.dry_run,
     };
     if args.dry_run {
-        if host_setup::overlays(ctx, args, &inputs, &model)? {
+        if host_setup::lay_overlays(ctx, args, &overlays)? {
             host_setup::docker_settings_changed(ctx, args).await?;
         }
         return reconcile(ctx, request()).await;
     }
     reconcile(ctx, request()).await?;
-    if host_setup::overlays(ctx, args, &inputs, &model)?
+    if host_setup::lay_overlays(ctx, args, &overlays)?
         && host_setup::docker_settings_changed(ctx, args).await?
     {
         // Docker restarted: every container is checked against the profile again.
