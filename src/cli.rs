@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
     name = "pi-setup",
     version,
     about = "Turn a Raspberry Pi into a self-hosting appliance: Docker services behind one gateway, nightly backups",
-    after_help = "Exit codes: 0 success, 1 failure, 2 invalid usage or configuration (nothing changed)."
+    after_help = "Exit codes: 0 success, 1 failure, 2 invalid usage or configuration (nothing changed), 3 updates available (update --check)."
 )]
 pub(crate) struct Cli {
     /// Put every host path (/etc, /var/vol, /var/backups, systemd units) under DIR.
@@ -53,6 +53,8 @@ pub(crate) enum Command {
     Apply(ApplyArgs),
     /// Restart services whose health check fails (run every minute by a systemd timer).
     Heal,
+    /// Move services to newer images of their tags (or rebuild), rolling back any that fails.
+    Update(UpdateArgs),
     /// Run a job ([[job]]) now, to completion, as its schedule's timer does.
     RunJob {
         /// The job's name.
@@ -286,6 +288,16 @@ pub(crate) struct ApplyArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    /// Only these services (default: every service).
+    pub(crate) services: Vec<String>,
+
+    /// List what would be updated and change nothing; exit code 3 when something would.
+    #[arg(long)]
+    pub(crate) check: bool,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct BackupArgs {
     /// Only these volumes (directory names under /var/vol).
     pub(crate) names: Vec<String>,
@@ -301,6 +313,11 @@ pub(crate) struct BackupArgs {
     /// Compression level: gzip 1-9 (default 6), zstd 1-19 (default 3).
     #[arg(long)]
     pub(crate) level: Option<u32>,
+
+    /// Write full archives tonight, whatever `backup.full_every_days` says (the nights after
+    /// make differentials against them).
+    #[arg(long)]
+    pub(crate) full: bool,
 
     /// Print what would be archived, and how, and change nothing.
     #[arg(long)]

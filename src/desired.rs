@@ -497,7 +497,7 @@ pub(crate) const JOB_TIMER_PREFIX: &str = "pi-setup-job-";
 
 /// How long a healthy container takes at worst to say so: its start period, then as many
 /// checks as it may fail, each an interval plus its timeout; and a minute to spare.
-fn health_patience(h: &Health) -> std::time::Duration {
+pub(crate) fn health_patience(h: &Health) -> std::time::Duration {
     let interval = h.interval_secs;
     let timeout = h.timeout_secs.unwrap_or(interval.min(30));
     let retries = u64::from(h.retries.unwrap_or(3));

@@ -46,7 +46,21 @@ pub(crate) enum Exit {
     Failed = 1,
     /// Invalid usage or configuration; nothing was changed.
     BadInput = 2,
+    /// Not a failure: `update --check` found updates to make.
+    Pending = 3,
 }
+
+/// `update --check` found updates (exit 3): not an error, and printed by the command itself.
+#[derive(Debug)]
+pub(crate) struct Pending;
+
+impl fmt::Display for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("updates are available")
+    }
+}
+
+impl std::error::Error for Pending {}
 
 impl Exit {
     /// What an error means for the exit code. Handlers add context as an error travels up
@@ -71,6 +85,9 @@ impl From<Exit> for std::process::ExitCode {
 
 /// Prints a command's error with every cause, once each, and says what it means.
 pub(crate) fn report(e: &anyhow::Error) -> Exit {
+    if e.is::<Pending>() {
+        return Exit::Pending;
+    }
     eprintln!("error: {e}");
     for cause in e.chain().skip(1) {
         eprintln!("  caused by: {cause}");

@@ -343,7 +343,6 @@ async fn move_volume_data(
     let extract = tokio::task::spawn_blocking(move || {
         let opts = crate::backup::RestoreOptions {
             preserve_owner: host::is_root(),
-            verified: true,
         };
         crate::backup::extract_tar(ChannelReader::new(rx), &origin, &into, &opts)
     });

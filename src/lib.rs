@@ -13,6 +13,7 @@ mod plan;
 mod overlay;
 mod preflight;
 mod reconcile;
+mod update;
 mod execute;
 mod report;
 mod progress;
@@ -65,6 +66,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => commands::status::status(&ctx, &args).await,
         Command::Apply(args) => commands::apply::apply(&ctx, &args).await,
         Command::Heal => commands::heal::heal(&ctx).await,
+        Command::Update(args) => commands::update::update(&ctx, &args).await,
         Command::RunJob { name } => commands::run_job::run_job(&ctx, &name).await,
         Command::Backup(args) => commands::backup::backup(&ctx, &args).await,
         Command::Restore(args) => commands::backup::restore(&ctx, &args).await,

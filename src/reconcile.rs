@@ -150,7 +150,7 @@ async fn plan_once(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The whole reconcile path — model, desired, observe, plan, apply — on a fake engine and a
     //! temporary root: no Docker needed.
 
@@ -169,7 +169,7 @@ mod tests {
 
     const PROFILE: &str = "[gateway]\nimage = \"caddy:2\"\nhttps = \"off\"\n\n[[service]]\nname = \"web\"\nimage = \"busybox:1\"\ndomains = [\"web.test\"]\n";
 
-    fn ctx(root: &Path) -> Context {
+    pub(crate) fn ctx(root: &Path) -> Context {
         Context {
             paths: Paths::new(root),
             names: ObjectNames {
@@ -183,7 +183,11 @@ mod tests {
         run_profile(root, engine, PROFILE).await
     }
 
-    async fn run_profile(root: &Path, engine: &Fake, profile: &str) -> anyhow::Result<()> {
+    pub(crate) async fn run_profile(
+        root: &Path,
+        engine: &Fake,
+        profile: &str,
+    ) -> anyhow::Result<()> {
         let inputs = Inputs {
             profile: Source::new("p.toml", profile),
             services: Vec::new(),
@@ -201,7 +205,7 @@ mod tests {
 
     /// Caddy's admin API as the gateway container would serve it on its unix socket under
     /// the root: 200 to every request (the real one is exercised by the Docker tests).
-    fn fake_gateway_admin(root: &Path) {
+    pub(crate) fn fake_gateway_admin(root: &Path) {
         use std::io::{BufRead, BufReader, Read, Write};
         let dir = root.join("var/vol/gateway/admin");
         std::fs::create_dir_all(&dir).unwrap();

@@ -325,3 +325,89 @@ fn encrypted_copies_open_with_the_age_cli_and_restore_with_the_key_only() {
         .iter()
         .all(|f| !f.starts_with(".from-")));
 }
+
+/// Differentials through the command line: the second night writes one, `backups` and `verify`
+/// show the chain, `restore` composes it, `backup --full` and `full_every_days = 1` write
+/// fulls, and an encrypted copy of a differential restores with its full.
+#[test]
+fn nightly_differentials_restore_locally_and_from_an_encrypted_copy() {
+    let sb = Sandbox::new();
+    let keys = sb.root().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (key, recipient) = age_key(&keys, "mine.txt");
+    sb.install(&profile(&sb, &format!("encrypt_to = [\"{recipient}\"]\n")));
+    let data = sb.path("/var/vol/app/data");
+    let big: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(data.join("big.bin"), &big).unwrap();
+    std::fs::write(data.join("notes.txt"), "night 1\n").unwrap();
+    std::fs::write(data.join("old.txt"), "to be deleted\n").unwrap();
+    let usb = sb.path("/mnt/usb");
+    let _disk = Tmpfs::mount(&usb, "64m");
+    assert_ok(&sb.run(&["backup", "app"]));
+
+    std::fs::write(data.join("notes.txt"), "night 2\n").unwrap();
+    std::fs::remove_file(data.join("old.txt")).unwrap();
+    let night2 = crate::harness::tree(&sb.path("/var/vol/app"));
+    let out = sb.run(&["backup", "app"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("(differential: 1 file(s) changed, 1 path(s) deleted since app-"),
+        "{}",
+        stdout(&out)
+    );
+    let local = sb.path("/var/backups/pi-setup/app");
+    let diff = files_under(&local)
+        .into_iter()
+        .find(|f| f.contains(".diff-") && f.ends_with(".tar.gz"))
+        .expect("a differential");
+    assert!(std::fs::metadata(local.join(&diff)).unwrap().len() < 50_000);
+    let listed = sb.run(&["backups", "app"]);
+    assert!(stdout(&listed).contains(&diff), "{}", stdout(&listed));
+    let verified = sb.run(&["verify", "app"]);
+    assert_ok(&verified);
+
+    // Restore composes the full and the differential.
+    std::fs::write(data.join("notes.txt"), "broken\n").unwrap();
+    std::fs::write(data.join("old.txt"), "back again\n").unwrap();
+    assert_ok(&sb.run(&["restore", "app"]));
+    assert_eq!(crate::harness::tree(&sb.path("/var/vol/app")), night2);
+    assert_eq!(std::fs::read(data.join("notes.txt")).unwrap(), b"night 2\n");
+    assert_eq!(std::fs::read(data.join("big.bin")).unwrap(), big);
+
+    // `--full` writes a full whatever the schedule.
+    std::fs::write(data.join("notes.txt"), "night 3\n").unwrap();
+    let out = sb.run(&["backup", "app", "--full"]);
+    assert_ok(&out);
+    assert!(!stdout(&out).contains("differential"), "{}", stdout(&out));
+
+    // The SD card died: the encrypted differential comes back with its encrypted full.
+    std::fs::write(data.join("notes.txt"), "night 4\n").unwrap();
+    assert!(stdout(&sb.run(&["backup", "app"])).contains("differential"));
+    let night4 = crate::harness::tree(&sb.path("/var/vol/app"));
+    std::fs::remove_dir_all(&local).unwrap();
+    std::fs::remove_dir_all(sb.path("/var/vol/app")).unwrap();
+    let out = sb.run(&[
+        "restore",
+        "app",
+        "--from",
+        "usb",
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    assert_ok(&out);
+    assert_eq!(crate::harness::tree(&sb.path("/var/vol/app")), night4);
+    assert_eq!(std::fs::read(data.join("notes.txt")).unwrap(), b"night 4\n");
+    assert_eq!(std::fs::read(data.join("big.bin")).unwrap(), big);
+
+    // full_every_days = 1: every archive is a full one.
+    sb.install(&sb.profile(&format!(
+        "[[service]]\nname = \"app\"\nimage = \"{BUSYBOX_IMAGE}\"\nvolumes = [\"data:/data\"]\nbackup = {{ mode = \"live\" }}\ncommand = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n\n[backup]\nfull_every_days = 1\n"
+    )));
+    assert_ok(&sb.run(&["backup", "app"]));
+    std::fs::write(data.join("notes.txt"), "night 5\n").unwrap();
+    let out = sb.run(&["backup", "app"]);
+    assert_ok(&out);
+    assert!(!stdout(&out).contains("differential"), "{}", stdout(&out));
+}

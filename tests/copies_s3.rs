@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{assert_ok, free_port, stdout, Sandbox};
+use crate::harness::{assert_ok, free_port, stderr, stdout, Sandbox};
 
 const KEY: &str = "pi-test-key";
 const SECRET: &str = "pi-test-secret";
@@ -191,6 +191,23 @@ impl S3Server {
             .unwrap();
         assert!(out.status.success(), "GET {key}: {out:?}");
         out.stdout
+    }
+
+    fn delete(&self, key: &str) {
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "-X",
+                "DELETE",
+                "--aws-sigv4",
+                "aws:amz:us-east-1:s3",
+                "--user",
+            ])
+            .arg(format!("{KEY}:{SECRET}"))
+            .arg(format!("{}/{BUCKET}/{key}", self.endpoint()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "DELETE {key}: {out:?}");
     }
 
     fn kill(&mut self) {
@@ -628,4 +645,84 @@ fn encrypted_s3_copies_open_with_the_age_cli() {
     ]);
     assert_ok(&out);
     assert_eq!(tree(&sb.path("/var/vol/app")), before);
+}
+
+#[test]
+fn differentials_are_copied_after_their_full_and_restore_from_the_bucket_with_it() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    let sb = Sandbox::new();
+    appliance(&sb, &server, "");
+    let app = sb.path("/var/vol/app");
+    random_file(&app.join("data/photo.raw"), 1 << 20);
+    assert_ok(&sb.run(&["backup", "app"]));
+
+    // The next night: a file changed, one deleted, one added: a differential.
+    std::fs::write(app.join("data/notes.txt"), "second night\n").unwrap();
+    std::fs::remove_file(app.join("data/sub/more.txt")).unwrap();
+    std::fs::write(app.join("data/new.txt"), "new\n").unwrap();
+    let after = tree(&app);
+    let out = sb.run(&["backup", "app"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("(differential: ") && stdout(&out).contains("1 path(s) deleted"),
+        "{}",
+        stdout(&out)
+    );
+    let keys = server.keys("home/app/");
+    assert_eq!(
+        keys.len(),
+        4,
+        "full and differential, each with its manifest: {keys:?}"
+    );
+    let diff = keys
+        .iter()
+        .find(|k| k.contains(".diff-") && k.ends_with(".tar.gz"))
+        .unwrap_or_else(|| panic!("a differential in {keys:?}"));
+    assert!(
+        server.get(diff).len() < 100_000,
+        "the differential does not carry the unchanged 1 MiB file"
+    );
+    let verified = sb.run(&["verify", "--copy", "b2", "app"]);
+    assert_ok(&verified);
+    assert!(
+        stdout(&verified).contains("2 archive(s) verified, 0 bad"),
+        "{}",
+        stdout(&verified)
+    );
+
+    // The SD card died: the differential comes back with its full.
+    std::fs::remove_dir_all(sb.path("/var/backups/pi-setup")).unwrap();
+    std::fs::remove_dir_all(&app).unwrap();
+    let out = sb.run(&["restore", "app", "--from", "b2"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("(its full archive)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(tree(&app), after);
+
+    // A differential whose full is gone from the bucket is reported, not restored.
+    let full = keys
+        .iter()
+        .find(|k| !k.contains(".diff-") && k.ends_with(".tar.gz"))
+        .unwrap();
+    server.delete(full);
+    let verified = sb.run(&["verify", "--copy", "b2", "app"]);
+    assert!(!verified.status.success());
+    assert!(
+        stdout(&verified).contains("its full archive (of ")
+            && stdout(&verified).contains("is not in the bucket"),
+        "{}",
+        stdout(&verified)
+    );
+    let out = sb.run(&["restore", "app", "--from", "b2"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is a differential, and its full archive"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(tree(&app), after, "a failed restore changes nothing");
 }

@@ -18,5 +18,6 @@ mod restore;
 mod rough_edges;
 mod services;
 mod units;
+mod update;
 mod validation;
 mod volumes;

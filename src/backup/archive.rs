@@ -2,7 +2,7 @@
 //! `.partial` and renamed into place only once it reads back correctly; an unchanged tree
 //! becomes a hard link to the previous archive instead of being compressed again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -11,18 +11,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tar::{EntryType, Header};
 
 use crate::backup::codec::Codec;
 use crate::backup::error::{check_name, io_err, BackupError};
-use crate::backup::manifest::{listing_path, manifest_path, partial_path, write_durably, Manifest};
+use crate::backup::manifest::{
+    listing_path, manifest_path, partial_path, write_durably, Base, Manifest,
+};
 use crate::backup::parallel::{compress_parallel, BlockSink, CopyError};
-use crate::backup::retention::list_archives;
-use crate::backup::timestamp::Timestamp;
+use crate::backup::retention::{list_archives, parse_file_name};
+use crate::backup::timestamp::{Timestamp, DIFF_INFIX};
 use crate::backup::verify::{check, read_regular, scan, Expected, Tail};
-use crate::backup::walk::{escape, walk, EntryStat, Node, NodeKind, Tree};
+use crate::backup::walk::{escape, listing_path_of, walk, EntryStat, Node, NodeKind, Tree};
 
 #[derive(Debug, Clone)]
 pub(crate) struct ArchiveOptions {
@@ -35,6 +37,10 @@ pub(crate) struct ArchiveOptions {
     pub(crate) timestamp: Option<SystemTime>,
     /// Where the bytes read so far are counted, for a progress bar.
     pub(crate) progress: Option<Arc<ArchiveProgress>>,
+    /// Write a differential against the newest full archive while that full is younger than
+    /// this (less an hour, so a nightly run a few seconds early still counts a week as a week);
+    /// `None`: every archive is a full one.
+    pub(crate) full_every: Option<Duration>,
 }
 
 /// Read by the caller while an archive is written: file bytes in the tree, and read so far.
@@ -52,6 +58,7 @@ impl Default for ArchiveOptions {
             threads: 0,
             timestamp: None,
             progress: None,
+            full_every: None,
         }
     }
 }
@@ -73,24 +80,40 @@ pub(crate) fn archive_dir(
     let created = Timestamp::from(opts.timestamp.unwrap_or_else(SystemTime::now));
     let dir = dest_dir.join(name);
     make_private(dest_dir, &dir)?;
-    let named = |codec: Codec| dir.join(format!("{name}-{created}{}", codec.suffix()));
-    let archive = named(opts.codec);
-    // One archive per timestamp, whatever its format: `restore --at` and retention go by it.
-    if let Some(taken) = Codec::ALL
-        .map(named)
-        .into_iter()
-        .find(|p| fs::symlink_metadata(p).is_ok())
-    {
+    // One archive per timestamp, whatever its format or kind: `restore --at` and retention go
+    // by it.
+    if let Some(taken) = archive_at(&dir, name, created)? {
         return Err(BackupError::AlreadyExists(taken));
     }
     remove_stale(&dir)?;
     let tree = walk(src_dir)?;
     let listing = tree.listing();
+    let kind = choose(&dir, name, opts, created, &tree, &listing)?;
+    let base = match &kind {
+        Kind::Reuse(_, old) => old.base.clone(),
+        Kind::Full => None,
+        Kind::Differential(diff) => Some(diff.base.clone()),
+    };
+    let diff_infix = match &base {
+        Some(b) => {
+            let at = parse_file_name(&b.archive, name).map(|(at, _)| at);
+            format!("{DIFF_INFIX}{}", at.expect("a full archive's name parses"))
+        }
+        None => String::new(),
+    };
+    let archive = dir.join(format!(
+        "{name}-{created}{diff_infix}{}",
+        opts.codec.suffix()
+    ));
+    let include = |node: &Node| match &kind {
+        Kind::Differential(d) => d.include.contains(&node.rel),
+        _ => true,
+    };
     if let Some(p) = &opts.progress {
         let total = tree
             .nodes
             .iter()
-            .filter(|n| matches!(n.kind, NodeKind::File))
+            .filter(|n| matches!(n.kind, NodeKind::File) && include(n))
             .map(|n| n.stat.size)
             .sum();
         p.total.store(total, Ordering::Relaxed);
@@ -116,6 +139,12 @@ pub(crate) fn archive_dir(
             .collect(),
         reused_from: None,
         blocks: None,
+        base,
+        deleted: match &kind {
+            Kind::Reuse(_, old) => old.deleted.clone(),
+            Kind::Full => Vec::new(),
+            Kind::Differential(d) => d.deleted.clone(),
+        },
     };
     let mut cleanup = Cleanup(vec![
         listing_path(&archive),
@@ -124,7 +153,7 @@ pub(crate) fn archive_dir(
         archive.clone(),
     ]);
     let mut changed = tree.vanished.clone();
-    if let Some((previous, old)) = reusable(&dir, name, opts.codec, &listing)? {
+    if let Kind::Reuse(previous, old) = kind {
         // A hard link shares the verified bytes. It is made under the partial name and
         // renamed like a new archive, after the manifest: a final name never lacks one.
         let partial = partial_path(&archive);
@@ -171,7 +200,8 @@ pub(crate) fn archive_dir(
                         inner: sink,
                         progress: opts.progress.as_deref(),
                     };
-                    write_tar(src_dir, &tree, &mut counted, &partial)
+                    let nodes = tree.nodes.iter().filter(|n| include(n));
+                    write_tar(src_dir, nodes, &mut counted, &partial)
                 },
             );
             let scanned = verifier
@@ -292,28 +322,152 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The newest good archive, if it is in the format asked for, its listing equals `listing` and
-/// nothing changed while it was read (a changed file may have been captured half-written).
-fn reusable(
+/// What this run writes.
+enum Kind {
+    /// The tree is as the newest good archive recorded it: a hard link to it (and its manifest).
+    Reuse(PathBuf, Box<Manifest>),
+    Full,
+    Differential(Differential),
+}
+
+struct Differential {
+    base: Base,
+    /// Every directory, and every other entry that is new or changed since the full (a whole
+    /// hard-link group when one of its names is).
+    include: HashSet<PathBuf>,
+    /// Paths of the full that are gone, escaped.
+    deleted: Vec<String>,
+}
+
+/// A differential costs more than it saves when it would hold more than this share of the
+/// tree's file bytes: a full is written instead (and the nights after start from it).
+const DIFFERENTIAL_MAX_SHARE: f64 = 0.5;
+
+/// Reuse when nothing changed; else a differential when `full_every` allows one and the newest
+/// good full in this format is young enough and worth it; else a full.
+fn choose(
     dir: &Path,
     name: &str,
-    codec: Codec,
+    opts: &ArchiveOptions,
+    created: Timestamp,
+    tree: &Tree,
     listing: &str,
-) -> Result<Option<(PathBuf, Manifest)>, BackupError> {
+) -> Result<Kind, BackupError> {
     let archives = list_archives(dir.parent().unwrap_or(dir), name)?;
-    let Some(newest) = archives.iter().rev().find(|a| a.good) else {
-        return Ok(None);
+    // The full a differential would be made against: the newest good one, if it is recent.
+    let full = opts.full_every.and_then(|every| {
+        let newest = archives.iter().rev().find(|a| a.good && a.base.is_none())?;
+        let age = SystemTime::from(created)
+            .duration_since(SystemTime::from(newest.timestamp))
+            .ok()?;
+        (age + Duration::from_hours(1) < every).then_some(newest)
+    });
+    let readable = |path: &Path| -> Option<Manifest> {
+        let m = Manifest::read_for(path).ok()?;
+        (m.compression == opts.codec.name()).then_some(m)
     };
-    let Ok(manifest) = Manifest::read_for(&newest.path) else {
-        return Ok(None);
+    if let Some(newest) = archives.iter().rev().find(|a| a.good) {
+        // A differential is reused only while its full still may be.
+        let allowed =
+            newest.base.is_none() || newest.base.map(Some) == full.map(|f| Some(f.timestamp));
+        if let Some(old) = readable(&newest.path).filter(|m| allowed && m.changed_files.is_empty())
+        {
+            if read_regular(&listing_path(&newest.path)).is_ok_and(|l| l == listing.as_bytes()) {
+                return Ok(Kind::Reuse(newest.path.clone(), Box::new(old)));
+            }
+        }
+    }
+    let Some(full) = full else {
+        return Ok(Kind::Full);
     };
-    if !manifest.changed_files.is_empty() || manifest.compression != codec.name() {
-        return Ok(None);
+    let Some(manifest) = readable(&full.path) else {
+        return Ok(Kind::Full);
+    };
+    let Ok(old_listing) = read_regular(&listing_path(&full.path)) else {
+        return Ok(Kind::Full);
+    };
+    let old_listing = String::from_utf8_lossy(&old_listing);
+    let old: HashMap<&str, &str> = old_listing
+        .lines()
+        .filter_map(|line| Some((listing_path_of(line)?, line)))
+        .collect();
+    // Files the full may hold half-written are always written again.
+    let unsure: HashSet<&str> = manifest.changed_files.iter().map(String::as_str).collect();
+    let mut include: HashSet<PathBuf> = HashSet::new();
+    let mut groups: HashSet<(u64, u64)> = HashSet::new();
+    // Paths still there as the same kind of entry. One that changed kind (a directory that
+    // became a file) counts as deleted too, so extracting the full, deleting what `deleted`
+    // lists, then extracting the differential with GNU tar gives the tree as well.
+    let mut present: HashSet<String> = HashSet::with_capacity(tree.nodes.len());
+    let (mut all_bytes, mut new_bytes) = (0u64, 0u64);
+    for node in &tree.nodes {
+        let path = escape(&node.rel);
+        let line = node.listing_line();
+        let is_file = matches!(node.kind, NodeKind::File);
+        if is_file {
+            all_bytes += node.stat.size;
+        }
+        let changed =
+            old.get(path.as_str()) != Some(&line.as_str()) || unsure.contains(path.as_str());
+        let before = old.get(path.as_str()).and_then(|l| l.chars().next());
+        if before.is_some() && before != line.chars().next() {
+            include.insert(node.rel.clone());
+        } else {
+            present.insert(path.clone());
+        }
+        if matches!(node.kind, NodeKind::Dir) || changed {
+            if is_file {
+                new_bytes += node.stat.size;
+                if node.stat.nlink > 1 {
+                    groups.insert((node.stat.dev, node.stat.ino));
+                }
+            }
+            include.insert(node.rel.clone());
+        }
     }
-    match read_regular(&listing_path(&newest.path)) {
-        Ok(old) if old == listing.as_bytes() => Ok(Some((newest.path.clone(), manifest))),
-        _ => Ok(None),
+    for node in &tree.nodes {
+        if matches!(node.kind, NodeKind::File)
+            && node.stat.nlink > 1
+            && groups.contains(&(node.stat.dev, node.stat.ino))
+            && include.insert(node.rel.clone())
+        {
+            new_bytes += node.stat.size;
+        }
     }
+    if new_bytes as f64 > all_bytes as f64 * DIFFERENTIAL_MAX_SHARE {
+        return Ok(Kind::Full);
+    }
+    let deleted = old_listing
+        .lines()
+        .filter_map(listing_path_of)
+        .filter(|p| !present.contains(*p))
+        .map(str::to_string)
+        .collect();
+    Ok(Kind::Differential(Differential {
+        base: Base {
+            archive: manifest.archive,
+            sha256: manifest.sha256,
+        },
+        include,
+        deleted,
+    }))
+}
+
+/// The archive (full or differential, any format) of `name` with this timestamp, if any.
+fn archive_at(dir: &Path, name: &str, at: Timestamp) -> Result<Option<PathBuf>, BackupError> {
+    let entries = fs::read_dir(dir).map_err(io_err("listing directory", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io_err("listing directory", dir))?;
+        let file = entry.file_name();
+        if file
+            .to_str()
+            .and_then(|f| parse_file_name(f, name))
+            .is_some_and(|(t, _)| t == at)
+        {
+            return Ok(Some(entry.path()));
+        }
+    }
+    Ok(None)
 }
 
 struct TarStats {
@@ -352,9 +506,9 @@ impl Sink<'_, '_> {
     }
 }
 
-fn write_tar(
+fn write_tar<'n>(
     root: &Path,
-    tree: &Tree,
+    nodes: impl Iterator<Item = &'n Node>,
     sink: &mut Sink,
     partial: &Path,
 ) -> Result<TarStats, BackupError> {
@@ -367,7 +521,7 @@ fn write_tar(
     // First archived path of each multiply-linked inode; later names become hard-link entries.
     let mut first_names: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let mut builder = tar::Builder::new(sink);
-    for node in &tree.nodes {
+    for node in nodes {
         match &node.kind {
             NodeKind::Dir => {
                 let mut h = header(EntryType::Directory, &node.stat, 0);

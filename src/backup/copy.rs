@@ -23,11 +23,11 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::backup::codec::Codec;
 use crate::backup::error::{check_name, io_err, BackupError};
 use crate::backup::manifest::{manifest_path, partial_path, write_durably, Manifest};
-use crate::backup::retention::{list_archives, prune, select_prune, ArchiveName, RetentionPolicy};
-use crate::backup::timestamp::Timestamp;
+use crate::backup::retention::{
+    list_archives, parse_file_name, prune, select_prune, ArchiveName, RetentionPolicy,
+};
 pub(super) use crate::backup::verify::open_regular;
 
 /// What one volume's copy did.
@@ -168,16 +168,13 @@ pub(crate) fn list_encrypted(target: &Path, name: &str) -> Result<Vec<ArchiveNam
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err("listing directory", &dir)(e)),
     };
-    let prefix = format!("{name}-");
     let mut out = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io_err("listing directory", &dir))?;
         let file = entry.file_name().to_string_lossy().into_owned();
-        let Some(stamp) = file
+        let Some((stamp, base)) = file
             .strip_suffix(AGE_SUFFIX)
-            .and_then(|f| f.strip_prefix(&prefix))
-            .and_then(|n| Codec::ALL.iter().find_map(|c| n.strip_suffix(c.suffix())))
-            .and_then(Timestamp::parse)
+            .and_then(|f| parse_file_name(f, name))
         else {
             continue;
         };
@@ -189,6 +186,7 @@ pub(crate) fn list_encrypted(target: &Path, name: &str) -> Result<Vec<ArchiveNam
                 path,
                 timestamp: stamp,
                 good: true,
+                base,
             });
         }
     }

@@ -49,6 +49,23 @@ pub(crate) struct Manifest {
     /// one sequential stream, as they always were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) blocks: Option<BlockIndex>,
+    /// Set on a differential: the full archive (a file name in the same directory) it holds
+    /// the changes since, and that archive's sha256. The differential holds every directory
+    /// and every other entry that is new or changed since the full; restore extracts the full
+    /// without what the differential replaces or `deleted` names, then the differential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) base: Option<Base>,
+    /// Of a differential: paths of the full that are gone (escaped as in the listing), each
+    /// one listed, also those under a deleted directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) deleted: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Base {
+    pub(crate) archive: String,
+    pub(crate) sha256: String,
 }
 
 /// The gzip members or zstd frames of an archive, in file order, each as its compressed and

@@ -23,6 +23,9 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod differential_tests;
+
 pub(crate) use archive::{archive_dir, ArchiveOptions, ArchiveProgress, ArchiveReport};
 pub(crate) use codec::Codec;
 pub(crate) use context::build_context;
@@ -30,6 +33,8 @@ pub(crate) use copy::{check_mounted, copy_volume, fetch_encrypted, list_encrypte
 pub(crate) use error::{check_name, BackupError};
 pub(crate) use manifest::Manifest;
 pub(crate) use remote::{copy_volume_s3, fetch_s3, list_remote, Remote, RemoteArchive};
-pub(crate) use restore::{extract_tar, restore_archive, RestoreOptions, RestoreReport};
+#[cfg(test)]
+pub(crate) use restore::restore_archive;
+pub(crate) use restore::{extract_tar, prepare_restore, RestoreOptions, RestoreReport};
 pub(crate) use retention::{list_archives, prune, RetentionPolicy};
-pub(crate) use verify::verify_archive;
+pub(crate) use verify::{verify_archive, verify_bytes};

@@ -29,14 +29,15 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::backup::codec::Codec;
 use crate::backup::copy::{
     copy_encrypted, create_private, encrypt, fetch_encrypted, hash_file, open_regular,
 };
 use crate::backup::copy::{CopyReport, AGE_SUFFIX};
 use crate::backup::error::{check_name, io_err, BackupError};
 use crate::backup::manifest::{manifest_path, write_durably, Manifest};
-use crate::backup::retention::{list_archives, select_prune, ArchiveName, RetentionPolicy};
+use crate::backup::retention::{
+    list_archives, parse_file_name, select_prune, ArchiveName, RetentionPolicy,
+};
 use crate::backup::timestamp::Timestamp;
 use crate::s3::Client;
 
@@ -92,6 +93,8 @@ pub(crate) struct RemoteArchive {
     pub(crate) file: String,
     pub(crate) key: String,
     pub(crate) timestamp: Timestamp,
+    /// A differential's full.
+    pub(crate) base: Option<Timestamp>,
     pub(crate) size: u64,
     /// Its manifest is there too.
     pub(crate) complete: bool,
@@ -111,7 +114,6 @@ pub(crate) fn list_remote(
         .into_iter()
         .filter_map(|o| Some((o.key.strip_prefix(&dir)?.to_string(), o.size)))
         .collect();
-    let prefix = format!("{name}-");
     let mut out = Vec::new();
     for (file, &size) in &objects {
         let plain = if encrypted {
@@ -119,17 +121,14 @@ pub(crate) fn list_remote(
         } else {
             Some(file.as_str())
         };
-        let Some(timestamp) = plain
-            .and_then(|f| f.strip_prefix(&prefix))
-            .and_then(|n| Codec::ALL.iter().find_map(|c| n.strip_suffix(c.suffix())))
-            .and_then(Timestamp::parse)
-        else {
+        let Some((timestamp, base)) = plain.and_then(|f| parse_file_name(f, name)) else {
             continue;
         };
         out.push(RemoteArchive {
             file: file.clone(),
             key: remote.key(name, file),
             timestamp,
+            base,
             size,
             complete: objects.contains_key(&manifest_file(file, encrypted)),
         });
@@ -274,6 +273,7 @@ fn prune_remote(
             path: PathBuf::from(a.key),
             timestamp: a.timestamp,
             good: true,
+            base: a.base,
         })
         .collect();
     let mut deleted = Vec::new();

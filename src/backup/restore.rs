@@ -20,26 +20,22 @@ use tar::EntryType;
 
 use crate::backup::codec::Codec;
 use crate::backup::error::{check_name, io_err, BackupError};
-use crate::backup::manifest::Manifest;
+use crate::backup::manifest::{manifest_path, Manifest};
 use crate::backup::parallel::decompress_parallel;
 use crate::backup::timestamp::Timestamp;
 use crate::backup::verify::{cores, open_regular, read_back, Expected};
+use crate::backup::walk::unescape;
 
 #[derive(Debug, Clone)]
 pub(crate) struct RestoreOptions {
     /// Restore uids/gids from the archive (needs root); otherwise files belong to the caller.
     pub(crate) preserve_owner: bool,
-    /// The caller has just read the archive back with [`crate::backup::verify_archive`] (before
-    /// stopping its container): skip the second read-back. Extraction still checks every gzip
-    /// CRC or zstd frame checksum, and the entry count.
-    pub(crate) verified: bool,
 }
 
 impl Default for RestoreOptions {
     fn default() -> Self {
         RestoreOptions {
             preserve_owner: true,
-            verified: false,
         }
     }
 }
@@ -55,31 +51,124 @@ pub(crate) struct RestoreReport {
     pub(crate) skipped: Vec<String>,
 }
 
-/// What an extraction read: every entry counts, also those in `skipped`.
+/// What an extraction read: every entry counts, also those in `skipped` and `omitted`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Extracted {
     pub(crate) entries: u64,
     /// Entries not recreated (device nodes without the right to make them), each with why.
     pub(crate) skipped: Vec<String>,
+    /// Entries left out because a [`Layer`] said so.
+    pub(crate) omitted: u64,
+    /// The symlinks it made.
+    pub(crate) symlinks: HashSet<PathBuf>,
 }
 
-/// Restores `archive` as `<target_parent>/<name>`. The containers using the volume must be
-/// stopped by the caller. On any error the volume is untouched and the temporary extraction
-/// directory is removed.
-///
-/// Crash safety: the tree is extracted into `.<name>.restore-<ts>` and flushed to disk; only
-/// then is the journal `.<name>.restore-journal` written (atomically), naming that tree and
-/// where the volume moves (`<name>.pre-restore-<ts>`); then the two renames; then the journal
-/// goes. A run killed anywhere leaves either no journal (the volume untouched, at most a
-/// temporary tree that [`recover_interrupted`] deletes) or a journal whose tree is complete, so
-/// recovery rolls the swap forward, or back if the tree is gone.
+/// How one archive of a chain (a full, then its differential) goes into the tree.
+#[derive(Debug, Default)]
+pub(crate) struct Layer {
+    /// Entries not to extract: what the differential replaces, and what it says is deleted.
+    pub(crate) omit: HashSet<PathBuf>,
+    /// Symlinks the layer before made: nothing is extracted under them either.
+    pub(crate) symlinks: HashSet<PathBuf>,
+}
+
+/// Restores `archive` as `<target_parent>/<name>`: [`prepare_restore`], then
+/// [`Prepared::swap_in`]. The containers using the volume must be stopped by the caller.
+#[cfg(test)]
 pub(crate) fn restore_archive(
     archive: &Path,
     target_parent: &Path,
     name: &str,
     opts: &RestoreOptions,
 ) -> Result<RestoreReport, BackupError> {
+    prepare_restore(archive, target_parent, name, opts)?.swap_in()
+}
+
+/// A restored tree extracted, checked and on disk beside the volume, waiting to be swapped in.
+/// Dropped without [`Prepared::swap_in`], it is deleted and the volume was never touched.
+pub(crate) struct Prepared {
+    temp: RemoveTree,
+    target_parent: PathBuf,
+    name: String,
+    entries: u64,
+    skipped: Vec<String>,
+}
+
+/// Extracts `archive` (for a differential: its full, then it) into `.<name>.restore-<ts>` beside
+/// the volume, checking as it goes everything a read-back would (the sha256 of the file, every
+/// gzip CRC or zstd frame checksum, the uncompressed size, the entry count), and flushes it to
+/// disk. The volume is not touched: its containers may keep running meanwhile, so a corrupt
+/// archive costs no downtime. On any error the temporary directory is removed.
+pub(crate) fn prepare_restore(
+    archive: &Path,
+    target_parent: &Path,
+    name: &str,
+    opts: &RestoreOptions,
+) -> Result<Prepared, BackupError> {
     check_name(name)?;
+    no_journal(target_parent, name)?;
+    let manifest = Manifest::read_for(archive)?;
+    let full = full_of(archive, &manifest)?;
+    let stamp = Timestamp::now();
+    let temp = target_parent.join(format!(".{name}{TEMP_INFIX}{stamp}"));
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&temp)
+        .map_err(io_err("creating", &temp))?;
+    let guard = RemoveTree(Some(temp.clone()));
+    let extracted = match &full {
+        None => extract_checked(archive, &manifest, &temp, opts, &Layer::default())?,
+        Some((full_path, full_manifest)) => {
+            // The full without what the differential replaces or deleted, then the
+            // differential: its directories' metadata is applied last, over the full's files.
+            let mut omit = read_stream(archive, &manifest, |src| tar_paths(src, archive))?;
+            for d in &manifest.deleted {
+                let path = unescape(d)
+                    .and_then(|p| contained(p.as_os_str().as_bytes()).ok())
+                    .ok_or_else(|| BackupError::Corrupt {
+                        path: manifest_path(archive),
+                        reason: format!("it lists {d:?} as deleted: not a path in the volume"),
+                    })?;
+                omit.insert(path);
+            }
+            let first = extract_checked(
+                full_path,
+                full_manifest,
+                &temp,
+                opts,
+                &Layer {
+                    omit,
+                    symlinks: HashSet::new(),
+                },
+            )?;
+            let layer = Layer {
+                omit: HashSet::new(),
+                symlinks: first.symlinks,
+            };
+            let second = extract_checked(archive, &manifest, &temp, opts, &layer)?;
+            let mut skipped = first.skipped;
+            skipped.extend(second.skipped);
+            Extracted {
+                entries: first.entries - first.omitted + second.entries,
+                skipped,
+                omitted: 0,
+                symlinks: HashSet::new(),
+            }
+        }
+    };
+    // The tree must be on disk before the journal says it is complete (power loss).
+    let dir = File::open(&temp).map_err(io_err("opening", &temp))?;
+    nix::unistd::syncfs(&dir).map_err(|e| io_err("syncing", &temp)(e.into()))?;
+    Ok(Prepared {
+        temp: guard,
+        target_parent: target_parent.to_path_buf(),
+        name: name.to_string(),
+        entries: extracted.entries,
+        skipped: extracted.skipped,
+    })
+}
+
+fn no_journal(target_parent: &Path, name: &str) -> Result<(), BackupError> {
     let journal_path = journal_path(target_parent, name);
     if journal_path.exists() {
         return Err(BackupError::Io {
@@ -88,73 +177,77 @@ pub(crate) fn restore_archive(
             source: io::Error::other("run any pi-setup command that recovers it first"),
         });
     }
-    let manifest = Manifest::read_for(archive)?;
-    // The full read-back (checksum, decompression, entry count, size) before anything is
-    // written.
-    if !opts.verified {
-        read_back(archive, &Expected::of(&manifest))?;
-    }
-    let stamp = Timestamp::now();
-    let temp = target_parent.join(format!(".{name}{TEMP_INFIX}{stamp}"));
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&temp)
-        .map_err(io_err("creating", &temp))?;
-    let guard = RemoveTree(Some(temp.clone()));
-    let extracted = extract(archive, &manifest, &temp, opts)?;
-    if extracted.entries != manifest.entries {
-        return Err(BackupError::Corrupt {
-            path: archive.to_path_buf(),
-            reason: format!(
-                "extracted {} entries, the manifest says {}",
-                extracted.entries, manifest.entries
-            ),
-        });
-    }
-    // The tree must be on disk before the journal says it is complete (power loss).
-    let dir = File::open(&temp).map_err(io_err("opening", &temp))?;
-    nix::unistd::syncfs(&dir).map_err(|e| io_err("syncing", &temp)(e.into()))?;
-    let target = target_parent.join(name);
-    let had_volume = match fs::symlink_metadata(&target) {
-        Ok(_) => true,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(e) => return Err(io_err("reading", &target)(e)),
-    };
-    let aside = free_name(target_parent, &format!("{name}{ASIDE_INFIX}{stamp}"));
-    let journal = Journal {
-        volume: name.to_string(),
-        extracted: file_name(&temp),
-        previous: file_name(&aside),
-    };
-    write_journal(&journal_path, &journal)?;
-    let previous = if had_volume {
-        if let Err(e) = fs::rename(&target, &aside) {
-            let _ = fs::remove_file(&journal_path);
-            return Err(io_err("moving aside", &target)(e));
+    Ok(())
+}
+
+impl Prepared {
+    /// Swaps the prepared tree in for the volume (which moves to `<name>.pre-restore-<ts>`).
+    /// The containers using the volume must be stopped by the caller.
+    ///
+    /// Crash safety: the tree is complete and on disk; only now is the journal
+    /// `.<name>.restore-journal` written (atomically), naming that tree and where the volume
+    /// moves; then the two renames; then the journal goes. A run killed anywhere leaves either
+    /// no journal (the volume untouched, at most a temporary tree that [`recover_interrupted`]
+    /// deletes) or a journal whose tree is complete, so recovery rolls the swap forward, or
+    /// back if the tree is gone.
+    pub(crate) fn swap_in(self) -> Result<RestoreReport, BackupError> {
+        let Prepared {
+            temp: guard,
+            target_parent,
+            name,
+            entries,
+            skipped,
+        } = self;
+        let temp = guard.0.clone().expect("an armed guard");
+        no_journal(&target_parent, &name)?;
+        let journal_path = journal_path(&target_parent, &name);
+        let stamp = temp
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.rsplit_once(TEMP_INFIX))
+            .map_or_else(|| Timestamp::now().to_string(), |(_, ts)| ts.to_string());
+        let target = target_parent.join(&name);
+        let had_volume = match fs::symlink_metadata(&target) {
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io_err("reading", &target)(e)),
+        };
+        let aside = free_name(&target_parent, &format!("{name}{ASIDE_INFIX}{stamp}"));
+        let journal = Journal {
+            volume: name.clone(),
+            extracted: file_name(&temp),
+            previous: file_name(&aside),
+        };
+        write_journal(&journal_path, &journal)?;
+        let previous = if had_volume {
+            if let Err(e) = fs::rename(&target, &aside) {
+                let _ = fs::remove_file(&journal_path);
+                return Err(io_err("moving aside", &target)(e));
+            }
+            Some(aside)
+        } else {
+            None
+        };
+        if let Err(e) = fs::rename(&temp, &target) {
+            // Back as it was; if even that fails the journal stays, and recovery (temp gone by
+            // then, the volume missing) moves the old directory back.
+            let back = previous.as_ref().map_or(Ok(()), |a| fs::rename(a, &target));
+            if back.is_ok() {
+                let _ = fs::remove_file(&journal_path);
+            }
+            return Err(io_err("moving into place", &target)(e));
         }
-        Some(aside)
-    } else {
-        None
-    };
-    if let Err(e) = fs::rename(&temp, &target) {
-        // Back as it was; if even that fails the journal stays, and recovery (temp gone by
-        // then, the volume missing) moves the old directory back.
-        let back = previous.as_ref().map_or(Ok(()), |a| fs::rename(a, &target));
-        if back.is_ok() {
-            let _ = fs::remove_file(&journal_path);
-        }
-        return Err(io_err("moving into place", &target)(e));
+        guard.disarm();
+        crate::host::sync_dir(&target_parent)?;
+        fs::remove_file(&journal_path).map_err(io_err("removing", &journal_path))?;
+        crate::host::sync_dir(&target_parent)?;
+        Ok(RestoreReport {
+            restored: target,
+            previous,
+            entries,
+            skipped,
+        })
     }
-    guard.disarm();
-    crate::host::sync_dir(target_parent)?;
-    fs::remove_file(&journal_path).map_err(io_err("removing", &journal_path))?;
-    crate::host::sync_dir(target_parent)?;
-    Ok(RestoreReport {
-        restored: target,
-        previous,
-        entries: extracted.entries,
-        skipped: extracted.skipped,
-    })
 }
 
 /// `.NAME.restore-<ts>`: a restore's extraction directory.
@@ -363,16 +456,97 @@ struct Meta {
     mtime: u64,
 }
 
-/// Extracts into `root` (a fresh directory). An archive whose manifest has a block index is
-/// decompressed on every core, its units handed to the extractor in order; it must decompress
-/// to exactly the manifest's size, every unit checked (gzip CRC, zstd frame checksum). Older
-/// archives are read as one stream.
-fn extract(
+/// A differential's full archive (beside it) with its manifest, checked to be the very archive
+/// the differential was made against; `None` for a full archive.
+pub(crate) fn full_of(
+    archive: &Path,
+    manifest: &Manifest,
+) -> Result<Option<(PathBuf, Manifest)>, BackupError> {
+    let Some(base) = &manifest.base else {
+        return Ok(None);
+    };
+    let chain = |reason: String| BackupError::Corrupt {
+        path: archive.to_path_buf(),
+        reason,
+    };
+    if base.archive.contains('/') || base.archive.starts_with('.') {
+        return Err(chain(format!(
+            "its manifest names {:?} as its full archive",
+            base.archive
+        )));
+    }
+    let path = archive.with_file_name(&base.archive);
+    if !exists(&path) {
+        return Err(chain(format!(
+            "it is a differential, and its full archive {} is missing",
+            path.display()
+        )));
+    }
+    let full = Manifest::read_for(&path)?;
+    if full.sha256 != base.sha256 || full.base.is_some() || full.name != manifest.name {
+        return Err(chain(format!(
+            "it is a differential of {}, but that file is not the full archive it was made \
+             against (sha256 {}, expected {})",
+            base.archive, full.sha256, base.sha256
+        )));
+    }
+    Ok(Some((path, full)))
+}
+
+/// [`extract`], then the entry count against the manifest.
+fn extract_checked(
     archive: &Path,
     manifest: &Manifest,
     root: &Path,
     opts: &RestoreOptions,
+    layer: &Layer,
 ) -> Result<Extracted, BackupError> {
+    let extracted = read_stream(archive, manifest, |src| {
+        extract_layer(src, archive, root, opts, layer)
+    })?;
+    if extracted.entries != manifest.entries {
+        return Err(BackupError::Corrupt {
+            path: archive.to_path_buf(),
+            reason: format!(
+                "extracted {} entries, the manifest says {}",
+                extracted.entries, manifest.entries
+            ),
+        });
+    }
+    Ok(extracted)
+}
+
+/// Every entry's path in a tar stream, checked as extraction would.
+fn tar_paths(src: &mut dyn io::Read, archive: &Path) -> Result<HashSet<PathBuf>, BackupError> {
+    let corrupt = |e: io::Error| BackupError::Corrupt {
+        path: archive.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut paths = HashSet::new();
+    for entry in tar::Archive::new(src).entries().map_err(corrupt)? {
+        let raw = entry.map_err(corrupt)?.path_bytes().into_owned();
+        let rel = contained(&raw).map_err(|reason| BackupError::UnsafeEntry {
+            archive: archive.to_path_buf(),
+            entry: format!("{:?}", String::from_utf8_lossy(&raw)),
+            reason: reason.to_string(),
+        })?;
+        paths.insert(rel);
+    }
+    Ok(paths)
+}
+
+/// Hands the archive's uncompressed tar stream to `consume`, and fails if the archive is not
+/// exactly what its manifest says. An archive whose manifest has a block index is hashed and
+/// decompressed on every core in one pass, its units handed over in order; it must decompress
+/// to exactly the manifest's size, every unit checked (gzip CRC, zstd frame checksum), also
+/// past the tar's end, and hash to the manifest's sha256 (what the consumer did is thrown
+/// away by the caller otherwise). Older archives are read back in full first, then read as
+/// one stream.
+fn read_stream<T>(
+    archive: &Path,
+    manifest: &Manifest,
+    consume: impl FnOnce(&mut dyn io::Read) -> Result<T, BackupError>,
+) -> Result<T, BackupError> {
     let corrupt = |reason: String| BackupError::Corrupt {
         path: archive.to_path_buf(),
         reason,
@@ -387,25 +561,42 @@ fn extract(
             )));
         }
         let file = open_regular(archive)?;
-        let (extracted, unpacked) =
-            decompress_parallel(file, archive, codec, index, false, cores(), |src| {
-                let extracted = extract_tar(&mut *src, archive, root, opts)?;
+        let size = file.metadata().map_err(io_err("reading", archive))?.len();
+        if size != manifest.bytes_out {
+            return Err(corrupt(format!(
+                "it is {size} bytes, the manifest says {}",
+                manifest.bytes_out
+            )));
+        }
+        // Hashed as it is read: one pass checks and extracts.
+        let (consumed, unpacked) =
+            decompress_parallel(file, archive, codec, index, true, cores(), |src| {
+                let out = consume(&mut *src)?;
                 // What follows the tar's end (its end-of-archive blocks) must check too.
                 io::copy(src, &mut io::sink()).map_err(|e| corrupt(e.to_string()))?;
-                Ok::<_, BackupError>(extracted)
+                Ok::<_, BackupError>(out)
             });
-        // A unit that failed says more than the extractor's view of its bytes.
+        // A unit that failed says more than the consumer's view of its bytes.
         unpacked.decoded.map_err(|e| corrupt(e.to_string()))?;
-        return extracted;
-    }
-    let file = File::open(archive).map_err(io_err("opening", archive))?;
-    let decoder = Codec::decoder(BufReader::with_capacity(1 << 20, file)).map_err(|e| {
-        BackupError::Corrupt {
-            path: archive.to_path_buf(),
-            reason: e.to_string(),
+        let sha256 = unpacked
+            .sha256
+            .unwrap_or_else(|| Err(io::Error::other("the archive was not hashed")))
+            .map(hex::encode)
+            .map_err(|e| corrupt(e.to_string()))?;
+        if sha256 != manifest.sha256 {
+            return Err(corrupt(format!(
+                "its sha256 is {sha256}, the manifest says {}",
+                manifest.sha256
+            )));
         }
-    })?;
-    extract_tar(decoder, archive, root, opts)
+        return consumed;
+    }
+    // Written before block indexes: read back in full first, then read again to extract.
+    read_back(archive, &Expected::of(manifest))?;
+    let file = open_regular(archive)?;
+    let mut decoder = Codec::decoder(BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| corrupt(e.to_string()))?;
+    consume(&mut decoder)
 }
 
 /// Extracts an uncompressed tar stream into `root` (a fresh directory) under the same rules
@@ -426,6 +617,18 @@ pub(crate) fn extract_tar(
     root: &Path,
     opts: &RestoreOptions,
 ) -> Result<Extracted, BackupError> {
+    extract_layer(stream, origin, root, opts, &Layer::default())
+}
+
+/// [`extract_tar`] of one archive of a chain: `root` may hold what the layer before made;
+/// nothing that layer omitted, so no path collides.
+fn extract_layer(
+    stream: impl io::Read,
+    origin: &Path,
+    root: &Path,
+    opts: &RestoreOptions,
+    layer: &Layer,
+) -> Result<Extracted, BackupError> {
     let archive = origin;
     let corrupt = |e: io::Error| BackupError::Corrupt {
         path: archive.to_path_buf(),
@@ -441,7 +644,9 @@ pub(crate) fn extract_tar(
     // Earlier entries a hard link may name: files, FIFOs, device nodes.
     let mut linkable: HashSet<PathBuf> = HashSet::new();
     let mut symlinks: Vec<(PathBuf, PathBuf, Meta)> = Vec::new();
-    let mut symlink_paths: HashSet<PathBuf> = HashSet::new();
+    let mut symlink_paths: HashSet<PathBuf> = layer.symlinks.clone();
+    // Omitted entries a hard link of this archive may still name: a chain that disagrees.
+    let mut omitted: HashSet<PathBuf> = HashSet::new();
     // Hard links to symlinks wait until the symlinks exist.
     let mut late_links: Vec<(PathBuf, PathBuf)> = Vec::new();
     // Device nodes that could not be made: their hard links are skipped with them.
@@ -453,6 +658,12 @@ pub(crate) fn extract_tar(
         let rel = contained(&raw).map_err(|reason| refuse(&raw, reason))?;
         if rel.ancestors().skip(1).any(|a| symlink_paths.contains(a)) {
             return Err(refuse(&raw, "is inside a symlink"));
+        }
+        if layer.omit.contains(&rel) {
+            out.entries += 1;
+            out.omitted += 1;
+            omitted.insert(rel);
+            continue;
         }
         let h = entry.header();
         let meta = Meta {
@@ -544,6 +755,12 @@ pub(crate) fn extract_tar(
                     linkable.insert(rel);
                 } else if symlink_paths.contains(&target_rel) {
                     late_links.push((rel, target_rel));
+                } else if omitted.contains(&target_rel) {
+                    return Err(refuse(
+                        &raw,
+                        "is a hard link to a file its differential replaced: the full archive \
+                         and the differential do not agree",
+                    ));
                 } else if not_made.contains(&target_rel) {
                     out.skipped.push(format!(
                         "{} (a hard link to {}, which was not made)",
@@ -564,6 +781,7 @@ pub(crate) fn extract_tar(
         out.entries += 1;
     }
     for (rel, target, meta) in &symlinks {
+        out.symlinks.insert(rel.clone());
         let dest = root.join(rel);
         make_parent(&dest)?;
         // symlink(2) never replaces what exists, so it cannot land on a path already used.

@@ -16,9 +16,20 @@ use crate::backup::timestamp::Timestamp;
 pub(crate) struct ArchiveName {
     pub(crate) path: PathBuf,
     pub(crate) timestamp: Timestamp,
-    /// Has a readable manifest whose size matches the file. Only good archives can protect the
-    /// "newest good archive" slot.
+    /// Has a readable manifest whose size matches the file (and, for a differential, its full
+    /// is good too). Only good archives can protect the "newest good archive" slot.
     pub(crate) good: bool,
+    /// A differential's full, from its file name.
+    pub(crate) base: Option<Timestamp>,
+}
+
+/// The timestamp (and a differential's full's) of an archive file of `name`
+/// (`<name>-<ts>[.diff-<ts>]<format suffix>`); `None` for any other file.
+pub(crate) fn parse_file_name(file: &str, name: &str) -> Option<(Timestamp, Option<Timestamp>)> {
+    file.strip_prefix(name)
+        .and_then(|n| n.strip_prefix('-'))
+        .and_then(|n| Codec::ALL.iter().find_map(|c| n.strip_suffix(c.suffix())))
+        .and_then(Timestamp::parse_stem)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,17 +50,11 @@ pub(crate) fn list_archives(dest_dir: &Path, name: &str) -> Result<Vec<ArchiveNa
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err("listing directory", &dir)(e)),
     };
-    let prefix = format!("{name}-");
     let mut archives = Vec::new();
     for entry in reader {
         let entry = entry.map_err(io_err("listing directory", &dir))?;
         let file_name = entry.file_name();
-        let Some(stamp) = file_name
-            .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|n| Codec::ALL.iter().find_map(|c| n.strip_suffix(c.suffix())))
-            .and_then(Timestamp::parse)
-        else {
+        let Some((stamp, base)) = file_name.to_str().and_then(|n| parse_file_name(n, name)) else {
             continue;
         };
         let path = entry.path();
@@ -62,9 +67,21 @@ pub(crate) fn list_archives(dest_dir: &Path, name: &str) -> Result<Vec<ArchiveNa
             path,
             timestamp: stamp,
             good,
+            base,
         });
     }
     archives.sort_by_key(|a| a.timestamp);
+    // A differential restores only with its full.
+    let good_fulls: HashSet<Timestamp> = archives
+        .iter()
+        .filter(|a| a.good && a.base.is_none())
+        .map(|a| a.timestamp)
+        .collect();
+    for a in &mut archives {
+        if let Some(base) = a.base {
+            a.good &= good_fulls.contains(&base);
+        }
+    }
     Ok(archives)
 }
 
@@ -73,7 +90,8 @@ type Period = fn(Timestamp) -> i64;
 
 /// The archives to delete, oldest first. Never selects the newest good archive, nor archives
 /// dated after `now` (a clock that went backwards must not eat recent backups); those also
-/// take no slots. Each keep-rule counts only periods that have archives, newest first.
+/// take no slots. Each keep-rule counts only periods that have archives, newest first. A full
+/// archive that a kept differential was made against is kept with it.
 pub(crate) fn select_prune(
     archives: &[ArchiveName],
     now: SystemTime,
@@ -106,6 +124,17 @@ pub(crate) fn select_prune(
             }
         }
     }
+    let needed: HashSet<Timestamp> = archives
+        .iter()
+        .filter(|a| keep.contains(a.path.as_path()))
+        .filter_map(|a| a.base)
+        .collect();
+    keep.extend(
+        archives
+            .iter()
+            .filter(|a| a.base.is_none() && needed.contains(&a.timestamp))
+            .map(|a| a.path.as_path()),
+    );
     let mut prune: Vec<ArchiveName> = past
         .into_iter()
         .filter(|a| !keep.contains(a.path.as_path()))
@@ -153,6 +182,16 @@ mod tests {
             path: PathBuf::from(format!("app-{stamp}.tar.gz")),
             timestamp: Timestamp::parse(stamp).expect(stamp),
             good,
+            base: None,
+        }
+    }
+
+    fn differential(stamp: &str, full: &str) -> ArchiveName {
+        ArchiveName {
+            path: PathBuf::from(format!("app-{stamp}.diff-{full}.tar.gz")),
+            timestamp: Timestamp::parse(stamp).expect(stamp),
+            good: true,
+            base: Timestamp::parse(full),
         }
     }
 
@@ -238,5 +277,65 @@ mod tests {
         };
         let pruned = select_prune(&archives, at("20240105T000000Z"), &keep_one);
         assert_eq!(stamps(&pruned), ["20240102T000000Z"]);
+    }
+
+    #[test]
+    fn a_kept_differential_keeps_its_full() {
+        let archives = [
+            archive("20240101T030000Z", true),
+            differential("20240102T030000Z", "20240101T030000Z"),
+            differential("20240103T030000Z", "20240101T030000Z"),
+            archive("20240104T030000Z", true),
+            differential("20240105T030000Z", "20240104T030000Z"),
+        ];
+        let keep_two = RetentionPolicy {
+            keep_last: 2,
+            ..RetentionPolicy::default()
+        };
+        let pruned = select_prune(&archives, at("20240106T000000Z"), &keep_two);
+        assert_eq!(
+            stamps(&pruned),
+            ["20240101T030000Z", "20240102T030000Z", "20240103T030000Z"]
+        );
+        let keep_one = RetentionPolicy {
+            keep_last: 1,
+            ..RetentionPolicy::default()
+        };
+        // The newest is a differential: its full stays, though no rule would keep it.
+        let pruned = select_prune(&archives, at("20240106T000000Z"), &keep_one);
+        assert_eq!(
+            stamps(&pruned),
+            ["20240101T030000Z", "20240102T030000Z", "20240103T030000Z"]
+        );
+        let daily = RetentionPolicy {
+            keep_daily: 3,
+            ..RetentionPolicy::default()
+        };
+        // Jan 3's differential is kept: so is Jan 1's full, and only Jan 2 goes.
+        let pruned = select_prune(&archives, at("20240106T000000Z"), &daily);
+        assert_eq!(stamps(&pruned), ["20240102T030000Z"]);
+    }
+
+    #[test]
+    fn archive_file_names_parse_with_and_without_a_full() {
+        use super::parse_file_name;
+        let t = |s| Timestamp::parse(s).unwrap();
+        assert_eq!(
+            parse_file_name("my-app-20240102T030000Z.tar.gz", "my-app"),
+            Some((t("20240102T030000Z"), None))
+        );
+        assert_eq!(
+            parse_file_name("app-20240102T030000Z.diff-20240101T030000Z.tar.zst", "app"),
+            Some((t("20240102T030000Z"), Some(t("20240101T030000Z"))))
+        );
+        // A full must be older than its differential; other names are not archives.
+        for bad in [
+            "app-20240102T030000Z.diff-20240103T030000Z.tar.gz",
+            "app-20240102T030000Z.diff-.tar.gz",
+            "app-20240102T030000Z.tar.gz.manifest.json",
+            "apps-20240102T030000Z.tar.gz",
+        ] {
+            assert_eq!(parse_file_name(bad, "app"), None, "{bad}");
+        }
     }
 }

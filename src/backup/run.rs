@@ -14,8 +14,8 @@ use futures_util::{stream, StreamExt};
 
 use crate::backup::timestamp::Timestamp;
 use crate::backup::{
-    archive_dir, check_name, prune, restore_archive, verify_archive, ArchiveOptions,
-    ArchiveProgress, ArchiveReport, BackupError, RestoreOptions, RestoreReport, RetentionPolicy,
+    archive_dir, check_name, prepare_restore, prune, ArchiveOptions, ArchiveProgress,
+    ArchiveReport, BackupError, RestoreOptions, RestoreReport, RetentionPolicy,
 };
 use crate::desired::ObjectNames;
 use crate::engine::{Engine, EngineError};
@@ -314,8 +314,9 @@ pub(crate) fn remove_pre_restore(paths: &Paths, name: &str) {
     }
 }
 
-/// Restores volume `name` from `archive`: read back first while the service still runs (a bad
-/// archive costs it no downtime), then its container (if any) stopped around the swap.
+/// Restores volume `name` from `archive`: extracted and checked beside the volume while the
+/// service still runs (a bad archive costs it no downtime, and a good one only the swap), then
+/// its container (if any) stopped around the swap.
 pub(crate) async fn restore_volume(
     paths: &Paths,
     engine: Option<&impl Engine>,
@@ -323,23 +324,18 @@ pub(crate) async fn restore_volume(
     archive: &Path,
     name: &str,
 ) -> Result<RestoreReport> {
-    let a = archive.to_path_buf();
-    tokio::task::spawn_blocking(move || verify_archive(&a))
-        .await
-        .context("verify task")??;
     let parent = paths.vol_root();
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    let (a, n) = (archive.to_path_buf(), name.to_string());
+    let (a, p, n) = (archive.to_path_buf(), parent.clone(), name.to_string());
+    let prepared = tokio::task::spawn_blocking(move || {
+        prepare_restore(&a, &p, &n, &RestoreOptions::default())
+    })
+    .await
+    .context("restore task")??;
     let swap = async move {
-        tokio::task::spawn_blocking(move || {
-            let opts = RestoreOptions {
-                verified: true,
-                ..Default::default()
-            };
-            restore_archive(&a, &parent, &n, &opts)
-        })
-        .await
-        .context("restore task")
+        tokio::task::spawn_blocking(move || prepared.swap_in())
+            .await
+            .context("restore task")
     };
     let running = match (container, engine) {
         (Some(c), Some(e)) => e.container(c).await?.is_some_and(|i| i.running()),

@@ -24,14 +24,14 @@ use crate::backup::{
 
 const NON_UTF8: &[u8] = b"caf\xe9-\xff.txt";
 
-fn opts_at(secs: u64) -> ArchiveOptions {
+pub(super) fn opts_at(secs: u64) -> ArchiveOptions {
     ArchiveOptions {
         timestamp: Some(UNIX_EPOCH + Duration::from_secs(secs)),
         ..ArchiveOptions::default()
     }
 }
 
-fn write(path: &Path, bytes: &[u8]) {
+pub(super) fn write(path: &Path, bytes: &[u8]) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, bytes).unwrap();
 }
@@ -55,7 +55,7 @@ fn log_lines(n: usize) -> Vec<u8> {
 /// directory, symlinks (one dangling, one with a long target), hard links, paths over 100 and
 /// 255 bytes, a non-UTF-8 name, a read-only directory with contents, and a socket (skipped).
 /// FIFOs and device nodes have their own test: restoring them is not this test's subject.
-fn fixture(root: &Path) {
+pub(super) fn fixture(root: &Path) {
     fs::create_dir_all(root).unwrap();
     write(&root.join("data/app.log"), &log_lines(2000));
     write(&root.join("data/config.toml"), b"key = 'value'\n");
@@ -107,7 +107,7 @@ fn fixture(root: &Path) {
     set_mode("ro", 0o555);
 }
 
-fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
+pub(super) fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
     out.push(rel.to_path_buf());
     let abs = root.join(rel);
     if fs::symlink_metadata(&abs).unwrap().is_dir() {
@@ -118,7 +118,7 @@ fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-struct Snap {
+pub(super) struct Snap {
     kind: char,
     mode: u32,
     uid: u32,
@@ -129,7 +129,7 @@ struct Snap {
 
 /// Everything a restore must reproduce, plus which paths share an inode. Anything but
 /// directories, files and symlinks (the fixture's socket, which the archiver skips) is left out.
-fn snapshot(root: &Path) -> (BTreeMap<PathBuf, Snap>, BTreeSet<Vec<PathBuf>>) {
+pub(super) fn snapshot(root: &Path) -> (BTreeMap<PathBuf, Snap>, BTreeSet<Vec<PathBuf>>) {
     let mut paths = Vec::new();
     collect(root, Path::new(""), &mut paths);
     let mut snaps = BTreeMap::new();
@@ -177,7 +177,7 @@ fn snapshot(root: &Path) -> (BTreeMap<PathBuf, Snap>, BTreeSet<Vec<PathBuf>>) {
 
 /// `root_mtime: false` for bsdtar, which never sets the mtime of the directory it extracts
 /// into (not even from GNU tar's own archives).
-fn assert_same_tree(expected: &Path, actual: &Path, root_mtime: bool) {
+pub(super) fn assert_same_tree(expected: &Path, actual: &Path, root_mtime: bool) {
     let (want, want_links) = snapshot(expected);
     let (mut got, got_links) = snapshot(actual);
     if !root_mtime {
@@ -233,7 +233,7 @@ fn round_trip_restores_an_identical_tree_and_swaps_it_in() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-fn zstd_at(secs: u64) -> ArchiveOptions {
+pub(super) fn zstd_at(secs: u64) -> ArchiveOptions {
     ArchiveOptions {
         codec: Codec::Zstd,
         level: 3,
@@ -415,6 +415,8 @@ fn crafted_archive(dir: &Path, entries: &[RawEntry]) -> PathBuf {
         skipped: Vec::new(),
         reused_from: None,
         blocks: None,
+        base: None,
+        deleted: Vec::new(),
     };
     fs::write(
         dir.join("app-20240101T000000Z.tar.gz.manifest.json"),
@@ -1082,9 +1084,9 @@ fn indexed_archives_verify_and_restore_on_every_core_to_the_identical_tree() {
         let parent = tmp.path().join("restore");
         write(&parent.join("app/old-marker"), b"old");
         restore_archive(&report.archive, &parent, "app", &RestoreOptions::default()).unwrap();
-        // The read-back before extracting, and the extraction: both through the blocks.
+        // One pass through the blocks checks and extracts.
         let (runs, jobs) = parallel_reads(&report.archive);
-        assert_eq!(runs, 3, "{}", opts.codec);
+        assert_eq!(runs, 2, "{}", opts.codec);
         assert!(jobs > 4, "{jobs} jobs");
         assert_same_tree(&src, &parent.join("app"), true);
     }
@@ -1153,15 +1155,9 @@ fn a_flipped_byte_in_one_block_fails_the_parallel_restore_and_changes_nothing() 
             names
         };
         let before = (listing(&parent), snapshot(&parent.join("app")));
-        restore_archive(&report.archive, &parent, "app", &RestoreOptions::default())
-            .expect_err("the read-back refuses it");
-        // Skipping the read-back (as `pi-setup restore` does after verifying): the unit's own
-        // checksum stops the extraction.
-        let verified = RestoreOptions {
-            verified: true,
-            ..RestoreOptions::default()
-        };
-        let err = restore_archive(&report.archive, &parent, "app", &verified).unwrap_err();
+        // Restore checks as it extracts, in one pass: the unit's own checksum stops it.
+        let err = restore_archive(&report.archive, &parent, "app", &RestoreOptions::default())
+            .unwrap_err();
         let unit = match opts.codec {
             Codec::Gzip => "gzip member",
             Codec::Zstd => "zstd frame",
@@ -1204,11 +1200,8 @@ fn a_block_index_that_does_not_match_the_archive_is_refused() {
     assert!(err.contains("the gzip member at bytes 0-"), "{err}");
     let parent = tmp.path().join("restore");
     fs::create_dir(&parent).unwrap();
-    let verified = RestoreOptions {
-        verified: true,
-        ..RestoreOptions::default()
-    };
-    let err = restore_archive(&report.archive, &parent, "app", &verified).unwrap_err();
+    let err =
+        restore_archive(&report.archive, &parent, "app", &RestoreOptions::default()).unwrap_err();
     assert!(
         err.to_string().contains("the gzip member at bytes 0-"),
         "{err}"

@@ -5,6 +5,9 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Between a differential's timestamp and its full's in its file name.
+pub(crate) const DIFF_INFIX: &str = ".diff-";
+
 /// Whole seconds since the Unix epoch, UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Timestamp(i64);
@@ -44,6 +47,18 @@ impl Timestamp {
         let t = Timestamp(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se);
         // Rejects dates like 0231 that the arithmetic would silently roll over.
         (t.to_string() == s).then_some(t)
+    }
+
+    /// What is between `<name>-` and the format suffix of an archive's file name: its
+    /// timestamp, and for a differential (`<ts>.diff-<full's ts>`) the full's timestamp.
+    pub(crate) fn parse_stem(s: &str) -> Option<(Self, Option<Self>)> {
+        match s.split_once(DIFF_INFIX) {
+            None => Some((Self::parse(s)?, None)),
+            Some((at, base)) => {
+                let (at, base) = (Self::parse(at)?, Self::parse(base)?);
+                (base < at).then_some((at, Some(base)))
+            }
+        }
     }
 
     pub(crate) fn day(self) -> i64 {

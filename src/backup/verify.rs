@@ -25,7 +25,16 @@ pub(crate) struct VerifyReport {
     pub(crate) bytes_in: u64,
 }
 
+/// Reads an archive back against its manifest; of a differential, also checks that its full
+/// archive is beside it and is the one it was made against (the full is verified on its own).
 pub(crate) fn verify_archive(path: &Path) -> Result<VerifyReport, BackupError> {
+    crate::backup::restore::full_of(path, &Manifest::read_for(path)?)?;
+    verify_bytes(path)
+}
+
+/// Reads an archive back against its manifest, and nothing else (a fetched differential's full
+/// is checked where it is stored).
+pub(crate) fn verify_bytes(path: &Path) -> Result<VerifyReport, BackupError> {
     let manifest = Manifest::read_for(path)?;
     let back = read_back(path, &Expected::of(&manifest))?;
     Ok(VerifyReport {

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::{self, Metadata};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -182,42 +182,74 @@ impl Tree {
     pub(crate) fn listing(&self) -> String {
         let mut out = String::new();
         for node in &self.nodes {
-            let s = &node.stat;
-            let kind = match node.kind {
-                NodeKind::Dir => 'd',
-                NodeKind::File => 'f',
-                NodeKind::Symlink(_) => 'l',
-                NodeKind::Fifo => 'p',
-                NodeKind::CharDevice => 'c',
-                NodeKind::BlockDevice => 'b',
-            };
-            let _ = write!(
-                out,
-                "{kind} {:o} {} {} {} {}.{:09} {}.{:09} {} {}",
-                s.mode,
-                s.uid,
-                s.gid,
-                s.size,
-                s.mtime.0,
-                s.mtime.1,
-                s.ctime.0,
-                s.ctime.1,
-                s.ino,
-                escape(&node.rel)
-            );
-            match &node.kind {
-                NodeKind::Symlink(target) => {
-                    let _ = write!(out, " -> {}", escape(target));
-                }
-                NodeKind::CharDevice | NodeKind::BlockDevice => {
-                    let _ = write!(out, " {}", s.rdev);
-                }
-                _ => {}
-            }
+            out.push_str(&node.listing_line());
             out.push('\n');
         }
         out
     }
+}
+
+impl Node {
+    /// This entry's line of [`Tree::listing`], without the newline.
+    pub(crate) fn listing_line(&self) -> String {
+        let s = &self.stat;
+        let kind = match self.kind {
+            NodeKind::Dir => 'd',
+            NodeKind::File => 'f',
+            NodeKind::Symlink(_) => 'l',
+            NodeKind::Fifo => 'p',
+            NodeKind::CharDevice => 'c',
+            NodeKind::BlockDevice => 'b',
+        };
+        let mut out = format!(
+            "{kind} {:o} {} {} {} {}.{:09} {}.{:09} {} {}",
+            s.mode,
+            s.uid,
+            s.gid,
+            s.size,
+            s.mtime.0,
+            s.mtime.1,
+            s.ctime.0,
+            s.ctime.1,
+            s.ino,
+            escape(&self.rel)
+        );
+        match &self.kind {
+            NodeKind::Symlink(target) => {
+                let _ = write!(out, " -> {}", escape(target));
+            }
+            NodeKind::CharDevice | NodeKind::BlockDevice => {
+                let _ = write!(out, " {}", s.rdev);
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+/// The escaped path of a listing line (its ninth field).
+pub(crate) fn listing_path_of(line: &str) -> Option<&str> {
+    line.split(' ').nth(8)
+}
+
+/// The bytes [`escape`] was given.
+pub(crate) fn unescape(escaped: &str) -> Option<PathBuf> {
+    let b = escaped.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            let hex = escaped
+                .get(i + 2..i + 4)
+                .filter(|_| b.get(i + 1) == Some(&b'x'))?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(PathBuf::from(OsString::from_vec(out)))
 }
 
 /// A path as printable ASCII without spaces (bytes outside that, and `\`, as `\xHH`), so

@@ -108,6 +108,9 @@ pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let opts = ArchiveOptions {
         codec,
         level,
+        // 1 day: every archive is a full one, also when runs are hours apart.
+        full_every: (!args.full && model.backup.full_every_days > 1)
+            .then(|| Duration::from_secs(u64::from(model.backup.full_every_days) * 86_400)),
         ..Default::default()
     };
     let progress = Progress::new();
@@ -135,10 +138,15 @@ pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
                 let m = &report.manifest;
                 total_in += m.bytes_in;
                 total_out += m.bytes_out;
-                let how = if m.reused_from.is_some() {
-                    " (unchanged: linked to the previous archive)"
-                } else {
-                    ""
+                let how = match (&m.reused_from, &m.base) {
+                    (Some(_), _) => " (unchanged: linked to the previous archive)".to_string(),
+                    (None, Some(full)) => format!(
+                        " (differential: {} file(s) changed, {} path(s) deleted since {})",
+                        m.files,
+                        m.deleted.len(),
+                        full.archive
+                    ),
+                    (None, None) => String::new(),
                 };
                 println!(
                     "{:<16} ok    {:>10} -> {:>10} in {:>7}  {}{how}",
@@ -512,7 +520,28 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         let dir = dest.join(format!(".from-{}-{}", target.name, std::process::id()));
         fetched.0 = Some(dir.clone());
         println!("Downloading {}{}", remote.url(&args.name), copy.file);
-        backup::fetch_s3(&remote, &args.name, copy, identity, &dir)?
+        let fetched = backup::fetch_s3(&remote, &args.name, copy, identity, &dir)?;
+        // A differential restores with its full: fetched beside it.
+        if let Some(base) = backup::Manifest::read_for(&fetched)?.base {
+            let wanted = |a: &&backup::RemoteArchive| {
+                a.file.strip_suffix(".age").unwrap_or(&a.file) == base.archive
+            };
+            let full = all.iter().find(wanted).ok_or_else(|| {
+                anyhow!(
+                    "{} is a differential, and its full archive {} is not on '{}'",
+                    copy.file,
+                    base.archive,
+                    target.name
+                )
+            })?;
+            println!(
+                "Downloading {}{} (its full archive)",
+                remote.url(&args.name),
+                full.file
+            );
+            backup::fetch_s3(&remote, &args.name, full, identity, &dir)?;
+        }
+        fetched
     } else if let Some(target) = sealed {
         let identity = args.identity.as_ref().ok_or_else(|| {
             BadInput(format!(
@@ -531,7 +560,22 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         let local = run::dest(&ctx.paths, &model, None);
         let dir = local.join(format!(".from-{}-{}", target.name, std::process::id()));
         fetched.0 = Some(dir.clone());
-        backup::fetch_encrypted(&copy.path, identity, &dir)?
+        let archive = backup::fetch_encrypted(&copy.path, identity, &dir)?;
+        if let Some(base) = backup::Manifest::read_for(&archive)?.base {
+            let full = all
+                .iter()
+                .find(|a| a.path.file_name() == Some(format!("{}.age", base.archive).as_ref()))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{} is a differential, and its full archive {} is not on '{}'",
+                        copy.path.display(),
+                        base.archive,
+                        target.name
+                    )
+                })?;
+            backup::fetch_encrypted(&full.path, identity, &dir)?;
+        }
+        archive
     } else {
         let all = backup::list_archives(&dest, &args.name)?;
         let pick = match &args.at {
@@ -749,15 +793,22 @@ fn s3_verify(
     let local = run::dest(&ctx.paths, model, None);
     let (mut good, mut bad) = (0, 0);
     for name in s3_names(&remote, only)? {
-        for a in backup::list_remote(&remote, &name, false)? {
+        let all = backup::list_remote(&remote, &name, false)?;
+        for a in &all {
             let dir = local.join(format!(".from-{}-{}", target.name, std::process::id()));
             let _fetched = Fetched(Some(dir.clone()));
-            let checked = if a.complete {
-                backup::fetch_s3(&remote, &name, &a, None, &dir)
-                    .and_then(|p| backup::verify_archive(&p))
-                    .map_err(anyhow::Error::from)
-            } else {
-                Err(anyhow!("its manifest is missing (an upload cut short?)"))
+            let full_there = |base| {
+                all.iter()
+                    .any(|f| f.complete && f.base.is_none() && f.timestamp == base)
+            };
+            let checked = match (a.complete, a.base) {
+                (false, _) => Err(anyhow!("its manifest is missing (an upload cut short?)")),
+                (true, Some(base)) if !full_there(base) => Err(anyhow!(
+                    "it is a differential, and its full archive (of {base}) is not in the bucket"
+                )),
+                (true, _) => backup::fetch_s3(&remote, &name, a, None, &dir)
+                    .and_then(|p| backup::verify_bytes(&p))
+                    .map_err(anyhow::Error::from),
             };
             match checked {
                 Ok(r) => {

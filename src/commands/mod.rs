@@ -11,6 +11,7 @@ pub(crate) mod remove_service;
 pub(crate) mod run_job;
 pub(crate) mod status;
 pub(crate) mod uninstall;
+pub(crate) mod update;
 
 use std::path::PathBuf;
 

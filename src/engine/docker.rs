@@ -297,6 +297,76 @@ impl Engine for Docker {
         Ok(())
     }
 
+    async fn tag(&self, source: &str, target: &str) -> Result<(), EngineError> {
+        let (repo, tag) = split_reference(target);
+        let opts = bollard::query_parameters::TagImageOptions {
+            repo: Some(repo),
+            tag,
+        };
+        self.docker
+            .tag_image(source, Some(opts))
+            .await
+            .map_err(api(format!("tagging image {source} as {target}")))
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<Option<()>, EngineError> {
+        match self
+            .docker
+            .remove_image(
+                reference,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(Some(())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api(format!("removing image {reference}"))(e)),
+        }
+    }
+
+    async fn tags_in(&self, repo: &str) -> Result<Vec<String>, EngineError> {
+        let filters = HashMap::from([("reference", vec![repo])]);
+        let opts = bollard::query_parameters::ListImagesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let images = self
+            .docker
+            .list_images(Some(opts))
+            .await
+            .map_err(api(format!("listing the images of {repo}")))?;
+        let prefix = format!("{repo}:");
+        Ok(images
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .filter(|t| t.starts_with(&prefix))
+            .collect())
+    }
+
+    async fn registry_digest(&self, reference: &str) -> Result<String, EngineError> {
+        let what = || format!("asking the registry for {reference}");
+        let inspect = self
+            .docker
+            .inspect_registry_image(reference, None)
+            .await
+            .map_err(api(what()))?;
+        inspect.descriptor.digest.ok_or_else(|| EngineError::Api {
+            what: what(),
+            error: BollardError::DockerResponseServerError {
+                status_code: 500,
+                message: "the registry named no digest".into(),
+            },
+        })
+    }
+
+    async fn local_digests(&self, reference: &str) -> Result<Vec<String>, EngineError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(i) => Ok(i.repo_digests.unwrap_or_default()),
+            Err(e) if is_not_found(&e) => Ok(Vec::new()),
+            Err(e) => Err(api(format!("inspecting image {reference}"))(e)),
+        }
+    }
+
     /// Containers labelled as this instance's (running or not).
     async fn build(
         &self,

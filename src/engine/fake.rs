@@ -30,6 +30,8 @@ pub(crate) struct Fake {
     health_checked: RefCell<Vec<String>>,
     /// The exit code jobs end with.
     pub(crate) job_exit: RefCell<i64>,
+    /// Image IDs whose containers fail their health check (or, without one, exit) once started.
+    pub(crate) broken_images: RefCell<Vec<String>>,
 }
 
 impl Fake {
@@ -73,9 +75,15 @@ impl Fake {
                 continue;
             }
             if c.name == name {
-                // A container with a health check passes it as soon as it runs.
-                c.health = (running && checked).then_some(HealthStatus::Healthy);
-                c.state = if running {
+                let broken = self.broken_images.borrow().contains(&c.image_id);
+                // A container with a health check passes it as soon as it runs, unless its
+                // image is one the test broke: then it fails it, or exits without one.
+                c.health = (running && checked).then_some(if broken {
+                    HealthStatus::Unhealthy
+                } else {
+                    HealthStatus::Healthy
+                });
+                c.state = if running && (checked || !broken) {
                     ContainerState::Running
                 } else {
                     ContainerState::Exited
@@ -153,6 +161,68 @@ impl Engine for Fake {
             },
         );
         Ok(())
+    }
+
+    async fn tag(&self, source: &str, target: &str) -> Result<(), EngineError> {
+        self.record(format!("tag {source} {target}"))?;
+        let found = {
+            let images = self.images.borrow();
+            images
+                .get(source)
+                .or_else(|| images.values().find(|i| i.id == source))
+                .cloned()
+        };
+        let image = found.ok_or_else(|| EngineError::Api {
+            what: format!("tagging image {source} as {target}"),
+            error: BollardError::DockerResponseServerError {
+                status_code: 404,
+                message: format!("No such image: {source}"),
+            },
+        })?;
+        self.images.borrow_mut().insert(target.to_string(), image);
+        Ok(())
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<Option<()>, EngineError> {
+        self.record(format!("remove_image {reference}"))?;
+        let mut images = self.images.borrow_mut();
+        let before = images.len();
+        images.retain(|r, i| r != reference && i.id != reference);
+        Ok((images.len() < before).then_some(()))
+    }
+
+    async fn tags_in(&self, repo: &str) -> Result<Vec<String>, EngineError> {
+        let prefix = format!("{repo}:");
+        Ok(self
+            .images
+            .borrow()
+            .keys()
+            .filter(|r| r.starts_with(&prefix))
+            .cloned()
+            .collect())
+    }
+
+    async fn registry_digest(&self, reference: &str) -> Result<String, EngineError> {
+        self.registry
+            .borrow()
+            .get(reference)
+            .map(|i| format!("digest-{}", i.id))
+            .ok_or_else(|| EngineError::Api {
+                what: format!("asking the registry for {reference}"),
+                error: BollardError::DockerResponseServerError {
+                    status_code: 404,
+                    message: "manifest unknown".into(),
+                },
+            })
+    }
+
+    async fn local_digests(&self, reference: &str) -> Result<Vec<String>, EngineError> {
+        Ok(self
+            .images
+            .borrow()
+            .get(reference)
+            .map(|i| vec![format!("{reference}@digest-{}", i.id)])
+            .unwrap_or_default())
     }
 
     async fn managed_containers(&self, instance: &str) -> Result<Vec<ContainerInfo>, EngineError> {

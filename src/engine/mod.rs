@@ -45,6 +45,19 @@ pub(crate) trait Engine {
         reference: &str,
         on_progress: &mut dyn FnMut(PullProgress),
     ) -> Result<(), EngineError>;
+    /// Gives the image `source` (a reference or an image ID) the reference `target` too; a
+    /// `target` that named another image moves, as with `docker tag`.
+    async fn tag(&self, source: &str, target: &str) -> Result<(), EngineError>;
+    /// Removes a reference, and the image with it when nothing else refers to it; `Ok(None)`
+    /// when it was already gone. An image a container uses is an error, never forced.
+    async fn remove_image(&self, reference: &str) -> Result<Option<()>, EngineError>;
+    /// The tags of local images in repository `repo` (`repo:tag` each).
+    async fn tags_in(&self, repo: &str) -> Result<Vec<String>, EngineError>;
+    /// The digest the registry now has for a reference, asked without pulling.
+    async fn registry_digest(&self, reference: &str) -> Result<String, EngineError>;
+    /// The digests (`repo@sha256:...`) the local image of a reference was pulled by; empty
+    /// for an image that is missing or was never pulled (built or loaded here).
+    async fn local_digests(&self, reference: &str) -> Result<Vec<String>, EngineError>;
     /// Builds `tag` from a build context (a tar stream) with the Dockerfile at `dockerfile`
     /// in it; the build's own error text is kept.
     async fn build(&self, tag: &str, context: Vec<u8>, dockerfile: &str)

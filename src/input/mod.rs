@@ -561,6 +561,15 @@ mod tests {
             &format!("{gw}\n[backup]\nkeep_daily = -1\n"),
             &["backup.keep_daily must be 0 or more"],
         );
+        for days in ["0", "366", "-7"] {
+            rejected(
+                &format!("{gw}\n[backup]\nfull_every_days = {days}\n"),
+                &[&format!(
+                    "backup.full_every_days {days} must be a number of days from 1 (every \
+                     archive full) to 365"
+                )],
+            );
+        }
         rejected(
             &format!("{gw}\n[[service]]\nname = \"web\"\nimage = \"x:1\"\nbackup = {{ mode = \"sometimes\" }}\n"),
             &["backup mode \"sometimes\" is not one of stop, live, exec"],

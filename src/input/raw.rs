@@ -63,6 +63,8 @@ pub(crate) struct RawBackup {
     pub(crate) keep_daily: Option<Spanned<i64>>,
     pub(crate) keep_weekly: Option<Spanned<i64>>,
     pub(crate) keep_monthly: Option<Spanned<i64>>,
+    /// Days between full archives; the nights between write differentials. 1: always full.
+    pub(crate) full_every_days: Option<Spanned<i64>>,
     /// Off-device copies of each new archive (`[[backup.copy]]`).
     #[serde(default)]
     pub(crate) copy: Vec<RawCopy>,

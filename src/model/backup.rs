@@ -17,6 +17,8 @@ pub(crate) struct Backup {
     pub(crate) keep_daily: u32,
     pub(crate) keep_weekly: u32,
     pub(crate) keep_monthly: u32,
+    /// Days between full archives (1..=365); the nights between write differentials.
+    pub(crate) full_every_days: u32,
     /// Off-device copies, in the profile's order.
     pub(crate) copies: Vec<CopyTarget>,
 }
@@ -130,6 +132,24 @@ pub(super) fn backup(c: &mut Checker, b: &RawBackup, host: &HostFacts) -> Backup
     let keep_daily = c.count(b.keep_daily.as_ref(), "backup.keep_daily", 7);
     let keep_weekly = c.count(b.keep_weekly.as_ref(), "backup.keep_weekly", 4);
     let keep_monthly = c.count(b.keep_monthly.as_ref(), "backup.keep_monthly", 6);
+    let full_every_days = match &b.full_every_days {
+        None => 7,
+        Some(v) => {
+            if let Ok(n @ 1..=365) = u32::try_from(*v.get_ref()) {
+                n
+            } else {
+                c.at(
+                    v,
+                    format!(
+                        "backup.full_every_days {} must be a number of days from 1 (every \
+                         archive full) to 365",
+                        v.get_ref()
+                    ),
+                );
+                7
+            }
+        }
+    };
     let mut copies: Vec<CopyTarget> = Vec::new();
     for raw in &b.copy {
         let name = match Name::parse(raw.name.get_ref()) {
@@ -209,6 +229,7 @@ pub(super) fn backup(c: &mut Checker, b: &RawBackup, host: &HostFacts) -> Backup
         keep_daily,
         keep_weekly,
         keep_monthly,
+        full_every_days,
         copies,
     }
 }

@@ -1,0 +1,1135 @@
+//! `pi-setup update`: moves services to newer images of the tags they use — pulled again (a
+//! moved tag: same name, new image ID), or rebuilt when their build context changed — one
+//! service at a time, in start order. Each changed service's volume is archived first (the
+//! backup format, kept consistent as its `backup` mode says), its container recreated, and
+//! watched until healthy; one that is not is put back: the image it ran (kept under a rollback
+//! tag, so no registry is needed) and its volume as the archive has it (a migration the new
+//! version ran is undone too). `check` says what would change and touches nothing.
+//!
+//! Why the old image gets a tag of its own before the pull: the pull moves the service's tag
+//! to the new image, and the old one would be a dangling image only the old container holds;
+//! once that container is removed, `docker image prune` could take it, and the rollback with it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+use crate::backup::{archive_dir, run, ArchiveOptions, BackupError};
+use crate::commands::Context;
+use crate::desired::{self, ContainerSpec, Desired};
+use crate::engine::{ContainerInfo, Engine, HealthStatus};
+use crate::error::BadInput;
+use crate::execute;
+use crate::host;
+use crate::model::{BackupMode, Health, Model, GATEWAY};
+use crate::observe;
+use crate::plan::{self, Action, ConfigChange, Plan};
+use crate::progress::Progress;
+use crate::reconcile::desired_state;
+
+/// The repository the image a service ran before its update is tagged into until the update
+/// is over: `pi-setup-rollback/<container>:<first 12 hex of its ID>`.
+pub(crate) const ROLLBACK_REPO: &str = "pi-setup-rollback";
+
+/// How long a service without a health check must keep running after its update to count as
+/// up (with one, its health check decides).
+pub(crate) const SETTLE: Duration = Duration::from_secs(5);
+
+/// What `check` found for one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Finding {
+    UpToDate,
+    /// An update would move it; why.
+    Newer(String),
+    /// No container yet: `apply` creates it.
+    NotCreated,
+    /// The registry could not be asked; its answer.
+    Unknown(String),
+}
+
+/// What `update` did with one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    UpToDate,
+    NotCreated,
+    Updated {
+        from: String,
+        to: String,
+        archive: Option<PathBuf>,
+    },
+    /// The new image did not come up; the old one runs again, on the volume as it was.
+    RolledBack {
+        to: String,
+        why: String,
+        archive: Option<PathBuf>,
+        /// The old version did not come up either.
+        still_down: Option<String>,
+    },
+    /// Not updated (its image could not be fetched, or its volume archived first): it runs
+    /// as before.
+    Failed(String),
+}
+
+/// The services `update` looks at, in start order: the ones named, or every service (jobs run
+/// with `apply`; the gateway's image is pinned in the profile).
+fn chosen<'m>(model: &'m Model, only: &[String]) -> Result<Vec<&'m str>> {
+    let services: Vec<&str> = model
+        .start_order()
+        .into_iter()
+        .filter(|s| s.job.is_none())
+        .map(|s| s.name.as_str())
+        .collect();
+    for name in only {
+        if !services.contains(&name.as_str()) {
+            let what = if name == GATEWAY {
+                "the gateway is not updated by `update`: its image is pinned in the profile; change it there and run `pi-setup apply`".to_string()
+            } else if model.service(name).is_some() {
+                format!("'{name}' is a job: jobs run again with `pi-setup apply` when their image changes")
+            } else {
+                format!(
+                    "there is no service named '{name}' (services: {})",
+                    run::names_there(&services)
+                )
+            };
+            return Err(BadInput(what).into());
+        }
+    }
+    Ok(services
+        .into_iter()
+        .filter(|s| only.is_empty() || only.iter().any(|o| o == s))
+        .collect())
+}
+
+/// The specs of the chosen services, in start order.
+fn specs<'d>(desired: &'d Desired, chosen: &[&str]) -> Vec<&'d ContainerSpec> {
+    desired
+        .containers
+        .iter()
+        .filter(|c| chosen.contains(&c.service.as_str()))
+        .collect()
+}
+
+/// What an update would change, asking the registry for each tag's digest without pulling;
+/// changes nothing, here or on the daemon.
+pub(crate) async fn check(
+    ctx: &Context,
+    model: &Model,
+    only: &[String],
+    engine: &impl Engine,
+) -> Result<Vec<(String, Finding)>> {
+    let chosen = chosen(model, only)?;
+    let (desired, images) = desired_state(ctx, model, engine).await?;
+    let mut out = Vec::new();
+    for spec in specs(&desired, &chosen) {
+        let Some(c) = engine.container(&spec.name).await? else {
+            out.push((spec.service.clone(), Finding::NotCreated));
+            continue;
+        };
+        let local = images.get(&spec.image).and_then(Option::as_ref);
+        let finding = if desired.builds.contains_key(&spec.image) {
+            match local {
+                Some(i) if i.id == c.image_id => Finding::UpToDate,
+                _ => Finding::Newer("its build context changed: rebuilt".into()),
+            }
+        } else if local.is_some_and(|i| i.id != c.image_id) {
+            Finding::Newer(format!(
+                "{} on this machine is newer than the image it runs",
+                spec.image
+            ))
+        } else {
+            match engine.registry_digest(&spec.image).await {
+                Ok(digest) => {
+                    let have = engine.local_digests(&spec.image).await?;
+                    if have.iter().any(|d| d.rsplit('@').next() == Some(&digest)) {
+                        Finding::UpToDate
+                    } else {
+                        Finding::Newer(format!(
+                            "the registry has a newer {} ({})",
+                            spec.image,
+                            short(&digest)
+                        ))
+                    }
+                }
+                Err(e) => Finding::Unknown(e.to_string()),
+            }
+        };
+        out.push((spec.service.clone(), finding));
+    }
+    Ok(out)
+}
+
+/// Updates the chosen services (see the module doc). The caller holds the lock. An image that
+/// cannot be pulled or built leaves the services that use it as they are; each service's
+/// result is its own, and the others go on.
+pub(crate) async fn update(
+    ctx: &Context,
+    model: &Model,
+    only: &[String],
+    engine: &impl Engine,
+    progress: &Progress,
+    settle: Duration,
+) -> Result<Vec<(String, Outcome)>> {
+    let chosen = chosen(model, only)?;
+    run::recover_restores(&ctx.paths)?;
+    let (before, _) = desired_state(ctx, model, engine).await?;
+    let mut out = Vec::new();
+    // Each chosen service that runs: its container now, and the tag its image is kept under.
+    let mut current: Vec<(String, ContainerInfo, String)> = Vec::new();
+    for spec in specs(&before, &chosen) {
+        match engine.container(&spec.name).await? {
+            Some(c) if c.managed() => {
+                let kept = rollback_tag(&spec.name, &c.image_id);
+                current.push((spec.service.clone(), c, kept));
+            }
+            _ => out.push((spec.service.clone(), Outcome::NotCreated)),
+        }
+    }
+    for (_, c, kept) in &current {
+        // A finished update removes its rollback tag: one still there is from a run that was
+        // killed, and would keep an image nobody needs on the SD card for good.
+        let repo = kept.rsplit_once(':').map_or(kept.as_str(), |(r, _)| r);
+        for stale in engine.tags_in(repo).await? {
+            if stale != *kept {
+                let _ = engine.remove_image(&stale).await;
+            }
+        }
+        engine
+            .tag(&c.image_id, kept)
+            .await
+            .context("keeping the running image for a rollback")?;
+    }
+    // A service whose image cannot be fetched stays as it is; the others go on.
+    for (image, e) in fetch(ctx, &before, &current, engine, progress).await? {
+        let why = format!("its image {image} could not be fetched, so it was not updated: {e:#}");
+        for spec in specs(&before, &chosen)
+            .into_iter()
+            .filter(|s| s.image == image)
+        {
+            if let Some(i) = current.iter().position(|(s, _, _)| *s == spec.service) {
+                let (service, _, kept) = current.remove(i);
+                let _ = engine.remove_image(&kept).await;
+                out.push((service, Outcome::Failed(why.clone())));
+            }
+        }
+    }
+
+    // The images are in: plan against them (a new image may declare new volumes).
+    let (desired, images, full) = match plan_with_new_images(ctx, model, engine).await {
+        Ok(p) => p,
+        Err(e) => {
+            for (_, _, kept) in &current {
+                let _ = engine.remove_image(kept).await;
+            }
+            return Err(e.context("no container was changed"));
+        }
+    };
+
+    for spec in specs(&desired, &chosen) {
+        let Some((_, old, kept)) = current.iter().find(|(s, _, _)| *s == spec.service) else {
+            continue;
+        };
+        let new_id = images
+            .get(&spec.image)
+            .and_then(Option::as_ref)
+            .map(|i| i.id.clone())
+            .unwrap_or_default();
+        if new_id == old.image_id {
+            let _ = engine.remove_image(kept).await;
+            out.push((spec.service.clone(), Outcome::UpToDate));
+            continue;
+        }
+        let steps = steps_for(&full, ctx, spec);
+        let one = One {
+            ctx,
+            model,
+            engine,
+            progress,
+            spec,
+            old,
+            kept,
+            built: desired.builds.contains_key(&spec.image),
+        };
+        let outcome = one.update(steps, &desired, &new_id, settle).await;
+        out.push((spec.service.clone(), outcome));
+    }
+    out.sort_by_key(|(s, _)| chosen.iter().position(|c| c == s));
+    Ok(out)
+}
+
+/// The desired state with the images as they are now, and the plan to get there (of which
+/// `update` takes only the steps of the services it updates).
+async fn plan_with_new_images(
+    ctx: &Context,
+    model: &Model,
+    engine: &impl Engine,
+) -> Result<(
+    Desired,
+    std::collections::BTreeMap<String, Option<crate::engine::ImageInfo>>,
+    Plan,
+)> {
+    let (desired, images) = desired_state(ctx, model, engine).await?;
+    let actual = observe::observe(
+        engine,
+        &desired,
+        images.clone(),
+        &[],
+        &ctx.names.instance_label(),
+        false,
+    )
+    .await
+    .context("reading the current state")?;
+    let full = plan::plan(&desired, &actual, &ctx.names, &ConfigChange::default())
+        .map_err(|c| BadInput(c.to_string()))?;
+    Ok((desired, images, full))
+}
+
+/// Pulls the tags the running services use, and builds the images whose context changed;
+/// gives the images that could not be fetched, each with why.
+async fn fetch(
+    ctx: &Context,
+    desired: &Desired,
+    current: &[(String, ContainerInfo, String)],
+    engine: &impl Engine,
+    progress: &Progress,
+) -> Result<Vec<(String, anyhow::Error)>> {
+    let mut actions: Vec<Action> = Vec::new();
+    for spec in &desired.containers {
+        if !current.iter().any(|(s, _, _)| *s == spec.service) {
+            continue;
+        }
+        let action = match desired.builds.get(&spec.image) {
+            // An unchanged context has its image already.
+            Some(_) if engine.image(&spec.image).await?.is_some() => continue,
+            Some((context, dockerfile)) => Action::BuildImage {
+                tag: spec.image.clone(),
+                context: context.clone(),
+                dockerfile: dockerfile.clone(),
+            },
+            None => Action::PullImage {
+                image: spec.image.clone(),
+            },
+        };
+        if !actions.contains(&action) {
+            actions.push(action);
+        }
+    }
+    let mut failed = Vec::new();
+    for action in actions {
+        let image = match &action {
+            Action::BuildImage { tag, .. } => tag.clone(),
+            Action::PullImage { image } => image.clone(),
+            _ => unreachable!("only pulls and builds"),
+        };
+        let plan = Plan {
+            actions: vec![action],
+        };
+        if let Err(e) =
+            execute::apply(&plan, desired, engine, &ctx.paths, &ctx.names, progress).await
+        {
+            failed.push((image, e));
+        }
+    }
+    Ok(failed)
+}
+
+/// The steps of the full plan that replace this service's container: the directories under
+/// its volume, a move of data it kept in a Docker volume, its removal and creation.
+fn steps_for(full: &Plan, ctx: &Context, spec: &ContainerSpec) -> Vec<Action> {
+    let vol = ctx.paths.vol(&spec.service);
+    full.actions
+        .iter()
+        .filter(|a| match a {
+            Action::CreateDir { path, .. } | Action::SetOwner { path, .. } => {
+                path.starts_with(&vol)
+            }
+            Action::MoveVolumeData { container, .. } => *container == spec.name,
+            Action::RemoveContainer { name, .. } | Action::StartContainer { name } => {
+                *name == spec.name
+            }
+            Action::CreateContainer { spec: s, .. } => s.name == spec.name,
+            _ => false,
+        })
+        .cloned()
+        .collect()
+}
+
+/// One service's update.
+struct One<'a, E> {
+    ctx: &'a Context,
+    model: &'a Model,
+    engine: &'a E,
+    progress: &'a Progress,
+    spec: &'a ContainerSpec,
+    old: &'a ContainerInfo,
+    /// The rollback tag of the image it ran.
+    kept: &'a str,
+    /// A `build` service: its image name changes with its context (no tag moved).
+    built: bool,
+}
+
+impl<E: Engine> One<'_, E> {
+    async fn update(
+        &self,
+        mut steps: Vec<Action>,
+        desired: &Desired,
+        new_id: &str,
+        settle: Duration,
+    ) -> Outcome {
+        let (name, service) = (&self.spec.name, &self.spec.service);
+        let archive = match self.archive().await {
+            Ok(a) => a,
+            Err(e) => {
+                // Left as it was: the tag goes back to the image it runs, so the next `apply`
+                // does not move it to an image nobody watched come up.
+                if !self.built {
+                    let _ = self.engine.tag(self.kept, &self.spec.image).await;
+                    let _ = self.engine.remove_image(new_id).await;
+                }
+                let _ = self.engine.remove_image(self.kept).await;
+                return Outcome::Failed(format!(
+                    "its volume could not be archived first, so it was not updated: {e:#}"
+                ));
+            }
+        };
+        // The recreation is the update's own step, whatever the plan called it.
+        if !steps
+            .iter()
+            .any(|a| matches!(a, Action::CreateContainer { .. }))
+        {
+            steps.push(Action::RemoveContainer {
+                name: name.clone(),
+                why: "image updated".into(),
+            });
+            steps.push(Action::CreateContainer {
+                spec: Box::new(self.spec.clone()),
+                why: "image updated".into(),
+            });
+        }
+        self.progress.note(&format!(
+            "updating {service} to {} ({})",
+            self.spec.image,
+            short(new_id)
+        ));
+        let applied = execute::apply(
+            &Plan { actions: steps },
+            desired,
+            self.engine,
+            &self.ctx.paths,
+            &self.ctx.names,
+            self.progress,
+        )
+        .await;
+        let up = match applied {
+            Ok(_) => wait_until_up(self.engine, name, self.spec.health.as_ref(), settle).await,
+            Err(e) => Err(format!("{e:#}")),
+        };
+        match up {
+            Ok(()) => {
+                self.done_stopping();
+                let _ = self.engine.remove_image(self.kept).await;
+                Outcome::Updated {
+                    from: short(&self.old.image_id),
+                    to: short(new_id),
+                    archive,
+                }
+            }
+            Err(why) => self.roll_back(why, archive, new_id, settle).await,
+        }
+    }
+
+    /// Archives the service's volume (if it has one) as its backup mode says, into the backup
+    /// destination like any archive (retention counts it). In `stop` mode the container stays
+    /// stopped for the update: what it would write in between would be lost by a rollback.
+    async fn archive(&self) -> Result<Option<PathBuf>> {
+        let service = &self.spec.service;
+        let src = self.ctx.paths.vol(service);
+        // What it keeps: anything it mounts from its own directory (a directory that is only
+        // there, or read by others, is not its state).
+        if !src.is_dir() || !self.spec.binds.iter().any(|b| b.host.starts_with(&src)) {
+            return Ok(None);
+        }
+        let mode = self
+            .model
+            .service(service)
+            .map_or(BackupMode::Live, |s| s.backup.clone());
+        let name = &self.spec.name;
+        self.progress
+            .note(&format!("archiving {} before the update", src.display()));
+        let running = self.old.running();
+        match &mode {
+            BackupMode::Stop if running => {
+                let marker = self.ctx.paths.stopped_for_backup(name);
+                host::write_atomic(&marker, b"", 0o644)?;
+                let stopped = self
+                    .engine
+                    .stop(name, 30)
+                    .await
+                    .with_context(|| format!("stopping {name} to archive its volume"));
+                let archived = match stopped {
+                    Ok(()) => self.archive_now(&src).await,
+                    Err(e) => Err(e),
+                };
+                if archived.is_err() {
+                    let _ = self.engine.start(name).await;
+                    let _ = host::remove_file(&marker);
+                }
+                archived.map(Some)
+            }
+            BackupMode::Exec(cmds) if running => {
+                for cmd in cmds {
+                    self.engine
+                        .exec_shell(name, cmd)
+                        .await
+                        .context("backup exec hook")?;
+                }
+                self.archive_now(&src).await.map(Some)
+            }
+            BackupMode::Exec(_) => anyhow::bail!(
+                "its backup mode is exec, but container {name} is not running (the hook cannot run)"
+            ),
+            _ => self.archive_now(&src).await.map(Some),
+        }
+    }
+
+    async fn archive_now(&self, src: &Path) -> Result<PathBuf> {
+        let dest = run::dest(&self.ctx.paths, self.model, None);
+        let opts = ArchiveOptions {
+            codec: self.model.backup.compress,
+            level: self.model.backup.level,
+            ..Default::default()
+        };
+        let (src, name) = (src.to_path_buf(), self.spec.service.clone());
+        let report = tokio::task::spawn_blocking(move || {
+            match archive_dir(&src, &dest, &name, &opts) {
+                // One-second names: a backup in the same second waits for the next one.
+                Err(BackupError::AlreadyExists(_)) => {
+                    std::thread::sleep(Duration::from_secs(1));
+                    archive_dir(&src, &dest, &name, &opts)
+                }
+                other => other,
+            }
+        })
+        .await
+        .context("archive task")??;
+        Ok(report.archive)
+    }
+
+    /// The new image did not come up: its container goes, the volume comes back from the
+    /// archive, the old image gets its tag back, and the service is created from it again.
+    async fn roll_back(
+        &self,
+        why: String,
+        archive: Option<PathBuf>,
+        new_id: &str,
+        settle: Duration,
+    ) -> Outcome {
+        let (name, service) = (&self.spec.name, &self.spec.service);
+        self.progress
+            .note(&format!("{service} did not come up ({why}): rolling back"));
+        let back = async {
+            self.engine.remove_container(name).await?;
+            if let Some(a) = &archive {
+                run::restore_volume(&self.ctx.paths, Some(self.engine), None, a, service)
+                    .await
+                    .with_context(|| format!("restoring {} from {}", service, a.display()))?;
+            }
+            if !self.built {
+                self.engine.tag(self.kept, &self.spec.image).await?;
+            }
+            // Derived again: the old image's volumes, and the spec it had.
+            let (desired, _) = desired_state(self.ctx, self.model, self.engine).await?;
+            let mut spec = desired
+                .containers
+                .iter()
+                .find(|c| c.name == *name)
+                .cloned()
+                .context("the service is still defined")?;
+            if self.built {
+                spec.image = self.kept.to_string();
+            }
+            let plan = Plan {
+                actions: vec![Action::CreateContainer {
+                    spec: Box::new(spec.clone()),
+                    why: "rolled back".into(),
+                }],
+            };
+            execute::apply(
+                &plan,
+                &desired,
+                self.engine,
+                &self.ctx.paths,
+                &self.ctx.names,
+                self.progress,
+            )
+            .await?;
+            anyhow::Ok(spec)
+        }
+        .await;
+        self.done_stopping();
+        let still_down = match back {
+            Ok(spec) => wait_until_up(self.engine, name, spec.health.as_ref(), settle)
+                .await
+                .err(),
+            Err(e) => Some(format!("the rollback failed: {e:#}")),
+        };
+        if still_down.is_none() {
+            // Nothing needs the new image now (best effort: another service may use it), nor
+            // the rollback tag (the old image has its own name again).
+            if !self.built {
+                let _ = self.engine.remove_image(new_id).await;
+                let _ = self.engine.remove_image(self.kept).await;
+            }
+        }
+        Outcome::RolledBack {
+            to: short(&self.old.image_id),
+            why,
+            archive,
+            still_down,
+        }
+    }
+
+    /// The container is no longer stopped for its archive: `heal` need not start it.
+    fn done_stopping(&self) {
+        let _ = host::remove_file(&self.ctx.paths.stopped_for_backup(&self.spec.name));
+    }
+}
+
+/// Waits until a container that was just started is up: healthy, for one with a health check
+/// (within the patience its settings give), or still running after `settle` without a restart.
+/// Fails at once when it turns unhealthy, exits or restarts.
+async fn wait_until_up(
+    engine: &impl Engine,
+    name: &str,
+    health: Option<&Health>,
+    settle: Duration,
+) -> Result<(), String> {
+    let restarts = engine
+        .run_state(name)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_or(0, |(_, n)| n);
+    let patience = health.map_or(settle, desired::health_patience);
+    let deadline = Instant::now() + patience;
+    loop {
+        let c = engine
+            .container(name)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("its container is gone")?;
+        if c.health == Some(HealthStatus::Unhealthy) {
+            return Err("its health check failed".into());
+        }
+        if !c.running() {
+            return Err(match c.exit_code {
+                Some(code) => format!("it exited with code {code}"),
+                None => format!("its container is {}", c.state),
+            });
+        }
+        if let Ok(Some((_, n))) = engine.run_state(name).await {
+            if n != restarts {
+                return Err("it exited and was restarted".into());
+            }
+        }
+        if health.is_some() && c.health == Some(HealthStatus::Healthy) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return if health.is_some() {
+                Err(format!(
+                    "it did not report healthy within {}s",
+                    patience.as_secs()
+                ))
+            } else {
+                Ok(())
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn rollback_tag(container: &str, image_id: &str) -> String {
+    format!("{ROLLBACK_REPO}/{container}:{}", short(image_id))
+}
+
+/// The first 12 hex digits of an image ID or digest, as `docker images` shows them.
+pub(crate) fn short(id: &str) -> String {
+    let hex = id.rsplit(':').next().unwrap_or(id);
+    hex.chars().take(12).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! `update` and `check` on the fake engine and a temporary root: which services move,
+    //! in which order, and what a rollback puts back.
+
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::{check, update, Finding, Outcome};
+    use crate::engine::fake::Fake;
+    use crate::engine::ImageInfo;
+    use crate::error::{BadInput, Exit};
+    use crate::host::paths::Paths;
+    use crate::input::source::Source;
+    use crate::input::Inputs;
+    use crate::model::Model;
+    use crate::progress::Progress;
+    use crate::reconcile::tests::{ctx, fake_gateway_admin, run_profile};
+
+    /// db (health-checked, with a volume) first because api waits for it; web on another
+    /// image; api without a health check.
+    const PROFILE: &str = "[gateway]\nimage = \"caddy:2\"\nhttps = \"off\"\n\n\
+        [[service]]\nname = \"api\"\nimage = \"app:prod\"\ndomains = [\"api.test\"]\n\
+        depends_on = [{ name = \"db\", condition = \"healthy\" }]\n\n\
+        [[service]]\nname = \"web\"\nimage = \"web:1\"\ndomains = [\"web.test\"]\n\n\
+        [[service]]\nname = \"db\"\nimage = \"db:16\"\nhealth_cmd = \"true\"\n\
+        volumes = [\"data:/data\"]\n";
+
+    fn model(root: &Path) -> Model {
+        Inputs {
+            profile: Source::new("p.toml", PROFILE),
+            services: Vec::new(),
+            secrets: BTreeMap::new(),
+            paths: Paths::new(root),
+        }
+        .model()
+        .unwrap()
+    }
+
+    fn image(id: &str) -> ImageInfo {
+        ImageInfo {
+            id: id.into(),
+            volumes: Vec::new(),
+        }
+    }
+
+    /// An installed appliance whose registry has the same images it runs.
+    async fn installed(root: &Path) -> Fake {
+        fake_gateway_admin(root);
+        let engine = Fake::default();
+        for (r, id) in [
+            ("caddy:2", "sha256:caddy"),
+            ("app:prod", "sha256:app1"),
+            ("web:1", "sha256:web1"),
+            ("db:16", "sha256:db1"),
+        ] {
+            engine.images.borrow_mut().insert(r.into(), image(id));
+            engine.registry.borrow_mut().insert(r.into(), image(id));
+        }
+        run_profile(root, &engine, PROFILE).await.unwrap();
+        std::fs::write(root.join("var/vol/db/data/state"), "one").unwrap();
+        engine.calls.borrow_mut().clear();
+        engine
+    }
+
+    fn image_of(engine: &Fake, container: &str) -> String {
+        engine
+            .containers
+            .borrow()
+            .iter()
+            .find(|c| c.name == container)
+            .map(|c| c.image_id.clone())
+            .unwrap()
+    }
+
+    fn rollback_tags(engine: &Fake) -> Vec<String> {
+        engine
+            .images
+            .borrow()
+            .keys()
+            .filter(|r| r.starts_with(super::ROLLBACK_REPO))
+            .cloned()
+            .collect()
+    }
+
+    async fn run_update(root: &Path, engine: &Fake, only: &[&str]) -> Vec<(String, Outcome)> {
+        let only: Vec<String> = only.iter().map(ToString::to_string).collect();
+        update(
+            &ctx(root),
+            &model(root),
+            &only,
+            engine,
+            &Progress::new(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_services_whose_tag_moved_are_recreated_in_start_order_volume_archived_first() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = installed(root.path()).await;
+        engine
+            .registry
+            .borrow_mut()
+            .insert("app:prod".into(), image("sha256:app2"));
+        engine
+            .registry
+            .borrow_mut()
+            .insert("db:16".into(), image("sha256:db2"));
+        let done = run_update(root.path(), &engine, &[]).await;
+        let kinds: Vec<(&str, &str)> = done
+            .iter()
+            .map(|(s, o)| {
+                let k = match o {
+                    Outcome::Updated { .. } => "updated",
+                    Outcome::UpToDate => "up to date",
+                    _ => "other",
+                };
+                (s.as_str(), k)
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [("web", "up to date"), ("db", "updated"), ("api", "updated")]
+        );
+        let containers: Vec<String> = engine
+            .calls
+            .borrow()
+            .iter()
+            .filter(|c| !c.starts_with("tag") && !c.starts_with("pull"))
+            .filter(|c| !c.starts_with("remove_image"))
+            .cloned()
+            .collect();
+        // db: stopped for its archive (backup mode stop), then replaced; then api (no volume).
+        assert_eq!(
+            containers,
+            [
+                "stop t-db",
+                "remove_container t-db",
+                "create_container t-db",
+                "start t-db",
+                "remove_container t-api",
+                "create_container t-api",
+                "start t-api",
+            ]
+        );
+        assert_eq!(image_of(&engine, "t-db"), "sha256:db2");
+        assert_eq!(image_of(&engine, "t-api"), "sha256:app2");
+        assert_eq!(image_of(&engine, "t-web"), "sha256:web1");
+        let Outcome::Updated { archive, .. } = &done[1].1 else {
+            panic!("{done:?}")
+        };
+        let archive = archive.as_ref().expect("db has a volume");
+        assert!(archive.starts_with(root.path().join("var/backups/pi-setup/db")));
+        assert!(archive.is_file());
+        assert_eq!(rollback_tags(&engine), Vec::<String>::new());
+        // Done: a second run changes nothing, and takes away what a killed run left.
+        engine
+            .images
+            .borrow_mut()
+            .insert("pi-setup-rollback/t-web:old".into(), image("sha256:web0"));
+        engine.calls.borrow_mut().clear();
+        let again = run_update(root.path(), &engine, &[]).await;
+        assert!(
+            again.iter().all(|(_, o)| *o == Outcome::UpToDate),
+            "{again:?}"
+        );
+        assert_eq!(rollback_tags(&engine), Vec::<String>::new());
+        assert!(
+            engine.calls.borrow().iter().all(|c| c.starts_with("tag")
+                || c.starts_with("pull")
+                || c.starts_with("remove_image")),
+            "{:?}",
+            engine.calls.borrow()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_image_that_fails_its_health_check_is_rolled_back_with_its_volume() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = installed(root.path()).await;
+        engine
+            .registry
+            .borrow_mut()
+            .insert("db:16".into(), image("sha256:db2"));
+        engine.broken_images.borrow_mut().push("sha256:db2".into());
+        let done = run_update(root.path(), &engine, &["db"]).await;
+        assert_eq!(done.len(), 1);
+        let Outcome::RolledBack {
+            why,
+            archive,
+            still_down,
+            to,
+        } = &done[0].1
+        else {
+            panic!("{done:?}")
+        };
+        assert_eq!(why, "its health check failed");
+        assert_eq!(*still_down, None);
+        assert_eq!(to, "db1");
+        assert!(archive.as_ref().is_some_and(|a| a.is_file()));
+        // The old image runs again, under its own tag; the broken one and the rollback tag
+        // are gone.
+        assert_eq!(image_of(&engine, "t-db"), "sha256:db1");
+        assert_eq!(engine.images.borrow()["db:16"].id, "sha256:db1");
+        assert!(!engine
+            .images
+            .borrow()
+            .values()
+            .any(|i| i.id == "sha256:db2"));
+        assert_eq!(rollback_tags(&engine), Vec::<String>::new());
+        // The volume came back from the archive (the replaced tree is kept beside it).
+        let vol = root.path().join("var/vol");
+        assert_eq!(
+            std::fs::read_to_string(vol.join("db/data/state")).unwrap(),
+            "one"
+        );
+        assert!(std::fs::read_dir(&vol).unwrap().flatten().any(|e| e
+            .file_name()
+            .to_string_lossy()
+            .starts_with("db.pre-restore-")));
+        let calls = engine.calls.borrow().clone();
+        let at = |c: &str| {
+            calls
+                .iter()
+                .position(|x| x == c)
+                .unwrap_or_else(|| panic!("{c} in {calls:?}"))
+        };
+        assert!(at("start t-db") < at("tag pi-setup-rollback/t-db:db1 db:16"));
+        // Nothing else was touched.
+        assert!(!calls
+            .iter()
+            .any(|c| c.contains("t-api") || c.contains("t-web")));
+        // The next apply sees nothing to do: the tag points at what runs.
+        engine.calls.borrow_mut().clear();
+        run_profile(root.path(), &engine, PROFILE).await.unwrap();
+        assert_eq!(engine.calls.borrow().clone(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_service_without_a_health_check_that_exits_is_rolled_back() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = installed(root.path()).await;
+        engine
+            .registry
+            .borrow_mut()
+            .insert("app:prod".into(), image("sha256:app2"));
+        engine.broken_images.borrow_mut().push("sha256:app2".into());
+        let done = run_update(root.path(), &engine, &["api"]).await;
+        assert!(
+            matches!(&done[0].1, Outcome::RolledBack { why, archive: None, .. } if why == "its container is exited"),
+            "{done:?}"
+        );
+        assert_eq!(image_of(&engine, "t-api"), "sha256:app1");
+        assert!(engine
+            .containers
+            .borrow()
+            .iter()
+            .any(|c| c.name == "t-api" && c.running()));
+    }
+
+    #[tokio::test]
+    async fn check_lists_what_would_change_and_changes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = installed(root.path()).await;
+        engine
+            .registry
+            .borrow_mut()
+            .insert("web:1".into(), image("sha256:web2"));
+        engine.registry.borrow_mut().remove("db:16");
+        let images_before = engine.images.borrow().clone();
+        let containers_before = engine.containers.borrow().clone();
+        let found = check(&ctx(root.path()), &model(root.path()), &[], &engine)
+            .await
+            .unwrap();
+        assert_eq!(found[1].0, "db");
+        assert!(matches!(&found[1].1, Finding::Unknown(e) if e.contains("manifest unknown")));
+        assert_eq!(found[2], ("api".to_string(), Finding::UpToDate));
+        assert_eq!(
+            found[0],
+            (
+                "web".to_string(),
+                Finding::Newer("the registry has a newer web:1 (web2)".into())
+            )
+        );
+        assert_eq!(engine.calls.borrow().clone(), Vec::<String>::new());
+        assert_eq!(*engine.images.borrow(), images_before);
+        assert_eq!(*engine.containers.borrow(), containers_before);
+    }
+
+    #[tokio::test]
+    async fn an_image_that_cannot_be_pulled_leaves_its_service_as_it_was_and_the_rest_go_on() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = installed(root.path()).await;
+        engine.registry.borrow_mut().remove("web:1");
+        engine
+            .registry
+            .borrow_mut()
+            .insert("app:prod".into(), image("sha256:app2"));
+        let done = run_update(root.path(), &engine, &[]).await;
+        assert!(
+            matches!(&done[0], (s, Outcome::Failed(why)) if s == "web" && why.starts_with("its image web:1 could not be fetched, so it was not updated: step 1 of 1 failed: pull image web:1")),
+            "{done:?}"
+        );
+        assert_eq!(done[1], ("db".to_string(), Outcome::UpToDate));
+        assert!(matches!(&done[2], (s, Outcome::Updated { .. }) if s == "api"));
+        assert!(
+            !engine.calls.borrow().iter().any(|c| c.ends_with(" t-web")),
+            "{:?}",
+            engine.calls.borrow()
+        );
+        assert_eq!(image_of(&engine, "t-web"), "sha256:web1");
+        assert_eq!(rollback_tags(&engine), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_changed_build_context_is_rebuilt_after_the_exec_hooks_and_rolled_back_to_the_last_build(
+    ) {
+        let root = tempfile::tempdir().unwrap();
+        fake_gateway_admin(root.path());
+        let context = root.path().join("srv/app");
+        std::fs::create_dir_all(&context).unwrap();
+        std::fs::write(context.join("Dockerfile"), "FROM busybox:1\n").unwrap();
+        std::fs::write(context.join("app.sh"), "echo one\n").unwrap();
+        let profile = "[gateway]\nimage = \"caddy:2\"\nhttps = \"off\"\n\n\
+            [[service]]\nname = \"app\"\nbuild = { context = \"/srv/app\" }\n\
+            health_cmd = \"true\"\nvolumes = [\"data:/data\"]\n\
+            backup = { mode = \"exec\", exec = [\"dump\"] }\n";
+        let model = Inputs {
+            profile: Source::new("p.toml", profile),
+            services: Vec::new(),
+            secrets: BTreeMap::new(),
+            paths: Paths::new(root.path()),
+        }
+        .model()
+        .unwrap();
+        let engine = Fake::with_images(&["caddy:2"]);
+        run_profile(root.path(), &engine, profile).await.unwrap();
+        let tag = |text: &str| {
+            std::fs::write(context.join("app.sh"), text).unwrap();
+            let (_, digest) = crate::backup::build_context(&context).unwrap();
+            format!("pi-setup-build/app:{}", &digest[..12])
+        };
+        let update_now = || async {
+            engine.calls.borrow_mut().clear();
+            update(
+                &ctx(root.path()),
+                &model,
+                &[],
+                &engine,
+                &Progress::new(),
+                Duration::ZERO,
+            )
+            .await
+            .unwrap()
+        };
+        let check_now = || async {
+            check(&ctx(root.path()), &model, &[], &engine)
+                .await
+                .unwrap()
+        };
+        assert_eq!(check_now().await[0].1, Finding::UpToDate);
+
+        let two = tag("echo two\n");
+        assert_eq!(
+            check_now().await[0].1,
+            Finding::Newer("its build context changed: rebuilt".into())
+        );
+        let done = update_now().await;
+        assert!(matches!(done[0].1, Outcome::Updated { .. }), "{done:?}");
+        let calls: Vec<String> = engine
+            .calls
+            .borrow()
+            .iter()
+            .filter(|c| !c.starts_with("tag") && !c.starts_with("remove_image"))
+            .cloned()
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                format!("build {two}"),
+                "exec t-app dump".to_string(),
+                "remove_container t-app".to_string(),
+                "create_container t-app".to_string(),
+                "start t-app".to_string(),
+            ]
+        );
+        assert_eq!(image_of(&engine, "t-app"), format!("sha256:{two}"));
+
+        // A build that does not come up: back to the last good one.
+        let three = tag("echo three\n");
+        engine
+            .broken_images
+            .borrow_mut()
+            .push(format!("sha256:{three}"));
+        let done = update_now().await;
+        assert!(
+            matches!(&done[0].1, Outcome::RolledBack { why, still_down: None, .. } if why == "its health check failed"),
+            "{done:?}"
+        );
+        assert_eq!(image_of(&engine, "t-app"), format!("sha256:{two}"));
+        assert!(engine
+            .containers
+            .borrow()
+            .iter()
+            .any(|c| c.name == "t-app" && c.running()));
+    }
+
+    #[tokio::test]
+    async fn a_volume_that_cannot_be_archived_leaves_its_service_running_on_its_old_image() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = installed(root.path()).await;
+        // The backup destination is a file: no archive can be written there.
+        std::fs::create_dir_all(root.path().join("var/backups")).unwrap();
+        std::fs::write(root.path().join("var/backups/pi-setup"), "").unwrap();
+        engine
+            .registry
+            .borrow_mut()
+            .insert("db:16".into(), image("sha256:db2"));
+        let done = run_update(root.path(), &engine, &["db"]).await;
+        assert!(
+            matches!(&done[0].1, Outcome::Failed(why) if why.starts_with("its volume could not be archived first, so it was not updated: ")),
+            "{done:?}"
+        );
+        let containers: Vec<String> = engine
+            .calls
+            .borrow()
+            .iter()
+            .filter(|c| c.ends_with(" t-db"))
+            .cloned()
+            .collect();
+        assert_eq!(containers, ["stop t-db", "start t-db"]);
+        assert_eq!(image_of(&engine, "t-db"), "sha256:db1");
+        // The tag is back on what runs, so the next apply does not move it either.
+        assert_eq!(engine.images.borrow()["db:16"].id, "sha256:db1");
+        assert!(!engine
+            .images
+            .borrow()
+            .values()
+            .any(|i| i.id == "sha256:db2"));
+        assert_eq!(rollback_tags(&engine), Vec::<String>::new());
+        assert!(!root
+            .path()
+            .join("var/lib/pi-setup/stopped-for-backup/t-db")
+            .exists());
+    }
+
+    #[tokio::test]
+    async fn a_name_that_is_not_a_service_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = installed(root.path()).await;
+        for (name, says) in [
+            (
+                "nope",
+                "there is no service named 'nope' (services: web, db, api)",
+            ),
+            ("gateway", "the gateway is not updated by `update`"),
+        ] {
+            let e = check(
+                &ctx(root.path()),
+                &model(root.path()),
+                &[name.into()],
+                &engine,
+            )
+            .await
+            .unwrap_err();
+            assert!(e.to_string().starts_with(says), "{e}");
+            assert!(e.is::<BadInput>());
+            assert_eq!(Exit::of(&e), Exit::BadInput);
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! `pi-setup update` against a real registry (`ci/test-registry`, on `$PI_SETUP_TEST_REGISTRY`):
+//! a tag pushed again moves the service; a new image that breaks its volume and fails its
+//! health check is rolled back, image and volume; another service answers throughout.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::harness::{docker, inspect, lines, stderr, stdout, try_get, Sandbox, BUSYBOX_IMAGE};
+
+fn registry() -> String {
+    let addr =
+        std::env::var("PI_SETUP_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".to_string());
+    let up = std::process::Command::new("curl")
+        .args(["-fsS", &format!("http://{addr}/v2/")])
+        .output()
+        .unwrap();
+    assert!(
+        up.status.success(),
+        "no registry on {addr}: run `bash ci/test-registry start` (ci/test does)"
+    );
+    addr
+}
+
+/// The versions of one test's app, built locally from the offline busybox image, and the
+/// registry tag they are pushed under in turn. Every image and tag goes on drop, also when the
+/// test fails.
+struct Versions {
+    /// The IDs of the images built (a pulled image keeps a digest reference after its tags go).
+    built: Vec<String>,
+    local: String,
+    tag: String,
+    rollback_repo: String,
+    instance: String,
+}
+
+impl Versions {
+    fn new(registry: &str, instance: &str) -> Versions {
+        Versions {
+            built: Vec::new(),
+            local: format!("pi-setup-test/update-{instance}"),
+            tag: format!("{registry}/pi-setup-test/update-{instance}:prod"),
+            rollback_repo: format!("pi-setup-rollback/{instance}-app"),
+            instance: instance.to_string(),
+        }
+    }
+
+    /// Builds version `v`: `/version` and the page it serves say `v`; `broken` adds the file
+    /// its health check refuses.
+    fn build(&mut self, v: &str, broken: bool) -> String {
+        // One step: no intermediate image to leave behind.
+        let dockerfile = format!(
+            "FROM {BUSYBOX_IMAGE}\nRUN echo {v} > /version && echo {v} > /www/index.html{}\n",
+            if broken { " && touch /broken" } else { "" }
+        );
+        let reference = format!("{}:{v}", self.local);
+        let mut child = std::process::Command::new("docker")
+            .args(["build", "-q", "-t", &reference, "-"])
+            .env("DOCKER_BUILDKIT", "0")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dockerfile.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let id = inspect(&reference, "{{.Id}}");
+        self.built.push(id.clone());
+        id
+    }
+
+    /// Pushes version `v` under the tag, then points the local tag back at `running`: the
+    /// registry has moved on, this machine has not (yet).
+    fn push(&self, v: &str, running: &str) {
+        let reference = format!("{}:{v}", self.local);
+        assert!(docker(&["tag", &reference, &self.tag]).status.success());
+        let push = docker(&["push", "-q", &self.tag]);
+        assert!(push.status.success(), "{}", stderr(&push));
+        assert!(docker(&["tag", running, &self.tag]).status.success());
+    }
+
+    fn rollback_tags(&self) -> Vec<String> {
+        lines(&docker(&[
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            &self.rollback_repo,
+        ]))
+    }
+}
+
+impl Drop for Versions {
+    fn drop(&mut self) {
+        // Dropped before the sandbox: its containers would keep the images in use.
+        let filter = format!("label=pi-setup.instance={}", self.instance);
+        for id in lines(&docker(&["ps", "-aq", "--filter", &filter])) {
+            docker(&["rm", "-f", "-v", &id]);
+        }
+        let mut refs = vec![self.tag.clone()];
+        refs.extend(lines(&docker(&[
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            &self.local,
+        ])));
+        refs.extend(self.rollback_tags());
+        refs.extend(self.built.iter().cloned());
+        let mut args = vec!["rmi", "-f"];
+        args.extend(refs.iter().map(String::as_str));
+        docker(&args);
+    }
+}
+
+/// Requests to `host` through the gateway, over and over until finished; each answer noted as
+/// `ok` (a 200 whose body holds `expect`), `maintenance` (the maintenance page), or as it was.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(port: u16, host: &'static str, expect: &'static str) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, n) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                let what = match try_get(port, host) {
+                    Ok((200, body)) if body.contains(expect) => "ok".to_string(),
+                    Ok((503, body)) if body.contains("Back soon") => "maintenance".to_string(),
+                    other => format!("{other:?}"),
+                };
+                n.lock().unwrap().push(what);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Traffic {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops it; how many answers of each kind.
+    fn finish(mut self) -> std::collections::BTreeMap<String, usize> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let mut counts = std::collections::BTreeMap::new();
+        for w in self.seen.lock().unwrap().iter() {
+            *counts.entry(w.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_moved_tag_is_updated_and_a_new_image_that_fails_its_health_check_is_rolled_back() {
+    let registry = registry();
+    let sb = Sandbox::new();
+    let mut versions = Versions::new(&registry, &sb.instance);
+    let v1 = versions.build("v1", false);
+    let v2 = versions.build("v2", false);
+    versions.build("v3", true);
+    versions.push("v1", &v1);
+
+    // Each start writes its version into the volume; a health check the broken one fails.
+    let profile = sb.profile(&format!(
+        "[[service]]\nname = \"app\"\nimage = \"{}\"\ndomains = [\"app.test\"]\n\
+         volumes = [\"data:/data\"]\n\
+         health_cmd = \"test ! -e /broken\"\nhealth_interval = \"1s\"\nhealth_retries = 2\n\
+         command = [\"sh\", \"-c\", \"cat /version > /data/state; cat /version >> /data/history; trap 'kill $!; exit 0' TERM; httpd -f -p 80 -h /www & wait\"]\n\n\
+         [[service]]\nname = \"other\"\nimage = \"{BUSYBOX_IMAGE}\"\ndomains = [\"other.test\"]\n",
+        versions.tag
+    ));
+    sb.install(&profile);
+    assert_eq!(sb.get("app.test"), (200, "v1\n".to_string()));
+    let state = sb.path("/var/vol/app/data/state");
+    let history = sb.path("/var/vol/app/data/history");
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), "v1\n");
+
+    let check = sb.run(&["update", "app", "--check"]);
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    assert_eq!(
+        stdout(&check),
+        "app              up to date\nEverything is up to date.\n"
+    );
+
+    // A new image under the same tag: --check sees it and changes nothing.
+    versions.push("v2", &v1);
+    let id_before = sb.container_id("app");
+    let check = sb.run(&["update", "app", "--check"]);
+    assert_eq!(check.status.code(), Some(3), "{}", stderr(&check));
+    assert!(
+        stdout(&check).starts_with(&format!(
+            "app              would update: the registry has a newer {} (",
+            versions.tag
+        )),
+        "{}",
+        stdout(&check)
+    );
+    assert_eq!(sb.container_id("app"), id_before);
+    assert_eq!(inspect(&versions.tag, "{{.Id}}"), v1);
+
+    // What a killed update would have left: taken away by the next one.
+    let stale = format!("{}:stale", versions.rollback_repo);
+    assert!(docker(&["tag", BUSYBOX_IMAGE, &stale]).status.success());
+    assert_eq!(versions.rollback_tags(), [stale]);
+
+    let other = Traffic::start(sb.http_port, "other.test", "hello from busybox");
+    let app = Traffic::start(sb.http_port, "app.test", "v");
+    let out = sb.run(&["update", "app"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).starts_with(&format!(
+            "app              updated: image {} -> {}; its volume was archived to {}",
+            &v1[7..19],
+            &v2[7..19],
+            sb.path("/var/backups/pi-setup/app/app-").display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(inspect(&sb.container("app"), "{{.Image}}"), v2);
+    assert_eq!(sb.get("app.test"), (200, "v2\n".to_string()));
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), "v2\n");
+    assert_eq!(std::fs::read_to_string(&history).unwrap(), "v1\nv2\n");
+    assert_eq!(versions.rollback_tags(), Vec::<String>::new());
+
+    // A broken version: it writes to the volume, then fails its health check.
+    versions.push("v3", &v2);
+    let out = sb.run(&["update", "app"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).starts_with(&format!(
+            "app              ROLLED BACK: the new image did not come up (its health check failed); back on image {}, its volume restored from {}",
+            &v2[7..19],
+            sb.path("/var/backups/pi-setup/app/app-").display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("1 service(s) not updated: app"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(inspect(&sb.container("app"), "{{.Image}}"), v2);
+    assert_eq!(inspect(&versions.tag, "{{.Id}}"), v2);
+    assert_eq!(inspect(&sb.container("app"), "{{.State.Running}}"), "true");
+    assert_eq!(sb.get("app.test"), (200, "v2\n".to_string()));
+    // The volume as it was before the update (v3 had written to it), then v2 started on it.
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), "v2\n");
+    assert_eq!(std::fs::read_to_string(&history).unwrap(), "v1\nv2\nv2\n");
+    assert_eq!(versions.rollback_tags(), Vec::<String>::new());
+    // The other service answered every request; the updated one answered or showed the
+    // maintenance page while it was down, never an error.
+    let other = other.finish();
+    assert_eq!(other.keys().collect::<Vec<_>>(), ["ok"], "{other:?}");
+    assert!(other["ok"] > 10, "{other:?}");
+    let app = app.finish();
+    assert_eq!(
+        app.keys().collect::<Vec<_>>(),
+        ["maintenance", "ok"],
+        "{app:?}"
+    );
+
+    // The next apply sees nothing to do: the tag points at what runs.
+    let again = sb.install(&profile);
+    assert!(
+        stdout(&again).starts_with("Nothing changed"),
+        "{}",
+        stdout(&again)
+    );
+}
