@@ -5,10 +5,13 @@
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, Read as _};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{fchown, lchown, symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::sync::Mutex;
+use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -652,133 +655,179 @@ fn extract_layer(
     // Device nodes that could not be made: their hard links are skipped with them.
     let mut not_made: HashSet<PathBuf> = HashSet::new();
     let mut out = Extracted::default();
-    for entry in tar.entries().map_err(corrupt)? {
-        let mut entry = entry.map_err(corrupt)?;
-        let raw = entry.path_bytes().into_owned();
-        let rel = contained(&raw).map_err(|reason| refuse(&raw, reason))?;
-        if rel.ancestors().skip(1).any(|a| symlink_paths.contains(a)) {
-            return Err(refuse(&raw, "is inside a symlink"));
-        }
-        if layer.omit.contains(&rel) {
-            out.entries += 1;
-            out.omitted += 1;
-            omitted.insert(rel);
-            continue;
-        }
-        let h = entry.header();
-        let meta = Meta {
-            mode: h.mode().map_err(corrupt)?,
-            uid: h.uid().map_err(corrupt)? as u32,
-            gid: h.gid().map_err(corrupt)? as u32,
-            mtime: h.mtime().map_err(corrupt)?,
-        };
-        let dest = root.join(&rel);
-        match h.entry_type() {
-            EntryType::Directory => {
-                if !rel.as_os_str().is_empty() {
-                    fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o700)
-                        .create(&dest)
-                        .map_err(io_err("creating", &dest))?;
+    // Hard links to files: made once every file is written (the pool may still hold theirs).
+    let mut file_links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    // Small files are written (created, filled, owner/mode/mtime set) by a pool of threads
+    // while this one reads on: a volume of many small files restores on every core. Larger
+    // ones are written here, straight from the stream.
+    let writers = cores().clamp(1, 8);
+    let (jobs, queue) = sync_channel::<FileJob>(writers * 2);
+    let queue = Mutex::new(queue);
+    let failed: Mutex<Option<BackupError>> = Mutex::new(None);
+    let note = |e: BackupError| {
+        failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert(e);
+    };
+    thread::scope(|s| -> Result<(), BackupError> {
+        for _ in 0..writers {
+            s.spawn(|| loop {
+                let job = queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .recv();
+                let Ok(job) = job else { break };
+                if let Err(e) = write_file(&job.dest, &mut &job.data[..], job.meta, opts, &corrupt)
+                {
+                    note(e);
                 }
-                dirs.push((rel, meta));
-            }
-            EntryType::Regular | EntryType::Continuous => {
-                make_parent(&dest)?;
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(nix::libc::O_NOFOLLOW)
-                    .open(&dest)
-                    .map_err(io_err("creating", &dest))?;
-                io::copy(&mut entry, &mut file).map_err(|e| {
-                    if e.kind() == io::ErrorKind::UnexpectedEof
-                        || e.kind() == io::ErrorKind::InvalidData
-                    {
-                        corrupt(e)
-                    } else {
-                        io_err("writing", &dest)(e)
-                    }
-                })?;
-                apply_to_file(&file, &dest, meta, opts)?;
-                linkable.insert(rel);
-            }
-            kind @ (EntryType::Fifo | EntryType::Char | EntryType::Block) => {
-                // A FIFO has no device numbers (writers may leave the fields blank).
-                let device = if kind == EntryType::Fifo {
-                    (0, 0)
-                } else {
-                    (
-                        h.device_major().map_err(corrupt)?.unwrap_or(0),
-                        h.device_minor().map_err(corrupt)?.unwrap_or(0),
-                    )
+            });
+        }
+        let read = (|| -> Result<(), BackupError> {
+            for entry in tar.entries().map_err(corrupt)? {
+                if failed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .is_some()
+                {
+                    break;
+                }
+                let mut entry = entry.map_err(corrupt)?;
+                let raw = entry.path_bytes().into_owned();
+                let rel = contained(&raw).map_err(|reason| refuse(&raw, reason))?;
+                if rel.ancestors().skip(1).any(|a| symlink_paths.contains(a)) {
+                    return Err(refuse(&raw, "is inside a symlink"));
+                }
+                if layer.omit.contains(&rel) {
+                    out.entries += 1;
+                    out.omitted += 1;
+                    omitted.insert(rel);
+                    continue;
+                }
+                let h = entry.header();
+                let meta = Meta {
+                    mode: h.mode().map_err(corrupt)?,
+                    uid: h.uid().map_err(corrupt)? as u32,
+                    gid: h.gid().map_err(corrupt)? as u32,
+                    mtime: h.mtime().map_err(corrupt)?,
                 };
-                make_parent(&dest)?;
-                match make_special(&dest, kind, device)? {
-                    None => {
-                        apply_to_path(&dest, meta, opts)?;
+                let dest = root.join(&rel);
+                match h.entry_type() {
+                    EntryType::Directory => {
+                        if !rel.as_os_str().is_empty() {
+                            fs::DirBuilder::new()
+                                .recursive(true)
+                                .mode(0o700)
+                                .create(&dest)
+                                .map_err(io_err("creating", &dest))?;
+                        }
+                        dirs.push((rel, meta));
+                    }
+                    EntryType::Regular | EntryType::Continuous => {
+                        make_parent(&dest)?;
+                        let size = entry.size();
+                        if size <= POOLED_FILE_MAX {
+                            let mut data = Vec::with_capacity(size as usize);
+                            entry.read_to_end(&mut data).map_err(corrupt)?;
+                            if jobs.send(FileJob { dest, data, meta }).is_err() {
+                                break;
+                            }
+                        } else {
+                            write_file(&dest, &mut entry, meta, opts, &corrupt)?;
+                        }
                         linkable.insert(rel);
                     }
-                    Some(why) => {
-                        out.skipped.push(format!(
-                            "{} ({why})",
-                            String::from_utf8_lossy(rel.as_os_str().as_bytes())
-                        ));
-                        not_made.insert(rel);
+                    kind @ (EntryType::Fifo | EntryType::Char | EntryType::Block) => {
+                        // A FIFO has no device numbers (writers may leave the fields blank).
+                        let device = if kind == EntryType::Fifo {
+                            (0, 0)
+                        } else {
+                            (
+                                h.device_major().map_err(corrupt)?.unwrap_or(0),
+                                h.device_minor().map_err(corrupt)?.unwrap_or(0),
+                            )
+                        };
+                        make_parent(&dest)?;
+                        match make_special(&dest, kind, device)? {
+                            None => {
+                                apply_to_path(&dest, meta, opts)?;
+                                linkable.insert(rel);
+                            }
+                            Some(why) => {
+                                out.skipped.push(format!(
+                                    "{} ({why})",
+                                    String::from_utf8_lossy(rel.as_os_str().as_bytes())
+                                ));
+                                not_made.insert(rel);
+                            }
+                        }
                     }
-                }
-            }
-            EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| refuse(&raw, "is a symlink without a target"))?
-                    .into_owned();
-                if rel.as_os_str().is_empty() {
-                    return Err(refuse(&raw, "makes the volume itself a symlink"));
-                }
-                symlink_paths.insert(rel.clone());
-                symlinks.push((rel, PathBuf::from(OsStr::from_bytes(&target)), meta));
-            }
-            EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| refuse(&raw, "is a hard link without a target"))?
-                    .into_owned();
-                let target_rel = contained(&target)
-                    .map_err(|_| refuse(&raw, "is a hard link to a path outside the volume"))?;
-                make_parent(&dest)?;
-                if linkable.contains(&target_rel) {
-                    fs::hard_link(root.join(&target_rel), &dest)
-                        .map_err(io_err("linking", &dest))?;
-                    linkable.insert(rel);
-                } else if symlink_paths.contains(&target_rel) {
-                    late_links.push((rel, target_rel));
-                } else if omitted.contains(&target_rel) {
-                    return Err(refuse(
+                    EntryType::Symlink => {
+                        let target = entry
+                            .link_name_bytes()
+                            .ok_or_else(|| refuse(&raw, "is a symlink without a target"))?
+                            .into_owned();
+                        if rel.as_os_str().is_empty() {
+                            return Err(refuse(&raw, "makes the volume itself a symlink"));
+                        }
+                        symlink_paths.insert(rel.clone());
+                        symlinks.push((rel, PathBuf::from(OsStr::from_bytes(&target)), meta));
+                    }
+                    EntryType::Link => {
+                        let target = entry
+                            .link_name_bytes()
+                            .ok_or_else(|| refuse(&raw, "is a hard link without a target"))?
+                            .into_owned();
+                        let target_rel = contained(&target).map_err(|_| {
+                            refuse(&raw, "is a hard link to a path outside the volume")
+                        })?;
+                        make_parent(&dest)?;
+                        if linkable.contains(&target_rel) {
+                            file_links.push((rel.clone(), target_rel));
+                            linkable.insert(rel);
+                        } else if symlink_paths.contains(&target_rel) {
+                            late_links.push((rel, target_rel));
+                        } else if omitted.contains(&target_rel) {
+                            return Err(refuse(
                         &raw,
                         "is a hard link to a file its differential replaced: the full archive \
                          and the differential do not agree",
                     ));
-                } else if not_made.contains(&target_rel) {
-                    out.skipped.push(format!(
-                        "{} (a hard link to {}, which was not made)",
-                        String::from_utf8_lossy(rel.as_os_str().as_bytes()),
-                        String::from_utf8_lossy(target_rel.as_os_str().as_bytes())
-                    ));
-                } else {
-                    return Err(refuse(
+                        } else if not_made.contains(&target_rel) {
+                            out.skipped.push(format!(
+                                "{} (a hard link to {}, which was not made)",
+                                String::from_utf8_lossy(rel.as_os_str().as_bytes()),
+                                String::from_utf8_lossy(target_rel.as_os_str().as_bytes())
+                            ));
+                        } else {
+                            return Err(refuse(
                         &raw,
                         "is a hard link to something that is not an earlier file of the archive",
                     ));
+                        }
+                    }
+                    other => {
+                        return Err(refuse(&raw, &format!("has unsupported type {other:?}")));
+                    }
                 }
+                out.entries += 1;
             }
-            other => {
-                return Err(refuse(&raw, &format!("has unsupported type {other:?}")));
-            }
-        }
-        out.entries += 1;
+            Ok(())
+        })();
+        // The writers finish what is queued and stop.
+        drop(jobs);
+        read
+    })?;
+    if let Some(e) = failed
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        return Err(e);
+    }
+    for (rel, target_rel) in &file_links {
+        let dest = root.join(rel);
+        fs::hard_link(root.join(target_rel), &dest).map_err(io_err("linking", &dest))?;
     }
     for (rel, target, meta) in &symlinks {
         out.symlinks.insert(rel.clone());
@@ -810,6 +859,42 @@ fn extract_layer(
         apply_to_file(&dir, &dest, *meta, opts)?;
     }
     Ok(out)
+}
+
+/// Regular files up to this size go to the writer pool (read into memory first); with two
+/// jobs queued per writer, at most a few MiB wait there.
+const POOLED_FILE_MAX: u64 = 1 << 20;
+
+struct FileJob {
+    dest: PathBuf,
+    data: Vec<u8>,
+    meta: Meta,
+}
+
+/// Creates `dest` (never over anything, never through a symlink), fills it from `data`, then
+/// sets its owner, mode and mtime.
+fn write_file(
+    dest: &Path,
+    data: &mut dyn io::Read,
+    meta: Meta,
+    opts: &RestoreOptions,
+    corrupt: &dyn Fn(io::Error) -> BackupError,
+) -> Result<(), BackupError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(dest)
+        .map_err(io_err("creating", dest))?;
+    io::copy(data, &mut file).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::InvalidData {
+            corrupt(e)
+        } else {
+            io_err("writing", dest)(e)
+        }
+    })?;
+    apply_to_file(&file, dest, meta, opts)
 }
 
 /// Makes a FIFO or a device node at `dest` (mode 0600 until its metadata is applied). `Some`
