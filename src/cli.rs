@@ -71,6 +71,11 @@ pub(crate) enum Command {
     /// Bake the appliance into a Raspberry Pi OS image that provisions itself on first boot
     /// (or, with --inspect, show what a baked image holds).
     Image(Box<ImageArgs>),
+    /// Save or load the images the appliance uses, as one archive (offline installs).
+    Images(ImagesArgs),
+    /// Remove pi-setup's containers, network, units and overlay files (host files restored);
+    /// /var/vol and the backups stay unless --purge --yes.
+    Uninstall(UninstallArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -79,6 +84,7 @@ pub(crate) enum Command {
 }
 
 #[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // independent flags, as clap gives them
 pub(crate) struct InstallArgs {
     /// A shipped profile name (default, homelab) or a path to a profile file.
     /// Without it: the profile in force (/etc/pi-setup/pi-setup.toml), else `default`.
@@ -88,6 +94,62 @@ pub(crate) struct InstallArgs {
     /// Print the ordered plan and change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
+
+    /// Load the images from this archive (made by `pi-setup images save`) before anything is
+    /// pulled: for a Pi without internet, and for the first boot of a built SD card image.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) images: Option<PathBuf>,
+
+    /// When an overlay changes the Docker daemon's settings, restart Docker (then wait for it
+    /// and check every container). Without it, install only says a restart is needed.
+    #[arg(long)]
+    pub(crate) restart_docker: bool,
+
+    /// When Docker is missing, install Debian's docker.io with apt-get first.
+    #[arg(long)]
+    pub(crate) install_docker: bool,
+
+    /// Add the memory cgroup tokens to the Pi's cmdline.txt (a reboot is needed after).
+    #[arg(long)]
+    pub(crate) fix_cmdline: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImagesArgs {
+    #[command(subcommand)]
+    pub(crate) command: ImagesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImagesCommand {
+    /// Write every image the profile, its services and the gateway use into one archive
+    /// (mode 0600), for installing without internet.
+    Save {
+        /// The archive to write.
+        file: PathBuf,
+        /// A shipped profile name or a profile file (default: as for install).
+        #[arg(long, value_name = "NAME|PATH")]
+        profile: Option<String>,
+        /// The platform the images must be for (default: this host's, linux/<arch>).
+        #[arg(long, value_name = "OS/ARCH")]
+        platform: Option<String>,
+    },
+    /// Load an archive made by `images save` into the Docker daemon.
+    Load {
+        /// The archive to read.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UninstallArgs {
+    /// Also delete /var/vol, the backups and /etc/pi-setup (needs --yes).
+    #[arg(long)]
+    pub(crate) purge: bool,
+
+    /// Confirm --purge.
+    #[arg(long)]
+    pub(crate) yes: bool,
 }
 
 #[derive(Debug, Args)]

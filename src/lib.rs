@@ -10,6 +10,8 @@ mod desired;
 mod gateway;
 mod observe;
 mod plan;
+mod overlay;
+mod preflight;
 mod reconcile;
 mod update;
 mod execute;
@@ -74,6 +76,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Backups(args) => commands::backup::backups(&ctx, &args),
         Command::Verify(args) => commands::backup::verify(&ctx, &args),
         Command::Image(args) => commands::image::image(&ctx, &args),
+        Command::Images(args) => commands::images::images(&ctx, &args).await,
+        Command::Uninstall(args) => commands::uninstall::uninstall(&ctx, &args).await,
         Command::Completions { shell } => {
             commands::completions(shell);
             Ok(())

@@ -5,10 +5,13 @@ pub(crate) mod apply;
 pub(crate) mod backup;
 pub(crate) mod heal;
 pub(crate) mod image;
+pub(crate) mod host_setup;
+pub(crate) mod images;
 pub(crate) mod install;
 pub(crate) mod remove_service;
 pub(crate) mod run_job;
 pub(crate) mod status;
+pub(crate) mod uninstall;
 pub(crate) mod update;
 
 use std::path::PathBuf;

@@ -99,6 +99,65 @@ impl Docker {
         Ok(Docker { docker })
     }
 
+    /// Where the daemon is (`DOCKER_HOST` or the local socket) and the API version agreed on.
+    pub(crate) fn describe(&self) -> (String, String) {
+        let host =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        (host, self.docker.client_version().to_string())
+    }
+
+    /// Removes a network; `Ok(None)` when it was already gone.
+    pub(crate) async fn remove_network(&self, name: &str) -> Result<Option<()>, EngineError> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(Some(())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api(format!("removing network {name}"))(e)),
+        }
+    }
+
+    /// `docker save` through the API: a tar stream of the images (`/images/get`).
+    pub(crate) fn export_images<'a>(
+        &'a self,
+        references: &'a [&'a str],
+    ) -> BoxStream<'a, Result<bytes::Bytes, EngineError>> {
+        self.docker
+            .export_images(references)
+            .map(|r| r.map_err(api("exporting images")))
+            .boxed()
+    }
+
+    /// `docker load` through the API (`/images/load`) from a stream of the archive's bytes;
+    /// each line the daemon answers (`Loaded image: ...`) goes to `on_line`.
+    pub(crate) async fn import_images<S>(
+        &self,
+        archive: S,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<(), EngineError>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    {
+        let opts = bollard::query_parameters::ImportImageOptionsBuilder::new()
+            .quiet(true)
+            .build();
+        let mut stream = self.docker.import_image_stream(opts, archive, None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(api("loading images"))?;
+            if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                return Err(EngineError::Api {
+                    what: "loading images".into(),
+                    error: BollardError::DockerStreamError { error: e },
+                });
+            }
+            for text in [info.stream, info.status].into_iter().flatten() {
+                let t = text.trim();
+                if !t.is_empty() {
+                    on_line(t);
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn list(
         &self,
         filters: Option<HashMap<String, Vec<String>>>,
@@ -177,6 +236,25 @@ impl Engine for Docker {
                 id: i.id.unwrap_or_default(),
                 volumes: i.config.and_then(|c| c.volumes).unwrap_or_default(),
             })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api(format!("inspecting image {reference}"))(e)),
+        }
+    }
+
+    async fn image_platform(&self, reference: &str) -> Result<Option<String>, EngineError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(i) => {
+                let mut p = format!(
+                    "{}/{}",
+                    i.os.unwrap_or_else(|| "linux".into()),
+                    i.architecture.unwrap_or_default()
+                );
+                if let Some(v) = i.variant.filter(|v| !v.is_empty()) {
+                    p.push('/');
+                    p.push_str(&v);
+                }
+                Ok(Some(p))
+            }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(api(format!("inspecting image {reference}"))(e)),
         }

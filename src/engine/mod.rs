@@ -34,6 +34,11 @@ pub(crate) trait Engine {
     ) -> Result<(), EngineError>;
     /// The local image for a reference, or None when it is not on this machine.
     async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError>;
+    /// The platform (`linux/arm64`, `linux/arm/v7`) of a local image; `None` when it is not
+    /// on this machine (or the engine cannot say: the fake).
+    async fn image_platform(&self, _reference: &str) -> Result<Option<String>, EngineError> {
+        Ok(None)
+    }
     /// Pulls an image, reporting progress; the daemon's own error text is kept.
     async fn pull(
         &self,

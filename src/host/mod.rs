@@ -298,3 +298,124 @@ pub(crate) fn calendar_error(expr: &str) -> Option<String> {
     let why = text.lines().next().unwrap_or("rejected").trim();
     Some(why.to_string())
 }
+
+/// Writes one overlay file: the host's own version is kept first, once, as
+/// `<file>.pi-setup-orig` (same bytes, mode and owner, so `uninstall` puts it back exactly);
+/// then the new contents atomically with the declared mode, and the declared owner when
+/// running as root (under `--root` as another user the owner stays the caller's).
+pub(crate) fn write_overlay_file(c: &crate::overlay::FileChange) -> Result<(), HostError> {
+    if c.keep_original {
+        let orig = crate::overlay::orig_path(&c.path);
+        if stat(&orig)?.is_none() {
+            if let (Some(old), Some(s)) = (&c.old, stat(&c.path)?) {
+                write_atomic(&orig, old, s.mode)?;
+                if is_root() {
+                    chown(
+                        &orig,
+                        Some(Uid::from_raw(s.uid)),
+                        Some(Gid::from_raw(s.gid)),
+                    )
+                    .map_err(|e| err("changing owner of", &orig)(io::Error::from(e)))?;
+                }
+            }
+        }
+    }
+    if c.content_changed || stat(&c.path)?.is_none() {
+        write_atomic(&c.path, &c.new, c.mode)?;
+    } else {
+        fs::set_permissions(&c.path, fs::Permissions::from_mode(c.mode))
+            .map_err(err("changing mode of", &c.path))?;
+    }
+    if is_root() {
+        chown(
+            &c.path,
+            Some(Uid::from_raw(c.uid)),
+            Some(Gid::from_raw(c.gid)),
+        )
+        .map_err(|e| err("changing owner of", &c.path)(io::Error::from(e)))?;
+    }
+    Ok(())
+}
+
+/// Puts `<file>.pi-setup-orig` back as `file` (a rename: bytes, mode and owner as they were);
+/// `Ok(false)` when there is no such copy.
+pub(crate) fn restore_original(path: &Path) -> Result<bool, HostError> {
+    let orig = crate::overlay::orig_path(path);
+    if stat(&orig)?.is_none() {
+        return Ok(false);
+    }
+    fs::rename(&orig, path).map_err(err("restoring", path))?;
+    sync_dir(path.parent().unwrap_or(Path::new("/")))?;
+    Ok(true)
+}
+
+/// A file written in pieces that appears under its name only when complete: written as
+/// `<name>.partial` with its mode from the start, fsynced, renamed, the directory fsynced.
+pub(crate) struct AtomicFile {
+    file: File,
+    partial: PathBuf,
+    path: PathBuf,
+}
+
+impl AtomicFile {
+    pub(crate) fn create(path: &Path, mode: u32) -> Result<AtomicFile, HostError> {
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        ensure_parent(path)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&partial)
+            .map_err(err("writing", &partial))?;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(err("changing mode of", &partial))?;
+        Ok(AtomicFile {
+            file,
+            partial,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), HostError> {
+        self.file
+            .write_all(bytes)
+            .map_err(err("writing", &self.partial))
+    }
+
+    pub(crate) fn commit(self) -> Result<(), HostError> {
+        self.file
+            .sync_all()
+            .map_err(err("syncing", &self.partial))?;
+        fs::rename(&self.partial, &self.path).map_err(err("renaming", &self.path))?;
+        sync_dir(self.path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Gives up: the partial file is removed.
+    pub(crate) fn abandon(self) {
+        let _ = fs::remove_file(&self.partial);
+    }
+}
+
+/// Runs a program of the host (apt-get, systemctl) and keeps its stderr in the error.
+pub(crate) fn run_program(
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<(), HostError> {
+    let shown = format!("{program} {}", args.join(" "));
+    let out = std::process::Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .map_err(err("running", Path::new(&shown)))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(err("running", Path::new(&shown))(io::Error::other(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )))
+    }
+}

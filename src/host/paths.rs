@@ -73,4 +73,9 @@ impl Paths {
     pub(crate) fn lock_file(&self) -> PathBuf {
         self.host("/run/pi-setup.lock")
     }
+
+    /// Which files overlays wrote, and whether pi-setup created them (for `uninstall`).
+    pub(crate) fn overlay_record(&self) -> PathBuf {
+        self.host("/var/lib/pi-setup/overlay-files.json")
+    }
 }

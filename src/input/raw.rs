@@ -24,6 +24,9 @@ pub(crate) struct RawProfile {
     /// what depends on it, again only when its definition changes. The fields of a service.
     #[serde(default, rename = "job")]
     pub(crate) jobs: Vec<RawService>,
+    /// File trees `install` lays onto the host root (`overlays/<name>/`), in order; default
+    /// `["base"]`, `[]` for none.
+    pub(crate) overlays: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

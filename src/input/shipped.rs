@@ -63,6 +63,37 @@ pub(crate) const FIRSTBOOT_UNIT: (&str, &str) = (
     "pi-setup-firstboot.service",
     include_str!("../../systemd/pi-setup-firstboot.service"),
 );
+/// Overlays (`overlays/<name>/`): each file by its path inside the overlay, the manifest
+/// (`manifest.toml`, modes and owners) among them.
+pub(crate) const OVERLAYS: &[(&str, &[(&str, &str)])] = &[(
+    "base",
+    &[
+        (
+            "manifest.toml",
+            include_str!("../../overlays/base/manifest.toml"),
+        ),
+        (
+            "etc/NetworkManager/conf.d/pi-setup-veth.conf",
+            include_str!("../../overlays/base/etc/NetworkManager/conf.d/pi-setup-veth.conf"),
+        ),
+        (
+            "etc/dhcpcd.conf",
+            include_str!("../../overlays/base/etc/dhcpcd.conf"),
+        ),
+        (
+            "etc/docker/daemon.json",
+            include_str!("../../overlays/base/etc/docker/daemon.json"),
+        ),
+        (
+            "etc/sysctl.d/60-pi-setup.conf",
+            include_str!("../../overlays/base/etc/sysctl.d/60-pi-setup.conf"),
+        ),
+        (
+            "etc/systemd/journald.conf.d/pi-setup.conf",
+            include_str!("../../overlays/base/etc/systemd/journald.conf.d/pi-setup.conf"),
+        ),
+    ],
+)];
 
 pub(crate) fn profile(name: &str) -> Option<&'static str> {
     PROFILES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
@@ -141,6 +172,54 @@ mod tests {
             assert!(
                 l.description.is_some(),
                 "vol-layout/{name}.toml needs a description"
+            );
+        }
+    }
+
+    #[test]
+    fn every_overlay_file_is_embedded_and_its_manifest_valid() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("overlays");
+        let mut names: Vec<String> = std::fs::read_dir(&base)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let shipped: Vec<String> = super::OVERLAYS
+            .iter()
+            .map(|(n, _)| (*n).to_string())
+            .collect();
+        assert_eq!(names, shipped, "overlays/ and shipped::OVERLAYS differ");
+        for (name, entries) in super::OVERLAYS {
+            let dir = base.join(name);
+            let mut on_disk = Vec::new();
+            let mut stack = vec![dir.clone()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).unwrap() {
+                    let p = e.unwrap().path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else {
+                        let rel = p.strip_prefix(&dir).unwrap().to_string_lossy().into_owned();
+                        on_disk.push((rel, std::fs::read_to_string(&p).unwrap()));
+                    }
+                }
+            }
+            on_disk.sort();
+            let mut embedded: Vec<(String, String)> = entries
+                .iter()
+                .map(|(p, t)| ((*p).to_string(), (*t).to_string()))
+                .collect();
+            embedded.sort();
+            assert_eq!(
+                on_disk, embedded,
+                "overlays/{name} and shipped::OVERLAYS differ"
+            );
+            let (manifest, files) = crate::overlay::shipped_overlay(entries);
+            let o = crate::overlay::parse(name, &manifest, &files)
+                .unwrap_or_else(|e| panic!("overlays/{name}: {e}"));
+            assert!(
+                o.description.is_some(),
+                "overlays/{name} needs a description"
             );
         }
     }

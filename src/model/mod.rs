@@ -40,6 +40,8 @@ pub(crate) struct Model {
     pub(crate) gateway_layout: Layout,
     pub(crate) backup: Backup,
     pub(crate) services: Vec<Service>,
+    /// The overlays `install` lays onto the host root, in order (`["base"]` by default).
+    pub(crate) overlays: Vec<String>,
 }
 
 impl Model {
@@ -302,6 +304,7 @@ pub(crate) fn build(
             gateway_layout,
             backup,
             services: services.into_iter().map(|(_, s)| s).collect(),
+            overlays: raw.overlays.unwrap_or_else(|| vec!["base".to_string()]),
         })
     } else {
         Err(errors)
