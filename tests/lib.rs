@@ -16,6 +16,7 @@ mod pull;
 mod restore;
 mod rough_edges;
 mod services;
+mod stacks_pg;
 mod update;
 mod validation;
 mod volumes;
