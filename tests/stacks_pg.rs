@@ -80,7 +80,14 @@ fn a_migration_job_waits_for_a_healthy_database_and_its_exec_dump_restores_into_
          [[service]]\nname = \"app\"\nimage = \"{BUSYBOX_IMAGE}\"\ndomains = [\"app.test\"]\n\
          depends_on = [{{ name = \"migrate\", condition = \"completed\" }}, {{ name = \"db\", condition = \"healthy\" }}]\n"
     ));
-    sb.install(&profile);
+    let out = sb.install(&profile);
+    assert!(
+        stdout(&out).contains(
+            "\n  migrate          completed  a job (runs to completion; `pi-setup run-job migrate` runs it again)\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
     let (db, job, app) = (
         sb.container("db"),
         sb.container("migrate"),
