@@ -73,18 +73,25 @@ pub(crate) fn summary(
         state_of(GATEWAY)
     );
     for svc in &model.services {
+        let name = svc.name.as_str();
+        let mut state = state_of(name);
         let urls: Vec<String> = svc.hosts().iter().map(|d| gateway::url(g, d)).collect();
-        let answers = if urls.is_empty() {
+        // A job serves nothing: its stopped container is the record that it ran.
+        let answers = if svc.job.is_some() {
+            let done = names.object(name);
+            if states
+                .iter()
+                .any(|c| c.name == done && !c.running() && c.exit_code == Some(0))
+            {
+                state = "completed";
+            }
+            format!("a job (runs to completion; `pi-setup run-job {name}` runs it again)")
+        } else if urls.is_empty() {
             format!("internal only: {}:{} on the network", svc.name, svc.port)
         } else {
             urls.join(" ")
         };
-        let _ = writeln!(
-            s,
-            "  {:<16} {:<10} {answers}",
-            svc.name.as_str(),
-            state_of(svc.name.as_str())
-        );
+        let _ = writeln!(s, "  {name:<16} {state:<10} {answers}");
     }
     s
 }
@@ -120,9 +127,49 @@ pub(crate) fn human_duration(d: std::time::Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::time::Duration;
 
-    use super::{human_bytes, human_duration};
+    use super::{human_bytes, human_duration, summary};
+    use crate::desired::ObjectNames;
+    use crate::engine::{ContainerInfo, ContainerState};
+    use crate::input::source::Source;
+
+    #[test]
+    fn a_job_is_summed_up_as_a_job_not_as_an_address_on_the_network() {
+        let profile = "[[service]]\nname = \"db\"\nimage = \"postgres:16\"\n\n\
+                       [[job]]\nname = \"migrate\"\nimage = \"postgres:16\"\n";
+        let model = crate::input::load(&Source::new("p.toml", profile), &[]).unwrap();
+        let names = ObjectNames {
+            instance: Some("t".into()),
+        };
+        let container = |name: &str, state, exit_code| ContainerInfo {
+            id: format!("id-{name}"),
+            name: names.object(name),
+            image_id: "sha256:x".into(),
+            state,
+            health: None,
+            exit_code,
+            labels: HashMap::new(),
+            volumes: Vec::new(),
+        };
+        let states = [
+            container("db", ContainerState::Running, None),
+            container("migrate", ContainerState::Exited, Some(0)),
+        ];
+        let text = summary(&[], &model, &names, &states);
+        assert!(
+            text.contains("\n  db               running    internal only: db:80 on the network\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "\n  migrate          completed  a job (runs to completion; \
+                 `pi-setup run-job migrate` runs it again)\n"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn sizes_read_like_sizes() {

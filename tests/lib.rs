@@ -19,6 +19,7 @@ mod restore;
 mod rough_edges;
 mod services;
 mod units;
+mod stacks_pg;
 mod update;
 mod validation;
 mod volumes;
