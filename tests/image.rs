@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 use crate::harness::{assert_ok, bin, stderr, stdout};
 
 const BOOT_AT: u64 = 8 << 20;
+/// What `pi-setup image` adds for the memory cgroup (install's preflight needs it).
+const CGROUP: &str = "cgroup_enable=memory cgroup_memory=1";
 const STOCK_CMDLINE: &str = "console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n";
 const HOOK: &str = "systemd.run=/boot/firmware/pi-setup/bootstrap.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target";
 const PASSWORD: &str = "correct horse battery";
@@ -311,7 +313,7 @@ fn a_bookworm_image_gets_the_appliance_and_userconf_and_stays_fsck_clean() {
     assert!(!dated.contains("1980-"), "files dated 1980:\n{dated}");
     assert_eq!(
         mtype(&out, "cmdline.txt"),
-        format!("{} {HOOK}\n", STOCK_CMDLINE.trim_end())
+        format!("{} {CGROUP} {HOOK}\n", STOCK_CMDLINE.trim_end())
     );
     let userconf = mtype(&out, "userconf.txt");
     assert!(userconf.starts_with("pi:$6$"), "{userconf}");
@@ -418,7 +420,7 @@ fn baking_a_baked_image_again_appends_the_hook_once() {
     );
     assert_eq!(
         mtype(&twice, "cmdline.txt"),
-        format!("{} {HOOK}\n", STOCK_CMDLINE.trim_end())
+        format!("{} {CGROUP} {HOOK}\n", STOCK_CMDLINE.trim_end())
     );
     fsck(d, &twice);
 
@@ -579,7 +581,7 @@ fn xz_images_in_and_out() {
     ]));
     assert_eq!(
         mtype(&again, "cmdline.txt"),
-        format!("{} {HOOK}\n", STOCK_CMDLINE.trim_end())
+        format!("{} {CGROUP} {HOOK}\n", STOCK_CMDLINE.trim_end())
     );
     let root = partitions(&base)[1];
     assert!(
@@ -744,7 +746,8 @@ fn the_bootstrap_in_a_sandbox_installs_exactly_the_expected_files_and_restores_c
 
     assert_eq!(
         std::fs::read_to_string(boot.join("cmdline.txt")).unwrap(),
-        STOCK_CMDLINE
+        format!("{} {CGROUP}\n", STOCK_CMDLINE.trim_end()),
+        "the bootstrap removes its own tokens only; the memory cgroup stays on"
     );
     assert!(
         !boot.join("pi-setup/bootstrap.sh").exists(),
@@ -1172,7 +1175,7 @@ fn a_gpt_image_is_baked_too() {
     ]));
     assert_eq!(
         mtype(&out, "cmdline.txt"),
-        format!("{} {HOOK}\n", STOCK_CMDLINE.trim_end())
+        format!("{} {CGROUP} {HOOK}\n", STOCK_CMDLINE.trim_end())
     );
     assert_eq!(partitions(&out), partitions(&base));
     assert_eq!(

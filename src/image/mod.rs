@@ -317,9 +317,14 @@ fn files(spec: &Spec, facts: RootFacts, cmdline: &str) -> Result<Files, BadInput
     }
     let mut root = vec![(
         "cmdline.txt".to_string(),
-        firstboot::add_hook(cmdline)
-            .map_err(|e| BadInput(format!("{}: {e}", spec.base.display())))?
-            .into_bytes(),
+        // Raspberry Pi OS boots with the memory cgroup off, and install's preflight refuses a
+        // host without it: turned on here, so the first boot already has it (the bootstrap
+        // removes only its own tokens).
+        firstboot::add_hook(
+            &crate::preflight::fix_cmdline(cmdline).unwrap_or_else(|| cmdline.to_string()),
+        )
+        .map_err(|e| BadInput(format!("{}: {e}", spec.base.display())))?
+        .into_bytes(),
     )];
     let mut words = Vec::new();
     if let Some(h) = &s.hostname {
