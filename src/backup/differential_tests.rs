@@ -91,6 +91,15 @@ fn assert_specials_same(expected: &Path, actual: &Path) {
     }
 }
 
+/// Replaces the manifest beside `archive`: tests that tamper with one.
+fn put_manifest(archive: &Path, m: &Manifest) {
+    crate::backup::manifest::write_durably(
+        &crate::backup::manifest::manifest_path(archive),
+        &m.to_bytes(),
+    )
+    .unwrap();
+}
+
 fn set_mtime(path: &Path, secs: i64) {
     let t = nix::sys::time::TimeSpec::new(secs, 0);
     nix::sys::stat::utimensat(
@@ -309,11 +318,7 @@ fn a_differential_without_its_full_is_not_good_and_restores_nothing() {
     fs::copy(&full.archive, &saved).unwrap();
     let mut other = Manifest::read_for(&full.archive).unwrap();
     other.sha256 = "0".repeat(64);
-    crate::backup::manifest::write_durably(
-        &crate::backup::manifest::manifest_path(&full.archive),
-        &other.to_bytes(),
-    )
-    .unwrap();
+    put_manifest(&full.archive, &other);
     let err = verify_archive(&d.archive).unwrap_err().to_string();
     assert!(
         err.contains("not the full archive it was made against"),
@@ -392,11 +397,7 @@ fn a_differential_whose_deletions_escape_the_volume_is_refused() {
     let d = archive_dir(&src, &dest, "app", &night(1)).unwrap();
     let mut m = d.manifest.clone();
     m.deleted = vec!["../../etc/passwd".into()];
-    crate::backup::manifest::write_durably(
-        &crate::backup::manifest::manifest_path(&d.archive),
-        &m.to_bytes(),
-    )
-    .unwrap();
+    put_manifest(&d.archive, &m);
     let parent = tmp.path().join("r");
     fs::create_dir_all(&parent).unwrap();
     let err = restore_archive(&d.archive, &parent, "app", &RestoreOptions::default())
@@ -456,11 +457,7 @@ fn symlinks_of_the_full_are_never_written_through_by_the_differential() {
     m.bytes_in = tar_bytes.len() as u64;
     m.entries = entries + 1;
     m.blocks = None;
-    crate::backup::manifest::write_durably(
-        &crate::backup::manifest::manifest_path(&d.archive),
-        &m.to_bytes(),
-    )
-    .unwrap();
+    put_manifest(&d.archive, &m);
     let parent = tmp.path().join("r");
     fs::create_dir_all(&parent).unwrap();
     let err = restore_archive(&d.archive, &parent, "app", &RestoreOptions::default())
@@ -481,11 +478,7 @@ fn restore_checks_the_sha256_in_the_same_pass_as_it_extracts() {
     let report = archive_dir(&src, &tmp.path().join("b"), "app", &night(0)).unwrap();
     let mut m = report.manifest.clone();
     m.sha256 = "ab".repeat(32);
-    crate::backup::manifest::write_durably(
-        &crate::backup::manifest::manifest_path(&report.archive),
-        &m.to_bytes(),
-    )
-    .unwrap();
+    put_manifest(&report.archive, &m);
     let parent = tmp.path().join("r");
     write(&parent.join("app/keep"), b"current");
     let err = restore_archive(&report.archive, &parent, "app", &RestoreOptions::default())
