@@ -89,18 +89,12 @@ pub(crate) fn archive_dir(
     let tree = walk(src_dir)?;
     let listing = tree.listing();
     let kind = choose(&dir, name, opts, created, &tree, &listing)?;
-    let base = match &kind {
-        Kind::Reuse(_, old) => old.base.clone(),
-        Kind::Full => None,
-        Kind::Differential(diff) => Some(diff.base.clone()),
+    let (base, base_at) = match &kind {
+        Kind::Reuse { old, base_at, .. } => (old.base.clone(), *base_at),
+        Kind::Full => (None, None),
+        Kind::Differential(diff) => (Some(diff.base.clone()), Some(diff.base_at)),
     };
-    let diff_infix = match &base {
-        Some(b) => {
-            let at = parse_file_name(&b.archive, name).map(|(at, _)| at);
-            format!("{DIFF_INFIX}{}", at.expect("a full archive's name parses"))
-        }
-        None => String::new(),
-    };
+    let diff_infix = base_at.map_or_else(String::new, |at| format!("{DIFF_INFIX}{at}"));
     let archive = dir.join(format!(
         "{name}-{created}{diff_infix}{}",
         opts.codec.suffix()
@@ -141,7 +135,7 @@ pub(crate) fn archive_dir(
         blocks: None,
         base,
         deleted: match &kind {
-            Kind::Reuse(_, old) => old.deleted.clone(),
+            Kind::Reuse { old, .. } => old.deleted.clone(),
             Kind::Full => Vec::new(),
             Kind::Differential(d) => d.deleted.clone(),
         },
@@ -153,7 +147,7 @@ pub(crate) fn archive_dir(
         archive.clone(),
     ]);
     let mut changed = tree.vanished.clone();
-    if let Kind::Reuse(previous, old) = kind {
+    if let Kind::Reuse { previous, old, .. } = kind {
         // A hard link shares the verified bytes. It is made under the partial name and
         // renamed like a new archive, after the manifest: a final name never lacks one.
         let partial = partial_path(&archive);
@@ -324,14 +318,20 @@ fn file_name(path: &Path) -> String {
 
 /// What this run writes.
 enum Kind {
-    /// The tree is as the newest good archive recorded it: a hard link to it (and its manifest).
-    Reuse(PathBuf, Box<Manifest>),
+    /// The tree is as the newest good archive recorded it: a hard link to it (and its manifest),
+    /// a differential of the same full if it is one (the full's timestamp from its file name).
+    Reuse {
+        previous: PathBuf,
+        old: Box<Manifest>,
+        base_at: Option<Timestamp>,
+    },
     Full,
     Differential(Differential),
 }
 
 struct Differential {
     base: Base,
+    base_at: Timestamp,
     /// Every directory, and every other entry that is new or changed since the full (a whole
     /// hard-link group when one of its names is).
     include: HashSet<PathBuf>,
@@ -368,12 +368,15 @@ fn choose(
     };
     if let Some(newest) = archives.iter().rev().find(|a| a.good) {
         // A differential is reused only while its full still may be.
-        let allowed =
-            newest.base.is_none() || newest.base.map(Some) == full.map(|f| Some(f.timestamp));
+        let allowed = newest.base.is_none() || newest.base == full.map(|f| f.timestamp);
         if let Some(old) = readable(&newest.path).filter(|m| allowed && m.changed_files.is_empty())
         {
             if read_regular(&listing_path(&newest.path)).is_ok_and(|l| l == listing.as_bytes()) {
-                return Ok(Kind::Reuse(newest.path.clone(), Box::new(old)));
+                return Ok(Kind::Reuse {
+                    previous: newest.path.clone(),
+                    old: Box::new(old),
+                    base_at: newest.base,
+                });
             }
         }
     }
@@ -398,22 +401,22 @@ fn choose(
     // Paths still there as the same kind of entry. One that changed kind (a directory that
     // became a file) counts as deleted too, so extracting the full, deleting what `deleted`
     // lists, then extracting the differential with GNU tar gives the tree as well.
-    let mut present: HashSet<String> = HashSet::with_capacity(tree.nodes.len());
+    let mut present: HashSet<&str> = HashSet::with_capacity(tree.nodes.len());
     let (mut all_bytes, mut new_bytes) = (0u64, 0u64);
-    for node in &tree.nodes {
-        let path = escape(&node.rel);
-        let line = node.listing_line();
+    // The listing has one line per node, in the same order: each line is compared as it is.
+    for (node, line) in tree.nodes.iter().zip(listing.lines()) {
+        let path = listing_path_of(line).unwrap_or_default();
         let is_file = matches!(node.kind, NodeKind::File);
         if is_file {
             all_bytes += node.stat.size;
         }
-        let changed =
-            old.get(path.as_str()) != Some(&line.as_str()) || unsure.contains(path.as_str());
-        let before = old.get(path.as_str()).and_then(|l| l.chars().next());
-        if before.is_some() && before != line.chars().next() {
+        let before = old.get(path).copied();
+        let changed = before != Some(line) || unsure.contains(path);
+        // The first character of a listing line is the entry's kind.
+        if before.is_some_and(|b| b.as_bytes()[0] != line.as_bytes()[0]) {
             include.insert(node.rel.clone());
         } else {
-            present.insert(path.clone());
+            present.insert(path);
         }
         if matches!(node.kind, NodeKind::Dir) || changed {
             if is_file {
@@ -440,10 +443,11 @@ fn choose(
     let deleted = old_listing
         .lines()
         .filter_map(listing_path_of)
-        .filter(|p| !present.contains(*p))
+        .filter(|p| !present.contains(p))
         .map(str::to_string)
         .collect();
     Ok(Kind::Differential(Differential {
+        base_at: full.timestamp,
         base: Base {
             archive: manifest.archive,
             sha256: manifest.sha256,

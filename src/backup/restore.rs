@@ -90,7 +90,10 @@ pub(crate) fn restore_archive(
 /// A restored tree extracted, checked and on disk beside the volume, waiting to be swapped in.
 /// Dropped without [`Prepared::swap_in`], it is deleted and the volume was never touched.
 pub(crate) struct Prepared {
-    temp: RemoveTree,
+    /// `.<name>.restore-<stamp>`, removed by `guard` unless swapped in.
+    temp: PathBuf,
+    guard: RemoveTree,
+    stamp: Timestamp,
     target_parent: PathBuf,
     name: String,
     entries: u64,
@@ -163,7 +166,9 @@ pub(crate) fn prepare_restore(
     let dir = File::open(&temp).map_err(io_err("opening", &temp))?;
     nix::unistd::syncfs(&dir).map_err(|e| io_err("syncing", &temp)(e.into()))?;
     Ok(Prepared {
-        temp: guard,
+        temp,
+        guard,
+        stamp,
         target_parent: target_parent.to_path_buf(),
         name: name.to_string(),
         entries: extracted.entries,
@@ -195,20 +200,16 @@ impl Prepared {
     /// back if the tree is gone.
     pub(crate) fn swap_in(self) -> Result<RestoreReport, BackupError> {
         let Prepared {
-            temp: guard,
+            temp,
+            guard,
+            stamp,
             target_parent,
             name,
             entries,
             skipped,
         } = self;
-        let temp = guard.0.clone().expect("an armed guard");
         no_journal(&target_parent, &name)?;
         let journal_path = journal_path(&target_parent, &name);
-        let stamp = temp
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.rsplit_once(TEMP_INFIX))
-            .map_or_else(|| Timestamp::now().to_string(), |(_, ts)| ts.to_string());
         let target = target_parent.join(&name);
         let had_volume = match fs::symlink_metadata(&target) {
             Ok(_) => true,

@@ -28,14 +28,18 @@ pub(crate) struct VerifyReport {
 /// Reads an archive back against its manifest; of a differential, also checks that its full
 /// archive is beside it and is the one it was made against (the full is verified on its own).
 pub(crate) fn verify_archive(path: &Path) -> Result<VerifyReport, BackupError> {
-    crate::backup::restore::full_of(path, &Manifest::read_for(path)?)?;
-    verify_bytes(path)
+    let manifest = Manifest::read_for(path)?;
+    crate::backup::restore::full_of(path, &manifest)?;
+    read_back_against(path, manifest)
 }
 
 /// Reads an archive back against its manifest, and nothing else (a fetched differential's full
 /// is checked where it is stored).
 pub(crate) fn verify_bytes(path: &Path) -> Result<VerifyReport, BackupError> {
-    let manifest = Manifest::read_for(path)?;
+    read_back_against(path, Manifest::read_for(path)?)
+}
+
+fn read_back_against(path: &Path, manifest: Manifest) -> Result<VerifyReport, BackupError> {
     let back = read_back(path, &Expected::of(&manifest))?;
     Ok(VerifyReport {
         archive: path.to_path_buf(),

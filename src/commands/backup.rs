@@ -108,9 +108,7 @@ pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let opts = ArchiveOptions {
         codec,
         level,
-        // 1 day: every archive is a full one, also when runs are hours apart.
-        full_every: (!args.full && model.backup.full_every_days > 1)
-            .then(|| Duration::from_secs(u64::from(model.backup.full_every_days) * 86_400)),
+        full_every: model.backup.full_every().filter(|_| !args.full),
         ..Default::default()
     };
     let progress = Progress::new();

@@ -23,6 +23,16 @@ pub(crate) struct Backup {
     pub(crate) copies: Vec<CopyTarget>,
 }
 
+impl Backup {
+    /// How long a full archive serves as the base of the nights' differentials; `None` when
+    /// every archive is a full one (`full_every_days = 1`: runs hours apart must not make
+    /// differentials either).
+    pub(crate) fn full_every(&self) -> Option<std::time::Duration> {
+        (self.full_every_days > 1)
+            .then(|| std::time::Duration::from_secs(u64::from(self.full_every_days) * 86_400))
+    }
+}
+
 /// An age X25519 recipient (a public key), checked.
 #[derive(Debug, Clone)]
 pub(crate) struct Recipient(pub(crate) age::x25519::Recipient);
