@@ -622,3 +622,30 @@ fn a_daemon_json_that_cannot_be_merged_stops_install_before_anything_changes() {
     assert_eq!(tree(sb.root()), before);
     assert_eq!(sb.docker_objects(), Vec::<String>::new());
 }
+
+/// A backup destination that is a disk holding other things (`dest = "/mnt/usb"`): purge
+/// deletes the archives pi-setup wrote there, never the rest of the disk.
+#[test]
+fn uninstall_purge_deletes_only_the_archives_on_a_shared_backup_disk() {
+    let sb = Sandbox::new();
+    sb.install(&sb.profile("[backup]\ndest = \"/mnt/usb\"\n"));
+    std::fs::create_dir_all(sb.path("/var/vol/notes")).unwrap();
+    std::fs::write(sb.path("/var/vol/notes/a.txt"), "a").unwrap();
+    assert_ok(&sb.run(&["backup"]));
+    let usb = sb.path("/mnt/usb");
+    std::fs::create_dir_all(usb.join("photos")).unwrap();
+    std::fs::write(usb.join("photos/holiday.jpg"), "not pi-setup's").unwrap();
+    std::fs::write(usb.join("notes/mine.txt"), "also not pi-setup's").unwrap();
+    let out = sb.run(&["uninstall", "--purge", "--yes"]);
+    assert_ok(&out);
+    assert_eq!(
+        std::fs::read(usb.join("photos/holiday.jpg")).unwrap(),
+        b"not pi-setup's"
+    );
+    assert_eq!(
+        std::fs::read(usb.join("notes/mine.txt")).unwrap(),
+        b"also not pi-setup's"
+    );
+    assert!(!usb.join("gateway").exists(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("it holds files backups did not write"));
+}

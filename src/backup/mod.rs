@@ -36,5 +36,5 @@ pub(crate) use remote::{copy_volume_s3, fetch_s3, list_remote, Remote, RemoteArc
 #[cfg(test)]
 pub(crate) use restore::restore_archive;
 pub(crate) use restore::{extract_tar, prepare_restore, RestoreOptions, RestoreReport};
-pub(crate) use retention::{list_archives, prune, RetentionPolicy};
+pub(crate) use retention::{holds_only_archives, list_archives, prune, RetentionPolicy};
 pub(crate) use verify::{verify_archive, verify_bytes};

@@ -85,6 +85,25 @@ pub(crate) fn list_archives(dest_dir: &Path, name: &str) -> Result<Vec<ArchiveNa
     Ok(archives)
 }
 
+/// Whether `<dest_dir>/<name>/` holds only what backups of `name` write (archives, encrypted
+/// copies, their manifests, listings and partial files): what `uninstall --purge` may delete,
+/// when the destination is a disk that holds other things too.
+pub(crate) fn holds_only_archives(dest_dir: &Path, name: &str) -> bool {
+    let Ok(entries) = fs::read_dir(dest_dir.join(name)) else {
+        return false;
+    };
+    entries.into_iter().all(|e| {
+        e.ok().is_some_and(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let mut base = file.as_str();
+            for suffix in [".partial", ".age", ".manifest.json", ".listing", ".age"] {
+                base = base.strip_suffix(suffix).unwrap_or(base);
+            }
+            e.file_type().is_ok_and(|t| t.is_file()) && parse_file_name(base, name).is_some()
+        })
+    })
+}
+
 /// Maps a timestamp to its day, ISO week or month.
 type Period = fn(Timestamp) -> i64;
 

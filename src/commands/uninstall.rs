@@ -100,7 +100,9 @@ pub(crate) async fn uninstall(ctx: &Context, args: &UninstallArgs) -> Result<()>
         if !path.exists() {
             continue;
         }
-        if args.purge {
+        if args.purge && abs == dest.as_str() {
+            purge_backups(&path)?;
+        } else if args.purge {
             crate::host::remove_tree(&path)?;
             println!("deleted {} ({what})", path.display());
         } else {
@@ -109,6 +111,34 @@ pub(crate) async fn uninstall(ctx: &Context, args: &UninstallArgs) -> Result<()>
     }
     if !args.purge {
         println!("uninstall --purge --yes deletes what was kept");
+    }
+    Ok(())
+}
+
+/// The backup destination may be a disk or a directory that holds other things too
+/// (`/mnt/usb`, `/var`): only what backups wrote goes — each volume's archive directory that
+/// holds nothing else, and the copy staging — then the destination itself if that left it empty.
+fn purge_backups(dest: &std::path::Path) -> Result<()> {
+    let (names, _) = crate::backup::run::archivable_subdirs(dest)?;
+    for name in names {
+        let dir = dest.join(&name);
+        if crate::backup::holds_only_archives(dest, &name) {
+            crate::host::remove_tree(&dir)?;
+            println!("deleted {} (the backups of {name})", dir.display());
+        } else {
+            println!(
+                "kept {} (it holds files backups did not write)",
+                dir.display()
+            );
+        }
+    }
+    let staging = dest.join(crate::backup::run::STAGING);
+    if staging.is_dir() {
+        crate::host::remove_tree(&staging)?;
+    }
+    match std::fs::remove_dir(dest) {
+        Ok(()) => println!("deleted {} (the backups)", dest.display()),
+        Err(_) => println!("kept {} (it holds more than backups)", dest.display()),
     }
     Ok(())
 }

@@ -84,6 +84,9 @@ sed -i \
   -e '1s# systemd\.run_success_action=reboot\( \|$\)#\1#' \
   -e '1s# systemd\.unit=kernel-command-line\.target\( \|$\)#\1#' \
   "$boot/cmdline.txt" || fail "cannot edit cmdline.txt"
+# The hook is gone, so this script never runs again: it may hold the Wi-Fi key, and must not
+# stay on the boot partition (which anyone with the card can read) whatever happens below.
+trap 'rm -f "$dir/bootstrap.sh"' EXIT
 
 # 2. pi-setup, its first-boot unit, and the service files.
 install -D -m 0755 "$dir/pi-setup" "$target/usr/local/bin/pi-setup" || fail "cannot install /usr/local/bin/pi-setup"

@@ -49,7 +49,9 @@ impl std::fmt::Display for Release {
 pub(crate) fn add_hook(cmdline: &str) -> Result<String, String> {
     let (line, rest) = cmdline.split_once('\n').unwrap_or((cmdline, ""));
     let had_newline = cmdline.contains('\n');
-    let (line, cr) = line.strip_suffix('\r').map_or((line, ""), |l| (l, "\r"));
+    // A CR the file had (edited on Windows) is dropped: the bootstrap's `sed` matches a token
+    // followed by a space or the end of the line, and the kernel needs no CR.
+    let line = line.strip_suffix('\r').unwrap_or(line);
     let tokens: Vec<&str> = line.split_whitespace().collect();
     if HOOK.iter().all(|h| tokens.contains(h)) {
         return Ok(cmdline.to_string());
@@ -69,7 +71,6 @@ pub(crate) fn add_hook(cmdline: &str) -> Result<String, String> {
             out.push_str(h);
         }
     }
-    out.push_str(cr);
     if had_newline {
         out.push('\n');
         out.push_str(rest);
@@ -433,7 +434,9 @@ mod tests {
         );
         assert!(has_hook(&once) && !has_hook(STOCK));
         assert_eq!(remove_hook(&once), STOCK);
-        // No trailing newline, CRLF, and a second line the firmware ignores are all kept.
+        // No trailing newline and a second line the firmware ignores are kept; a CR on the first
+        // line is dropped, or the bootstrap's `sed` would leave the last hook token (the Pi
+        // would then boot into kernel-command-line.target forever).
         let bare = STOCK.trim_end();
         assert_eq!(
             add_hook(bare).unwrap(),
@@ -442,7 +445,7 @@ mod tests {
         let crlf = format!("{bare}\r\n# note\n");
         assert_eq!(
             add_hook(&crlf).unwrap(),
-            format!("{bare} {}\r\n# note\n", HOOK.join(" "))
+            format!("{bare} {}\n# note\n", HOOK.join(" "))
         );
         assert!(add_hook("console=tty1 systemd.run=/boot/firstrun.sh\n")
             .unwrap_err()

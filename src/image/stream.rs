@@ -53,7 +53,7 @@ pub(crate) fn unpack(base: &Path, to: &Path, progress: &Progress) -> io::Result<
         Box::new(counted)
     };
     let bar = progress.bytes(if xz { "decompressing" } else { "copying" });
-    let mut out = File::create_new(to)?;
+    let mut out = create_private(to)?;
     let len = sparse_copy(&mut reader, &mut out, &mut || bar.update(seen.get(), total))?;
     out.sync_all()?;
     bar.finish();
@@ -95,7 +95,7 @@ fn sparse_copy(r: &mut dyn Read, out: &mut File, report: &mut dyn FnMut()) -> io
 pub(crate) fn pack_xz(from: &Path, to: &Path, progress: &Progress) -> io::Result<()> {
     let src = File::open(from)?;
     let total = src.metadata()?.len();
-    let out = io::BufWriter::with_capacity(BLOCK, File::create_new(to)?);
+    let out = io::BufWriter::with_capacity(BLOCK, create_private(to)?);
     let mut opts = lzma_rust2::XzOptions::with_preset(6);
     opts.set_block_size(std::num::NonZeroU64::new(64 << 20));
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as u32;
@@ -118,4 +118,17 @@ pub(crate) fn pack_xz(from: &Path, to: &Path, progress: &Progress) -> io::Result
     file.sync_all()?;
     bar.finish();
     Ok(())
+}
+
+/// A new output file readable by its owner only, whatever the umask: a baked image holds the
+/// password hash, the Wi-Fi key and copy credentials.
+fn create_private(to: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(f)
 }
