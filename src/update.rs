@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use crate::backup::{archive_dir, run, ArchiveOptions, BackupError};
+use crate::backup::{run, ArchiveOptions};
 use crate::commands::Context;
 use crate::desired::{self, ContainerSpec, Desired};
 use crate::engine::{ContainerInfo, Engine, HealthStatus};
@@ -470,8 +470,9 @@ impl<E: Engine> One<'_, E> {
                     Ok(()) => self.archive_now(&src).await,
                     Err(e) => Err(e),
                 };
-                if archived.is_err() {
-                    let _ = self.engine.start(name).await;
+                // Started again only when the update cannot go on; the note for `heal` stays
+                // unless that start worked.
+                if archived.is_err() && self.engine.start(name).await.is_ok() {
                     let _ = host::remove_file(&marker);
                 }
                 archived.map(Some)
@@ -500,18 +501,10 @@ impl<E: Engine> One<'_, E> {
             ..Default::default()
         };
         let (src, name) = (src.to_path_buf(), self.spec.service.clone());
-        let report = tokio::task::spawn_blocking(move || {
-            match archive_dir(&src, &dest, &name, &opts) {
-                // One-second names: a backup in the same second waits for the next one.
-                Err(BackupError::AlreadyExists(_)) => {
-                    std::thread::sleep(Duration::from_secs(1));
-                    archive_dir(&src, &dest, &name, &opts)
-                }
-                other => other,
-            }
-        })
-        .await
-        .context("archive task")??;
+        let report =
+            tokio::task::spawn_blocking(move || run::archive_with_retry(&src, &dest, &name, &opts))
+                .await
+                .context("archive task")??;
         Ok(report.archive)
     }
 

@@ -186,17 +186,8 @@ async fn back_up_one(
         };
         let (src, dest, name) = (src.clone(), dest.to_path_buf(), v.name.clone());
         // The archive engine is blocking and uses its own threads.
-        let mut task = tokio::task::spawn_blocking(move || {
-            match archive_dir(&src, &dest, &name, &opts) {
-                // Archive names have one-second resolution: a second run within the same second
-                // waits for the next one rather than failing.
-                Err(BackupError::AlreadyExists(_)) => {
-                    std::thread::sleep(Duration::from_secs(1));
-                    archive_dir(&src, &dest, &name, &opts)
-                }
-                other => other,
-            }
-        });
+        let mut task =
+            tokio::task::spawn_blocking(move || archive_with_retry(&src, &dest, &name, &opts));
         let bar = progress.volume(&v.name, &v.mode_label());
         let result = loop {
             tokio::select! {
@@ -251,6 +242,23 @@ async fn back_up_one(
         )),
         // Live, or a stopped container: the directory is quiet or meant to be read live.
         _ => Ok(archive().await.context("archive task")??),
+    }
+}
+
+/// [`archive_dir`], blocking. Archive names have one-second resolution: a second run within the
+/// same second waits for the next one rather than failing.
+pub(crate) fn archive_with_retry(
+    src: &Path,
+    dest: &Path,
+    name: &str,
+    opts: &ArchiveOptions,
+) -> Result<ArchiveReport, BackupError> {
+    match archive_dir(src, dest, name, opts) {
+        Err(BackupError::AlreadyExists(_)) => {
+            std::thread::sleep(Duration::from_secs(1));
+            archive_dir(src, dest, name, opts)
+        }
+        other => other,
     }
 }
 

@@ -103,7 +103,7 @@ pub(crate) fn ensure_dir(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(
 /// Writes a file so that readers see the old or the new contents, never a mix: a temporary
 /// file beside it, fsynced, renamed over it, and the directory fsynced.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), HostError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     fs::create_dir_all(dir).map_err(err("creating", dir))?;
     let name = path
         .file_name()
@@ -390,7 +390,7 @@ impl AtomicFile {
             .sync_all()
             .map_err(err("syncing", &self.partial))?;
         fs::rename(&self.partial, &self.path).map_err(err("renaming", &self.path))?;
-        sync_dir(self.path.parent().unwrap_or(Path::new(".")))
+        sync_dir(parent_dir(&self.path))
     }
 
     /// Gives up: the partial file is removed.
@@ -417,5 +417,26 @@ pub(crate) fn run_program(
         Err(err("running", Path::new(&shown))(io::Error::other(
             String::from_utf8_lossy(&out.stderr).trim().to_string(),
         )))
+    }
+}
+
+/// The directory a file is in: `.` for a bare file name (whose `parent()` is the empty path,
+/// which cannot be opened to fsync).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn a_bare_file_name_is_synced_in_the_current_directory() {
+        // `images save out.tar`: the rename worked, the directory fsync must too.
+        assert_eq!(super::parent_dir(Path::new("out.tar")), Path::new("."));
+        assert_eq!(super::parent_dir(Path::new("a/out.tar")), Path::new("a"));
+        assert_eq!(super::parent_dir(Path::new("/out.tar")), Path::new("/"));
     }
 }
