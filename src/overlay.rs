@@ -324,6 +324,19 @@ pub(crate) fn plan(overlays: &[Overlay], paths: &Paths) -> Result<Vec<FileChange
                 c
             } else {
                 let path = paths.host(&f.path);
+                // A symlink would be replaced by a file (or, unchanged, have its target's mode
+                // and owner changed, wherever it points): refused, as for volume directories.
+                if crate::host::stat(&path)
+                    .map_err(|e| BadInput(e.to_string()))?
+                    .is_some_and(|st| st.is_symlink)
+                {
+                    return Err(BadInput(format!(
+                        "overlay {}: {} is a symlink; pi-setup writes only regular files there \
+                         (replace the link with the file it points to)",
+                        o.name,
+                        path.display()
+                    )));
+                }
                 let old = crate::host::read(&path).map_err(|e| BadInput(e.to_string()))?;
                 order.push(f.path.clone());
                 FileChange {
@@ -835,6 +848,27 @@ mod tests {
             ),
             ("/etc/a", 0o600, 1, 2, true)
         );
+    }
+
+    #[test]
+    fn a_target_that_is_a_symlink_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = Paths::new(root.path());
+        let o = parse(
+            "x",
+            "[[file]]\npath = \"etc/a.conf\"\nmode = \"0644\"\nmerge = \"ini\"\n",
+            &files(&[("etc/a.conf", "k=v\n")]),
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        let outside = root.path().join("outside.conf");
+        std::fs::write(&outside, "k=old\n").unwrap();
+        std::os::unix::fs::symlink(&outside, root.path().join("etc/a.conf")).unwrap();
+        let err = plan(std::slice::from_ref(&o), &paths)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is a symlink"), "{err}");
+        assert_eq!(std::fs::read(&outside).unwrap(), b"k=old\n");
     }
 
     #[test]
