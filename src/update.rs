@@ -521,14 +521,16 @@ impl<E: Engine> One<'_, E> {
         self.progress
             .note(&format!("{service} did not come up ({why}): rolling back"));
         let back = async {
+            // The tag first: killed anywhere after this, the next `apply` recreates the
+            // service from the old image, never from the one that did not come up.
+            if !self.built {
+                self.engine.tag(self.kept, &self.spec.image).await?;
+            }
             self.engine.remove_container(name).await?;
             if let Some(a) = &archive {
                 run::restore_volume(&self.ctx.paths, Some(self.engine), None, a, service)
                     .await
                     .with_context(|| format!("restoring {} from {}", service, a.display()))?;
-            }
-            if !self.built {
-                self.engine.tag(self.kept, &self.spec.image).await?;
             }
             // Derived again: the old image's volumes, and the spec it had.
             let (desired, _) = desired_state(self.ctx, self.model, self.engine).await?;
@@ -883,6 +885,13 @@ mod tests {
                 .unwrap_or_else(|| panic!("{c} in {calls:?}"))
         };
         assert!(at("start t-db") < at("tag pi-setup-rollback/t-db:db1 db:16"));
+        // The tag goes back before the failed container goes (a kill in between leaves the old
+        // image for the next apply).
+        let last = |c: &str| calls.iter().rposition(|x| x == c).unwrap();
+        assert!(
+            at("tag pi-setup-rollback/t-db:db1 db:16") < last("remove_container t-db"),
+            "{calls:?}"
+        );
         // Nothing else was touched.
         assert!(!calls
             .iter()

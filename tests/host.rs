@@ -649,3 +649,33 @@ fn uninstall_purge_deletes_only_the_archives_on_a_shared_backup_disk() {
     assert!(!usb.join("gateway").exists(), "{}", stdout(&out));
     assert!(stdout(&out).contains("it holds files backups did not write"));
 }
+
+/// A user's overlay with a file only root may read (a Wi-Fi key): install writes it but never
+/// prints its contents in the diff it shows.
+#[test]
+fn the_diff_of_a_file_only_root_may_read_is_not_shown() {
+    let sb = Sandbox::new();
+    let profile = sb.profile("");
+    let text = std::fs::read_to_string(&profile).unwrap();
+    std::fs::write(&profile, format!("overlays = [\"base\", \"wifi\"]\n{text}")).unwrap();
+    let overlay = profile.parent().unwrap().join("overlays/wifi");
+    std::fs::create_dir_all(overlay.join("etc/wpa")).unwrap();
+    std::fs::write(
+        overlay.join("manifest.toml"),
+        "[[file]]\npath = \"etc/wpa/home.conf\"\nmode = \"0600\"\nowner = \"0:0\"\nmerge = \"replace\"\n",
+    )
+    .unwrap();
+    std::fs::write(overlay.join("etc/wpa/home.conf"), "psk=hunter2-secret\n").unwrap();
+    let out = sb.install(&profile);
+    assert_ok(&out);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!said.contains("hunter2-secret"), "{said}");
+    assert!(
+        said.contains("not shown: it is not world-readable"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(sb.path("/etc/wpa/home.conf")).unwrap(),
+        b"psk=hunter2-secret\n"
+    );
+}

@@ -213,6 +213,7 @@ pub(crate) fn lay_overlays(
     changes: &[overlay::FileChange],
 ) -> Result<bool> {
     let mut docker_changed = false;
+    let mut report = String::new();
     for c in changes {
         let verb = if args.dry_run { "would write" } else { "wrote" };
         let mut how = format!("mode {:04o}, owner {}:{}", c.mode, c.uid, c.gid);
@@ -225,15 +226,24 @@ pub(crate) fn lay_overlays(
         } else if !c.content_changed {
             how.push_str("; contents already right");
         }
-        println!("overlay {}: {verb} {} ({how})", c.overlay, c.shown);
-        if c.content_changed {
-            print!("{}", c.diff());
+        report.push_str(&format!(
+            "overlay {}: {verb} {} ({how})\n",
+            c.overlay, c.shown
+        ));
+        // A file written for root only may hold a key: its contents never go on the screen.
+        // (One written world-readable shows nothing its readers will not see anyway.)
+        if c.content_changed && c.mode & 0o004 == 0 {
+            report.push_str("  (its contents change; not shown: it is not world-readable)\n");
+        } else if c.content_changed {
+            report.push_str(&c.diff());
         }
         docker_changed |= c.restarts_docker;
     }
+    // Said once it is true: a failed write must not have been announced as written.
     if !args.dry_run {
         overlay::apply(changes, &ctx.paths)?;
     }
+    print!("{report}");
     Ok(docker_changed)
 }
 
