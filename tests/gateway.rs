@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::harness::{assert_ok, wait_until, Sandbox, BUSYBOX_IMAGE, CADDY_IMAGE};
+use crate::harness::{assert_ok, http_get_path, wait_until, Sandbox, BUSYBOX_IMAGE, CADDY_IMAGE};
 
 /// A busybox httpd serving a compressible page on `page.test`, with `access` and `gateway`
 /// settings of the test's choosing.
@@ -124,27 +124,7 @@ fn behind_a_trusted_proxy_lan_access_goes_by_the_forwarded_client_address() {
 /// GET `path` with a Host header; (status, body), retried while the gateway or the service is
 /// still coming up.
 fn get_path(port: u16, host: &str, path: &str) -> (u16, String) {
-    let mut last = (0, String::new());
-    wait_until(Duration::from_secs(15), || {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        if write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").is_err() {
-            return false;
-        }
-        let mut buf = Vec::new();
-        let _ = s.read_to_end(&mut buf);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let code = status(&text).unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        last = (code, body);
-        !matches!(code, 0 | 502 | 503)
-    });
-    last
+    http_get_path(port, host, path, "", Duration::from_secs(15))
 }
 
 #[test]

@@ -215,14 +215,26 @@ pub fn assert_ok(out: &Output) {
 
 /// A minimal HTTP/1.0 GET to 127.0.0.1:port; returns (status, body).
 pub fn http_get(port: u16, host: &str, patience: Duration) -> (u16, String) {
+    http_get_path(port, host, "/", "", patience)
+}
+
+/// GET `path` with a Host header and extra header lines; retries connection failures, 502s
+/// and 503s (the maintenance page) until the deadline, then returns the last answer.
+pub fn http_get_path(
+    port: u16,
+    host: &str,
+    path: &str,
+    headers: &str,
+    patience: Duration,
+) -> (u16, String) {
     let deadline = Instant::now() + patience;
     loop {
-        match try_get(port, host) {
+        match try_get_path(port, host, path, headers) {
             Ok((status, body)) if !matches!(status, 502 | 503) || Instant::now() >= deadline => {
                 return (status, body)
             }
             Err(e) if Instant::now() >= deadline => {
-                panic!("GET http://{host}/ via 127.0.0.1:{port}: {e}")
+                panic!("GET http://{host}{path} via 127.0.0.1:{port}: {e}")
             }
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
@@ -235,11 +247,21 @@ pub fn try_get(port: u16, host: &str) -> std::io::Result<(u16, String)> {
 
 /// GET with extra header lines (each ending in \r\n).
 pub fn try_get_with(port: u16, host: &str, headers: &str) -> std::io::Result<(u16, String)> {
+    try_get_path(port, host, "/", headers)
+}
+
+/// One GET of `path` on 127.0.0.1:port with a Host header and extra header lines.
+pub fn try_get_path(
+    port: u16,
+    host: &str,
+    path: &str,
+    headers: &str,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         s,
-        "GET / HTTP/1.0\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
     )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
@@ -254,6 +276,19 @@ pub fn try_get_with(port: u16, host: &str, headers: &str) -> std::io::Result<(u1
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// A container timestamp (`.State.StartedAt`, `.State.FinishedAt`: RFC 3339 with nanoseconds,
+/// UTC) as nanoseconds since the epoch.
+pub fn nanos(container: &str, field: &str) -> i128 {
+    let text = inspect(container, &format!("{{{{.State.{field}}}}}"));
+    let out = Command::new("date")
+        .args(["-u", "-d", &text, "+%s%N"])
+        .output()
+        .unwrap();
+    stdout(&out).trim().parse().unwrap_or_else(|e| {
+        panic!("{container} {field} = {text:?}: {e}");
+    })
 }
 
 /// Polls a condition until it holds or the deadline passes; returns whether it held.

@@ -14,6 +14,7 @@ mod image;
 mod host;
 mod copies_s3;
 mod install;
+mod profiles;
 mod pull;
 mod restore;
 mod rough_edges;

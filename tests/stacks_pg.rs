@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::{
-    assert_ok, docker, inspect, lines, stderr, stdout, wait_until, Sandbox, BUSYBOX_IMAGE,
+    assert_ok, docker, inspect, lines, nanos, stderr, stdout, wait_until, Sandbox, BUSYBOX_IMAGE,
 };
 
 /// The PostgreSQL test image: `pi-setup-test/postgres:<major of the host's Debian>`.
@@ -44,18 +44,6 @@ fn psql(container: &str, db: &str, sql: &str) -> String {
         stderr(&out)
     );
     stdout(&out).trim().to_string()
-}
-
-/// A container timestamp (RFC 3339 with nanoseconds, UTC) as nanoseconds since the epoch.
-fn nanos(container: &str, field: &str) -> i128 {
-    let text = inspect(container, &format!("{{{{.State.{field}}}}}"));
-    let out = Command::new("date")
-        .args(["-u", "-d", &text, "+%s%N"])
-        .output()
-        .unwrap();
-    stdout(&out).trim().parse().unwrap_or_else(|e| {
-        panic!("{container} {field} = {text:?}: {e}");
-    })
 }
 
 #[test]

@@ -252,13 +252,11 @@ fn rows(ctx: &Context, model: &Model, containers: &[ContainerInfo]) -> Vec<Servi
     };
     let mut out = vec![row(GATEWAY, &model.gateway.image, Vec::new(), None)];
     for s in &model.services {
-        let domains = s.hosts().iter().map(ToString::to_string).collect();
-        out.push(row(
-            s.name.as_str(),
-            &s.image,
-            domains,
-            Some(s.access.label()),
-        ));
+        let domains: Vec<String> = s.hosts().iter().map(ToString::to_string).collect();
+        // Access is about requests through the gateway: a job or a service with no host has
+        // none to speak of ("-"), not "public".
+        let access = (!domains.is_empty()).then(|| s.access.label());
+        out.push(row(s.name.as_str(), &s.image, domains, access));
     }
     out
 }
