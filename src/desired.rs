@@ -498,11 +498,11 @@ pub(crate) const JOB_TIMER_PREFIX: &str = "pi-setup-job-";
 /// How long a healthy container takes at worst to say so: its start period, then as many
 /// checks as it may fail, each an interval plus its timeout; and a minute to spare.
 pub(crate) fn health_patience(h: &Health) -> std::time::Duration {
-    let interval = h.interval_secs;
-    let timeout = h.timeout_secs.unwrap_or(interval.min(30));
+    let interval = h.interval_ms;
+    let timeout = h.timeout_ms.unwrap_or(interval.min(30_000));
     let retries = u64::from(h.retries.unwrap_or(3));
-    let start = h.start_period_secs.unwrap_or(interval);
-    std::time::Duration::from_secs(start + (interval + timeout) * (retries + 1) + 60)
+    let start = h.start_period_ms.unwrap_or(interval);
+    std::time::Duration::from_millis(start + (interval + timeout) * (retries + 1) + 60_000)
 }
 
 fn declared<'a>(facts: &'a BTreeMap<String, Option<ImageInfo>>, image: &str) -> &'a [String] {
@@ -828,10 +828,10 @@ mod tests {
         assert_eq!(
             (
                 h.exec.as_deref(),
-                h.interval_secs,
-                h.timeout_secs,
+                h.interval_ms,
+                h.timeout_ms,
                 h.retries,
-                h.start_period_secs
+                h.start_period_ms
             ),
             (
                 Some(
@@ -841,11 +841,29 @@ mod tests {
                         "http://localhost:9200".into()
                     ][..]
                 ),
-                10,
+                10_000,
+                Some(5000),
                 Some(5),
-                Some(5),
-                Some(120)
+                Some(120_000)
             )
+        );
+        // Whole seconds hash as they did when durations were whole seconds (no container
+        // made then is recreated); finer ones as milliseconds.
+        let json = serde_json::to_string(h).unwrap();
+        assert!(
+            json.contains(
+                "\"interval_secs\":10,\"timeout_secs\":5,\"retries\":5,\"start_period_secs\":120"
+            ),
+            "{json}"
+        );
+        let d = desired_of("[[service]]\nname = \"s\"\nimage = \"x:1\"\nhealth_cmd = \"true\"\nhealth_interval = \"1.5s\"\nhealth_timeout = \"500ms\"\n");
+        let c = d.containers.iter().find(|c| c.service == "s").unwrap();
+        let h = c.health.as_ref().unwrap();
+        assert_eq!((h.interval_ms, h.timeout_ms), (1500, Some(500)));
+        let json = serde_json::to_string(h).unwrap();
+        assert!(
+            json.contains("\"interval_secs\":\"1500ms\",\"timeout_secs\":\"500ms\""),
+            "{json}"
         );
     }
 }

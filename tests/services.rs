@@ -877,8 +877,8 @@ fn a_user_an_exec_form_health_check_and_dotted_env_names_reach_the_container() {
         format!(
             "name = \"search\"\nimage = \"{BUSYBOX_IMAGE}\"\nuser = \"1000:1000\"\n\
              env = {{ \"discovery.type\" = \"single-node\" }}\n\
-             health_cmd = [\"test\", \"-d\", \"/tmp\"]\nhealth_interval = \"1s\"\n\
-             health_timeout = \"2s\"\nhealth_retries = 2\nhealth_start_period = \"0s\"\n\
+             health_cmd = [\"test\", \"-d\", \"/tmp\"]\nhealth_interval = \"500ms\"\n\
+             health_timeout = \"1.5s\"\nhealth_retries = 2\nhealth_start_period = \"0s\"\n\
              command = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n"
         ),
     )
@@ -889,6 +889,14 @@ fn a_user_an_exec_form_health_check_and_dotted_env_names_reach_the_container() {
     assert_eq!(
         inspect(&c, "{{json .Config.Healthcheck.Test}}"),
         r#"["CMD","test","-d","/tmp"]"#
+    );
+    // Durations finer than a second reach Docker (nanoseconds).
+    assert_eq!(
+        inspect(
+            &c,
+            "{{.Config.Healthcheck.Interval}} {{.Config.Healthcheck.Timeout}}"
+        ),
+        "500ms 1.5s"
     );
     assert!(inspect(&c, "{{json .Config.Env}}").contains("\"discovery.type=single-node\""));
     let id = docker(&["exec", &c, "id", "-u"]);

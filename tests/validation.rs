@@ -269,7 +269,7 @@ fn add_service_refuses_what_docker_would_refuse() {
         ),
         (
             vec!["--health-cmd", "true", "--health-interval", "18446744074s"],
-            "health_interval \"18446744074s\" is out of range: 1s to 24h".into(),
+            "health_interval \"18446744074s\" is out of range: 1ms to 24h".into(),
         ),
     ];
     for (flags, expected) in cases {

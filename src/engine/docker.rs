@@ -536,8 +536,8 @@ impl Engine for Docker {
             }),
             user: spec.user.clone(),
             healthcheck: spec.health.as_ref().map(|h| {
-                const NS: i64 = 1_000_000_000;
-                let interval = h.interval_secs as i64 * NS;
+                const NS_PER_MS: i64 = 1_000_000;
+                let interval = h.interval_ms as i64 * NS_PER_MS;
                 let test = match &h.exec {
                     Some(words) => std::iter::once("CMD".to_string())
                         .chain(words.iter().cloned())
@@ -548,11 +548,13 @@ impl Engine for Docker {
                     test: Some(test),
                     interval: Some(interval),
                     timeout: Some(
-                        h.timeout_secs
-                            .map_or(interval.min(30 * NS), |t| t as i64 * NS),
+                        h.timeout_ms
+                            .map_or(interval.min(30_000 * NS_PER_MS), |t| t as i64 * NS_PER_MS),
                     ),
                     retries: Some(h.retries.map_or(3, i64::from)),
-                    start_period: Some(h.start_period_secs.map_or(interval, |s| s as i64 * NS)),
+                    start_period: Some(
+                        h.start_period_ms.map_or(interval, |s| s as i64 * NS_PER_MS),
+                    ),
                     ..Default::default()
                 }
             }),

@@ -605,7 +605,7 @@ mod tests {
             &svc("name = \"web\"\nimage = \"x:1\"\nhealth_cmd = [\"true\"]\nhealth_retries = 0\nhealth_timeout = \"0s\"\nhealth_start_period = \"2d\""),
             &[
                 "health_retries 0 is out of range: 1 to 100",
-                "health_timeout \"0s\" is out of range: 1s to 24h",
+                "health_timeout \"0s\" is out of range: 1ms to 24h",
                 "health_start_period \"2d\" must be a duration from 0s to 24h",
             ],
         );

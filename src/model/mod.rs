@@ -384,7 +384,8 @@ impl Model {
 mod tests {
     use super::names::check_email;
     use super::values::{
-        check_health_interval, parse_bytes, parse_duration, parse_publish, parse_volume,
+        check_health_interval, parse_bytes, parse_duration, parse_duration_ms, parse_publish,
+        parse_volume,
     };
     use super::*;
 
@@ -434,23 +435,23 @@ mod tests {
             ("memory = \"-5m\"", "4:10: memory \"-5m\" must be bytes or a size like 512m or 2g"),
             (
                 "health_cmd = \"true\"\nhealth_interval = \"18446744074s\"",
-                "5:19: health_interval \"18446744074s\" is out of range: 1s to 24h",
+                "5:19: health_interval \"18446744074s\" is out of range: 1ms to 24h",
             ),
             (
                 "health_cmd = \"true\"\nhealth_interval = \"99999999999999999999999h\"",
-                "5:19: health_interval \"99999999999999999999999h\" is out of range: 1s to 24h",
+                "5:19: health_interval \"99999999999999999999999h\" is out of range: 1ms to 24h",
             ),
             (
                 "health_cmd = \"true\"\nhealth_interval = \"25h\"",
-                "5:19: health_interval \"25h\" is out of range: 1s to 24h",
+                "5:19: health_interval \"25h\" is out of range: 1ms to 24h",
             ),
             (
                 "health_cmd = \"true\"\nhealth_interval = \"0s\"",
-                "5:19: health_interval \"0s\" is out of range: 1s to 24h",
+                "5:19: health_interval \"0s\" is out of range: 1ms to 24h",
             ),
             (
                 "health_cmd = \"true\"\nhealth_interval = \"1m3\"",
-                "5:19: health_interval \"1m3\" must be a duration like 30s, 1m or 1m30s",
+                "5:19: health_interval \"1m3\" must be a duration like 500ms, 1.5s, 30s, 1m or 1m30s",
             ),
             (
                 "volumes = [\".:/\"]",
@@ -567,8 +568,32 @@ mod tests {
         assert_eq!(parse_duration("18446744073709551615m"), None, "overflows");
         assert_eq!(parse_duration("5124095576030432h"), None, "overflows");
         assert_eq!(parse_duration(""), None);
-        assert_eq!(check_health_interval("24h"), Ok(86400));
-        assert_eq!(check_health_interval("1s"), Ok(1));
+        assert_eq!(check_health_interval("24h"), Ok(86_400_000));
+        assert_eq!(check_health_interval("1s"), Ok(1000));
+        // Health checks take milliseconds and decimals (Docker counts in nanoseconds).
+        for (text, ms) in [
+            ("500ms", Some(500)),
+            ("1.5s", Some(1500)),
+            ("1m30s", Some(90_000)),
+            ("1s250ms", Some(1250)),
+            (".25s", Some(250)),
+            ("0.001s", Some(1)),
+            ("1.5m", Some(90_000)),
+            ("45", Some(45_000)),
+            ("1.0005s", None),
+            ("1.5ms", None),
+            ("1..5s", None),
+            (".s", None),
+            ("5 s", None),
+            ("1.5", None),
+        ] {
+            assert_eq!(parse_duration_ms(text), ms, "{text}");
+        }
+        assert_eq!(check_health_interval("250ms"), Ok(250));
+        assert_eq!(
+            check_health_interval("0ms"),
+            Err("health_interval \"0ms\" is out of range: 1ms to 24h".into())
+        );
         assert_eq!(parse_duration("30s"), Some(30));
         assert_eq!(parse_duration("1m30s"), Some(90));
         assert_eq!(parse_duration("45"), Some(45));

@@ -9,8 +9,8 @@ use crate::input::raw::{RawDependency, RawService, RawVolume, RawVolumeTable, St
 use crate::input::source::{ConfigError, Source};
 use crate::model::names::{Domain, Name};
 use crate::model::values::{
-    check_health_interval, env_name_ok, parse_bytes, parse_duration, parse_publish, parse_volume,
-    MAX_MEMORY, MIN_MEMORY,
+    check_health_interval, env_name_ok, parse_bytes, parse_duration, parse_duration_ms,
+    parse_publish, parse_volume, MAX_MEMORY, MIN_MEMORY,
 };
 use crate::model::Checker;
 use crate::model::{HostFacts, GATEWAY, RESERVED_NAMES};
@@ -130,14 +130,44 @@ pub(crate) struct Health {
     /// Exec form (`CMD`), run without a shell.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) exec: Option<Vec<String>>,
-    pub(crate) interval_secs: u64,
+    /// Milliseconds. Durations go into the spec's hash under their old names, in whole
+    /// seconds when they are whole seconds (as they always were before milliseconds were
+    /// allowed), so a container made then is not recreated for nothing.
+    #[serde(rename = "interval_secs", serialize_with = "secs_or_ms")]
+    pub(crate) interval_ms: u64,
     // Left out of the spec's hash when not set, so adding them recreated no container.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) timeout_secs: Option<u64>,
+    #[serde(
+        rename = "timeout_secs",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_secs_or_ms"
+    )]
+    pub(crate) timeout_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) retries: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) start_period_secs: Option<u64>,
+    #[serde(
+        rename = "start_period_secs",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_secs_or_ms"
+    )]
+    pub(crate) start_period_ms: Option<u64>,
+}
+
+/// Whole seconds as a number; anything finer as a string like `"1500ms"`.
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's serialize_with passes the field by reference
+fn secs_or_ms<S: serde::Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
+    if ms.is_multiple_of(1000) {
+        s.serialize_u64(ms / 1000)
+    } else {
+        s.serialize_str(&format!("{ms}ms"))
+    }
+}
+
+#[allow(clippy::ref_option)] // serde's serialize_with passes the field by reference
+fn opt_secs_or_ms<S: serde::Serializer>(ms: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => secs_or_ms(ms, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// A host port a service publishes itself (explicitly asked for in its definition).
@@ -591,21 +621,21 @@ fn health(c: &mut Checker, r: &RawService) -> Option<Health> {
             "health_cmd contains a NUL byte, which Docker refuses".into(),
         );
     }
-    let interval_secs = match &r.health_interval {
-        None => 30,
+    let interval_ms = match &r.health_interval {
+        None => 30_000,
         Some(i) => check_health_interval(i.get_ref()).unwrap_or_else(|why| {
             c.at(i, why);
-            30
+            30_000
         }),
     };
-    let timeout_secs = r.health_timeout.as_ref().and_then(|t| {
+    let timeout_ms = r.health_timeout.as_ref().and_then(|t| {
         check_health_interval(t.get_ref())
             .map_err(|why| c.at(t, why.replace("health_interval", "health_timeout")))
             .ok()
     });
-    let start_period_secs = r.health_start_period.as_ref().and_then(|t| {
-        match parse_duration(t.get_ref()) {
-            Some(s) if s <= crate::model::values::MAX_HEALTH_INTERVAL_SECS => Some(s),
+    let start_period_ms = r.health_start_period.as_ref().and_then(|t| {
+        match parse_duration_ms(t.get_ref()) {
+            Some(ms) if ms <= crate::model::values::MAX_HEALTH_INTERVAL_SECS * 1000 => Some(ms),
             _ => {
                 c.at(
                     t,
@@ -634,10 +664,10 @@ fn health(c: &mut Checker, r: &RawService) -> Option<Health> {
     Some(Health {
         cmd: shell,
         exec,
-        interval_secs,
-        timeout_secs,
+        interval_ms,
+        timeout_ms,
         retries,
-        start_period_secs,
+        start_period_ms,
     })
 }
 

@@ -85,29 +85,94 @@ pub(crate) fn parse_duration(s: &str) -> Option<u64> {
 /// day a check no longer tells whether a service is up.
 pub(crate) const MAX_HEALTH_INTERVAL_SECS: u64 = 24 * 3600;
 
-/// Whether `s` is shaped like a duration (`45`, or `30s`, `1m30s`, ...), whatever its size.
+/// Whether `s` is shaped like a duration (`45`, `30s`, `1m30s`, `1.5s`, `500ms`, ...),
+/// whatever its size: digits (with at most one `.`) each followed by a unit, or digits alone.
 fn duration_shaped(s: &str) -> bool {
-    let mut digits = 0;
-    for ch in s.chars() {
-        match ch {
-            '0'..='9' => digits += 1,
-            's' | 'm' | 'h' if digits > 0 => digits = 0,
-            _ => return false,
-        }
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
+        return true;
     }
-    !s.is_empty() && (digits == 0 || s.chars().all(|c| c.is_ascii_digit()))
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num = &rest[..n];
+        if !num.contains(|c: char| c.is_ascii_digit()) || num.matches('.').count() > 1 {
+            return false;
+        }
+        // `ms` before `m`: "5ms" is one token.
+        let Some(after) = ["ms", "s", "m", "h"]
+            .iter()
+            .find_map(|u| rest[n..].strip_prefix(u))
+        else {
+            return false;
+        };
+        rest = after;
+    }
+    !s.is_empty()
 }
 
-/// A health check interval: 1s to 24h.
+/// A health check duration in milliseconds: `500ms`, `1.5s`, `30s`, `1m30s`, `2h`, or plain
+/// seconds (`45`). None when malformed or beyond a `u64` of milliseconds.
+pub(crate) fn parse_duration_ms(s: &str) -> Option<u64> {
+    if let Ok(n) = s.parse::<u64>() {
+        return n.checked_mul(1000);
+    }
+    let mut total: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(num_len);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let per_unit: u64 = match unit {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return None,
+        };
+        let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
+        if whole.is_empty() && frac.is_empty() || frac.len() > 3 || frac.contains('.') {
+            return None;
+        }
+        let whole: u64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        let frac_ms: u64 = if frac.is_empty() {
+            0
+        } else {
+            // Thousandths of a unit, then in milliseconds; a fraction of a millisecond is
+            // refused rather than rounded.
+            let thousandths = frac.parse::<u64>().ok()? * 10u64.pow(3 - frac.len() as u32);
+            let ms = thousandths * per_unit;
+            if !ms.is_multiple_of(1000) {
+                return None;
+            }
+            ms / 1000
+        };
+        total = total.checked_add(whole.checked_mul(per_unit)?.checked_add(frac_ms)?)?;
+        rest = tail;
+    }
+    (!s.is_empty()).then_some(total)
+}
+
+/// A health check interval or timeout in milliseconds: 1ms (Docker's least) to 24h.
 pub(crate) fn check_health_interval(s: &str) -> Result<u64, String> {
-    match parse_duration(s) {
-        Some(secs) if (1..=MAX_HEALTH_INTERVAL_SECS).contains(&secs) => Ok(secs),
-        Some(_) => Err(format!("health_interval {s:?} is out of range: 1s to 24h")),
+    match parse_duration_ms(s) {
+        Some(ms) if (1..=MAX_HEALTH_INTERVAL_SECS * 1000).contains(&ms) => Ok(ms),
+        Some(_) => Err(format!("health_interval {s:?} is out of range: 1ms to 24h")),
         None if duration_shaped(s) => {
-            Err(format!("health_interval {s:?} is out of range: 1s to 24h"))
+            Err(format!("health_interval {s:?} is out of range: 1ms to 24h"))
         }
         None => Err(format!(
-            "health_interval {s:?} must be a duration like 30s, 1m or 1m30s"
+            "health_interval {s:?} must be a duration like 500ms, 1.5s, 30s, 1m or 1m30s"
         )),
     }
 }
