@@ -735,6 +735,9 @@ fn extract_layer(
                                 break;
                             }
                         } else {
+                            // Read a MiB at a time (the tar entry is not buffered): fewer,
+                            // larger writes.
+                            let mut entry = io::BufReader::with_capacity(1 << 20, &mut entry);
                             write_file(&dest, &mut entry, meta, opts, &corrupt)?;
                         }
                         linkable.insert(rel);
@@ -881,34 +884,73 @@ fn write_file(
     opts: &RestoreOptions,
     corrupt: &dyn Fn(io::Error) -> BackupError,
 ) -> Result<(), BackupError> {
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(dest)
         .map_err(io_err("creating", dest))?;
-    io::copy(data, &mut file).map_err(|e| {
+    let mut out = Streaming {
+        file: &file,
+        started: 0,
+        written: 0,
+    };
+    io::copy(data, &mut out).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::InvalidData {
             corrupt(e)
         } else {
             io_err("writing", dest)(e)
         }
     })?;
-    start_writeback(&file);
+    start_writeback(&file, out.started, 0);
     apply_to_file(&file, dest, meta, opts)
+}
+
+/// How much of a large file is written before its writeback is started: the disk gets work
+/// while the rest of the file is still being decompressed, instead of all of it at the end.
+const WRITEBACK_CHUNK: u64 = 4 << 20;
+
+/// A file being filled that starts the writeback of each `WRITEBACK_CHUNK` written.
+struct Streaming<'a> {
+    file: &'a File,
+    /// Where the range not yet handed to writeback starts.
+    started: u64,
+    written: u64,
+}
+
+impl io::Write for Streaming<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = (&mut &*self.file).write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= WRITEBACK_CHUNK {
+            start_writeback(self.file, self.started, self.written - self.started);
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Asks the kernel to start writing the file's pages to disk now, without waiting: the flush
 /// before the swap (`syncfs`) then finds most of the tree already written instead of all of
 /// it, so writeback overlaps extraction. Only a hint: errors are ignored, and `syncfs` still
 /// decides.
-fn start_writeback(file: &File) {
+/// `len` 0: from `offset` to the end of the file.
+fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     // SAFETY: sync_file_range only reads its integer arguments; the descriptor is open for as
     // long as `file` is borrowed.
     let _ = unsafe {
-        nix::libc::sync_file_range(file.as_raw_fd(), 0, 0, nix::libc::SYNC_FILE_RANGE_WRITE)
+        nix::libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as i64,
+            len as i64,
+            nix::libc::SYNC_FILE_RANGE_WRITE,
+        )
     };
 }
 
