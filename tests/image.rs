@@ -805,7 +805,9 @@ fn the_bootstrap_in_a_sandbox_installs_exactly_the_expected_files_and_restores_c
     )
     .unwrap();
     assert!(
-        nm.contains("ssid=Home net\n") && nm.contains("psk=") && !nm.contains(WIFI_PASSPHRASE),
+        nm.contains("ssid=72;111;109;101;32;110;101;116;\n")
+            && nm.contains("psk=")
+            && !nm.contains(WIFI_PASSPHRASE),
         "{nm}"
     );
     assert_eq!(

@@ -40,12 +40,12 @@ set_hostname() {
 }
 
 set_timezone() {
-  if [ -e "$target/usr/share/zoneinfo/$1" ]; then
+  if [ -f "$target/usr/share/zoneinfo/$1" ]; then  # a file: "Europe" is a directory
     ln -sf "/usr/share/zoneinfo/$1" "$target/etc/localtime"
     echo "$1" >"$target/etc/timezone"
     say "time zone $1"
   else
-    say "time zone $1 is not in /usr/share/zoneinfo: left as it was"
+    say "time zone $1 is not a file in /usr/share/zoneinfo: left as it was"
   fi
 }
 

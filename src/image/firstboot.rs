@@ -359,10 +359,12 @@ pub(crate) fn network_config(w: &Wifi) -> String {
 
 /// NetworkManager's keyfile for the Wi-Fi network (Bookworm, written by the bootstrap).
 fn nmconnection(w: &Wifi) -> String {
-    // Keyfile values are strings to the end of the line; the SSID has no control characters.
+    // The SSID as a list of bytes: as a keyfile string, leading or trailing spaces would be
+    // dropped, and `\` or `;` read as escapes or list separators.
+    let ssid: String = w.ssid.bytes().map(|b| format!("{b};")).collect();
     format!(
         "[connection]\nid=pi-setup-wifi\ntype=wifi\nautoconnect=true\n\n[wifi]\nmode=infrastructure\nssid={}\n\n[wifi-security]\nkey-mgmt=wpa-psk\npsk={}\n\n[ipv4]\nmethod=auto\n\n[ipv6]\nmethod=auto\n",
-        w.ssid, w.psk
+        ssid, w.psk
     )
 }
 
@@ -569,7 +571,11 @@ mod tests {
         assert!(b.contains("set_hostname 'appliance'\n"));
         assert!(b.contains("set_timezone 'Europe/Berlin'\n"));
         assert!(b.contains("set_ssh_keys 'pi' 'ssh-ed25519 AAAA \"me\"\n'\n"));
-        assert!(b.contains("ssid=Home \"net\"\n"));
+        // "Home \"net\"" as bytes.
+        assert!(
+            b.contains("ssid=72;111;109;101;32;34;110;101;116;34;\n"),
+            "{b}"
+        );
         assert!(!b.contains("password1"));
         let c = bootstrap(&s, true);
         assert!(!c.contains("set_hostname '") && !c.contains("@SETTINGS@"));
