@@ -343,7 +343,7 @@ pub(crate) fn desired(
 
     let sites_dir = paths.vol(GATEWAY).join("etc/sites");
     let mut gateway_files = vec![FileSpec {
-        path: paths.vol(GATEWAY).join("etc/Caddyfile"),
+        path: paths.vol(GATEWAY).join(gateway::CADDYFILE_ON_HOST),
         contents: gateway::caddyfile(gw).into_bytes(),
         mode: 0o644,
     }];
@@ -422,7 +422,7 @@ pub(crate) fn desired(
         timers,
         images,
         dirs,
-        gateway_loaded_marker: paths.vol(GATEWAY).join("admin/loaded"),
+        gateway_loaded_marker: paths.vol(GATEWAY).join(gateway::LOADED_MARKER_ON_HOST),
         gateway_files,
         sites_dir,
         containers,

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::desired::{Desired, ObjectNames};
+use crate::drain::Drains;
 use crate::engine::{Engine, HealthStatus};
 use crate::gateway;
 use crate::host;
@@ -18,6 +19,9 @@ pub(crate) struct Applied {
     pub(crate) done: Vec<String>,
 }
 
+/// Carries out `plan`. A running, routed service is drained through the gateway before its
+/// container is stopped or removed, and routed to again once its container has started
+/// (`crate::drain`); whatever is still drained when the plan ends or fails is routed to again.
 pub(crate) async fn apply(
     plan: &Plan,
     desired: &Desired,
@@ -25,23 +29,53 @@ pub(crate) async fn apply(
     paths: &Paths,
     names: &ObjectNames,
     progress: &Progress,
+    drains: &Drains,
+) -> Result<Applied> {
+    let applied = apply_steps(plan, desired, engine, paths, names, progress, drains).await;
+    drains.release_all(engine).await;
+    applied
+}
+
+async fn apply_steps(
+    plan: &Plan,
+    desired: &Desired,
+    engine: &impl Engine,
+    paths: &Paths,
+    names: &ObjectNames,
+    progress: &Progress,
+    drains: &Drains,
 ) -> Result<Applied> {
     let mut done = Vec::new();
     let total = plan.actions.len();
     for (i, action) in plan.actions.iter().enumerate() {
-        run(action, desired, engine, paths, names, progress)
-            .await
-            .with_context(|| {
-                let before = if done.is_empty() {
-                    "nothing had been changed before it".to_string()
-                } else {
-                    format!(
-                        "{} earlier step(s) were done; run the command again to finish",
-                        done.len()
-                    )
-                };
-                format!("step {} of {total} failed: {action} ({before})", i + 1)
-            })?;
+        match action {
+            Action::MoveVolumeData { container, .. }
+            | Action::RemoveContainer {
+                name: container, ..
+            } => drains.before_stop(engine, container).await,
+            _ => {}
+        }
+        let ran = run(action, desired, engine, paths, names, progress).await;
+        match action {
+            Action::CreateContainer { spec, .. } if ran.is_ok() => {
+                drains.release(engine, &spec.name).await;
+            }
+            Action::StartContainer { name } if ran.is_ok() => {
+                drains.release(engine, name).await;
+            }
+            _ => {}
+        }
+        ran.with_context(|| {
+            let before = if done.is_empty() {
+                "nothing had been changed before it".to_string()
+            } else {
+                format!(
+                    "{} earlier step(s) were done; run the command again to finish",
+                    done.len()
+                )
+            };
+            format!("step {} of {total} failed: {action} ({before})", i + 1)
+        })?;
         progress.note(&format!("  [{}/{total}] {action}", i + 1));
         done.push(action.to_string());
     }
@@ -273,15 +307,32 @@ fn mark_gateway_loaded(desired: &Desired) -> Result<()> {
     Ok(())
 }
 
-/// Reloads through the admin socket; a gateway that has just started may not have created it
-/// yet, so connecting is retried for a few seconds. New connections are first steered to
-/// the listeners the new config opens (`crate::reuseport`), so the reload drops none; if the
-/// kernel refuses that, the reload goes ahead and says what it could not do.
+/// Reloads through the admin socket with the desired Caddyfile; a gateway that has just
+/// started may not have created the socket yet, so connecting is retried for a few seconds.
 async fn reload_gateway(
     desired: &Desired,
     paths: &Paths,
     engine: &impl Engine,
     names: &ObjectNames,
+) -> Result<()> {
+    let caddyfile = desired
+        .gateway_files
+        .first()
+        .map(|f| String::from_utf8_lossy(&f.contents).into_owned())
+        .unwrap_or_default();
+    load_into_gateway(&caddyfile, paths, engine, names, Duration::from_secs(15)).await
+}
+
+/// Loads `caddyfile` into the running gateway, retrying the connection for `patience`. New
+/// connections are first steered to the listeners the new config opens (`crate::reuseport`),
+/// so the reload drops none; if the kernel refuses that, the reload goes ahead and says what
+/// it could not do.
+pub(crate) async fn load_into_gateway(
+    caddyfile: &str,
+    paths: &Paths,
+    engine: &impl Engine,
+    names: &ObjectNames,
+    patience: Duration,
 ) -> Result<()> {
     if let Some(pid) = engine.pid(&names.object(GATEWAY)).await? {
         if let Err(e) = crate::reuseport::steer_to_newest(pid) {
@@ -291,15 +342,10 @@ async fn reload_gateway(
             );
         }
     }
-    let caddyfile = desired
-        .gateway_files
-        .first()
-        .map(|f| String::from_utf8_lossy(&f.contents).into_owned())
-        .unwrap_or_default();
     let socket = paths.vol(GATEWAY).join(gateway::ADMIN_SOCKET_ON_HOST);
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + patience;
     loop {
-        match gateway::reload(&socket, &caddyfile) {
+        match gateway::reload(&socket, caddyfile) {
             Ok(()) => return Ok(()),
             Err(gateway::ReloadError::Connect { .. }) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await;

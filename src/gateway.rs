@@ -18,6 +18,12 @@ use crate::model::{Access, Domain, Gateway, HttpsMode, Route, Service};
 pub(crate) const ADMIN_SOCKET_IN_CONTAINER: &str = "/run/pi-setup/admin.sock";
 /// On the host, relative to `/var/vol/gateway`.
 pub(crate) const ADMIN_SOCKET_ON_HOST: &str = "admin/admin.sock";
+/// The Caddyfile the gateway runs with, relative to `/var/vol/gateway`.
+pub(crate) const CADDYFILE_ON_HOST: &str = "etc/Caddyfile";
+/// Relative to `/var/vol/gateway`: which gateway files the running gateway has loaded (their
+/// hash, see `Desired::gateway_files_hash`), or `draining ...` while `crate::drain` has it
+/// load something else.
+pub(crate) const LOADED_MARKER_ON_HOST: &str = "admin/loaded";
 
 pub(crate) fn caddyfile(g: &Gateway) -> String {
     let mut global = format!(
@@ -43,8 +49,31 @@ pub(crate) fn caddyfile(g: &Gateway) -> String {
          {{\n{global}}}\n\n\
          # Requests for a host no service answers to.\n\
          :80 {{\n\trespond \"No service answers to this host name.\" 404\n}}\n\n\
-         import /etc/caddy/sites/*.caddy\n"
+         {SITES_IMPORT}"
     )
+}
+
+/// The line of the Caddyfile that loads the site files.
+const SITES_IMPORT: &str = "import /etc/caddy/sites/*.caddy\n";
+
+/// The Caddyfile the gateway is reloaded with while the services in `draining` stop (see
+/// `crate::drain`): the same as `caddyfile` with the site files inline, as `site_files_draining`
+/// renders them. Only ever loaded through the admin API: the files on disk stay as they are, so
+/// a restarted gateway (or a reload of those files) routes to every service again.
+pub(crate) fn caddyfile_draining(
+    g: &Gateway,
+    services: &[Service],
+    draining: &BTreeSet<&str>,
+) -> String {
+    let names: Vec<&str> = draining.iter().copied().collect();
+    let mut sites = format!(
+        "# Draining {}: their routes show the maintenance page while they stop.\n",
+        names.join(", ")
+    );
+    for f in site_files_draining(g, services, draining) {
+        sites.push_str(&format!("\n# sites/{}\n{}", f.name, f.text));
+    }
+    caddyfile(g).replacen(SITES_IMPORT, &sites, 1)
 }
 
 /// Served with status 503 while a service is down (stopped, restarting, being backed up), in
@@ -80,6 +109,16 @@ enum Target<'a> {
 /// always had; hosts with path routes or static files get one block each, its routes longest
 /// path first; a host that several services answer on (by path) gets a file of its own.
 pub(crate) fn site_files(g: &Gateway, services: &[Service]) -> Vec<SiteFile> {
+    site_files_draining(g, services, &BTreeSet::new())
+}
+
+/// `site_files` with the proxied routes of the services in `draining` answered by the
+/// maintenance page (see `crate::drain`); their `static` routes are served as always.
+pub(crate) fn site_files_draining(
+    g: &Gateway,
+    services: &[Service],
+    draining: &BTreeSet<&str>,
+) -> Vec<SiteFile> {
     // Every host path, with the service it belongs to.
     let mut by_host: ByHost = Vec::new();
     // Where each host is in `by_host`: thousands of services must not mean a search per path.
@@ -125,12 +164,12 @@ pub(crate) fn site_files(g: &Gateway, services: &[Service]) -> Vec<SiteFile> {
         }
         let simple = s.routes.is_empty() && s.statics.is_empty();
         let text = if simple {
-            site(g, s, &mine)
+            site(g, s, &mine, draining.contains(s.name.as_str()))
         } else {
             let mut t = header(&format!("Service '{}'", s.name));
             for h in &mine {
                 let entries = &by_host[index[*h]].1;
-                t.push_str(&host_block(g, h, entries));
+                t.push_str(&host_block(g, h, entries, draining));
             }
             t
         };
@@ -143,7 +182,7 @@ pub(crate) fn site_files(g: &Gateway, services: &[Service]) -> Vec<SiteFile> {
     for (host, entries) in &by_host {
         if shared(host) {
             let mut t = header(&format!("Host '{host}', shared by several services"));
-            t.push_str(&host_block(g, host, entries));
+            t.push_str(&host_block(g, host, entries, draining));
             files.push(SiteFile {
                 name: format!("shared-{host}.caddy"),
                 text: t,
@@ -176,7 +215,7 @@ fn header(what: &str) -> String {
 
 /// One host's block: each path in its own `handle`, longest first, `/` last; access control
 /// per service; the maintenance page for the whole host.
-fn host_block(g: &Gateway, host: &Domain, entries: &[Entry]) -> String {
+fn host_block(g: &Gateway, host: &Domain, entries: &[Entry], draining: &BTreeSet<&str>) -> String {
     let internal_tls = match g.https {
         HttpsMode::Off => false,
         HttpsMode::Internal => true,
@@ -227,6 +266,9 @@ fn host_block(g: &Gateway, host: &Domain, entries: &[Entry]) -> String {
             }
         }
         match target {
+            Target::Proxy { .. } if draining.contains(s.name.as_str()) => {
+                out.push_str(&draining_proxy("\t\t"));
+            }
             Target::Proxy { port, strip } => {
                 if *strip {
                     out.push_str(&format!("\t\turi strip_prefix {path}\n"));
@@ -255,9 +297,25 @@ fn host_block(g: &Gateway, host: &Domain, entries: &[Entry]) -> String {
     out
 }
 
+/// In place of `reverse_proxy` while the service is drained: the maintenance page, so no new
+/// request reaches the container about to stop. Served by `file_server` rather than through
+/// `handle_errors` (`error 503`): Caddy orders `error` before `respond`, which would answer
+/// clients outside the LAN with it instead of their 403; `file_server` comes after `respond`
+/// and `basic_auth`, as `reverse_proxy` does.
+fn draining_proxy(indent: &str) -> String {
+    format!(
+        "{indent}# Being stopped or replaced (pi-setup drains it): the maintenance page.\n\
+         {indent}rewrite * /maintenance.html\n\
+         {indent}file_server {{\n\
+         {indent}\troot /etc/caddy\n\
+         {indent}\tstatus 503\n\
+         {indent}}}\n"
+    )
+}
+
 /// The site block(s) of a service that only has `domains` (those of `domains` given): proxied
 /// to `name:port` on the network.
-fn site(g: &Gateway, s: &Service, domains: &[&Domain]) -> String {
+fn site(g: &Gateway, s: &Service, domains: &[&Domain], draining: bool) -> String {
     let upstream = format!("{}:{}", s.name, s.port);
     // No file paths in here: the same service must render the same file wherever it came from.
     let mut out = format!(
@@ -296,14 +354,18 @@ fn site(g: &Gateway, s: &Service, domains: &[&Domain]) -> String {
                 out.push_str(&format!("\tbasic_auth {{\n\t\t{user} {hash}\n\t}}\n"));
             }
         }
-        out.push_str(&format!(
-            "\treverse_proxy {upstream}\n\
-             \t# The service is down: Caddy cannot resolve or reach it. Show the maintenance page.\n\
-             \thandle_errors 502 503 504 {{\n\
+        if draining {
+            out.push_str(&draining_proxy("\t"));
+        } else {
+            out.push_str(&format!("\treverse_proxy {upstream}\n"));
+        }
+        out.push_str(
+            "\t# The service is down: Caddy cannot resolve or reach it. Show the maintenance page.\n\
+             \thandle_errors 502 503 504 {\n\
              \t\trewrite * /maintenance.html\n\
-             \t\tfile_server {{\n\t\t\troot /etc/caddy\n\t\t\tstatus 503\n\t\t}}\n\
-             \t}}\n}}\n"
-        ));
+             \t\tfile_server {\n\t\t\troot /etc/caddy\n\t\t\tstatus 503\n\t\t}\n\
+             \t}\n}\n",
+        );
     }
     out
 }
@@ -431,6 +493,31 @@ fn uses_alternate_bind(servers_json: &str) -> bool {
         .flatten()
         .filter_map(|l| l.as_str())
         .any(|l| l.starts_with("0.0.0.0:"))
+}
+
+/// Requests the gateway is proxying to `service` now, by any of its ports: Caddy's
+/// `/reverse_proxy/upstreams` lists each upstream address (`web:80`) with the requests in
+/// flight to it, also those a replaced configuration is still finishing (Caddy 2.11.2 and
+/// newer; an older one forgets an address once no configuration uses it).
+pub(crate) fn in_flight(socket: &Path, service: &str) -> Result<u64, ReloadError> {
+    let body = admin_request(socket, "GET", "/reverse_proxy/upstreams", None)?;
+    Ok(in_flight_of(&body, service))
+}
+
+fn in_flight_of(upstreams_json: &str, service: &str) -> u64 {
+    let upstreams: serde_json::Value = serde_json::from_str(upstreams_json).unwrap_or_default();
+    upstreams
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|u| {
+            u.get("address")
+                .and_then(|a| a.as_str())
+                .and_then(|a| a.rsplit_once(':'))
+                .is_some_and(|(host, _)| host == service)
+        })
+        .filter_map(|u| u.get("num_requests")?.as_u64())
+        .sum()
 }
 
 /// One HTTP/1.1 request on the admin socket; the body of a 200 answer, else an error.
@@ -605,5 +692,47 @@ mod tests {
             .map(|f| format!("=== {}\n{}", f.name, f.text))
             .collect();
         insta::assert_snapshot!(listing.join("\n"));
+    }
+
+    #[test]
+    fn a_drained_service_shows_the_maintenance_page_on_its_routes_and_keeps_its_static_files() {
+        // web: domains, a path route and static files on a host it shares with graphql;
+        // simple: domains only. Both drained; graphql and firefly are not.
+        let m = model_of(
+            "[gateway]\nhttps = \"off\"\n\n\
+             [[service]]\nname = \"web\"\nimage = \"a:1\"\nport = 8000\ndomains = [\"example.com\"]\n\
+             routes = [{ host = \"api.example.com\", path = \"/v1\", strip = true }]\n\
+             static = [{ host = \"example.com\", path = \"/static\", dir = \"static\" }]\n\n\
+             [[service]]\nname = \"graphql\"\nimage = \"a:1\"\nport = 8080\n\
+             routes = [{ host = \"example.com\", path = \"/graphiql\" }]\n\n\
+             [[service]]\nname = \"simple\"\nimage = \"a:1\"\ndomains = [\"simple.local\"]\naccess = \"lan\"\n\n\
+             [[service]]\nname = \"firefly\"\nimage = \"a:1\"\ndomains = [\"firefly.local\"]\n",
+        );
+        let draining = BTreeSet::from(["web", "simple"]);
+        let text = caddyfile_draining(&m.gateway, &m.services, &draining);
+        assert!(!text.contains("import "), "{text}");
+        assert!(!text.contains("reverse_proxy web:"), "{text}");
+        assert!(!text.contains("reverse_proxy simple:"), "{text}");
+        assert!(text.contains("reverse_proxy graphql:8080"), "{text}");
+        assert!(text.contains("reverse_proxy firefly:80"), "{text}");
+        assert!(text.contains("root * /srv/static/web/static"), "{text}");
+        insta::assert_snapshot!(text);
+        // Nothing drained: the same sites as the files on disk.
+        let none = caddyfile_draining(&m.gateway, &m.services, &BTreeSet::new());
+        for f in site_files(&m.gateway, &m.services) {
+            assert!(none.contains(&f.text), "{}", f.name);
+        }
+    }
+
+    #[test]
+    fn requests_in_flight_are_counted_per_service_over_its_ports() {
+        let upstreams = r#"[{"address":"web:80","num_requests":2,"fails":0},
+            {"address":"web:8080","num_requests":1,"fails":0},
+            {"address":"webby:80","num_requests":5,"fails":0},
+            {"address":"db:5432","num_requests":7,"fails":0}]"#;
+        assert_eq!(in_flight_of(upstreams, "web"), 3);
+        assert_eq!(in_flight_of(upstreams, "api"), 0);
+        assert_eq!(in_flight_of("[]", "web"), 0);
+        assert_eq!(in_flight_of("not json", "web"), 0);
     }
 }

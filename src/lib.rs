@@ -15,6 +15,7 @@ mod preflight;
 mod reconcile;
 mod update;
 mod execute;
+mod drain;
 mod report;
 mod progress;
 

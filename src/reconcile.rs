@@ -5,6 +5,7 @@ use anyhow::{Context as _, Result};
 
 use crate::commands::Context;
 use crate::desired;
+use crate::drain::Drains;
 use crate::engine::Engine;
 use crate::error::BadInput;
 use crate::execute;
@@ -56,6 +57,7 @@ pub(crate) async fn reconcile_with(
         return Ok(());
     }
     let progress = Progress::new();
+    let drains = Drains::new(model, &ctx.paths, &ctx.names, &progress);
     let mut done = Vec::new();
     let (pulls, _): (Vec<_>, Vec<_>) = plan.1.actions.iter().cloned().partition(|a| {
         matches!(
@@ -65,14 +67,18 @@ pub(crate) async fn reconcile_with(
     });
     if !pulls.is_empty() {
         let pulls = plan::Plan { actions: pulls };
-        let applied =
-            execute::apply(&pulls, &plan.0, engine, &ctx.paths, &ctx.names, &progress).await?;
+        let applied = execute::apply(
+            &pulls, &plan.0, engine, &ctx.paths, &ctx.names, &progress, &drains,
+        )
+        .await?;
         done.extend(applied.done);
         plan = plan_once(ctx, req, model, engine).await?;
     }
     let (desired, plan) = plan;
-    let applied =
-        execute::apply(&plan, &desired, engine, &ctx.paths, &ctx.names, &progress).await?;
+    let applied = execute::apply(
+        &plan, &desired, engine, &ctx.paths, &ctx.names, &progress, &drains,
+    )
+    .await?;
     done.extend(applied.done);
     let states = engine
         .managed_containers(&ctx.names.instance_label())
@@ -206,6 +212,17 @@ pub(crate) mod tests {
     /// Caddy's admin API as the gateway container would serve it on its unix socket under
     /// the root: 200 to every request (the real one is exercised by the Docker tests).
     pub(crate) fn fake_gateway_admin(root: &Path) {
+        fake_gateway_admin_noting(root, std::sync::Arc::default());
+    }
+
+    /// `fake_gateway_admin`, noting each configuration loaded into `journal` (the fake
+    /// engine's, so reloads and container calls are in one order): `gateway load` for the
+    /// gateway's own Caddyfile, `gateway load draining web` for one that drains `web`. No
+    /// request is ever in flight.
+    pub(crate) fn fake_gateway_admin_noting(
+        root: &Path,
+        journal: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) {
         use std::io::{BufRead, BufReader, Read, Write};
         let dir = root.join("var/vol/gateway/admin");
         std::fs::create_dir_all(&dir).unwrap();
@@ -215,10 +232,14 @@ pub(crate) mod tests {
                 let Ok(mut conn) = conn else { return };
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
                 let mut length = 0;
+                let mut request_line = String::new();
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                         break;
+                    }
+                    if request_line.is_empty() {
+                        request_line = line.trim().to_string();
                     }
                     if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                         length = v.trim().parse().unwrap_or(0);
@@ -226,7 +247,25 @@ pub(crate) mod tests {
                 }
                 let mut body = vec![0; length];
                 let _ = reader.read_exact(&mut body);
-                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+                if request_line.starts_with("POST /load ") {
+                    let body = String::from_utf8_lossy(&body);
+                    let draining = body
+                        .lines()
+                        .find_map(|l| l.strip_prefix("# Draining "))
+                        .and_then(|l| l.split(':').next())
+                        .map(|s| format!(" draining {s}"))
+                        .unwrap_or_default();
+                    journal
+                        .lock()
+                        .unwrap()
+                        .push(format!("gateway load{draining}"));
+                }
+                let answer: &[u8] = if request_line.starts_with("GET /reverse_proxy/upstreams ") {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+                };
+                let _ = conn.write_all(answer);
             }
         });
     }
@@ -444,5 +483,166 @@ pub(crate) mod tests {
             after.contains(&"create_container t-app".to_string()),
             "{after:?}"
         );
+    }
+
+    /// The fake engine's journal since the last look, emptied.
+    fn journal(engine: &Fake) -> Vec<String> {
+        std::mem::take(&mut *engine.journal.lock().unwrap())
+    }
+
+    /// web has a domain; worker has none; migrate is a job. `env` goes into all three.
+    fn drain_profile(env: &str) -> String {
+        format!(
+            "[gateway]\nimage = \"caddy:2\"\nhttps = \"off\"\n\n\
+             [[service]]\nname = \"web\"\nimage = \"busybox:1\"\ndomains = [\"web.test\"]\n\
+             env = {{ V = \"{env}\" }}\n\n\
+             [[service]]\nname = \"worker\"\nimage = \"busybox:1\"\nenv = {{ V = \"{env}\" }}\n\n\
+             [[job]]\nname = \"migrate\"\nimage = \"busybox:1\"\nenv = {{ V = \"{env}\" }}\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn a_routed_service_that_apply_recreates_is_drained_first_and_routed_to_once_started() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = Fake::with_images(&["caddy:2", "busybox:1"]);
+        fake_gateway_admin_noting(root.path(), engine.journal.clone());
+        run_profile(root.path(), &engine, &drain_profile("1"))
+            .await
+            .unwrap();
+        let first = journal(&engine);
+        assert!(
+            !first.iter().any(|c| c.starts_with("gateway load")),
+            "a fresh install stops nothing: {first:?}"
+        );
+        run_profile(root.path(), &engine, &drain_profile("2"))
+            .await
+            .unwrap();
+        // The job and the unrouted worker are replaced as before; web only once the gateway
+        // shows its maintenance page, and the gateway routes to it again once it has started.
+        assert_eq!(
+            journal(&engine),
+            [
+                "gateway load draining web",
+                "remove_container t-web",
+                "create_container t-web",
+                "start t-web",
+                "gateway load",
+                "remove_container t-worker",
+                "create_container t-worker",
+                "start t-worker",
+                "remove_container t-migrate",
+                "create_container t-migrate",
+                "start t-migrate",
+            ]
+        );
+        // The gateway runs its own files again, as noted: nothing left to do, no reload.
+        run_profile(root.path(), &engine, &drain_profile("2"))
+            .await
+            .unwrap();
+        assert_eq!(journal(&engine), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_stopped_container_or_a_stopped_gateway_means_no_drain() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = Fake::with_images(&["caddy:2", "busybox:1"]);
+        fake_gateway_admin_noting(root.path(), engine.journal.clone());
+        run_profile(root.path(), &engine, &drain_profile("1"))
+            .await
+            .unwrap();
+        let stop = |name: &str| {
+            for c in engine.containers.borrow_mut().iter_mut() {
+                if c.name == name {
+                    c.state = crate::engine::ContainerState::Exited;
+                }
+            }
+        };
+        stop("t-web");
+        journal(&engine);
+        run_profile(root.path(), &engine, &drain_profile("2"))
+            .await
+            .unwrap();
+        let calls = journal(&engine);
+        assert!(calls.contains(&"create_container t-web".to_string()));
+        assert!(
+            !calls.iter().any(|c| c.starts_with("gateway load")),
+            "{calls:?}"
+        );
+        // The gateway down: web is replaced all the same (the plan starts the gateway first,
+        // so stop it behind the plan's back, between planning and the step).
+        stop("t-gateway");
+        let drains = crate::drain::Drains::new(
+            &drain_model(root.path(), "2"),
+            &ctx(root.path()).paths,
+            &ctx(root.path()).names,
+            &crate::progress::Progress::new(),
+        );
+        drains.before_stop(&engine, "t-web").await;
+        assert_eq!(journal(&engine), Vec::<String>::new());
+    }
+
+    fn drain_model(root: &Path, env: &str) -> crate::model::Model {
+        Inputs {
+            profile: Source::new("p.toml", drain_profile(env)),
+            services: Vec::new(),
+            secrets: BTreeMap::new(),
+            paths: Paths::new(root),
+        }
+        .model()
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_run_killed_while_a_service_is_drained_leaves_it_to_the_next_apply_or_heal() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = Fake::with_images(&["caddy:2", "busybox:1"]);
+        fake_gateway_admin_noting(root.path(), engine.journal.clone());
+        run_profile(root.path(), &engine, &drain_profile("1"))
+            .await
+            .unwrap();
+        journal(&engine);
+        let c = ctx(root.path());
+        let kill_after_drain = || async {
+            let drains = crate::drain::Drains::new(
+                &drain_model(root.path(), "1"),
+                &c.paths,
+                &c.names,
+                &crate::progress::Progress::new(),
+            );
+            drains.before_stop(&engine, "t-web").await;
+            // Dropped without `release`: what a SIGKILL leaves.
+        };
+        kill_after_drain().await;
+        assert_eq!(journal(&engine), ["gateway load draining web"]);
+        let marker = root.path().join("var/vol/gateway/admin/loaded");
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "draining web\n");
+
+        // The next apply, with nothing else to do, loads the gateway's own files again.
+        run_profile(root.path(), &engine, &drain_profile("1"))
+            .await
+            .unwrap();
+        assert_eq!(journal(&engine), ["gateway load"]);
+        run_profile(root.path(), &engine, &drain_profile("1"))
+            .await
+            .unwrap();
+        assert_eq!(journal(&engine), Vec::<String>::new());
+
+        // Or `heal` (every minute) does.
+        kill_after_drain().await;
+        journal(&engine);
+        let healed = crate::drain::recover(&engine, &c.paths, &c.names)
+            .await
+            .unwrap();
+        assert_eq!(healed.as_deref(), Some("web"));
+        assert_eq!(journal(&engine), ["gateway load"]);
+        assert!(!marker.exists());
+        assert_eq!(
+            crate::drain::recover(&engine, &c.paths, &c.names)
+                .await
+                .unwrap(),
+            None,
+            "once is enough"
+        );
+        assert_eq!(journal(&engine), Vec::<String>::new());
     }
 }

@@ -18,6 +18,7 @@ use anyhow::{Context as _, Result};
 use crate::backup::{run, ArchiveOptions};
 use crate::commands::Context;
 use crate::desired::{self, ContainerSpec, Desired};
+use crate::drain::Drains;
 use crate::engine::{ContainerInfo, Engine, HealthStatus};
 use crate::error::BadInput;
 use crate::execute;
@@ -172,6 +173,7 @@ pub(crate) async fn update(
 ) -> Result<Vec<(String, Outcome)>> {
     let chosen = chosen(model, only)?;
     run::recover_restores(&ctx.paths)?;
+    let drains = Drains::new(model, &ctx.paths, &ctx.names, progress);
     let (before, _) = desired_state(ctx, model, engine).await?;
     let mut out = Vec::new();
     // Each chosen service that runs: its container now, and the tag its image is kept under.
@@ -200,7 +202,7 @@ pub(crate) async fn update(
             .context("keeping the running image for a rollback")?;
     }
     // A service whose image cannot be fetched stays as it is; the others go on.
-    for (image, e) in fetch(ctx, &before, &current, engine, progress).await? {
+    for (image, e) in fetch(ctx, &before, &current, engine, progress, &drains).await? {
         let why = format!("its image {image} could not be fetched, so it was not updated: {e:#}");
         for spec in specs(&before, &chosen)
             .into_iter()
@@ -249,6 +251,7 @@ pub(crate) async fn update(
             old,
             kept,
             built: desired.builds.contains_key(&spec.image),
+            drains: &drains,
         };
         let outcome = one.update(steps, &desired, &new_id, settle).await;
         out.push((spec.service.clone(), outcome));
@@ -292,6 +295,7 @@ async fn fetch(
     current: &[(String, ContainerInfo, String)],
     engine: &impl Engine,
     progress: &Progress,
+    drains: &Drains,
 ) -> Result<Vec<(String, anyhow::Error)>> {
     let mut actions: Vec<Action> = Vec::new();
     for spec in &desired.containers {
@@ -324,8 +328,10 @@ async fn fetch(
         let plan = Plan {
             actions: vec![action],
         };
-        if let Err(e) =
-            execute::apply(&plan, desired, engine, &ctx.paths, &ctx.names, progress).await
+        if let Err(e) = execute::apply(
+            &plan, desired, engine, &ctx.paths, &ctx.names, progress, drains,
+        )
+        .await
         {
             failed.push((image, e));
         }
@@ -366,6 +372,9 @@ struct One<'a, E> {
     kept: &'a str,
     /// A `build` service: its image name changes with its context (no tag moved).
     built: bool,
+    /// Its routes show the maintenance page from just before it stops until its new (or
+    /// rolled back) container has started.
+    drains: &'a Drains,
 }
 
 impl<E: Engine> One<'_, E> {
@@ -418,6 +427,7 @@ impl<E: Engine> One<'_, E> {
             &self.ctx.paths,
             &self.ctx.names,
             self.progress,
+            self.drains,
         )
         .await;
         let up = match applied {
@@ -461,6 +471,9 @@ impl<E: Engine> One<'_, E> {
             BackupMode::Stop if running => {
                 let marker = self.ctx.paths.stopped_for_backup(name);
                 host::write_atomic(&marker, b"", 0o644)?;
+                // Its routes come back once a container of it has started again (its new
+                // one, or this one when the update cannot go on).
+                self.drains.before_stop(self.engine, name).await;
                 let stopped = self
                     .engine
                     .stop(name, 30)
@@ -472,8 +485,11 @@ impl<E: Engine> One<'_, E> {
                 };
                 // Started again only when the update cannot go on; the note for `heal` stays
                 // unless that start worked.
-                if archived.is_err() && self.engine.start(name).await.is_ok() {
-                    let _ = host::remove_file(&marker);
+                if archived.is_err() {
+                    if self.engine.start(name).await.is_ok() {
+                        let _ = host::remove_file(&marker);
+                    }
+                    self.drains.release(self.engine, name).await;
                 }
                 archived.map(Some)
             }
@@ -526,11 +542,19 @@ impl<E: Engine> One<'_, E> {
             if !self.built {
                 self.engine.tag(self.kept, &self.spec.image).await?;
             }
+            self.drains.before_stop(self.engine, name).await;
             self.engine.remove_container(name).await?;
             if let Some(a) = &archive {
-                run::restore_volume(&self.ctx.paths, Some(self.engine), None, a, service)
-                    .await
-                    .with_context(|| format!("restoring {} from {}", service, a.display()))?;
+                run::restore_volume(
+                    &self.ctx.paths,
+                    Some(self.engine),
+                    self.drains,
+                    None,
+                    a,
+                    service,
+                )
+                .await
+                .with_context(|| format!("restoring {} from {}", service, a.display()))?;
             }
             // Derived again: the old image's volumes, and the spec it had.
             let (desired, _) = desired_state(self.ctx, self.model, self.engine).await?;
@@ -556,11 +580,14 @@ impl<E: Engine> One<'_, E> {
                 &self.ctx.paths,
                 &self.ctx.names,
                 self.progress,
+                self.drains,
             )
             .await?;
             anyhow::Ok(spec)
         }
         .await;
+        // A rollback that failed before its container started: routed to again all the same.
+        self.drains.release_all(self.engine).await;
         self.done_stopping();
         let still_down = match back {
             Ok(spec) => wait_until_up(self.engine, name, spec.health.as_ref(), settle)
@@ -671,7 +698,9 @@ mod tests {
     use crate::input::Inputs;
     use crate::model::Model;
     use crate::progress::Progress;
-    use crate::reconcile::tests::{ctx, fake_gateway_admin, run_profile};
+    use crate::reconcile::tests::{
+        ctx, fake_gateway_admin, fake_gateway_admin_noting, run_profile,
+    };
 
     /// db (health-checked, with a volume) first because api waits for it; web on another
     /// image; api without a health check.
@@ -702,8 +731,8 @@ mod tests {
 
     /// An installed appliance whose registry has the same images it runs.
     async fn installed(root: &Path) -> Fake {
-        fake_gateway_admin(root);
         let engine = Fake::default();
+        fake_gateway_admin_noting(root, engine.journal.clone());
         for (r, id) in [
             ("caddy:2", "sha256:caddy"),
             ("app:prod", "sha256:app1"),
@@ -716,7 +745,21 @@ mod tests {
         run_profile(root, &engine, PROFILE).await.unwrap();
         std::fs::write(root.join("var/vol/db/data/state"), "one").unwrap();
         engine.calls.borrow_mut().clear();
+        engine.journal.lock().unwrap().clear();
         engine
+    }
+
+    /// The journal without the image calls: containers and gateway reloads, in order.
+    fn containers_and_reloads(engine: &Fake) -> Vec<String> {
+        engine
+            .journal
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| !c.starts_with("tag") && !c.starts_with("pull"))
+            .filter(|c| !c.starts_with("remove_image"))
+            .cloned()
+            .collect()
     }
 
     fn image_of(engine: &Fake, container: &str) -> String {
@@ -802,6 +845,22 @@ mod tests {
                 "start t-api",
             ]
         );
+        // api has a domain: the gateway shows its maintenance page before its container goes,
+        // and routes to it again once the new one has started. db has no route: no reload.
+        assert_eq!(
+            containers_and_reloads(&engine),
+            [
+                "stop t-db",
+                "remove_container t-db",
+                "create_container t-db",
+                "start t-db",
+                "gateway load draining api",
+                "remove_container t-api",
+                "create_container t-api",
+                "start t-api",
+                "gateway load",
+            ]
+        );
         assert_eq!(image_of(&engine, "t-db"), "sha256:db2");
         assert_eq!(image_of(&engine, "t-api"), "sha256:app2");
         assert_eq!(image_of(&engine, "t-web"), "sha256:web1");
@@ -831,6 +890,62 @@ mod tests {
             "{:?}",
             engine.calls.borrow()
         );
+    }
+
+    #[tokio::test]
+    async fn a_routed_service_stopped_for_its_archive_is_drained_first_and_routed_to_once_its_new_container_runs(
+    ) {
+        let root = tempfile::tempdir().unwrap();
+        let engine = Fake::default();
+        fake_gateway_admin_noting(root.path(), engine.journal.clone());
+        for (r, id) in [("caddy:2", "sha256:caddy"), ("web:1", "sha256:web1")] {
+            engine.images.borrow_mut().insert(r.into(), image(id));
+            engine.registry.borrow_mut().insert(r.into(), image(id));
+        }
+        // A volume, so backup mode stop: stopped for its archive, then replaced.
+        let profile = "[gateway]\nimage = \"caddy:2\"\nhttps = \"off\"\n\n\
+            [[service]]\nname = \"web\"\nimage = \"web:1\"\ndomains = [\"web.test\"]\n\
+            volumes = [\"data:/data\"]\n";
+        run_profile(root.path(), &engine, profile).await.unwrap();
+        engine.journal.lock().unwrap().clear();
+        engine
+            .registry
+            .borrow_mut()
+            .insert("web:1".into(), image("sha256:web2"));
+        let model = Inputs {
+            profile: Source::new("p.toml", profile),
+            services: Vec::new(),
+            secrets: BTreeMap::new(),
+            paths: Paths::new(root.path()),
+        }
+        .model()
+        .unwrap();
+        let done = update(
+            &ctx(root.path()),
+            &model,
+            &[],
+            &engine,
+            &Progress::new(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(done[0].1, Outcome::Updated { .. }), "{done:?}");
+        assert_eq!(
+            containers_and_reloads(&engine),
+            [
+                "gateway load draining web",
+                "stop t-web",
+                "remove_container t-web",
+                "create_container t-web",
+                "start t-web",
+                "gateway load",
+            ]
+        );
+        // The gateway runs its own files again, as noted: the next apply has nothing to do.
+        engine.journal.lock().unwrap().clear();
+        run_profile(root.path(), &engine, profile).await.unwrap();
+        assert_eq!(*engine.journal.lock().unwrap(), Vec::<String>::new());
     }
 
     #[tokio::test]

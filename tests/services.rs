@@ -1196,3 +1196,95 @@ fn a_service_built_from_a_dockerfile_is_rebuilt_only_when_its_context_changes() 
     assert_ne!(inspect(&sb.container("app"), "{{.Config.Image}}"), first);
     assert_eq!(sb.get("app.test"), (200, "built two\n".to_string()));
 }
+
+/// A service whose answer takes a second: `begin`, a pause, then `end $V`. What a slow page or
+/// an API call looks like to the gateway: headers and the first bytes sent, the rest to come.
+fn slow_service_profile(sb: &Sandbox, version: &str) -> String {
+    format!(
+        "[gateway]\nimage = \"pi-setup-test/caddy:2.11.7\"\nhttp_port = {}\nbind = \"127.0.0.1\"\nhttps = \"off\"\n\n\
+         [[service]]\nname = \"slow\"\nimage = \"{BUSYBOX_IMAGE}\"\ndomains = [\"slow.test\"]\n\
+         volumes = [\"www:/www\"]\nenv = {{ V = \"{version}\" }}\n\
+         command = [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n",
+        sb.http_port
+    )
+}
+
+#[test]
+fn a_service_apply_recreates_finishes_the_requests_it_was_answering() {
+    let sb = Sandbox::new();
+    let cgi = sb.path("/var/vol/slow/www/cgi-bin/slow");
+    std::fs::create_dir_all(cgi.parent().unwrap()).unwrap();
+    std::fs::write(
+        &cgi,
+        "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho begin\nsleep 1\necho \"end $V\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cgi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    sb.install(&sb.write_profile(&slow_service_profile(&sb, "1")));
+    let port = sb.http_port;
+    let get = move || crate::harness::try_get_path(port, "slow.test", "/cgi-bin/slow", "");
+    assert!(
+        wait_until(
+            Duration::from_secs(15),
+            || matches!(get(), Ok((200, b)) if b == "begin\nend 1\n")
+        ),
+        "{:?}",
+        get()
+    );
+
+    // Four clients, one request at a time each, a new connection per request: about four
+    // requests are always in flight, each for a second.
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::SeqCst) && seen.len() < 20_000 {
+                    seen.push(match get() {
+                        Ok((200, body)) if body == "begin\nend 1\n" => "ok 1".to_string(),
+                        Ok((200, body)) if body == "begin\nend 2\n" => "ok 2".to_string(),
+                        Ok((503, body)) if body.contains("Back soon") => "maintenance".to_string(),
+                        other => format!("{other:?}"),
+                    });
+                }
+                seen
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = sb.container_id("slow");
+    std::fs::write(
+        sb.path("/etc/pi-setup/pi-setup.toml"),
+        slow_service_profile(&sb, "2"),
+    )
+    .unwrap();
+    let out = sb.run(&["apply"]);
+    assert_ok(&out);
+    assert_ne!(sb.container_id("slow"), before, "recreated");
+    // Until the new version has answered a few times.
+    assert!(wait_until(Duration::from_secs(15), || matches!(
+        get(),
+        Ok((200, b)) if b == "begin\nend 2\n"
+    )));
+    std::thread::sleep(Duration::from_millis(2500));
+    stop.store(true, Ordering::SeqCst);
+    let mut counts = std::collections::BTreeMap::new();
+    for c in clients {
+        for what in c.join().unwrap() {
+            *counts.entry(what).or_insert(0) += 1;
+        }
+    }
+    println!("answers while slow was recreated: {counts:?}");
+    // Every request in flight when the container went finished; the ones that came while it
+    // was down got the maintenance page. None cut short, none a bare error.
+    assert!(
+        counts
+            .keys()
+            .all(|k| ["ok 1", "ok 2", "maintenance"].contains(&k.as_str())),
+        "{counts:?}\nstderr of apply:\n{}",
+        stderr(&out)
+    );
+    assert!(counts.get("ok 1").is_some_and(|n| *n >= 4), "{counts:?}");
+    assert!(counts.get("ok 2").is_some_and(|n| *n >= 4), "{counts:?}");
+}

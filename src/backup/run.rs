@@ -18,6 +18,7 @@ use crate::backup::{
     ArchiveReport, BackupError, RestoreOptions, RestoreReport, RetentionPolicy,
 };
 use crate::desired::ObjectNames;
+use crate::drain::Drains;
 use crate::engine::{Engine, EngineError};
 use crate::error::BadInput;
 use crate::host;
@@ -97,25 +98,35 @@ pub(crate) fn policy(model: &Model) -> RetentionPolicy {
 /// `heal` before stopping: if this run dies (SIGKILL, power loss) before starting the container
 /// again, `heal` (every minute, and after boot) starts it. Fails before `work` if the container
 /// cannot be stopped; otherwise gives `work`'s output and whether the start went well.
+///
+/// A routed service is drained through the gateway first, and routed to again once it has
+/// started (`crate::drain`), so no request it was answering is cut.
 pub(crate) async fn while_stopped<T>(
     engine: &impl Engine,
     paths: &Paths,
+    drains: &Drains,
     container: &str,
     why: &str,
     work: impl Future<Output = T>,
 ) -> Result<(T, Result<()>)> {
     let marker = paths.stopped_for_backup(container);
     host::write_atomic(&marker, b"", 0o644)?;
-    engine
+    drains.before_stop(engine, container).await;
+    let stopped = engine
         .stop(container, 30)
         .await
-        .with_context(|| format!("stopping {container} for {why}"))?;
+        .with_context(|| format!("stopping {container} for {why}"));
+    if let Err(e) = stopped {
+        drains.release(engine, container).await;
+        return Err(e);
+    }
     let out = work.await;
     let restarted = engine
         .start(container)
         .await
         .with_context(|| format!("starting {container} again after {why}"))
         .and_then(|()| Ok(host::remove_file(&marker).map(|_| ())?));
+    drains.release(engine, container).await;
     Ok((out, restarted))
 }
 
@@ -145,11 +156,15 @@ pub(crate) async fn back_up_all(
     vols: &[Volume],
     job: &Job,
     progress: &Progress,
+    drains: &Drains,
     mut report: impl FnMut(Outcome),
 ) {
     let Job { dest, opts, policy } = job;
     let mut runs = stream::iter(vols.iter())
-        .map(|v| async move { (v, back_up_one(paths, v, engine, dest, opts, progress).await) })
+        .map(|v| async move {
+            let archived = back_up_one(paths, v, engine, drains, dest, opts, progress).await;
+            (v, archived)
+        })
         .buffer_unordered(2);
     while let Some((volume, archived)) = runs.next().await {
         let pruned = match &archived {
@@ -173,6 +188,7 @@ async fn back_up_one(
     paths: &Paths,
     v: &Volume,
     engine: &Result<impl Engine, EngineError>,
+    drains: &Drains,
     dest: &Path,
     opts: &ArchiveOptions,
     progress: &Progress,
@@ -222,7 +238,8 @@ async fn back_up_one(
             let (Some(c), Ok(e)) = (&v.container, engine) else {
                 unreachable!("running implies both")
             };
-            let (report, restarted) = while_stopped(e, paths, c, "its backup", archive()).await?;
+            let (report, restarted) =
+                while_stopped(e, paths, drains, c, "its backup", archive()).await?;
             let report = report.context("archive task")??;
             restarted?;
             Ok(report)
@@ -328,6 +345,7 @@ pub(crate) fn remove_pre_restore(paths: &Paths, name: &str) {
 pub(crate) async fn restore_volume(
     paths: &Paths,
     engine: Option<&impl Engine>,
+    drains: &Drains,
     container: Option<&str>,
     archive: &Path,
     name: &str,
@@ -351,7 +369,8 @@ pub(crate) async fn restore_volume(
     };
     match (container, engine) {
         (Some(c), Some(e)) if running => {
-            let (restored, restarted) = while_stopped(e, paths, c, "the restore", swap).await?;
+            let (restored, restarted) =
+                while_stopped(e, paths, drains, c, "the restore", swap).await?;
             // The restore's own error first: it says what happened to the data.
             let report = restored??;
             restarted?;

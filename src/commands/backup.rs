@@ -9,6 +9,7 @@ use anyhow::{anyhow, Result};
 use crate::backup::{self, run, ArchiveOptions, Codec};
 use crate::cli::{BackupArgs, BackupsArgs, RestoreArgs};
 use crate::commands::{Context, LOCK_WAIT};
+use crate::drain::Drains;
 use crate::error::BadInput;
 use crate::input::Inputs;
 use crate::model::{CopyPlace, CopyTarget, S3Place, GATEWAY};
@@ -129,7 +130,8 @@ pub(crate) async fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
         opts,
         policy: run::policy(&model),
     };
-    run::back_up_all(&ctx.paths, &engine, &vols, &job, &progress, |o| {
+    let drains = Drains::new(&model, &ctx.paths, &ctx.names, &progress);
+    run::back_up_all(&ctx.paths, &engine, &vols, &job, &progress, &drains, |o| {
         let v = o.volume;
         match o.archived {
             Ok(report) => {
@@ -647,9 +649,11 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         Some(_) => Some(crate::engine::connect().await?),
         None => None,
     };
+    let drains = Drains::new(&model, &ctx.paths, &ctx.names, &Progress::new());
     let report = run::restore_volume(
         &ctx.paths,
         engine.as_ref(),
+        &drains,
         container.as_deref(),
         &archive,
         &args.name,

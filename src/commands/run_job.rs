@@ -43,13 +43,15 @@ pub(crate) async fn run_job(ctx: &Context, name: &str) -> Result<()> {
             why: "run now".into(),
         }],
     };
+    let progress = Progress::new();
     crate::execute::apply(
         &plan,
         &desired,
         &engine,
         &ctx.paths,
         &ctx.names,
-        &Progress::new(),
+        &progress,
+        &crate::drain::Drains::new(&model, &ctx.paths, &ctx.names, &progress),
     )
     .await?;
     println!("Job {name} ran to completion.");

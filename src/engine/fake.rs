@@ -24,6 +24,9 @@ pub(crate) struct Fake {
     pub(crate) containers: RefCell<Vec<ContainerInfo>>,
     /// Calls that change something, in order: `create_container t-web`, ...
     pub(crate) calls: RefCell<Vec<String>>,
+    /// The same calls, and whatever else a test notes in between (the fake gateway's admin
+    /// API notes each reload: `reconcile::tests::fake_gateway_admin_noting`), in order.
+    pub(crate) journal: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// A call (as recorded) that fails instead of happening.
     pub(crate) fail: RefCell<Option<String>>,
     /// Containers created with a health check.
@@ -60,6 +63,7 @@ impl Fake {
                 },
             });
         }
+        self.journal.lock().unwrap().push(call.clone());
         self.calls.borrow_mut().push(call);
         Ok(())
     }
