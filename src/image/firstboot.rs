@@ -361,7 +361,10 @@ pub(crate) fn network_config(w: &Wifi) -> String {
 fn nmconnection(w: &Wifi) -> String {
     // The SSID as a list of bytes: as a keyfile string, leading or trailing spaces would be
     // dropped, and `\` or `;` read as escapes or list separators.
-    let ssid: String = w.ssid.bytes().map(|b| format!("{b};")).collect();
+    let ssid = w.ssid.bytes().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b};");
+        s
+    });
     format!(
         "[connection]\nid=pi-setup-wifi\ntype=wifi\nautoconnect=true\n\n[wifi]\nmode=infrastructure\nssid={}\n\n[wifi-security]\nkey-mgmt=wpa-psk\npsk={}\n\n[ipv4]\nmethod=auto\n\n[ipv6]\nmethod=auto\n",
         ssid, w.psk
