@@ -712,8 +712,12 @@ mod tests {
         volumes = [\"data:/data\"]\n";
 
     fn model(root: &Path) -> Model {
+        model_of(root, PROFILE)
+    }
+
+    fn model_of(root: &Path, profile: &str) -> Model {
         Inputs {
-            profile: Source::new("p.toml", PROFILE),
+            profile: Source::new("p.toml", profile),
             services: Vec::new(),
             secrets: BTreeMap::new(),
             paths: Paths::new(root),
@@ -912,14 +916,7 @@ mod tests {
             .registry
             .borrow_mut()
             .insert("web:1".into(), image("sha256:web2"));
-        let model = Inputs {
-            profile: Source::new("p.toml", profile),
-            services: Vec::new(),
-            secrets: BTreeMap::new(),
-            paths: Paths::new(root.path()),
-        }
-        .model()
-        .unwrap();
+        let model = model_of(root.path(), profile);
         let done = update(
             &ctx(root.path()),
             &model,
@@ -1106,14 +1103,7 @@ mod tests {
             [[service]]\nname = \"app\"\nbuild = { context = \"/srv/app\" }\n\
             health_cmd = \"true\"\nvolumes = [\"data:/data\"]\n\
             backup = { mode = \"exec\", exec = [\"dump\"] }\n";
-        let model = Inputs {
-            profile: Source::new("p.toml", profile),
-            services: Vec::new(),
-            secrets: BTreeMap::new(),
-            paths: Paths::new(root.path()),
-        }
-        .model()
-        .unwrap();
+        let model = model_of(root.path(), profile);
         let engine = Fake::with_images(&["caddy:2"]);
         run_profile(root.path(), &engine, profile).await.unwrap();
         let tag = |text: &str| {

@@ -213,6 +213,17 @@ pub fn assert_ok(out: &Output) {
     );
 }
 
+/// A run that succeeded and found nothing to do.
+#[track_caller]
+pub fn assert_nothing_changed(out: &Output) {
+    assert_ok(out);
+    assert!(
+        stdout(out).starts_with("Nothing changed"),
+        "{}",
+        stdout(out)
+    );
+}
+
 /// A minimal HTTP/1.0 GET to 127.0.0.1:port; returns (status, body).
 pub fn http_get(port: u16, host: &str, patience: Duration) -> (u16, String) {
     http_get_path(port, host, "/", "", patience)

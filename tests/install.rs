@@ -3,7 +3,10 @@
 
 use std::process::Command;
 
-use crate::harness::{assert_ok, docker, inspect, stderr, stdout, tree, Sandbox, BUSYBOX_IMAGE};
+use crate::harness::{
+    assert_nothing_changed, assert_ok, docker, inspect, stderr, stdout, tree, Sandbox,
+    BUSYBOX_IMAGE,
+};
 
 fn web_service(name: &str, domain: &str, extra: &str) -> String {
     format!(
@@ -135,12 +138,7 @@ fn a_second_install_changes_nothing() {
 
     // Without --profile, install uses the profile in force and still changes nothing.
     let out = sb.run(&["install"]);
-    assert_ok(&out);
-    assert!(
-        stdout(&out).starts_with("Nothing changed"),
-        "{}",
-        stdout(&out)
-    );
+    assert_nothing_changed(&out);
     let dry = sb.run(&["install", "--dry-run"]);
     assert!(
         stdout(&dry).starts_with("Nothing to change"),
@@ -225,11 +223,7 @@ fn a_new_domain_reloads_the_gateway_without_recreating_it() {
         stdout(&out)
     );
     let again = sb.run(&["install"]);
-    assert!(
-        stdout(&again).starts_with("Nothing changed"),
-        "{}",
-        stdout(&again)
-    );
+    assert_nothing_changed(&again);
 }
 
 #[test]

@@ -18,8 +18,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::{
-    assert_ok, docker, http_get_path, inspect, lines, nanos, stderr, stdout, try_get_path, Sandbox,
-    BUSYBOX_IMAGE, CADDY_IMAGE,
+    assert_nothing_changed, assert_ok, docker, http_get_path, inspect, lines, nanos, stderr,
+    stdout, try_get_path, Sandbox, BUSYBOX_IMAGE, CADDY_IMAGE,
 };
 
 /// Answers by the name it is called under; with no known name it serves (the image's command).
@@ -523,12 +523,7 @@ impl Stack {
             })
             .collect();
         let again = sb.run(&["apply"]);
-        assert_ok(&again);
-        assert!(
-            stdout(&again).starts_with("Nothing changed"),
-            "{}",
-            stdout(&again)
-        );
+        assert_nothing_changed(&again);
         for (c, started) in jobs {
             assert_eq!(
                 inspect(&c, "{{.State.StartedAt}}"),

@@ -1,7 +1,9 @@
 //! Pulling images from a real registry: the local one `ci/test-registry` runs on
 //! `$PI_SETUP_TEST_REGISTRY` (default 127.0.0.1:5000).
 
-use crate::harness::{docker, inspect, stderr, stdout, tree, Sandbox, BUSYBOX_IMAGE};
+use crate::harness::{
+    assert_nothing_changed, docker, inspect, stderr, stdout, tree, Sandbox, BUSYBOX_IMAGE,
+};
 
 /// Where `ci/test-registry` serves; asserts that it answers.
 fn registry() -> String {
@@ -72,11 +74,7 @@ fn a_missing_image_is_pulled_from_a_reachable_registry_with_progress() {
     );
     // Present now: the next run pulls nothing.
     let again = sb.install(&profile);
-    assert!(
-        stdout(&again).starts_with("Nothing changed"),
-        "{}",
-        stdout(&again)
-    );
+    assert_nothing_changed(&again);
 }
 
 #[test]

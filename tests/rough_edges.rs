@@ -6,7 +6,9 @@
 use std::net::TcpListener;
 use std::process::Command;
 
-use crate::harness::{assert_ok, bin, docker, inspect, stderr, stdout, Sandbox, BUSYBOX_IMAGE};
+use crate::harness::{
+    assert_nothing_changed, assert_ok, bin, docker, inspect, stderr, stdout, Sandbox, BUSYBOX_IMAGE,
+};
 
 /// A sandbox with the gateway installed and nothing else.
 fn installed() -> Sandbox {
@@ -370,12 +372,7 @@ fn a_new_service_docker_refuses_is_not_kept() {
 
     // Later commands are not stuck on it.
     let out = sb.run(&["apply"]);
-    assert_ok(&out);
-    assert!(
-        stdout(&out).starts_with("Nothing changed"),
-        "{}",
-        stdout(&out)
-    );
+    assert_nothing_changed(&out);
     drop(holder);
     assert_ok(&add_web(&sb, "direct", &["--publish", &publish]));
     assert_eq!(

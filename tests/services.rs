@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::harness::{
-    assert_ok, docker, inspect, stderr, stdout, try_get, try_get_with, wait_until, Sandbox,
-    BUSYBOX_IMAGE,
+    assert_nothing_changed, assert_ok, docker, inspect, stderr, stdout, try_get, try_get_with,
+    wait_until, Sandbox, BUSYBOX_IMAGE,
 };
 
 /// A sandbox with the gateway installed and nothing else.
@@ -651,11 +651,7 @@ fn apply_reconciles_a_hand_edited_service_file() {
     assert_eq!(sb.get("new.test"), (200, "site\n".to_string()));
     assert_eq!(sb.get("old.test").0, 404);
     let again = sb.run(&["apply"]);
-    assert!(
-        stdout(&again).starts_with("Nothing changed"),
-        "{}",
-        stdout(&again)
-    );
+    assert_nothing_changed(&again);
 
     // A broken hand edit is reported with its position and changes nothing.
     std::fs::write(&file, "name = \"site\"\nimage = \"x:1\"\nport = \"http\"\n").unwrap();
@@ -1091,12 +1087,7 @@ fn a_job_runs_to_completion_before_its_dependent_and_a_failing_one_stops_the_run
     let done = std::fs::read_to_string(sb.path("/var/vol/migrate/state/done")).unwrap();
     assert_eq!(inspect(&sb.container("web"), "{{.State.Running}}"), "true");
     let again = sb.run(&["install", "--profile", good.to_str().unwrap()]);
-    assert_ok(&again);
-    assert!(
-        stdout(&again).starts_with("Nothing changed"),
-        "{}",
-        stdout(&again)
-    );
+    assert_nothing_changed(&again);
     assert_eq!(
         std::fs::read_to_string(sb.path("/var/vol/migrate/state/done")).unwrap(),
         done,
@@ -1184,12 +1175,7 @@ fn a_service_built_from_a_dockerfile_is_rebuilt_only_when_its_context_changes() 
     let first = inspect(&sb.container("app"), "{{.Config.Image}}");
 
     let again = sb.run(&["apply"]);
-    assert_ok(&again);
-    assert!(
-        stdout(&again).starts_with("Nothing changed"),
-        "{}",
-        stdout(&again)
-    );
+    assert_nothing_changed(&again);
 
     std::fs::write(context.join("index.html"), "built two\n").unwrap();
     assert_ok(&sb.run(&["apply"]));

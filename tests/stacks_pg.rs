@@ -6,7 +6,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::{
-    assert_ok, docker, inspect, lines, nanos, stderr, stdout, wait_until, Sandbox, BUSYBOX_IMAGE,
+    assert_nothing_changed, assert_ok, docker, inspect, lines, nanos, stderr, stdout, wait_until,
+    Sandbox, BUSYBOX_IMAGE,
 };
 
 /// The PostgreSQL test image: `pi-setup-test/postgres:<major of the host's Debian>`.
@@ -108,12 +109,7 @@ fn a_migration_job_waits_for_a_healthy_database_and_its_exec_dump_restores_into_
     // Nothing changed: the job is not run again (it would fail: the database exists).
     let job_started = inspect(&job, "{{.State.StartedAt}}");
     let again = sb.run(&["apply"]);
-    assert_ok(&again);
-    assert!(
-        stdout(&again).starts_with("Nothing changed"),
-        "{}",
-        stdout(&again)
-    );
+    assert_nothing_changed(&again);
     assert_eq!(inspect(&job, "{{.State.StartedAt}}"), job_started);
 
     // The nightly backup runs the dump inside the running db, then archives the volume.

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::harness::{docker, inspect, lines, stderr, stdout, try_get, Sandbox, BUSYBOX_IMAGE};
+use crate::harness::{
+    assert_nothing_changed, docker, inspect, lines, stderr, stdout, try_get, Sandbox, BUSYBOX_IMAGE,
+};
 
 fn registry() -> String {
     let addr =
@@ -294,9 +296,5 @@ fn a_moved_tag_is_updated_and_a_new_image_that_fails_its_health_check_is_rolled_
 
     // The next apply sees nothing to do: the tag points at what runs.
     let again = sb.install(&profile);
-    assert!(
-        stdout(&again).starts_with("Nothing changed"),
-        "{}",
-        stdout(&again)
-    );
+    assert_nothing_changed(&again);
 }

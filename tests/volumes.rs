@@ -5,7 +5,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 
-use crate::harness::{assert_ok, docker, inspect, stderr, stdout, Sandbox, BUSYBOX_IMAGE};
+use crate::harness::{
+    assert_nothing_changed, assert_ok, docker, inspect, stderr, stdout, Sandbox, BUSYBOX_IMAGE,
+};
 
 /// A test image declaring `VOLUME /data`, removed when dropped.
 struct VolumeImage(String);
@@ -85,12 +87,7 @@ fn a_path_the_image_declares_as_a_volume_is_kept_under_var_vol_across_a_recreate
     assert_ne!(sb.container_id("keeper"), before, "recreated");
     assert_eq!(exec(&c, "cat /data/file; echo $A"), "precious\n2\n");
     let again = sb.run(&["apply"]);
-    assert_ok(&again);
-    assert!(
-        stdout(&again).starts_with("Nothing changed"),
-        "{}",
-        stdout(&again)
-    );
+    assert_nothing_changed(&again);
 }
 
 #[test]
@@ -165,10 +162,5 @@ fn a_container_from_before_has_its_volume_data_moved_under_var_vol_before_it_is_
     assert_eq!(exec(&c, "cat /data/sub/file"), "precious\n");
     assert!(!mount_types(&c).contains("volume"), "{}", mount_types(&c));
     let again = sb.run(&["apply"]);
-    assert_ok(&again);
-    assert!(
-        stdout(&again).starts_with("Nothing changed"),
-        "{}",
-        stdout(&again)
-    );
+    assert_nothing_changed(&again);
 }
