@@ -330,7 +330,13 @@ pub(crate) struct BackupArgs {
 #[derive(Debug, Args)]
 pub(crate) struct RestoreArgs {
     /// The volume (directory name under /var/vol).
-    pub(crate) name: String,
+    #[arg(required_unless_present = "all")]
+    pub(crate) name: Option<String>,
+
+    /// Every volume that has archives (the newest good one of each): after a new SD card.
+    /// All are extracted and flushed to disk before the first is swapped in.
+    #[arg(long, conflicts_with_all = ["name", "archive", "at"])]
+    pub(crate) all: bool,
 
     /// The archive of this UTC timestamp (as in its name, e.g. 20261125T033000Z); default: newest.
     #[arg(long, value_name = "TIMESTAMP", conflicts_with = "archive")]

@@ -160,8 +160,10 @@ fn copies_go_to_a_mounted_disk_only_and_come_back_when_the_local_archives_are_go
     // The SD card died: no local archives, and the data is wrong. The copy brings it back.
     std::fs::remove_dir_all(&local).unwrap();
     std::fs::write(data.join("notes.txt"), "lost\n").unwrap();
-    let out = sb.run(&["restore", "app", "--from", "usb"]);
+    // Every volume on the copy, as after a new SD card.
+    let out = sb.run(&["restore", "--all", "--from", "usb"]);
     assert_ok(&out);
+    assert!(stdout(&out).contains("Restored "), "{}", stdout(&out));
     assert_eq!(
         std::fs::read_to_string(data.join("notes.txt")).unwrap(),
         "second\n"
@@ -309,7 +311,7 @@ fn encrypted_copies_open_with_the_age_cli_and_restore_with_the_key_only() {
     );
     let out = sb.run(&[
         "restore",
-        "app",
+        "--all",
         "--from",
         "usb",
         "--identity",
@@ -390,7 +392,7 @@ fn nightly_differentials_restore_locally_and_from_an_encrypted_copy() {
     std::fs::remove_dir_all(sb.path("/var/vol/app")).unwrap();
     let out = sb.run(&[
         "restore",
-        "app",
+        "--all",
         "--from",
         "usb",
         "--identity",

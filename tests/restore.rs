@@ -175,6 +175,68 @@ fn symlinks_of_every_kind_round_trip_as_they_were() {
     assert_eq!(restore_leftovers(&sb), Vec::<String>::new());
 }
 
+/// After a new SD card: `restore --all` brings back every volume that has archives, the
+/// service's with its container stopped only around its own swap and running again after.
+#[test]
+fn restore_all_brings_back_every_volume_and_restarts_their_services() {
+    let sb = Sandbox::new();
+    sb.install(&sb.profile(&service("web")));
+    let web = sb.path("/var/vol/web/data");
+    std::fs::write(web.join("index.html"), "web as backed up\n").unwrap();
+    let notes = sb.path("/var/vol/notes");
+    std::fs::create_dir_all(notes.join("2026")).unwrap();
+    std::fs::write(notes.join("2026/dec.txt"), "notes as backed up\n").unwrap();
+    // Nothing backed up yet: nothing to restore is a usage error, not a silent success.
+    let nothing = sb.run(&["restore", "--all"]);
+    assert_eq!(nothing.status.code(), Some(2), "{}", stderr(&nothing));
+    assert!(
+        stderr(&nothing).contains("there are no archives to restore in"),
+        "{}",
+        stderr(&nothing)
+    );
+    assert_ok(&sb.run(&["backup"]));
+    // (The gateway's volume is restored too; Caddy may write to it any time, so it is not
+    // compared.)
+    let before = (snapshot(&sb.path("/var/vol/web")), snapshot(&notes));
+
+    // Everything lost or changed since.
+    std::fs::write(web.join("index.html"), "changed\n").unwrap();
+    std::fs::remove_dir_all(&notes).unwrap();
+
+    // No name and no --all: a usage error.
+    let none = sb.run(&["restore"]);
+    assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
+    let dry = sb.run(&["restore", "--all", "--dry-run"]);
+    assert_ok(&dry);
+    for name in ["gateway", "notes", "web"] {
+        assert!(
+            stdout(&dry).contains(&format!(
+                "Would restore {}",
+                sb.path(&format!("/var/vol/{name}")).display()
+            )),
+            "{}",
+            stdout(&dry)
+        );
+    }
+    assert!(!notes.exists(), "a dry run changes nothing");
+
+    let out = sb.run(&["restore", "--all"]);
+    assert_ok(&out);
+    assert_eq!(
+        stdout(&out).matches("Restored ").count(),
+        3,
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        (snapshot(&sb.path("/var/vol/web")), snapshot(&notes)),
+        before
+    );
+    assert_eq!(inspect(&sb.container("web"), "{{.State.Running}}"), "true");
+    assert_eq!(sb.get("web.test"), (200, "web as backed up\n".to_string()));
+    assert_eq!(restore_leftovers(&sb), Vec::<String>::new());
+}
+
 #[test]
 fn an_entry_under_a_symlink_is_refused_and_nothing_is_written_outside() {
     let sb = Sandbox::new();

@@ -111,6 +111,43 @@ pub(crate) fn prepare_restore(
     name: &str,
     opts: &RestoreOptions,
 ) -> Result<Prepared, BackupError> {
+    let prepared = prepare_unsynced(archive, target_parent, name, opts)?;
+    flush(&prepared.temp)?;
+    Ok(prepared)
+}
+
+/// [`prepare_restore`] for several volumes under `target_parent` (one file system): every
+/// archive extracted and checked, then one flush for all of them, so the disk writes one
+/// volume while the next is extracted instead of stopping at each. Nothing is swapped in; on
+/// an error the trees already extracted are removed (dropped).
+pub(crate) fn prepare_restores(
+    items: &[(&Path, &str)],
+    target_parent: &Path,
+    opts: &RestoreOptions,
+) -> Result<Vec<Prepared>, BackupError> {
+    let mut prepared = Vec::with_capacity(items.len());
+    for (archive, name) in items {
+        prepared.push(prepare_unsynced(archive, target_parent, name, opts)?);
+    }
+    if let Some(p) = prepared.first() {
+        flush(&p.temp)?;
+    }
+    Ok(prepared)
+}
+
+/// `syncfs` of the file system `dir` is on: the tree must be on disk before the journal says it
+/// is complete (power loss).
+fn flush(dir: &Path) -> Result<(), BackupError> {
+    let f = File::open(dir).map_err(io_err("opening", dir))?;
+    nix::unistd::syncfs(&f).map_err(|e| io_err("syncing", dir)(e.into()))
+}
+
+fn prepare_unsynced(
+    archive: &Path,
+    target_parent: &Path,
+    name: &str,
+    opts: &RestoreOptions,
+) -> Result<Prepared, BackupError> {
     check_name(name)?;
     no_journal(target_parent, name)?;
     let manifest = Manifest::read_for(archive)?;
@@ -162,9 +199,6 @@ pub(crate) fn prepare_restore(
             }
         }
     };
-    // The tree must be on disk before the journal says it is complete (power loss).
-    let dir = File::open(&temp).map_err(io_err("opening", &temp))?;
-    nix::unistd::syncfs(&dir).map_err(|e| io_err("syncing", &temp)(e.into()))?;
     Ok(Prepared {
         temp,
         guard,

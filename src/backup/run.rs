@@ -14,8 +14,8 @@ use futures_util::{stream, StreamExt};
 
 use crate::backup::timestamp::Timestamp;
 use crate::backup::{
-    archive_dir, check_name, prepare_restore, prune, ArchiveOptions, ArchiveProgress,
-    ArchiveReport, BackupError, RestoreOptions, RestoreReport, RetentionPolicy,
+    archive_dir, check_name, prepare_restore, prepare_restores, prune, ArchiveOptions,
+    ArchiveProgress, ArchiveReport, BackupError, RestoreOptions, RestoreReport, RetentionPolicy,
 };
 use crate::desired::ObjectNames;
 use crate::drain::Drains;
@@ -378,6 +378,72 @@ pub(crate) async fn restore_volume(
         }
         _ => Ok(swap.await??),
     }
+}
+
+/// `restore --all`: restores each `(name, archive, container)`. Every archive is extracted and
+/// checked beside its volume while the services still run, then all are flushed to disk at
+/// once; only then is each swapped in, its container (if running) stopped around its own swap.
+/// A bad archive changes nothing at all; a swap that fails stops there, with the volumes before
+/// it restored (the error says which) and the rest untouched.
+pub(crate) async fn restore_volumes(
+    paths: &Paths,
+    engine: Option<&impl Engine>,
+    drains: &Drains,
+    items: &[(String, PathBuf, Option<String>)],
+) -> Result<Vec<RestoreReport>> {
+    let parent = paths.vol_root();
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let list: Vec<(PathBuf, String)> = items
+        .iter()
+        .map(|(name, archive, _)| (archive.clone(), name.clone()))
+        .collect();
+    let p = parent.clone();
+    let prepared = tokio::task::spawn_blocking(move || {
+        let refs: Vec<(&Path, &str)> = list
+            .iter()
+            .map(|(a, n)| (a.as_path(), n.as_str()))
+            .collect();
+        prepare_restores(&refs, &p, &RestoreOptions::default())
+    })
+    .await
+    .context("restore task")??;
+    let mut reports = Vec::new();
+    for (prepared, (name, _, container)) in prepared.into_iter().zip(items) {
+        let swap = async move {
+            tokio::task::spawn_blocking(move || prepared.swap_in())
+                .await
+                .context("restore task")
+        };
+        let running = match (container, engine) {
+            (Some(c), Some(e)) => e.container(c).await?.is_some_and(|i| i.running()),
+            _ => false,
+        };
+        let done = match (container, engine) {
+            (Some(c), Some(e)) if running => {
+                match while_stopped(e, paths, drains, c, "the restore", swap).await {
+                    Ok((restored, restarted)) => restored
+                        .and_then(|r| r.map_err(Into::into))
+                        .and_then(|r| restarted.map(|()| r)),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => swap.await.and_then(|r| r.map_err(Into::into)),
+        };
+        match done {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                let restored: Vec<String> = reports
+                    .iter()
+                    .map(|r| r.restored.display().to_string())
+                    .collect();
+                return Err(e.context(format!(
+                    "restoring '{name}' (restored before it: {}; not restored: '{name}' and the volumes after it)",
+                    if restored.is_empty() { "none".to_string() } else { restored.join(", ") }
+                )));
+            }
+        }
+    }
+    Ok(reports)
 }
 
 /// Volume names that have an archive directory under `dest`; with `only`, just that one (none

@@ -18,8 +18,8 @@ use tempfile::TempDir;
 
 use crate::backup::archive::AFTER_OPEN;
 use crate::backup::{
-    archive_dir, list_archives, prune, restore_archive, verify_archive, ArchiveOptions,
-    BackupError, Codec, Manifest, RestoreOptions, RetentionPolicy,
+    archive_dir, list_archives, prepare_restores, prune, restore_archive, verify_archive,
+    ArchiveOptions, BackupError, Codec, Manifest, RestoreOptions, RetentionPolicy,
 };
 
 const NON_UTF8: &[u8] = b"caf\xe9-\xff.txt";
@@ -1215,4 +1215,84 @@ fn a_block_index_that_does_not_match_the_archive_is_refused() {
         Manifest::read_for(&report.archive),
         Err(BackupError::Manifest { .. })
     ));
+}
+
+/// `restore --all`: every archive extracted and checked before anything is swapped in; one bad
+/// archive among them leaves every volume as it was and no extraction tree behind.
+#[test]
+fn several_volumes_are_prepared_together_and_a_bad_one_changes_none() {
+    let tmp = TempDir::new().unwrap();
+    let dest = tmp.path().join("b");
+    let mut archives = Vec::new();
+    for (i, name) in ["app", "db", "web"].into_iter().enumerate() {
+        let src = tmp.path().join("vol").join(name);
+        write(&src.join("data/file"), name.as_bytes());
+        archives.push(
+            archive_dir(&src, &dest, name, &opts_at(1_700_000_000 + i as u64))
+                .unwrap()
+                .archive,
+        );
+    }
+    let parent = tmp.path().join("restore");
+    write(&parent.join("app/old"), b"old app");
+    write(&parent.join("db/old"), b"old db");
+    let names = |p: &Path| {
+        let mut v: Vec<String> = fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = names(&parent);
+
+    // The last archive is corrupt: nothing is swapped in, and the trees of the two good ones
+    // are gone again.
+    let mut bytes = fs::read(&archives[2]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    let good_web = fs::read(&archives[2]).unwrap();
+    fs::write(&archives[2], &bytes).unwrap();
+    let items: Vec<(&Path, &str)> = archives
+        .iter()
+        .zip(["app", "db", "web"])
+        .map(|(a, n)| (a.as_path(), n))
+        .collect();
+    let err = prepare_restores(&items, &parent, &RestoreOptions::default())
+        .err()
+        .unwrap();
+    assert!(matches!(err, BackupError::Corrupt { .. }), "{err}");
+    assert_eq!(names(&parent), before);
+    assert_eq!(fs::read(parent.join("app/old")).unwrap(), b"old app");
+
+    // All good: each swapped in, the old ones kept aside, no tree left over.
+    fs::write(&archives[2], &good_web).unwrap();
+    let prepared = prepare_restores(&items, &parent, &RestoreOptions::default()).unwrap();
+    let waiting = names(&parent);
+    assert_eq!(
+        waiting.iter().filter(|n| n.contains(".restore-")).count(),
+        3,
+        "{waiting:?}"
+    );
+    assert_eq!(
+        fs::read(parent.join("db/old")).unwrap(),
+        b"old db",
+        "not swapped in yet"
+    );
+    for p in prepared {
+        p.swap_in().unwrap();
+    }
+    for name in ["app", "db", "web"] {
+        assert_eq!(
+            fs::read(parent.join(name).join("data/file")).unwrap(),
+            name.as_bytes()
+        );
+    }
+    let after = names(&parent);
+    assert!(after.iter().all(|n| !n.contains(".restore-")), "{after:?}");
+    assert_eq!(
+        after.iter().filter(|n| n.contains(".pre-restore-")).count(),
+        2,
+        "{after:?}"
+    );
 }

@@ -462,7 +462,9 @@ fn archives_dir(
 
 pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     let model = Inputs::read(None, &ctx.paths)?.model()?;
-    backup::check_name(&args.name).map_err(|e| BadInput(e.to_string()))?;
+    if let Some(name) = &args.name {
+        backup::check_name(name).map_err(|e| BadInput(e.to_string()))?;
+    }
     let s3 = match args.from.as_deref() {
         Some(n) => match &copy_target(&model, n)?.place {
             CopyPlace::S3(place) => Some((copy_target(&model, n)?, place)),
@@ -480,9 +482,144 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         .as_deref()
         .and_then(|n| model.backup.copies.iter().find(|t| t.name.as_str() == n))
         .filter(|t| !t.encrypt_to.is_empty());
+    let from = Origin {
+        s3,
+        dest: &dest,
+        sealed,
+    };
+    // `--all`: every volume the archives (or the copy) hold.
+    let names = if let Some(n) = &args.name {
+        vec![n.clone()]
+    } else {
+        let names = match &from.s3 {
+            Some((_, place)) => {
+                let client = s3_client(ctx, place)?;
+                let remote = backup::Remote {
+                    client: &client,
+                    prefix: &place.prefix,
+                };
+                s3_names(&remote, None).map_err(|e| match e.downcast::<S3Error>() {
+                    Ok(s3e) => anyhow!("{s3e}{}", s3_hint(&s3e, ctx, place)),
+                    Err(e) => e,
+                })?
+            }
+            // Directories there that hold no archive (yet) are not volumes to restore.
+            None => run::archive_names(&ctx.paths, &dest, None)?
+                .into_iter()
+                .filter(|n| match from.sealed {
+                    Some(_) => backup::list_encrypted(&dest, n).is_ok_and(|a| !a.is_empty()),
+                    None => backup::list_archives(&dest, n).is_ok_and(|a| !a.is_empty()),
+                })
+                .collect(),
+        };
+        if names.is_empty() {
+            return Err(BadInput(format!(
+                "there are no archives to restore in {}",
+                dest.display()
+            ))
+            .into());
+        }
+        names
+    };
     // Decrypted copies wait in a directory of their own beside the local archives, removed
     // when the command ends however it ends.
     let mut fetched = Fetched(None);
+    let mut picked: Vec<(String, std::path::PathBuf, Option<String>)> = Vec::new();
+    for name in &names {
+        let archive = pick_archive(ctx, &model, args, &from, name, &mut fetched)?;
+        // `--archive` can name any file: it must be an archive of this volume.
+        let manifest = backup::Manifest::read_for(&archive)?;
+        if manifest.name != *name {
+            return Err(BadInput(format!(
+                "{} is an archive of '{}', not of '{name}'",
+                archive.display(),
+                manifest.name,
+            ))
+            .into());
+        }
+        let container =
+            (name == GATEWAY || model.service(name).is_some()).then(|| ctx.names.object(name));
+        picked.push((name.clone(), archive, container));
+    }
+    if args.dry_run {
+        for (name, archive, container) in &picked {
+            println!(
+                "Would restore {} from {}",
+                ctx.paths.vol(name).display(),
+                archive.display()
+            );
+            if let Some(c) = container {
+                println!("  stopping container {c} first and starting it again after");
+            }
+            println!(
+                "  keeping the current directory as {name}.pre-restore-<timestamp> until the next backup"
+            );
+        }
+        println!("Dry run: nothing was changed.");
+        return Ok(());
+    }
+    let _lock = ctx.lock("restore", false, LOCK_WAIT)?;
+    run::recover_restores(&ctx.paths)?;
+    let engine = if picked.iter().any(|(_, _, c)| c.is_some()) {
+        Some(crate::engine::connect().await?)
+    } else {
+        None
+    };
+    let drains = Drains::new(&model, &ctx.paths, &ctx.names, &Progress::new());
+    let reports = if let [(name, archive, container)] = picked.as_slice() {
+        vec![
+            run::restore_volume(
+                &ctx.paths,
+                engine.as_ref(),
+                &drains,
+                container.as_deref(),
+                archive,
+                name,
+            )
+            .await?,
+        ]
+    } else {
+        run::restore_volumes(&ctx.paths, engine.as_ref(), &drains, &picked).await?
+    };
+    for ((_, archive, _), report) in picked.iter().zip(&reports) {
+        println!(
+            "Restored {} ({} entries) from {}",
+            report.restored.display(),
+            report.entries,
+            archive.display()
+        );
+        for s in &report.skipped {
+            println!("  not restored: {s}");
+        }
+        if let Some(prev) = &report.previous {
+            println!(
+                "The directory it replaced is kept as {} until the next backup.",
+                prev.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Where `restore` takes archives from: an S3 copy target, or a directory (the local archives,
+/// `--dest`, or a directory copy target, `sealed` when its copies are encrypted).
+struct Origin<'a> {
+    s3: Option<(&'a CopyTarget, &'a S3Place)>,
+    dest: &'a Path,
+    sealed: Option<&'a CopyTarget>,
+}
+
+/// The archive to restore volume `name` from (`--archive`, `--at`, else the newest good one),
+/// fetched or decrypted into `fetched` first when it comes from a copy.
+fn pick_archive(
+    ctx: &Context,
+    model: &crate::model::Model,
+    args: &RestoreArgs,
+    from: &Origin<'_>,
+    name: &str,
+    fetched: &mut Fetched,
+) -> Result<std::path::PathBuf> {
+    let (s3, dest, sealed) = (from.s3, from.dest, from.sealed);
     let archive = if let Some(a) = &args.archive {
         a.clone()
     } else if let Some((target, place)) = s3 {
@@ -502,7 +639,7 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
             client: &client,
             prefix: &place.prefix,
         };
-        let all: Vec<backup::RemoteArchive> = backup::list_remote(&remote, &args.name, encrypted)
+        let all: Vec<backup::RemoteArchive> = backup::list_remote(&remote, name, encrypted)
             .map_err(|e| match &e {
                 backup::BackupError::S3(s3e) => anyhow!("{e}{}", s3_hint(s3e, ctx, place)),
                 _ => e.into(),
@@ -514,13 +651,13 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
             &all,
             args.at.as_deref(),
             |a| a.timestamp.to_string(),
-            &format!("copy of '{}'", args.name),
-            &remote.url(&args.name),
+            &format!("copy of '{name}'"),
+            &remote.url(name),
         )?;
         let dir = dest.join(format!(".from-{}-{}", target.name, std::process::id()));
         fetched.0 = Some(dir.clone());
-        println!("Downloading {}{}", remote.url(&args.name), copy.file);
-        let fetched = backup::fetch_s3(&remote, &args.name, copy, identity, &dir)?;
+        println!("Downloading {}{}", remote.url(name), copy.file);
+        let fetched = backup::fetch_s3(&remote, name, copy, identity, &dir)?;
         // A differential restores with its full: fetched beside it.
         if let Some(base) = backup::Manifest::read_for(&fetched)?.base {
             let wanted = |a: &&backup::RemoteArchive| {
@@ -536,10 +673,10 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
             })?;
             println!(
                 "Downloading {}{} (its full archive)",
-                remote.url(&args.name),
+                remote.url(name),
                 full.file
             );
-            backup::fetch_s3(&remote, &args.name, full, identity, &dir)?;
+            backup::fetch_s3(&remote, name, full, identity, &dir)?;
         }
         fetched
     } else if let Some(target) = sealed {
@@ -549,15 +686,15 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
                 target.name
             ))
         })?;
-        let all = backup::list_encrypted(&dest, &args.name)?;
+        let all = backup::list_encrypted(dest, name)?;
         let copy = pick_copy(
             &all,
             args.at.as_deref(),
             |a| a.timestamp.to_string(),
-            &format!("encrypted copy of '{}'", args.name),
+            &format!("encrypted copy of '{name}'"),
             &dest.display().to_string(),
         )?;
-        let local = run::dest(&ctx.paths, &model, None);
+        let local = run::dest(&ctx.paths, model, None);
         let dir = local.join(format!(".from-{}-{}", target.name, std::process::id()));
         fetched.0 = Some(dir.clone());
         let archive = backup::fetch_encrypted(&copy.path, identity, &dir)?;
@@ -577,7 +714,7 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         }
         archive
     } else {
-        let all = backup::list_archives(&dest, &args.name)?;
+        let all = backup::list_archives(dest, name)?;
         let pick = match &args.at {
             Some(ts) => all.iter().rev().find(|a| a.timestamp.to_string() == *ts),
             None => all.iter().rev().find(|a| a.good),
@@ -585,14 +722,17 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         match pick {
             Some(a) => a.path.clone(),
             None if all.is_empty() => {
-                if !run::known_names(&ctx.paths, &dest)?.contains(&args.name) {
-                    return Err(run::no_such_name(&ctx.paths, &dest, &args.name)?);
+                if !run::known_names(&ctx.paths, dest)?
+                    .iter()
+                    .any(|n| n == name)
+                {
+                    return Err(run::no_such_name(&ctx.paths, dest, name)?);
                 }
-                let with_archives = run::archivable_subdirs(&dest)?.0;
+                let with_archives = run::archivable_subdirs(dest)?.0;
                 let with_archives: Vec<&str> = with_archives.iter().map(String::as_str).collect();
                 return Err(BadInput(format!(
                     "there is no archive of '{}' in {} yet (archives there: {})",
-                    args.name,
+                    name,
                     dest.display(),
                     run::names_there(&with_archives)
                 ))
@@ -602,7 +742,7 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
                 let list: Vec<String> = all.iter().map(|a| a.timestamp.to_string()).collect();
                 return Err(BadInput(format!(
                     "no good archive of '{}'{} in {} (there are: {})",
-                    args.name,
+                    name,
                     args.at
                         .as_ref()
                         .map(|t| format!(" at {t}"))
@@ -614,67 +754,7 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
             }
         }
     };
-    // `--archive` can name any file: it must be an archive of this volume.
-    let manifest = backup::Manifest::read_for(&archive)?;
-    if manifest.name != args.name {
-        return Err(BadInput(format!(
-            "{} is an archive of '{}', not of '{}'",
-            archive.display(),
-            manifest.name,
-            args.name
-        ))
-        .into());
-    }
-    let container = (args.name == GATEWAY || model.service(&args.name).is_some())
-        .then(|| ctx.names.object(&args.name));
-    if args.dry_run {
-        println!(
-            "Would restore {} from {}",
-            ctx.paths.vol(&args.name).display(),
-            archive.display()
-        );
-        if let Some(c) = &container {
-            println!("  stopping container {c} first and starting it again after");
-        }
-        println!(
-            "  keeping the current directory as {}.pre-restore-<timestamp> until the next backup",
-            args.name
-        );
-        println!("Dry run: nothing was changed.");
-        return Ok(());
-    }
-    let _lock = ctx.lock("restore", false, LOCK_WAIT)?;
-    run::recover_restores(&ctx.paths)?;
-    let engine = match &container {
-        Some(_) => Some(crate::engine::connect().await?),
-        None => None,
-    };
-    let drains = Drains::new(&model, &ctx.paths, &ctx.names, &Progress::new());
-    let report = run::restore_volume(
-        &ctx.paths,
-        engine.as_ref(),
-        &drains,
-        container.as_deref(),
-        &archive,
-        &args.name,
-    )
-    .await?;
-    println!(
-        "Restored {} ({} entries) from {}",
-        report.restored.display(),
-        report.entries,
-        archive.display()
-    );
-    for s in &report.skipped {
-        println!("  not restored: {s}");
-    }
-    if let Some(prev) = report.previous {
-        println!(
-            "The directory it replaced is kept as {} until the next backup.",
-            prev.display()
-        );
-    }
-    Ok(())
+    Ok(archive)
 }
 
 pub(crate) fn backups(ctx: &Context, args: &BackupsArgs) -> Result<()> {
