@@ -466,7 +466,14 @@ fn an_upload_cut_by_a_dying_server_resumes_without_sending_the_parts_it_had() {
     // What went up is the archive: restore it with the local ones gone.
     std::fs::remove_dir_all(sb.path("/var/backups/pi-setup")).unwrap();
     std::fs::write(sb.path("/var/vol/app/data/photo.raw"), "lost").unwrap();
-    assert_ok(&sb.run(&["restore", "app", "--from", "b2"]));
+    // `--all`: every volume the bucket holds.
+    let out = sb.run(&["restore", "--all", "--from", "b2"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains(&format!("Restored {} ", sb.path("/var/vol/app").display())),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(tree(&sb.path("/var/vol/app")), before);
 }
 
