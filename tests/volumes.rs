@@ -33,7 +33,13 @@ impl VolumeImage {
 }
 
 impl Drop for VolumeImage {
+    /// Dropped before the sandbox: its containers go first, or the image would only lose its
+    /// tag and stay behind, dangling, once they are gone.
     fn drop(&mut self) {
+        let filter = format!("ancestor={}", self.0);
+        for id in crate::harness::lines(&docker(&["ps", "-aq", "--filter", &filter])) {
+            docker(&["rm", "-f", "-v", &id]);
+        }
         docker(&["rmi", "-f", &self.0]);
     }
 }
