@@ -787,10 +787,20 @@ mod tests {
     }
 
     async fn run_update(root: &Path, engine: &Fake, only: &[&str]) -> Vec<(String, Outcome)> {
+        update_model(root, engine, &model(root), only).await
+    }
+
+    /// `update` of `only` (all with none) in `model`, without waiting for health to settle.
+    async fn update_model(
+        root: &Path,
+        engine: &Fake,
+        model: &Model,
+        only: &[&str],
+    ) -> Vec<(String, Outcome)> {
         let only: Vec<String> = only.iter().map(ToString::to_string).collect();
         update(
             &ctx(root),
-            &model(root),
+            model,
             &only,
             engine,
             &Progress::new(),
@@ -917,16 +927,7 @@ mod tests {
             .borrow_mut()
             .insert("web:1".into(), image("sha256:web2"));
         let model = model_of(root.path(), profile);
-        let done = update(
-            &ctx(root.path()),
-            &model,
-            &[],
-            &engine,
-            &Progress::new(),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap();
+        let done = update_model(root.path(), &engine, &model, &[]).await;
         assert!(matches!(done[0].1, Outcome::Updated { .. }), "{done:?}");
         assert_eq!(
             containers_and_reloads(&engine),
@@ -1113,16 +1114,7 @@ mod tests {
         };
         let update_now = || async {
             engine.calls.borrow_mut().clear();
-            update(
-                &ctx(root.path()),
-                &model,
-                &[],
-                &engine,
-                &Progress::new(),
-                Duration::ZERO,
-            )
-            .await
-            .unwrap()
+            update_model(root.path(), &engine, &model, &[]).await
         };
         let check_now = || async {
             check(&ctx(root.path()), &model, &[], &engine)

@@ -358,6 +358,18 @@ pub(crate) async fn restore_volume(
     })
     .await
     .context("restore task")??;
+    swap_in(paths, engine, drains, container, prepared).await
+}
+
+/// Swaps a prepared tree in for its volume, with `container` (if it runs) stopped around the
+/// swap and started again after.
+async fn swap_in(
+    paths: &Paths,
+    engine: Option<&impl Engine>,
+    drains: &Drains,
+    container: Option<&str>,
+    prepared: super::restore::Prepared,
+) -> Result<RestoreReport> {
     let swap = async move {
         tokio::task::spawn_blocking(move || prepared.swap_in())
             .await
@@ -409,26 +421,7 @@ pub(crate) async fn restore_volumes(
     .context("restore task")??;
     let mut reports = Vec::new();
     for (prepared, (name, _, container)) in prepared.into_iter().zip(items) {
-        let swap = async move {
-            tokio::task::spawn_blocking(move || prepared.swap_in())
-                .await
-                .context("restore task")
-        };
-        let running = match (container, engine) {
-            (Some(c), Some(e)) => e.container(c).await?.is_some_and(|i| i.running()),
-            _ => false,
-        };
-        let done = match (container, engine) {
-            (Some(c), Some(e)) if running => {
-                match while_stopped(e, paths, drains, c, "the restore", swap).await {
-                    Ok((restored, restarted)) => restored
-                        .and_then(|r| r.map_err(Into::into))
-                        .and_then(|r| restarted.map(|()| r)),
-                    Err(e) => Err(e),
-                }
-            }
-            _ => swap.await.and_then(|r| r.map_err(Into::into)),
-        };
+        let done = swap_in(paths, engine, drains, container.as_deref(), prepared).await;
         match done {
             Ok(r) => reports.push(r),
             Err(e) => {
