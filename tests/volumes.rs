@@ -24,7 +24,11 @@ impl VolumeImage {
         use std::io::Write;
         write!(
             child.stdin.take().unwrap(),
-            "FROM {BUSYBOX_IMAGE}\nVOLUME /data\n# httpd as PID 1 ignores SIGTERM: spare the test the 30 s stop timeout.\nSTOPSIGNAL SIGKILL\n"
+            "FROM {BUSYBOX_IMAGE}\nVOLUME /data\n# httpd as PID 1 ignores SIGTERM: spare the test the 30 s stop timeout.\nSTOPSIGNAL SIGKILL\n\
+             # An image of this sandbox's own: built from the same lines, two tests running at\n\
+             # once would share one image ID, and `ancestor=` would find each other's containers.\n\
+             LABEL pi-setup-test.instance={}\n",
+            sb.instance
         )
         .unwrap();
         assert!(child.wait().unwrap().success(), "docker build {tag}");
