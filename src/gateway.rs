@@ -450,8 +450,13 @@ where
 /// How long a replaced server keeps answering before it shuts down. Caddy only waits when the
 /// server's listen address is going away, which is why `reload` alternates its spelling.
 /// During the wait the old server gets no new connections (`crate::reuseport`); it only
-/// answers those it had accepted, which takes well under a millisecond.
-pub(crate) const SHUTDOWN_DELAY_MS: u32 = 250;
+/// answers those it had accepted. Their requests may still be on their way: a client on a
+/// long round trip sends its request after the TLS handshake, several hundred milliseconds
+/// after the connection, and Go drops, unanswered, a request read once shutdown has begun.
+/// A second covers round trips up to about 600 ms (a 250 ms delay dropped about a third of
+/// the requests sent 400 ms after connecting, `services::adding_and_removing_services_*`).
+/// The cost: Caddy's `/load` answers only after the wait, so each reload takes a second.
+pub(crate) const SHUTDOWN_DELAY_MS: u32 = 1000;
 
 /// The second spelling of the gateway's listen addresses. `:80` and `0.0.0.0:80` are the same
 /// socket to Go (a dual-stack wildcard) but different listeners to Caddy.

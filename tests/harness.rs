@@ -268,8 +268,21 @@ pub fn try_get_path(
     path: &str,
     headers: &str,
 ) -> std::io::Result<(u16, String)> {
+    try_get_late(port, host, path, headers, Duration::ZERO)
+}
+
+/// `try_get_path` from a client on a slow link: the request comes `late` after the
+/// connection is made (a TLS handshake over a long round trip looks like this to the server).
+pub fn try_get_late(
+    port: u16,
+    host: &str,
+    path: &str,
+    headers: &str,
+    late: Duration,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    std::thread::sleep(late);
     write!(
         s,
         "GET {path} HTTP/1.0\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"

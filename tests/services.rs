@@ -253,17 +253,21 @@ fn adding_and_removing_services_drops_no_request_to_another() {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let port = sb.http_port;
-    // Four clients, each a new connection per request, as browsers and monitors do.
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
+    // Six clients, each a new connection per request, as browsers and monitors do. Two are on
+    // a slow link: their request comes 400 ms after the connection, so a reload often falls
+    // between the two — the replaced server must still answer it (with Caddy's 250 ms
+    // `shutdown_delay` of before, about one in three of theirs was dropped).
+    let clients: Vec<_> = (0..6)
+        .map(|i| {
             let stop = stop.clone();
+            let late = Duration::from_millis(if i < 2 { 400 } else { 0 });
             std::thread::spawn(move || {
                 let (mut ok, mut dropped, mut wrong) = (0u32, Vec::new(), Vec::new());
                 // Bounded: stops when told, or after 20,000 requests.
                 while !stop.load(Ordering::SeqCst)
                     && ok as usize + dropped.len() + wrong.len() < 20_000
                 {
-                    match try_get(port, "steady.test") {
+                    match crate::harness::try_get_late(port, "steady.test", "/", "", late) {
                         Ok((200, body)) if body == "steady\n" => ok += 1,
                         Ok(other) => wrong.push(format!("{other:?}")),
                         Err(e) => dropped.push(e.to_string()),
