@@ -13,6 +13,10 @@
 //! stops the container once there are none, or after `PATIENCE`. Once the service is started
 //! again, the gateway is reloaded with its normal routes.
 //!
+//! A service that is removed (`remove-service`, or gone from the profile at `apply`) is simpler:
+//! the plan reloads the gateway without it first, then removes its container once the requests
+//! it is answering are done (`Action::RemoveContainer { drain }`, the same wait).
+//!
 //! Cheap where there is nothing to drain: services without proxied routes, jobs, the gateway
 //! itself and containers that are not running are stopped as before, with no reload. A gateway
 //! that is not running, or refuses the reload, does not hold anything up either: the service
@@ -267,8 +271,9 @@ impl Drains {
 
     /// Waits until the gateway proxies no request to `service` (twice in a row, a moment
     /// apart: a request the replaced configuration had read but not yet passed on is counted
-    /// by then), or `PATIENCE` is over.
-    async fn wait_for_requests(&self, service: &str) {
+    /// by then), or `PATIENCE` is over. Also for a service that is being removed, once the
+    /// gateway was reloaded without it.
+    pub(crate) async fn wait_for_requests(&self, service: &str) {
         let socket = self.paths.vol(GATEWAY).join(gateway::ADMIN_SOCKET_ON_HOST);
         let deadline = Instant::now() + PATIENCE;
         let mut idle_once = false;

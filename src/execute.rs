@@ -49,6 +49,11 @@ async fn apply_steps(
     let total = plan.actions.len();
     for (i, action) in plan.actions.iter().enumerate() {
         match action {
+            // The gateway no longer routes to it (an earlier step reloaded it).
+            Action::RemoveContainer {
+                drain: Some(service),
+                ..
+            } => drains.wait_for_requests(service).await,
             Action::MoveVolumeData { container, .. }
             | Action::RemoveContainer {
                 name: container, ..

@@ -61,6 +61,9 @@ pub(crate) enum Action {
     RemoveContainer {
         name: String,
         why: String,
+        /// The container of a service no longer defined, removed after the gateway stopped
+        /// routing to it: the requests it is answering finish first (`crate::drain`).
+        drain: Option<String>,
     },
     CreateContainer {
         spec: Box<ContainerSpec>,
@@ -139,7 +142,9 @@ impl fmt::Display for Action {
                  outside /var/vol) into {}",
                 to.display()
             ),
-            Action::RemoveContainer { name, why } => write!(f, "remove container {name} ({why})"),
+            Action::RemoveContainer { name, why, .. } => {
+                write!(f, "remove container {name} ({why})")
+            }
             Action::CreateContainer { spec, why } => {
                 write!(
                     f,
@@ -212,6 +217,53 @@ pub(crate) enum Conflict {
         volume: String,
         to: PathBuf,
     },
+}
+
+/// Why the container `spec` describes must be made anew (`current` is what runs under its
+/// name), or `None` when it stays.
+fn why_recreate(
+    spec: &ContainerSpec,
+    current: Option<&ContainerInfo>,
+    a: &Actual,
+    names: &ObjectNames,
+) -> Result<Option<String>, Conflict> {
+    let image_id = a
+        .images
+        .get(&spec.image)
+        .and_then(Option::as_ref)
+        .map(|i| i.id.clone());
+    Ok(match current {
+        None => Some("new".to_string()),
+        Some(c) if !c.managed() || c.instance() != names.instance_label() => {
+            return Err(Conflict::ForeignContainer(spec.name.clone()))
+        }
+        // A run killed while Docker removed it: finish the removal, then create it anew.
+        Some(c) if c.state == ContainerState::Removing => {
+            Some("its removal was interrupted".to_string())
+        }
+        Some(c) if c.hash() != Some(spec.hash().as_str()) => {
+            Some("configuration changed".to_string())
+        }
+        Some(c) if image_id.as_ref().is_some_and(|id| *id != c.image_id) => {
+            Some("image updated".to_string())
+        }
+        // A job whose run with this definition failed, or never finished: again.
+        Some(c) if spec.job_timeout.is_some() && c.exit_code != Some(0) => {
+            Some("its last run did not complete".to_string())
+        }
+        Some(_) => None,
+    })
+}
+
+/// Whether the gateway runs now and this plan neither recreates nor starts it: then a reload
+/// is what brings its new configuration.
+fn gateway_stays_up(d: &Desired, a: &Actual, names: &ObjectNames) -> Result<bool, Conflict> {
+    let Some(spec) = d.containers.iter().find(|s| s.service == GATEWAY) else {
+        return Ok(false);
+    };
+    let current = a.containers.get(&spec.name).cloned().flatten();
+    Ok(current.as_ref().is_some_and(ContainerInfo::running)
+        && why_recreate(spec, current.as_ref(), a, names)?.is_none())
 }
 
 /// The ordered plan: images first (so a missing image stops the run before anything changes),
@@ -335,51 +387,40 @@ pub(crate) fn plan(
         });
     }
 
+    let loaded = a.gateway_loaded.as_deref() == Some(d.gateway_files_hash().as_str());
+    let gateway_reload_due = gateway_config_changed || !loaded;
     // Containers of services no longer defined go first: they may hold a host port or a
-    // name a new container needs.
-    for c in &a.managed {
-        let wanted = d.containers.iter().any(|s| s.name == c.name);
-        if !wanted {
-            volume_moves(d, a, c, &mut actions)?;
-            actions.push(Action::RemoveContainer {
-                name: c.name.clone(),
-                why: format!(
-                    "service '{}' is no longer defined",
-                    c.service().unwrap_or("?")
-                ),
-            });
-        }
+    // name a new container needs. With a running gateway that stays, it stops routing to them
+    // first, and each is removed once the requests it is answering are done (a removed service
+    // would otherwise cut them, then answer 502 until the reload).
+    let removed: Vec<&ContainerInfo> = a
+        .managed
+        .iter()
+        .filter(|c| !d.containers.iter().any(|s| s.name == c.name))
+        .collect();
+    let reload_first = gateway_reload_due && !removed.is_empty() && gateway_stays_up(d, a, names)?;
+    if reload_first {
+        actions.push(Action::ReloadGateway);
+    }
+    for c in removed {
+        volume_moves(d, a, c, &mut actions)?;
+        actions.push(Action::RemoveContainer {
+            name: c.name.clone(),
+            why: format!(
+                "service '{}' is no longer defined",
+                c.service().unwrap_or("?")
+            ),
+            drain: c
+                .service()
+                .filter(|s| reload_first && *s != GATEWAY)
+                .map(str::to_string),
+        });
     }
 
     let mut gateway_restarted = false;
     for spec in &d.containers {
         let current = a.containers.get(&spec.name).cloned().flatten();
-        let image_id = a
-            .images
-            .get(&spec.image)
-            .and_then(Option::as_ref)
-            .map(|i| i.id.clone());
-        let why_recreate = match &current {
-            None => Some("new".to_string()),
-            Some(c) if !c.managed() || c.instance() != names.instance_label() => {
-                return Err(Conflict::ForeignContainer(spec.name.clone()))
-            }
-            // A run killed while Docker removed it: finish the removal, then create it anew.
-            Some(c) if c.state == ContainerState::Removing => {
-                Some("its removal was interrupted".to_string())
-            }
-            Some(c) if c.hash() != Some(spec.hash().as_str()) => {
-                Some("configuration changed".to_string())
-            }
-            Some(c) if image_id.as_ref().is_some_and(|id| *id != c.image_id) => {
-                Some("image updated".to_string())
-            }
-            // A job whose run with this definition failed, or never finished: again.
-            Some(c) if spec.job_timeout.is_some() && c.exit_code != Some(0) => {
-                Some("its last run did not complete".to_string())
-            }
-            Some(_) => None,
-        };
+        let why_recreate = why_recreate(spec, current.as_ref(), a, names)?;
         if spec.job_timeout.is_some() {
             // A job that completed with this definition stays done; otherwise it runs (again).
             if let Some(why) = why_recreate {
@@ -399,6 +440,7 @@ pub(crate) fn plan(
                 actions.push(Action::RemoveContainer {
                     name: spec.name.clone(),
                     why: why.clone(),
+                    drain: None,
                 });
             }
             actions.push(Action::CreateContainer {
@@ -413,8 +455,7 @@ pub(crate) fn plan(
             gateway_restarted |= spec.service == GATEWAY;
         }
     }
-    let loaded = a.gateway_loaded.as_deref() == Some(d.gateway_files_hash().as_str());
-    if (gateway_config_changed || !loaded) && !gateway_restarted {
+    if gateway_reload_due && !gateway_restarted && !reload_first {
         actions.push(Action::ReloadGateway);
     }
 
@@ -769,14 +810,41 @@ mod tests {
         let only_db = &WEB[WEB.find("[[service]]\nname = \"db\"").unwrap()..];
         let d = desired_from(only_db, &images(&[]));
         let p = plan(&d, &a, &names(), &ConfigChange::default()).unwrap();
+        // The gateway stops routing to it first; its container goes once its requests are
+        // done.
+        assert_eq!(
+            steps(&p),
+            [
+                "remove /r/var/vol/gateway/etc/sites/web.caddy",
+                "reload the gateway configuration",
+                "remove container t-web (service 'web' is no longer defined)",
+            ]
+        );
+        assert!(
+            matches!(&p.actions[2], Action::RemoveContainer { drain: Some(s), .. } if s == "web"),
+            "{:?}",
+            p.actions[2]
+        );
+
+        // A gateway that is not running has nothing to drain through: the container goes, then
+        // the gateway is started (with the new configuration).
+        let mut stopped = a;
+        if let Some(Some(g)) = stopped.containers.get_mut("t-gateway") {
+            g.state = ContainerState::Exited;
+        }
+        let p = plan(&d, &stopped, &names(), &ConfigChange::default()).unwrap();
         assert_eq!(
             steps(&p),
             [
                 "remove /r/var/vol/gateway/etc/sites/web.caddy",
                 "remove container t-web (service 'web' is no longer defined)",
-                "reload the gateway configuration",
+                "start container t-gateway",
             ]
         );
+        assert!(matches!(
+            &p.actions[1],
+            Action::RemoveContainer { drain: None, .. }
+        ));
     }
 
     #[test]

@@ -409,6 +409,7 @@ impl<E: Engine> One<'_, E> {
             steps.push(Action::RemoveContainer {
                 name: name.clone(),
                 why: "image updated".into(),
+                drain: None,
             });
             steps.push(Action::CreateContainer {
                 spec: Box::new(self.spec.clone()),

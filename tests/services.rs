@@ -1199,10 +1199,10 @@ fn slow_service_profile(sb: &Sandbox, version: &str) -> String {
     )
 }
 
-#[test]
-fn a_service_apply_recreates_finishes_the_requests_it_was_answering() {
-    let sb = Sandbox::new();
-    let cgi = sb.path("/var/vol/slow/www/cgi-bin/slow");
+/// Puts a CGI script at `www/cgi-bin/slow` that answers `begin`, waits a second, then
+/// `end $V`: a slow page, headers and first bytes sent, the rest to come.
+fn write_slow_cgi(www: &Path) {
+    let cgi = www.join("cgi-bin/slow");
     std::fs::create_dir_all(cgi.parent().unwrap()).unwrap();
     std::fs::write(
         &cgi,
@@ -1210,6 +1210,56 @@ fn a_service_apply_recreates_finishes_the_requests_it_was_answering() {
     )
     .unwrap();
     std::fs::set_permissions(&cgi, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Four clients asking for `slow.test/cgi-bin/slow`, one request at a time each and a new
+/// connection per request: about four requests are always in flight, each for a second.
+struct SlowClients {
+    stop: Arc<AtomicBool>,
+    clients: Vec<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl SlowClients {
+    /// Starts them; `name` names each answer (or error) for the tally.
+    fn start(port: u16, name: fn(std::io::Result<(u16, String)>) -> String) -> SlowClients {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = (0..4)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    while !stop.load(Ordering::SeqCst) && seen.len() < 20_000 {
+                        seen.push(name(crate::harness::try_get_path(
+                            port,
+                            "slow.test",
+                            "/cgi-bin/slow",
+                            "",
+                        )));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        SlowClients { stop, clients }
+    }
+
+    /// Stops them; how many answers of each name they got.
+    fn tally(self) -> std::collections::BTreeMap<String, usize> {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut counts = std::collections::BTreeMap::new();
+        for c in self.clients {
+            for what in c.join().unwrap() {
+                *counts.entry(what).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+}
+
+#[test]
+fn a_service_apply_recreates_finishes_the_requests_it_was_answering() {
+    let sb = Sandbox::new();
+    write_slow_cgi(&sb.path("/var/vol/slow/www"));
     sb.install(&sb.write_profile(&slow_service_profile(&sb, "1")));
     let port = sb.http_port;
     let get = move || crate::harness::try_get_path(port, "slow.test", "/cgi-bin/slow", "");
@@ -1222,26 +1272,12 @@ fn a_service_apply_recreates_finishes_the_requests_it_was_answering() {
         get()
     );
 
-    // Four clients, one request at a time each, a new connection per request: about four
-    // requests are always in flight, each for a second.
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                while !stop.load(Ordering::SeqCst) && seen.len() < 20_000 {
-                    seen.push(match get() {
-                        Ok((200, body)) if body == "begin\nend 1\n" => "ok 1".to_string(),
-                        Ok((200, body)) if body == "begin\nend 2\n" => "ok 2".to_string(),
-                        Ok((503, body)) if body.contains("Back soon") => "maintenance".to_string(),
-                        other => format!("{other:?}"),
-                    });
-                }
-                seen
-            })
-        })
-        .collect();
+    let clients = SlowClients::start(port, |answer| match answer {
+        Ok((200, body)) if body == "begin\nend 1\n" => "ok 1".to_string(),
+        Ok((200, body)) if body == "begin\nend 2\n" => "ok 2".to_string(),
+        Ok((503, body)) if body.contains("Back soon") => "maintenance".to_string(),
+        other => format!("{other:?}"),
+    });
     std::thread::sleep(Duration::from_millis(1500));
     let before = sb.container_id("slow");
     std::fs::write(
@@ -1258,13 +1294,7 @@ fn a_service_apply_recreates_finishes_the_requests_it_was_answering() {
         Ok((200, b)) if b == "begin\nend 2\n"
     )));
     std::thread::sleep(Duration::from_millis(2500));
-    stop.store(true, Ordering::SeqCst);
-    let mut counts = std::collections::BTreeMap::new();
-    for c in clients {
-        for what in c.join().unwrap() {
-            *counts.entry(what).or_insert(0) += 1;
-        }
-    }
+    let counts = clients.tally();
     println!("answers while slow was recreated: {counts:?}");
     // Every request in flight when the container went finished; the ones that came while it
     // was down got the maintenance page. None cut short, none a bare error.
@@ -1277,4 +1307,55 @@ fn a_service_apply_recreates_finishes_the_requests_it_was_answering() {
     );
     assert!(counts.get("ok 1").is_some_and(|n| *n >= 4), "{counts:?}");
     assert!(counts.get("ok 2").is_some_and(|n| *n >= 4), "{counts:?}");
+}
+
+#[test]
+fn remove_service_lets_the_requests_it_was_answering_finish() {
+    let sb = installed();
+    add_web(&sb, "slow", "slow.test", "index\n");
+    write_slow_cgi(&sb.path("/var/vol/slow/www"));
+    let port = sb.http_port;
+    let get = move || crate::harness::try_get_path(port, "slow.test", "/cgi-bin/slow", "");
+    assert!(
+        wait_until(
+            Duration::from_secs(15),
+            || matches!(get(), Ok((200, b)) if b == "begin\nend \n")
+        ),
+        "{:?}",
+        get()
+    );
+
+    // About four requests in flight when the service is removed.
+    let clients = SlowClients::start(port, |answer| match answer {
+        Ok((200, body)) if body == "begin\nend \n" => "ok".to_string(),
+        Ok((404, body)) if body.contains("No service answers") => "gone".to_string(),
+        other => format!("{other:?}"),
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = sb.run(&["remove-service", "slow"]);
+    assert_ok(&out);
+    assert!(
+        docker(&["inspect", &sb.container("slow")]).status.code() != Some(0),
+        "removed"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let counts = clients.tally();
+    println!("answers while slow was removed: {counts:?}");
+    // Every request in flight when it was removed finished; later ones were told no service
+    // answers there. None cut short, no 502 and no maintenance page in between.
+    assert!(
+        counts.keys().all(|k| ["ok", "gone"].contains(&k.as_str())),
+        "{counts:?}\nstderr of remove-service:\n{}",
+        stderr(&out)
+    );
+    assert!(counts.get("ok").is_some_and(|n| *n >= 4), "{counts:?}");
+    assert!(counts.get("gone").is_some_and(|n| *n >= 1), "{counts:?}");
+    // The gateway stopped routing to it before its container went.
+    let steps = stderr(&out);
+    let reload = steps.find("reload the gateway configuration");
+    let remove = steps.find("remove container");
+    assert!(
+        reload.is_some() && remove.is_some() && reload < remove,
+        "{steps}"
+    );
 }
