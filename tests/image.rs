@@ -675,6 +675,12 @@ pub(crate) fn sandbox(d: &Path, img: &Path) -> (PathBuf, PathBuf, PathBuf, PathB
     )
     .unwrap();
     std::fs::write(root.join("usr/share/zoneinfo/Europe/Berlin"), "TZif").unwrap();
+    // As on the stock image: a time zone is already set, and `--timezone` replaces it.
+    std::os::unix::fs::symlink(
+        "/usr/share/zoneinfo/Europe/London",
+        root.join("etc/localtime"),
+    )
+    .unwrap();
     let log = d.join("sandbox/systemctl.log");
     let stub = stubs.join("systemctl");
     std::fs::write(
