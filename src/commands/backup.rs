@@ -466,10 +466,15 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         backup::check_name(name).map_err(|e| BadInput(e.to_string()))?;
     }
     let s3 = match args.from.as_deref() {
-        Some(n) => match &copy_target(&model, n)?.place {
-            CopyPlace::S3(place) => Some((copy_target(&model, n)?, place)),
-            CopyPlace::Dir(_) => None,
-        },
+        Some(n) => {
+            let target = copy_target(&model, n)?;
+            match &target.place {
+                // One client for the command: every volume of `--all` is listed and fetched
+                // through it.
+                CopyPlace::S3(place) => Some((target, place, s3_client(ctx, place)?)),
+                CopyPlace::Dir(_) => None,
+            }
+        }
         None => None,
     };
     let dest = if s3.is_some() {
@@ -483,7 +488,7 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         .and_then(|n| model.backup.copies.iter().find(|t| t.name.as_str() == n))
         .filter(|t| !t.encrypt_to.is_empty());
     let from = Origin {
-        s3,
+        s3: s3.as_ref().map(|(t, p, c)| (*t, *p, c)),
         dest: &dest,
         sealed,
     };
@@ -491,33 +496,32 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     let names = if let Some(n) = &args.name {
         vec![n.clone()]
     } else {
-        let names = match &from.s3 {
-            Some((_, place)) => {
-                let client = s3_client(ctx, place)?;
+        let (names, place) = match from.s3 {
+            Some((_, place, client)) => {
                 let remote = backup::Remote {
-                    client: &client,
+                    client,
                     prefix: &place.prefix,
                 };
-                s3_names(&remote, None).map_err(|e| match e.downcast::<S3Error>() {
+                let names = s3_names(&remote, None).map_err(|e| match e.downcast::<S3Error>() {
                     Ok(s3e) => anyhow!("{s3e}{}", s3_hint(&s3e, ctx, place)),
                     Err(e) => e,
-                })?
+                })?;
+                (names, format!("s3://{}/{}", client.bucket(), place.prefix))
             }
             // Directories there that hold no archive (yet) are not volumes to restore.
-            None => run::archive_names(&ctx.paths, &dest, None)?
-                .into_iter()
-                .filter(|n| match from.sealed {
-                    Some(_) => backup::list_encrypted(&dest, n).is_ok_and(|a| !a.is_empty()),
-                    None => backup::list_archives(&dest, n).is_ok_and(|a| !a.is_empty()),
-                })
-                .collect(),
+            None => (
+                run::archive_names(&ctx.paths, &dest, None)?
+                    .into_iter()
+                    .filter(|n| match from.sealed {
+                        Some(_) => backup::list_encrypted(&dest, n).is_ok_and(|a| !a.is_empty()),
+                        None => backup::list_archives(&dest, n).is_ok_and(|a| !a.is_empty()),
+                    })
+                    .collect(),
+                dest.display().to_string(),
+            ),
         };
         if names.is_empty() {
-            return Err(BadInput(format!(
-                "there are no archives to restore in {}",
-                dest.display()
-            ))
-            .into());
+            return Err(BadInput(format!("there are no archives to restore in {place}")).into());
         }
         names
     };
@@ -604,7 +608,7 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
 /// Where `restore` takes archives from: an S3 copy target, or a directory (the local archives,
 /// `--dest`, or a directory copy target, `sealed` when its copies are encrypted).
 struct Origin<'a> {
-    s3: Option<(&'a CopyTarget, &'a S3Place)>,
+    s3: Option<(&'a CopyTarget, &'a S3Place, &'a crate::s3::Client)>,
     dest: &'a Path,
     sealed: Option<&'a CopyTarget>,
 }
@@ -622,7 +626,7 @@ fn pick_archive(
     let (s3, dest, sealed) = (from.s3, from.dest, from.sealed);
     let archive = if let Some(a) = &args.archive {
         a.clone()
-    } else if let Some((target, place)) = s3 {
+    } else if let Some((target, place, client)) = s3 {
         let encrypted = !target.encrypt_to.is_empty();
         let identity = match (&args.identity, encrypted) {
             (None, true) => {
@@ -634,9 +638,8 @@ fn pick_archive(
             }
             (identity, _) => identity.as_deref().filter(|_| encrypted),
         };
-        let client = s3_client(ctx, place)?;
         let remote = backup::Remote {
-            client: &client,
+            client,
             prefix: &place.prefix,
         };
         let all: Vec<backup::RemoteArchive> = backup::list_remote(&remote, name, encrypted)
