@@ -261,9 +261,9 @@ fn gateway_stays_up(d: &Desired, a: &Actual, names: &ObjectNames) -> Result<bool
     let Some(spec) = d.containers.iter().find(|s| s.service == GATEWAY) else {
         return Ok(false);
     };
-    let current = a.containers.get(&spec.name).cloned().flatten();
-    Ok(current.as_ref().is_some_and(ContainerInfo::running)
-        && why_recreate(spec, current.as_ref(), a, names)?.is_none())
+    let current = a.containers.get(&spec.name).and_then(Option::as_ref);
+    Ok(current.is_some_and(ContainerInfo::running)
+        && why_recreate(spec, current, a, names)?.is_none())
 }
 
 /// The ordered plan: images first (so a missing image stops the run before anything changes),

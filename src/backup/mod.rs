@@ -35,8 +35,6 @@ pub(crate) use manifest::Manifest;
 pub(crate) use remote::{copy_volume_s3, fetch_s3, list_remote, Remote, RemoteArchive};
 #[cfg(test)]
 pub(crate) use restore::restore_archive;
-pub(crate) use restore::{
-    extract_tar, prepare_restore, prepare_restores, RestoreOptions, RestoreReport,
-};
+pub(crate) use restore::{extract_tar, prepare_restores, RestoreOptions, RestoreReport};
 pub(crate) use retention::{holds_only_archives, list_archives, prune, RetentionPolicy};
 pub(crate) use verify::{verify_archive, verify_bytes};

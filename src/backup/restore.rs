@@ -75,7 +75,7 @@ pub(crate) struct Layer {
     pub(crate) symlinks: HashSet<PathBuf>,
 }
 
-/// Restores `archive` as `<target_parent>/<name>`: [`prepare_restore`], then
+/// Restores `archive` as `<target_parent>/<name>`: [`prepare_restores`], then
 /// [`Prepared::swap_in`]. The containers using the volume must be stopped by the caller.
 #[cfg(test)]
 pub(crate) fn restore_archive(
@@ -84,7 +84,8 @@ pub(crate) fn restore_archive(
     name: &str,
     opts: &RestoreOptions,
 ) -> Result<RestoreReport, BackupError> {
-    prepare_restore(archive, target_parent, name, opts)?.swap_in()
+    let mut prepared = prepare_restores(&[(archive, name)], target_parent, opts)?;
+    prepared.remove(0).swap_in()
 }
 
 /// A restored tree extracted, checked and on disk beside the volume, waiting to be swapped in.
@@ -100,26 +101,13 @@ pub(crate) struct Prepared {
     skipped: Vec<String>,
 }
 
-/// Extracts `archive` (for a differential: its full, then it) into `.<name>.restore-<ts>` beside
-/// the volume, checking as it goes everything a read-back would (the sha256 of the file, every
-/// gzip CRC or zstd frame checksum, the uncompressed size, the entry count), and flushes it to
-/// disk. The volume is not touched: its containers may keep running meanwhile, so a corrupt
-/// archive costs no downtime. On any error the temporary directory is removed.
-pub(crate) fn prepare_restore(
-    archive: &Path,
-    target_parent: &Path,
-    name: &str,
-    opts: &RestoreOptions,
-) -> Result<Prepared, BackupError> {
-    let prepared = prepare_unsynced(archive, target_parent, name, opts)?;
-    flush(&prepared.temp)?;
-    Ok(prepared)
-}
-
-/// [`prepare_restore`] for several volumes under `target_parent` (one file system): every
-/// archive extracted and checked, then one flush for all of them, so the disk writes one
-/// volume while the next is extracted instead of stopping at each. Nothing is swapped in; on
-/// an error the trees already extracted are removed (dropped).
+/// Extracts each `(archive, name)` (for a differential: its full, then it) into
+/// `.<name>.restore-<ts>` beside its volume under `target_parent` (one file system), checking as
+/// it goes everything a read-back would (the sha256 of the file, every gzip CRC or zstd frame
+/// checksum, the uncompressed size, the entry count), then flushes them all to disk at once, so
+/// the disk writes one volume while the next is extracted instead of stopping at each. No
+/// volume is touched: their containers may keep running meanwhile, so a corrupt archive costs
+/// no downtime. On any error the trees already extracted are removed (dropped).
 pub(crate) fn prepare_restores(
     items: &[(&Path, &str)],
     target_parent: &Path,

@@ -14,8 +14,8 @@ use futures_util::{stream, StreamExt};
 
 use crate::backup::timestamp::Timestamp;
 use crate::backup::{
-    archive_dir, check_name, prepare_restore, prepare_restores, prune, ArchiveOptions,
-    ArchiveProgress, ArchiveReport, BackupError, RestoreOptions, RestoreReport, RetentionPolicy,
+    archive_dir, check_name, prepare_restores, prune, ArchiveOptions, ArchiveProgress,
+    ArchiveReport, BackupError, RestoreOptions, RestoreReport, RetentionPolicy,
 };
 use crate::desired::ObjectNames;
 use crate::drain::Drains;
@@ -350,15 +350,13 @@ pub(crate) async fn restore_volume(
     archive: &Path,
     name: &str,
 ) -> Result<RestoreReport> {
-    let parent = paths.vol_root();
-    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    let (a, p, n) = (archive.to_path_buf(), parent.clone(), name.to_string());
-    let prepared = tokio::task::spawn_blocking(move || {
-        prepare_restore(&a, &p, &n, &RestoreOptions::default())
-    })
-    .await
-    .context("restore task")??;
-    swap_in(paths, engine, drains, container, prepared).await
+    let item = (
+        name.to_string(),
+        archive.to_path_buf(),
+        container.map(str::to_string),
+    );
+    let mut reports = restore_volumes(paths, engine, drains, &[item]).await?;
+    Ok(reports.remove(0))
 }
 
 /// Swaps a prepared tree in for its volume, with `container` (if it runs) stopped around the
@@ -392,7 +390,8 @@ async fn swap_in(
     }
 }
 
-/// `restore --all`: restores each `(name, archive, container)`. Every archive is extracted and
+/// Restores each `(name, archive, container)` (one for `restore NAME`, every volume for
+/// `restore --all`). Every archive is extracted and
 /// checked beside its volume while the services still run, then all are flushed to disk at
 /// once; only then is each swapped in, its container (if running) stopped around its own swap.
 /// A bad archive changes nothing at all; a swap that fails stops there, with the volumes before
@@ -409,13 +408,12 @@ pub(crate) async fn restore_volumes(
         .iter()
         .map(|(name, archive, _)| (archive.clone(), name.clone()))
         .collect();
-    let p = parent.clone();
     let prepared = tokio::task::spawn_blocking(move || {
         let refs: Vec<(&Path, &str)> = list
             .iter()
             .map(|(a, n)| (a.as_path(), n.as_str()))
             .collect();
-        prepare_restores(&refs, &p, &RestoreOptions::default())
+        prepare_restores(&refs, &parent, &RestoreOptions::default())
     })
     .await
     .context("restore task")??;
@@ -424,6 +422,7 @@ pub(crate) async fn restore_volumes(
         let done = swap_in(paths, engine, drains, container.as_deref(), prepared).await;
         match done {
             Ok(r) => reports.push(r),
+            Err(e) if items.len() == 1 => return Err(e),
             Err(e) => {
                 let restored: Vec<String> = reports
                     .iter()

@@ -570,21 +570,7 @@ pub(crate) async fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
         None
     };
     let drains = Drains::new(&model, &ctx.paths, &ctx.names, &Progress::new());
-    let reports = if let [(name, archive, container)] = picked.as_slice() {
-        vec![
-            run::restore_volume(
-                &ctx.paths,
-                engine.as_ref(),
-                &drains,
-                container.as_deref(),
-                archive,
-                name,
-            )
-            .await?,
-        ]
-    } else {
-        run::restore_volumes(&ctx.paths, engine.as_ref(), &drains, &picked).await?
-    };
+    let reports = run::restore_volumes(&ctx.paths, engine.as_ref(), &drains, &picked).await?;
     for ((_, archive, _), report) in picked.iter().zip(&reports) {
         println!(
             "Restored {} ({} entries) from {}",
