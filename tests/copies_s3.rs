@@ -321,6 +321,16 @@ fn s3_copies_are_uploaded_listed_and_restored_when_the_local_archives_are_gone()
     appliance(&sb, &server, "");
     let app = sb.path("/var/vol/app");
     let before = tree(&app);
+    // An empty bucket has nothing to restore, and the error says where it looked.
+    let empty = sb.run(&["restore", "--all", "--from", "b2"]);
+    assert_eq!(empty.status.code(), Some(2), "{}", stderr(&empty));
+    assert!(
+        stderr(&empty).contains(&format!(
+            "there are no archives to restore in s3://{BUCKET}/home/"
+        )),
+        "{}",
+        stderr(&empty)
+    );
 
     let out = sb.run(&["backup"]);
     assert_ok(&out);
