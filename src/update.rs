@@ -23,7 +23,7 @@ use crate::engine::{ContainerInfo, Engine, HealthStatus};
 use crate::error::BadInput;
 use crate::execute;
 use crate::host;
-use crate::model::{BackupMode, Health, Model, GATEWAY};
+use crate::model::{BackupMode, Health, Model, Service, GATEWAY};
 use crate::observe;
 use crate::plan::{self, Action, ConfigChange, Plan};
 use crate::progress::Progress;
@@ -59,6 +59,11 @@ pub(crate) enum Outcome {
         to: String,
         archive: Option<PathBuf>,
     },
+    /// A job ran to completion with its new image.
+    Ran {
+        from: String,
+        to: String,
+    },
     /// The new image did not come up; the old one runs again, on the volume as it was.
     RolledBack {
         to: String,
@@ -66,39 +71,52 @@ pub(crate) enum Outcome {
         archive: Option<PathBuf>,
         /// The old version did not come up either.
         still_down: Option<String>,
+        /// Taken back with this service or job, which runs the same image (or build) and
+        /// failed with it; `why` says so.
+        with: Option<String>,
     },
     /// Not updated (its image could not be fetched, or its volume archived first): it runs
     /// as before.
     Failed(String),
 }
 
-/// The services `update` looks at, in start order: the ones named, or every service (jobs run
-/// with `apply`; the gateway's image is pinned in the profile).
+/// The services `update` looks at, in start order: the ones named, with the jobs they wait
+/// for (a migration that must run with the new image before they start), or every service and
+/// job. Not a scheduled job (its next run on its timer takes the newest image), nor the
+/// gateway (its image is pinned in the profile).
 fn chosen<'m>(model: &'m Model, only: &[String]) -> Result<Vec<&'m str>> {
-    let services: Vec<&str> = model
+    let all: Vec<&Service> = model
         .start_order()
         .into_iter()
-        .filter(|s| s.job.is_none())
-        .map(|s| s.name.as_str())
+        .filter(|s| s.schedule.is_none())
         .collect();
     for name in only {
-        if !services.contains(&name.as_str()) {
+        if !all.iter().any(|s| s.name.as_str() == name) {
             let what = if name == GATEWAY {
                 "the gateway is not updated by `update`: its image is pinned in the profile; change it there and run `pi-setup apply`".to_string()
             } else if model.service(name).is_some() {
-                format!("'{name}' is a job: jobs run again with `pi-setup apply` when their image changes")
+                format!("'{name}' is a scheduled job: its next run on its timer uses the newest image (`pi-setup run-job {name}` runs it now)")
             } else {
+                let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
                 format!(
                     "there is no service named '{name}' (services: {})",
-                    run::names_there(&services)
+                    run::names_there(&names)
                 )
             };
             return Err(BadInput(what).into());
         }
     }
-    Ok(services
-        .into_iter()
-        .filter(|s| only.is_empty() || only.iter().any(|o| o == s))
+    let named = |s: &Service| only.is_empty() || only.iter().any(|o| o == s.name.as_str());
+    Ok(all
+        .iter()
+        .filter(|s| {
+            named(s)
+                || s.job.is_some()
+                    && all
+                        .iter()
+                        .any(|n| named(n) && n.depends_on.iter().any(|d| d.name == s.name))
+        })
+        .map(|s| s.name.as_str())
         .collect())
 }
 
@@ -227,21 +245,23 @@ pub(crate) async fn update(
         }
     };
 
+    // What an image or build context stands for here: one version of an app, which every
+    // service and job on it runs. One of them that fails with the new version takes back the
+    // ones already moved to it, and the later ones are not moved (a web front and its worker
+    // never run two versions, nor does the next `apply` move one of them on its own).
+    let source = |spec: &ContainerSpec| match desired.builds.get(&spec.image) {
+        Some((context, _)) => format!("the same build context {}", context.display()),
+        None => format!("the same image {}", spec.image),
+    };
+    // Each such source given up on, and why; jobs that failed with their new image.
+    let mut given_up: Vec<(String, String)> = Vec::new();
+    let mut failed_jobs: Vec<String> = Vec::new();
+    // Services moved in this run: their source, archive and new image, to take them back.
+    let mut moved: Vec<(String, String, Option<PathBuf>, String)> = Vec::new();
     for spec in specs(&desired, &chosen) {
         let Some((_, old, kept)) = current.iter().find(|(s, _, _)| *s == spec.service) else {
             continue;
         };
-        let new_id = images
-            .get(&spec.image)
-            .and_then(Option::as_ref)
-            .map(|i| i.id.clone())
-            .unwrap_or_default();
-        if new_id == old.image_id {
-            let _ = engine.remove_image(kept).await;
-            out.push((spec.service.clone(), Outcome::UpToDate));
-            continue;
-        }
-        let steps = steps_for(&full, ctx, spec);
         let one = One {
             ctx,
             model,
@@ -253,8 +273,116 @@ pub(crate) async fn update(
             built: desired.builds.contains_key(&spec.image),
             drains: &drains,
         };
-        let outcome = one.update(steps, &desired, &new_id, settle).await;
+        if let Some((_, why)) = given_up.iter().find(|(s, _)| *s == source(spec)) {
+            one.leave().await;
+            out.push((
+                spec.service.clone(),
+                Outcome::Failed(format!("not updated: {why}")),
+            ));
+            continue;
+        }
+        let new_id = images
+            .get(&spec.image)
+            .and_then(Option::as_ref)
+            .map(|i| i.id.clone())
+            .unwrap_or_default();
+        if new_id == old.image_id {
+            one.leave().await;
+            out.push((spec.service.clone(), Outcome::UpToDate));
+            continue;
+        }
+        let waits_for_failed = model.service(&spec.service).and_then(|s| {
+            s.depends_on
+                .iter()
+                .find(|d| failed_jobs.iter().any(|j| *j == d.name.as_str()))
+        });
+        if let Some(job) = waits_for_failed {
+            one.leave().await;
+            out.push((
+                spec.service.clone(),
+                Outcome::Failed(format!(
+                    "not updated: job {}, which it waits for, failed with its new image",
+                    job.name
+                )),
+            ));
+            continue;
+        }
+        let steps = steps_for(&full, ctx, spec);
+        let outcome = if spec.job_timeout.is_some() {
+            one.run_job(steps, &desired, &new_id).await
+        } else {
+            one.update(steps, &desired, &new_id, settle).await
+        };
+        match &outcome {
+            Outcome::Updated { archive, .. } => moved.push((
+                source(spec),
+                spec.service.clone(),
+                archive.clone(),
+                new_id.clone(),
+            )),
+            Outcome::Ran { .. } => {}
+            _ => {
+                let what = if spec.job_timeout.is_some() {
+                    failed_jobs.push(spec.service.clone());
+                    format!("job {} failed with {}", spec.service, source(spec))
+                } else {
+                    format!(
+                        "{} runs {} and did not come up with it",
+                        spec.service,
+                        source(spec)
+                    )
+                };
+                // Taken back, latest first.
+                let culprit = spec.service.clone();
+                let (back, kept_moved): (Vec<_>, Vec<_>) =
+                    moved.drain(..).partition(|(s, ..)| *s == source(spec));
+                moved = kept_moved;
+                for (_, other, archive, id) in back.into_iter().rev() {
+                    let Some(spec) = desired.containers.iter().find(|c| c.service == other) else {
+                        continue;
+                    };
+                    let Some((_, old, kept)) = current.iter().find(|(s, _, _)| *s == other) else {
+                        continue;
+                    };
+                    let one = One {
+                        spec,
+                        old,
+                        kept,
+                        ..one
+                    };
+                    let back = one.roll_back(what.clone(), archive, &id, settle).await;
+                    let back = match back {
+                        Outcome::RolledBack {
+                            to,
+                            why,
+                            archive,
+                            still_down,
+                            ..
+                        } => Outcome::RolledBack {
+                            to,
+                            why,
+                            archive,
+                            still_down,
+                            with: Some(culprit.clone()),
+                        },
+                        o => o,
+                    };
+                    if let Some(o) = out.iter_mut().find(|(s, _)| *s == other) {
+                        o.1 = back;
+                    }
+                }
+                given_up.push((source(spec), what));
+            }
+        }
         out.push((spec.service.clone(), outcome));
+    }
+    // The rollback tags of what moved for good (one taken back lost its own).
+    for (service, o) in &out {
+        if matches!(o, Outcome::Updated { .. } | Outcome::Ran { .. }) {
+            if let Some((_, _, kept)) = current.iter().find(|(s, _, _)| s == service) {
+                let _ = engine.remove_image(kept).await;
+            }
+        }
     }
     out.sort_by_key(|(s, _)| chosen.iter().position(|c| c == s));
     Ok(out)
@@ -353,7 +481,9 @@ fn steps_for(full: &Plan, ctx: &Context, spec: &ContainerSpec) -> Vec<Action> {
             Action::RemoveContainer { name, .. } | Action::StartContainer { name } => {
                 *name == spec.name
             }
-            Action::CreateContainer { spec: s, .. } => s.name == spec.name,
+            Action::CreateContainer { spec: s, .. } | Action::RunJob { spec: s, .. } => {
+                s.name == spec.name
+            }
             _ => false,
         })
         .cloned()
@@ -437,8 +567,9 @@ impl<E: Engine> One<'_, E> {
         };
         match up {
             Ok(()) => {
+                // Its rollback tag stays until the update is over: a later service on the
+                // same image that does not come up takes this one back too.
                 self.done_stopping();
-                let _ = self.engine.remove_image(self.kept).await;
                 Outcome::Updated {
                     from: short(&self.old.image_id),
                     to: short(new_id),
@@ -446,6 +577,55 @@ impl<E: Engine> One<'_, E> {
                 }
             }
             Err(why) => self.roll_back(why, archive, new_id, settle).await,
+        }
+    }
+
+    /// Not moved: the tag kept for its rollback goes.
+    async fn leave(&self) {
+        let _ = self.engine.remove_image(self.kept).await;
+    }
+
+    /// A job whose image moved runs again with it, to completion, before what waits for it
+    /// (a migration before the new web app). One that fails leaves the tag on the image it
+    /// last ran, and its last output in the result; what waits for it is not updated.
+    async fn run_job(&self, mut steps: Vec<Action>, desired: &Desired, new_id: &str) -> Outcome {
+        if !steps.iter().any(|a| matches!(a, Action::RunJob { .. })) {
+            steps.push(Action::RunJob {
+                spec: Box::new(self.spec.clone()),
+                why: "image updated".into(),
+            });
+        }
+        self.progress.note(&format!(
+            "running job {} with {} ({})",
+            self.spec.service,
+            self.spec.image,
+            short(new_id)
+        ));
+        let ran = execute::apply(
+            &Plan { actions: steps },
+            desired,
+            self.engine,
+            &self.ctx.paths,
+            &self.ctx.names,
+            self.progress,
+            self.drains,
+        )
+        .await;
+        match ran {
+            Ok(_) => Outcome::Ran {
+                from: short(&self.old.image_id),
+                to: short(new_id),
+            },
+            Err(e) => {
+                if !self.built {
+                    let _ = self.engine.tag(self.kept, &self.spec.image).await;
+                }
+                self.leave().await;
+                Outcome::Failed(format!(
+                    "it failed with its new image {}: {e:#}",
+                    short(new_id)
+                ))
+            }
         }
     }
 
@@ -609,6 +789,7 @@ impl<E: Engine> One<'_, E> {
             why,
             archive,
             still_down,
+            with: None,
         }
     }
 
@@ -963,6 +1144,7 @@ mod tests {
             archive,
             still_down,
             to,
+            with: None,
         } = &done[0].1
         else {
             panic!("{done:?}")
@@ -1206,6 +1388,212 @@ mod tests {
             .path()
             .join("var/lib/pi-setup/stopped-for-backup/t-db")
             .exists());
+    }
+
+    /// A web front and its worker on one tag, a migration job both wait for, and a nightly
+    /// job on the same tag.
+    const APP_PROFILE: &str = "[gateway]\nimage = \"caddy:2\"\nhttps = \"off\"\n\n\
+        [[service]]\nname = \"db\"\nimage = \"db:16\"\nhealth_cmd = \"true\"\n\n\
+        [[job]]\nname = \"migrate\"\nimage = \"app:prod\"\n\
+        depends_on = [{ name = \"db\", condition = \"healthy\" }]\n\n\
+        [[job]]\nname = \"nightly\"\nimage = \"app:prod\"\nschedule = \"*-*-* 04:00:00\"\n\
+        depends_on = [{ name = \"migrate\", condition = \"completed\" }]\n\n\
+        [[service]]\nname = \"web\"\nimage = \"app:prod\"\ndomains = [\"web.test\"]\n\
+        volumes = [\"data:/data\"]\nbackup = { mode = \"live\" }\n\
+        depends_on = [{ name = \"migrate\", condition = \"completed\" }]\n\n\
+        [[service]]\nname = \"worker\"\nimage = \"app:prod\"\n\
+        depends_on = [{ name = \"migrate\", condition = \"completed\" }]\n\n\
+        [[service]]\nname = \"other\"\nimage = \"web:1\"\ndomains = [\"other.test\"]\n";
+
+    /// `APP_PROFILE` installed, with `app:prod` pushed again as app2 in the registry.
+    async fn app_installed(root: &Path) -> (Fake, Model) {
+        let engine = Fake::default();
+        fake_gateway_admin_noting(root, engine.journal.clone());
+        for (r, id) in [
+            ("caddy:2", "sha256:caddy"),
+            ("app:prod", "sha256:app1"),
+            ("web:1", "sha256:web1"),
+            ("db:16", "sha256:db1"),
+        ] {
+            engine.images.borrow_mut().insert(r.into(), image(id));
+            engine.registry.borrow_mut().insert(r.into(), image(id));
+        }
+        run_profile(root, &engine, APP_PROFILE).await.unwrap();
+        std::fs::write(root.join("var/vol/web/data/state"), "one").unwrap();
+        engine
+            .registry
+            .borrow_mut()
+            .insert("app:prod".into(), image("sha256:app2"));
+        engine.calls.borrow_mut().clear();
+        engine.journal.lock().unwrap().clear();
+        (engine, model_of(root, APP_PROFILE))
+    }
+
+    fn kinds(done: &[(String, Outcome)]) -> Vec<(String, String)> {
+        done.iter()
+            .map(|(s, o)| {
+                let k = match o {
+                    Outcome::Updated { .. } => "updated".to_string(),
+                    Outcome::Ran { .. } => "ran".to_string(),
+                    Outcome::UpToDate => "up to date".to_string(),
+                    Outcome::RolledBack { with, .. } => format!("rolled back with {with:?}"),
+                    Outcome::Failed(why) => format!("failed: {why}"),
+                    Outcome::NotCreated => "not created".to_string(),
+                };
+                (s.clone(), k)
+            })
+            .collect()
+    }
+
+    fn position(calls: &[String], call: &str) -> usize {
+        calls
+            .iter()
+            .position(|c| c == call)
+            .unwrap_or_else(|| panic!("{call} in {calls:?}"))
+    }
+
+    #[tokio::test]
+    async fn a_migration_job_on_the_moved_tag_runs_again_before_what_waits_for_it_but_a_scheduled_job_waits_for_its_timer(
+    ) {
+        let root = tempfile::tempdir().unwrap();
+        let (engine, model) = app_installed(root.path()).await;
+        let done = update_model(root.path(), &engine, &model, &[]).await;
+        assert_eq!(
+            kinds(&done),
+            [
+                ("db".into(), "up to date".into()),
+                ("other".into(), "up to date".into()),
+                ("migrate".into(), "ran".into()),
+                ("web".into(), "updated".into()),
+                ("worker".into(), "updated".into()),
+            ]
+        );
+        let calls = engine.calls.borrow().clone();
+        assert!(
+            position(&calls, "start t-migrate") < position(&calls, "remove_container t-web"),
+            "{calls:?}"
+        );
+        assert!(
+            !calls.iter().any(|c| c.ends_with(" t-nightly")),
+            "{calls:?}"
+        );
+        for c in ["t-migrate", "t-web", "t-worker"] {
+            assert_eq!(image_of(&engine, c), "sha256:app2");
+        }
+        assert_eq!(rollback_tags(&engine), Vec::<String>::new());
+
+        // Named alone, web brings the job it waits for along; a scheduled job is refused.
+        let root = tempfile::tempdir().unwrap();
+        let (engine, model) = app_installed(root.path()).await;
+        let done = update_model(root.path(), &engine, &model, &["web"]).await;
+        assert_eq!(
+            kinds(&done),
+            [
+                ("migrate".into(), "ran".into()),
+                ("web".into(), "updated".into()),
+            ]
+        );
+        let e = check(&ctx(root.path()), &model, &["nightly".into()], &engine)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "'nightly' is a scheduled job: its next run on its timer uses the newest image"
+            ),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_job_that_fails_with_the_new_image_keeps_what_waits_for_it_and_what_shares_its_tag_on_the_old_one(
+    ) {
+        let root = tempfile::tempdir().unwrap();
+        let (engine, model) = app_installed(root.path()).await;
+        engine
+            .broken_in
+            .borrow_mut()
+            .push(("t-migrate".into(), "sha256:app2".into()));
+        let done = update_model(root.path(), &engine, &model, &[]).await;
+        let kinds = kinds(&done);
+        assert_eq!(kinds[1].1, "up to date");
+        assert!(
+            kinds[2]
+                .1
+                .starts_with("failed: it failed with its new image app2: ")
+                && kinds[2].1.contains("job t-migrate failed (exit code 1)"),
+            "{kinds:?}"
+        );
+        for k in &kinds[3..5] {
+            assert_eq!(
+                k.1, "failed: not updated: job migrate failed with the same image app:prod",
+                "{kinds:?}"
+            );
+        }
+        let calls = engine.calls.borrow().clone();
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.ends_with(" t-web") || c.ends_with(" t-worker")),
+            "{calls:?}"
+        );
+        // The tag is back on the image web and worker run: the next apply leaves them be.
+        assert_eq!(engine.images.borrow()["app:prod"].id, "sha256:app1");
+        assert_eq!(rollback_tags(&engine), Vec::<String>::new());
+        engine.calls.borrow_mut().clear();
+        run_profile(root.path(), &engine, APP_PROFILE)
+            .await
+            .unwrap();
+        let calls = engine.calls.borrow().clone();
+        assert!(calls.iter().all(|c| c.ends_with(" t-migrate")), "{calls:?}");
+    }
+
+    #[tokio::test]
+    async fn a_service_that_does_not_come_up_takes_back_the_ones_on_its_tag_already_moved() {
+        let root = tempfile::tempdir().unwrap();
+        let (engine, model) = app_installed(root.path()).await;
+        engine
+            .broken_in
+            .borrow_mut()
+            .push(("t-worker".into(), "sha256:app2".into()));
+        let done = update_model(root.path(), &engine, &model, &[]).await;
+        assert_eq!(
+            kinds(&done),
+            [
+                ("db".into(), "up to date".into()),
+                ("other".into(), "up to date".into()),
+                ("migrate".into(), "ran".into()),
+                ("web".into(), "rolled back with Some(\"worker\")".into()),
+                ("worker".into(), "rolled back with None".into()),
+            ]
+        );
+        let Outcome::RolledBack { why, archive, .. } = &done[3].1 else {
+            unreachable!()
+        };
+        assert_eq!(
+            why,
+            "worker runs the same image app:prod and did not come up with it"
+        );
+        assert!(archive.as_ref().is_some_and(|a| a.is_file()));
+        // Both run the old image again, web on its volume as it was; the tag is back.
+        assert_eq!(image_of(&engine, "t-web"), "sha256:app1");
+        assert_eq!(image_of(&engine, "t-worker"), "sha256:app1");
+        assert_eq!(engine.images.borrow()["app:prod"].id, "sha256:app1");
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("var/vol/web/data/state")).unwrap(),
+            "one"
+        );
+        assert_eq!(rollback_tags(&engine), Vec::<String>::new());
+        for c in ["t-web", "t-worker", "t-other"] {
+            assert!(engine
+                .containers
+                .borrow()
+                .iter()
+                .any(|x| x.name == c && x.running()));
+        }
+        // The worker went back first, then web (latest first).
+        let calls = engine.calls.borrow().clone();
+        let last = |c: &str| calls.iter().rposition(|x| x == c).unwrap();
+        assert!(last("start t-worker") < last("start t-web"), "{calls:?}");
     }
 
     #[tokio::test]

@@ -42,7 +42,7 @@ impl Versions {
             built: Vec::new(),
             local: format!("pi-setup-test/update-{instance}"),
             tag: format!("{registry}/pi-setup-test/update-{instance}:prod"),
-            rollback_repo: format!("pi-setup-rollback/{instance}-app"),
+            rollback_repo: format!("pi-setup-rollback/{instance}-*"),
             instance: instance.to_string(),
         }
     }
@@ -50,10 +50,19 @@ impl Versions {
     /// Builds version `v`: `/version` and the page it serves say `v`; `broken` adds the file
     /// its health check refuses.
     fn build(&mut self, v: &str, broken: bool) -> String {
+        self.build_with(v, if broken { "/broken" } else { "" })
+    }
+
+    /// Builds version `v` with the file `touch` in it (none if empty).
+    fn build_with(&mut self, v: &str, touch: &str) -> String {
         // One step: no intermediate image to leave behind.
         let dockerfile = format!(
             "FROM {BUSYBOX_IMAGE}\nRUN echo {v} > /version && echo {v} > /www/index.html{}\n",
-            if broken { " && touch /broken" } else { "" }
+            if touch.is_empty() {
+                String::new()
+            } else {
+                format!(" && touch {touch}")
+            }
         );
         let reference = format!("{}:{v}", self.local);
         let mut child = std::process::Command::new("docker")
@@ -88,12 +97,15 @@ impl Versions {
         assert!(docker(&["tag", running, &self.tag]).status.success());
     }
 
+    /// The rollback tags of the test's containers.
     fn rollback_tags(&self) -> Vec<String> {
+        let filter = format!("reference={}", self.rollback_repo);
         lines(&docker(&[
             "images",
             "--format",
             "{{.Repository}}:{{.Tag}}",
-            &self.rollback_repo,
+            "--filter",
+            &filter,
         ]))
     }
 }
@@ -220,7 +232,7 @@ fn a_moved_tag_is_updated_and_a_new_image_that_fails_its_health_check_is_rolled_
     assert_eq!(inspect(&versions.tag, "{{.Id}}"), v1);
 
     // What a killed update would have left: taken away by the next one.
-    let stale = format!("{}:stale", versions.rollback_repo);
+    let stale = format!("pi-setup-rollback/{}-app:stale", sb.instance);
     assert!(docker(&["tag", BUSYBOX_IMAGE, &stale]).status.success());
     assert_eq!(versions.rollback_tags(), [stale]);
 
@@ -297,4 +309,106 @@ fn a_moved_tag_is_updated_and_a_new_image_that_fails_its_health_check_is_rolled_
     // The next apply sees nothing to do: the tag points at what runs.
     let again = sb.install(&profile);
     assert_nothing_changed(&again);
+}
+
+#[test]
+fn a_migration_job_runs_with_the_new_image_first_and_services_on_one_tag_go_back_together() {
+    let registry = registry();
+    let sb = Sandbox::new();
+    let mut versions = Versions::new(&registry, &sb.instance);
+    let v1 = versions.build("v1", false);
+    let v2 = versions.build("v2", false);
+    // v3 is fine for the job and web, but the worker's health check refuses it.
+    versions.build_with("v3", "/broken-worker");
+    versions.push("v1", &v1);
+    let profile = sb.profile(&format!(
+        "[[job]]\nname = \"migrate\"\nimage = \"{tag}\"\nvolumes = [\"data:/data\"]\n\
+         command = [\"sh\", \"-c\", \"cat /version >> /data/history\"]\n\n\
+         [[service]]\nname = \"app\"\nimage = \"{tag}\"\ndomains = [\"app.test\"]\n\
+         volumes = [\"data:/data\"]\n\
+         depends_on = [{{ name = \"migrate\", condition = \"completed\" }}]\n\
+         command = [\"sh\", \"-c\", \"cat /version >> /data/history; trap 'kill $!; exit 0' TERM; httpd -f -p 80 -h /www & wait\"]\n\n\
+         [[service]]\nname = \"worker\"\nimage = \"{tag}\"\n\
+         depends_on = [{{ name = \"migrate\", condition = \"completed\" }}]\n\
+         health_cmd = \"test ! -e /broken-worker\"\nhealth_interval = \"1s\"\nhealth_retries = 2\n\
+         command = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 1; done\"]\n",
+        tag = versions.tag
+    ));
+    sb.install(&profile);
+    let jobs = sb.path("/var/vol/migrate/data/history");
+    let app = sb.path("/var/vol/app/data/history");
+    assert_eq!(std::fs::read_to_string(&jobs).unwrap(), "v1\n");
+
+    // v2: the migration runs with it before web and worker move to it.
+    versions.push("v2", &v1);
+    let out = sb.run(&["update"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let said = stdout(&out);
+    let (old, new) = (&v1[7..19], &v2[7..19]);
+    assert!(
+        said.starts_with(&format!(
+            "migrate          ran again to completion with its new image: {old} -> {new}\n\
+             app              updated: image {old} -> {new}; its volume was archived to "
+        )) && said.contains(&format!(
+            "\nworker           updated: image {old} -> {new}\n"
+        )),
+        "{said}"
+    );
+    assert_eq!(std::fs::read_to_string(&jobs).unwrap(), "v1\nv2\n");
+    assert_eq!(std::fs::read_to_string(&app).unwrap(), "v1\nv2\n");
+    // RFC 3339 with the fraction's trailing zeros dropped: padded, they compare as text.
+    let time = |c: &str, what: &str| {
+        let t = inspect(&sb.container(c), &format!("{{{{.State.{what}}}}}"));
+        let (secs, frac) = t.trim_end_matches('Z').split_once('.').unwrap();
+        format!("{secs}.{frac:0<9}")
+    };
+    let (ran, started) = (time("migrate", "FinishedAt"), time("app", "StartedAt"));
+    assert!(
+        ran < started,
+        "the job finished at {ran}, app started at {started}"
+    );
+    assert_eq!(sb.get("app.test"), (200, "v2\n".to_string()));
+
+    // v3: the worker does not come up with it, and takes app back with it (the job ran).
+    versions.push("v3", &v2);
+    let out = sb.run(&["update"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let said = stdout(&out);
+    assert!(
+        said.contains(&format!(
+            "\napp              ROLLED BACK: worker runs the same image {} and did not come up with it; back on image {}, its volume restored from ",
+            versions.tag,
+            &v2[7..19]
+        )) && said.contains(&format!(
+            "\nworker           ROLLED BACK: the new image did not come up (its health check failed); back on image {}\n",
+            &v2[7..19]
+        )),
+        "{said}"
+    );
+    for c in ["app", "worker"] {
+        assert_eq!(inspect(&sb.container(c), "{{.Image}}"), v2, "{c}");
+        assert_eq!(
+            inspect(&sb.container(c), "{{.State.Running}}"),
+            "true",
+            "{c}"
+        );
+    }
+    assert_eq!(inspect(&versions.tag, "{{.Id}}"), v2);
+    assert_eq!(std::fs::read_to_string(&jobs).unwrap(), "v1\nv2\nv3\n");
+    // app's volume as it was before v3 wrote to it, then v2 started on it again.
+    assert_eq!(std::fs::read_to_string(&app).unwrap(), "v1\nv2\nv2\n");
+    assert_eq!(sb.get("app.test"), (200, "v2\n".to_string()));
+    assert_eq!(versions.rollback_tags(), Vec::<String>::new());
 }

@@ -76,20 +76,28 @@ fn print_outcomes(done: &[(String, Outcome)]) -> Result<()> {
                 updated += 1;
                 format!("updated: image {from} -> {to}{}", archived(archive))
             }
+            Outcome::Ran { from, to } => {
+                updated += 1;
+                format!("ran again to completion with its new image: {from} -> {to}")
+            }
             Outcome::RolledBack {
                 to,
                 why,
                 archive,
                 still_down,
+                with,
             } => {
                 not_updated.push(service.clone());
                 let volume = archive
                     .as_ref()
                     .map(|p| format!(", its volume restored from {}", p.display()))
                     .unwrap_or_default();
-                let mut line = format!(
-                    "ROLLED BACK: the new image did not come up ({why}); back on image {to}{volume}"
-                );
+                let mut line = match with {
+                    None => format!(
+                        "ROLLED BACK: the new image did not come up ({why}); back on image {to}{volume}"
+                    ),
+                    Some(_) => format!("ROLLED BACK: {why}; back on image {to}{volume}"),
+                };
                 if let Some(down) = still_down {
                     line.push_str(&format!("; and the old one is not up either: {down}"));
                 }

@@ -35,6 +35,8 @@ pub(crate) struct Fake {
     pub(crate) job_exit: RefCell<i64>,
     /// Image IDs whose containers fail their health check (or, without one, exit) once started.
     pub(crate) broken_images: RefCell<Vec<String>>,
+    /// The same for one container only: (its name, the image ID it fails with).
+    pub(crate) broken_in: RefCell<Vec<(String, String)>>,
 }
 
 impl Fake {
@@ -72,14 +74,19 @@ impl Fake {
         let checked = self.health_checked.borrow().contains(&name.to_string());
         let job_exit = *self.job_exit.borrow();
         for c in self.containers.borrow_mut().iter_mut() {
-            // A job runs to completion at once, with the exit code the test chose.
+            let broken = self.broken_images.borrow().contains(&c.image_id)
+                || self
+                    .broken_in
+                    .borrow()
+                    .contains(&(c.name.clone(), c.image_id.clone()));
+            // A job runs to completion at once, with the exit code the test chose (1 from a
+            // broken image).
             if c.name == name && running && c.labels.contains_key(crate::desired::LABEL_JOB) {
                 c.state = ContainerState::Exited;
-                c.exit_code = Some(job_exit);
+                c.exit_code = Some(if broken { 1 } else { job_exit });
                 continue;
             }
             if c.name == name {
-                let broken = self.broken_images.borrow().contains(&c.image_id);
                 // A container with a health check passes it as soon as it runs, unless its
                 // image is one the test broke: then it fails it, or exits without one.
                 c.health = (running && checked).then_some(if broken {
