@@ -80,22 +80,16 @@ pub(crate) enum Outcome {
     Failed(String),
 }
 
-/// The services `update` looks at, in start order: the ones named, with the jobs they wait
-/// for (a migration that must run with the new image before they start), or every service and
-/// job. Not a scheduled job (its next run on its timer takes the newest image), nor the
-/// gateway (its image is pinned in the profile).
+/// The services and jobs `update` looks at, in start order: every one, or the ones named
+/// with what must move with them — the others on the same image (one version of an app: a
+/// web front and its worker) and the jobs they wait for (a migration), and theirs. Not the
+/// gateway: its image is pinned in the profile.
 fn chosen<'m>(model: &'m Model, only: &[String]) -> Result<Vec<&'m str>> {
-    let all: Vec<&Service> = model
-        .start_order()
-        .into_iter()
-        .filter(|s| s.schedule.is_none())
-        .collect();
+    let all = model.start_order();
     for name in only {
-        if !all.iter().any(|s| s.name.as_str() == name) {
+        if !all.iter().any(|s| s.name.as_str() == name.as_str()) {
             let what = if name == GATEWAY {
                 "the gateway is not updated by `update`: its image is pinned in the profile; change it there and run `pi-setup apply`".to_string()
-            } else if model.service(name).is_some() {
-                format!("'{name}' is a scheduled job: its next run on its timer uses the newest image (`pi-setup run-job {name}` runs it now)")
             } else {
                 let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
                 format!(
@@ -106,17 +100,38 @@ fn chosen<'m>(model: &'m Model, only: &[String]) -> Result<Vec<&'m str>> {
             return Err(BadInput(what).into());
         }
     }
-    let named = |s: &Service| only.is_empty() || only.iter().any(|o| o == s.name.as_str());
+    if only.is_empty() {
+        return Ok(all.iter().map(|s| s.name.as_str()).collect());
+    }
+    let same_image = |a: &Service, b: &Service| match (&a.build, &b.build) {
+        (Some(x), Some(y)) => x == y,
+        (None, None) => a.image == b.image,
+        _ => false,
+    };
+    let mut picked: Vec<&str> = only.iter().map(String::as_str).collect();
+    loop {
+        let more: Vec<&str> = all
+            .iter()
+            .filter(|s| !picked.contains(&s.name.as_str()))
+            .filter(|s| {
+                all.iter()
+                    .filter(|p| picked.contains(&p.name.as_str()))
+                    .any(|p| {
+                        same_image(p, s)
+                            || s.job.is_some() && p.depends_on.iter().any(|d| d.name == s.name)
+                    })
+            })
+            .map(|s| s.name.as_str())
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        picked.extend(more);
+    }
     Ok(all
         .iter()
-        .filter(|s| {
-            named(s)
-                || s.job.is_some()
-                    && all
-                        .iter()
-                        .any(|n| named(n) && n.depends_on.iter().any(|d| d.name == s.name))
-        })
         .map(|s| s.name.as_str())
+        .filter(|n| picked.contains(n))
         .collect())
 }
 
@@ -146,7 +161,9 @@ pub(crate) async fn check(
             continue;
         };
         let local = images.get(&spec.image).and_then(Option::as_ref);
-        let finding = if desired.builds.contains_key(&spec.image) {
+        let finding = if spec.job_timeout.is_some() && c.exit_code != Some(0) {
+            Finding::Newer("its last run did not complete: it runs again".into())
+        } else if desired.builds.contains_key(&spec.image) {
             match local {
                 Some(i) if i.id == c.image_id => Finding::UpToDate,
                 _ => Finding::Newer("its build context changed: rebuilt".into()),
@@ -214,10 +231,12 @@ pub(crate) async fn update(
                 let _ = engine.remove_image(&stale).await;
             }
         }
-        engine
-            .tag(&c.image_id, kept)
-            .await
-            .context("keeping the running image for a rollback")?;
+        let kept_now = engine.tag(&c.image_id, kept).await;
+        // A job is never rolled back (the image of a failed run may be gone; it runs again).
+        if c.labels.contains_key(desired::LABEL_JOB) {
+            continue;
+        }
+        kept_now.context("keeping the running image for a rollback")?;
     }
     // A service whose image cannot be fetched stays as it is; the others go on.
     for (image, e) in fetch(ctx, &before, &current, engine, progress, &drains).await? {
@@ -250,13 +269,16 @@ pub(crate) async fn update(
     // ones already moved to it, and the later ones are not moved (a web front and its worker
     // never run two versions, nor does the next `apply` move one of them on its own).
     let source = |spec: &ContainerSpec| match desired.builds.get(&spec.image) {
-        Some((context, _)) => format!("the same build context {}", context.display()),
+        Some((context, dockerfile)) => format!(
+            "the same build context {} ({dockerfile})",
+            context.display()
+        ),
         None => format!("the same image {}", spec.image),
     };
-    // Each such source given up on, and why; jobs that failed with their new image.
+    // Each source given up on, and why.
     let mut given_up: Vec<(String, String)> = Vec::new();
-    let mut failed_jobs: Vec<String> = Vec::new();
-    // Services moved in this run: their source, archive and new image, to take them back.
+    // What moved in this run, to take back with its source: (source, service or job, its
+    // archive, its new image).
     let mut moved: Vec<(String, String, Option<PathBuf>, String)> = Vec::new();
     for spec in specs(&desired, &chosen) {
         let Some((_, old, kept)) = current.iter().find(|(s, _, _)| *s == spec.service) else {
@@ -273,6 +295,18 @@ pub(crate) async fn update(
             built: desired.builds.contains_key(&spec.image),
             drains: &drains,
         };
+        let job = spec.job_timeout.is_some();
+        let new_id = images
+            .get(&spec.image)
+            .and_then(Option::as_ref)
+            .map(|i| i.id.clone())
+            .unwrap_or_default();
+        // A job is done only once it completed with this image (a kill or failure: again).
+        if new_id == old.image_id && (!job || old.exit_code == Some(0)) {
+            one.leave().await;
+            out.push((spec.service.clone(), Outcome::UpToDate));
+            continue;
+        }
         if let Some((_, why)) = given_up.iter().find(|(s, _)| *s == source(spec)) {
             one.leave().await;
             out.push((
@@ -281,37 +315,46 @@ pub(crate) async fn update(
             ));
             continue;
         }
-        let new_id = images
-            .get(&spec.image)
-            .and_then(Option::as_ref)
-            .map(|i| i.id.clone())
-            .unwrap_or_default();
-        if new_id == old.image_id {
-            one.leave().await;
-            out.push((spec.service.clone(), Outcome::UpToDate));
-            continue;
-        }
-        let waits_for_failed = model.service(&spec.service).and_then(|s| {
-            s.depends_on
-                .iter()
-                .find(|d| failed_jobs.iter().any(|j| *j == d.name.as_str()))
+        // A job it waits for that did not complete with its image in this run (failed, could
+        // not be fetched, never created, or held back): it does not move either.
+        let held_by = model.service(&spec.service).and_then(|s| {
+            s.depends_on.iter().find(|d| {
+                out.iter().any(|(n, o)| {
+                    *n == d.name.as_str()
+                        && model.service(n).is_some_and(|j| j.job.is_some())
+                        && !matches!(o, Outcome::Ran { .. } | Outcome::UpToDate)
+                })
+            })
         });
-        if let Some(job) = waits_for_failed {
-            one.leave().await;
-            out.push((
-                spec.service.clone(),
-                Outcome::Failed(format!(
-                    "not updated: job {}, which it waits for, failed with its new image",
-                    job.name
-                )),
-            ));
-            continue;
-        }
-        let steps = steps_for(&full, ctx, spec);
-        let outcome = if spec.job_timeout.is_some() {
-            one.run_job(steps, &desired, &new_id).await
+        let outcome = if let Some(dep) = held_by {
+            one.hold_back(
+                &new_id,
+                format!(
+                    "not updated: job {}, which it waits for, did not complete with its new image",
+                    dep.name
+                ),
+            )
+            .await
+        } else if job {
+            // Given up, the tag goes back to what the services on it run (the job's own last
+            // image may be from a failed run).
+            let back_to = current
+                .iter()
+                .filter(|(s, c, _)| {
+                    !c.labels.contains_key(desired::LABEL_JOB)
+                        && desired
+                            .containers
+                            .iter()
+                            .any(|d| d.service == *s && source(d) == source(spec))
+                })
+                .map(|(_, _, k)| k.as_str())
+                .next()
+                .unwrap_or(kept);
+            one.run_job(steps_for(&full, ctx, spec), &desired, &new_id, back_to)
+                .await
         } else {
-            one.update(steps, &desired, &new_id, settle).await
+            one.update(steps_for(&full, ctx, spec), &desired, &new_id, settle)
+                .await
         };
         match &outcome {
             Outcome::Updated { archive, .. } => moved.push((
@@ -320,23 +363,28 @@ pub(crate) async fn update(
                 archive.clone(),
                 new_id.clone(),
             )),
-            Outcome::Ran { .. } => {}
-            _ => {
-                let what = if spec.job_timeout.is_some() {
-                    failed_jobs.push(spec.service.clone());
-                    format!("job {} failed with {}", spec.service, source(spec))
-                } else {
-                    format!(
+            Outcome::Ran { .. } => {
+                moved.push((source(spec), spec.service.clone(), None, new_id.clone()));
+            }
+            other => {
+                let what = match other {
+                    _ if job => format!("job {} failed with {}", spec.service, source(spec)),
+                    Outcome::RolledBack { .. } => format!(
                         "{} runs {} and did not come up with it",
                         spec.service,
                         source(spec)
-                    )
+                    ),
+                    _ => format!(
+                        "{} runs {} and could not be moved to it",
+                        spec.service,
+                        source(spec)
+                    ),
                 };
-                // Taken back, latest first.
                 let culprit = spec.service.clone();
-                let (back, kept_moved): (Vec<_>, Vec<_>) =
+                let (back, rest): (Vec<_>, Vec<_>) =
                     moved.drain(..).partition(|(s, ..)| *s == source(spec));
-                moved = kept_moved;
+                moved = rest;
+                // Taken back, latest first.
                 for (_, other, archive, id) in back.into_iter().rev() {
                     let Some(spec) = desired.containers.iter().find(|c| c.service == other) else {
                         continue;
@@ -350,22 +398,30 @@ pub(crate) async fn update(
                         kept,
                         ..one
                     };
-                    let back = one.roll_back(what.clone(), archive, &id, settle).await;
-                    let back = match back {
-                        Outcome::RolledBack {
-                            to,
-                            why,
-                            archive,
-                            still_down,
-                            ..
-                        } => Outcome::RolledBack {
-                            to,
-                            why,
-                            archive,
-                            still_down,
-                            with: Some(culprit.clone()),
-                        },
-                        o => o,
+                    let back = if spec.job_timeout.is_some() {
+                        // What it did cannot be taken back; its rollback tag goes.
+                        one.leave().await;
+                        Outcome::Failed(format!(
+                            "it ran with the new image, but {what}: what it changed is not undone, \
+                             and the next `pi-setup apply` runs it again with the old image"
+                        ))
+                    } else {
+                        match one.roll_back(what.clone(), archive, &id, settle).await {
+                            Outcome::RolledBack {
+                                to,
+                                why,
+                                archive,
+                                still_down,
+                                ..
+                            } => Outcome::RolledBack {
+                                to,
+                                why,
+                                archive,
+                                still_down,
+                                with: Some(culprit.clone()),
+                            },
+                            o => o,
+                        }
                     };
                     if let Some(o) = out.iter_mut().find(|(s, _)| *s == other) {
                         o.1 = back;
@@ -585,10 +641,28 @@ impl<E: Engine> One<'_, E> {
         let _ = self.engine.remove_image(self.kept).await;
     }
 
+    /// Not moved although its image is new: the tag goes back to the image it runs, so the
+    /// next `apply` does not move it unwatched either.
+    async fn hold_back(&self, new_id: &str, why: String) -> Outcome {
+        if !self.built {
+            let _ = self.engine.tag(self.kept, &self.spec.image).await;
+            let _ = self.engine.remove_image(new_id).await;
+        }
+        self.leave().await;
+        Outcome::Failed(why)
+    }
+
     /// A job whose image moved runs again with it, to completion, before what waits for it
     /// (a migration before the new web app). One that fails leaves the tag on the image it
-    /// last ran, and its last output in the result; what waits for it is not updated.
-    async fn run_job(&self, mut steps: Vec<Action>, desired: &Desired, new_id: &str) -> Outcome {
+    /// ran before (the image the services on it run: `back_to`), and its last output in the
+    /// result; what waits for it is not updated.
+    async fn run_job(
+        &self,
+        mut steps: Vec<Action>,
+        desired: &Desired,
+        new_id: &str,
+        back_to: &str,
+    ) -> Outcome {
         if !steps.iter().any(|a| matches!(a, Action::RunJob { .. })) {
             steps.push(Action::RunJob {
                 spec: Box::new(self.spec.clone()),
@@ -618,7 +692,7 @@ impl<E: Engine> One<'_, E> {
             },
             Err(e) => {
                 if !self.built {
-                    let _ = self.engine.tag(self.kept, &self.spec.image).await;
+                    let _ = self.engine.tag(back_to, &self.spec.image).await;
                 }
                 self.leave().await;
                 Outcome::Failed(format!(
@@ -716,7 +790,7 @@ impl<E: Engine> One<'_, E> {
     ) -> Outcome {
         let (name, service) = (&self.spec.name, &self.spec.service);
         self.progress
-            .note(&format!("{service} did not come up ({why}): rolling back"));
+            .note(&format!("rolling back {service}: {why}"));
         let back = async {
             // The tag first: killed anywhere after this, the next `apply` recreates the
             // service from the old image, never from the one that did not come up.
@@ -1453,7 +1527,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_migration_job_on_the_moved_tag_runs_again_before_what_waits_for_it_but_a_scheduled_job_waits_for_its_timer(
+    async fn a_migration_job_on_the_moved_tag_runs_again_before_what_waits_for_it_and_a_named_service_brings_its_image_and_jobs_along(
     ) {
         let root = tempfile::tempdir().unwrap();
         let (engine, model) = app_installed(root.path()).await;
@@ -1464,6 +1538,7 @@ mod tests {
                 ("db".into(), "up to date".into()),
                 ("other".into(), "up to date".into()),
                 ("migrate".into(), "ran".into()),
+                ("nightly".into(), "ran".into()),
                 ("web".into(), "updated".into()),
                 ("worker".into(), "updated".into()),
             ]
@@ -1473,16 +1548,20 @@ mod tests {
             position(&calls, "start t-migrate") < position(&calls, "remove_container t-web"),
             "{calls:?}"
         );
-        assert!(
-            !calls.iter().any(|c| c.ends_with(" t-nightly")),
-            "{calls:?}"
-        );
-        for c in ["t-migrate", "t-web", "t-worker"] {
+        for c in ["t-migrate", "t-nightly", "t-web", "t-worker"] {
             assert_eq!(image_of(&engine, c), "sha256:app2");
         }
         assert_eq!(rollback_tags(&engine), Vec::<String>::new());
 
-        // Named alone, web brings the job it waits for along; a scheduled job is refused.
+        // The next apply has nothing to do: every container runs what its tag says.
+        engine.calls.borrow_mut().clear();
+        run_profile(root.path(), &engine, APP_PROFILE)
+            .await
+            .unwrap();
+        assert_eq!(engine.calls.borrow().clone(), Vec::<String>::new());
+
+        // Named alone, web brings along what runs its image and the job it waits for, but
+        // not db or other.
         let root = tempfile::tempdir().unwrap();
         let (engine, model) = app_installed(root.path()).await;
         let done = update_model(root.path(), &engine, &model, &["web"]).await;
@@ -1490,18 +1569,37 @@ mod tests {
             kinds(&done),
             [
                 ("migrate".into(), "ran".into()),
+                ("nightly".into(), "ran".into()),
                 ("web".into(), "updated".into()),
+                ("worker".into(), "updated".into()),
             ]
         );
-        let e = check(&ctx(root.path()), &model, &["nightly".into()], &engine)
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_last_run_did_not_complete_runs_again_before_its_dependents_move() {
+        let root = tempfile::tempdir().unwrap();
+        let (engine, model) = app_installed(root.path()).await;
+        // A run that failed on the new image: its container is there, not completed.
+        engine
+            .broken_in
+            .borrow_mut()
+            .push(("t-migrate".into(), "sha256:app2".into()));
+        update_model(root.path(), &engine, &model, &[]).await;
+        let found = check(&ctx(root.path()), &model, &["migrate".into()], &engine)
             .await
-            .unwrap_err();
-        assert!(
-            e.to_string().starts_with(
-                "'nightly' is a scheduled job: its next run on its timer uses the newest image"
-            ),
-            "{e}"
+            .unwrap();
+        assert_eq!(
+            found[0].1,
+            Finding::Newer("its last run did not complete: it runs again".into())
         );
+        // Fixed, and the tag moved again by the next update: the job is not taken as done
+        // by its image alone; it runs before web and worker move.
+        engine.broken_in.borrow_mut().clear();
+        let done = update_model(root.path(), &engine, &model, &[]).await;
+        let kinds = kinds(&done);
+        assert_eq!(kinds[2], ("migrate".into(), "ran".into()), "{kinds:?}");
+        assert_eq!(kinds[4], ("web".into(), "updated".into()), "{kinds:?}");
     }
 
     #[tokio::test]
@@ -1523,7 +1621,7 @@ mod tests {
                 && kinds[2].1.contains("job t-migrate failed (exit code 1)"),
             "{kinds:?}"
         );
-        for k in &kinds[3..5] {
+        for k in &kinds[3..6] {
             assert_eq!(
                 k.1, "failed: not updated: job migrate failed with the same image app:prod",
                 "{kinds:?}"
@@ -1531,9 +1629,9 @@ mod tests {
         }
         let calls = engine.calls.borrow().clone();
         assert!(
-            !calls
-                .iter()
-                .any(|c| c.ends_with(" t-web") || c.ends_with(" t-worker")),
+            !calls.iter().any(|c| c.ends_with(" t-web")
+                || c.ends_with(" t-worker")
+                || c.ends_with(" t-nightly")),
             "{calls:?}"
         );
         // The tag is back on the image web and worker run: the next apply leaves them be.
@@ -1561,12 +1659,13 @@ mod tests {
             [
                 ("db".into(), "up to date".into()),
                 ("other".into(), "up to date".into()),
-                ("migrate".into(), "ran".into()),
+                ("migrate".into(), "failed: it ran with the new image, but worker runs the same image app:prod and did not come up with it: what it changed is not undone, and the next `pi-setup apply` runs it again with the old image".into()),
+                ("nightly".into(), "failed: it ran with the new image, but worker runs the same image app:prod and did not come up with it: what it changed is not undone, and the next `pi-setup apply` runs it again with the old image".into()),
                 ("web".into(), "rolled back with Some(\"worker\")".into()),
                 ("worker".into(), "rolled back with None".into()),
             ]
         );
-        let Outcome::RolledBack { why, archive, .. } = &done[3].1 else {
+        let Outcome::RolledBack { why, archive, .. } = &done[4].1 else {
             unreachable!()
         };
         assert_eq!(

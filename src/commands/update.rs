@@ -62,7 +62,7 @@ fn print_check(found: &[(String, Finding)]) -> Result<()> {
 
 fn print_outcomes(done: &[(String, Outcome)]) -> Result<()> {
     let mut not_updated = Vec::new();
-    let mut updated = 0;
+    let (mut updated, mut ran) = (0, 0);
     for (service, o) in done {
         let archived = |a: &Option<std::path::PathBuf>| {
             a.as_ref()
@@ -77,7 +77,7 @@ fn print_outcomes(done: &[(String, Outcome)]) -> Result<()> {
                 format!("updated: image {from} -> {to}{}", archived(archive))
             }
             Outcome::Ran { from, to } => {
-                updated += 1;
+                ran += 1;
                 format!("ran again to completion with its new image: {from} -> {to}")
             }
             Outcome::RolledBack {
@@ -117,10 +117,10 @@ fn print_outcomes(done: &[(String, Outcome)]) -> Result<()> {
             not_updated.join(", ")
         );
     }
-    if updated == 0 {
-        println!("Nothing to update.");
-    } else {
-        println!("{updated} service(s) updated.");
+    match (updated, ran) {
+        (0, 0) => println!("Nothing to update."),
+        (u, 0) => println!("{u} service(s) updated."),
+        (u, r) => println!("{u} service(s) updated, {r} job(s) ran again."),
     }
     Ok(())
 }
