@@ -261,9 +261,11 @@ async fn run_to_completion(engine: &impl Engine, name: &str, timeout: Duration) 
         }
         if started.elapsed() >= timeout {
             let _ = engine.stop(name, 10).await;
+            let logs = engine.logs_tail(name, 20).await.unwrap_or_default();
             anyhow::bail!(
-                "job {name} did not finish within {}s (its timeout); it was stopped",
-                timeout.as_secs()
+                "job {name} did not finish within {}s (its timeout); it was stopped; its last output:\n{}",
+                timeout.as_secs(),
+                logs.trim_end()
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -1062,15 +1062,34 @@ fn a_service_reads_another_service_s_directory_read_only() {
 #[test]
 fn a_job_runs_to_completion_before_its_dependent_and_a_failing_one_stops_the_run() {
     let sb = Sandbox::new();
-    let profile = |job_script: &str| {
+    let with_timeout = |job_script: &str, timeout: &str| {
         sb.profile(&format!(
             "[[service]]\nname = \"web\"\nimage = \"{BUSYBOX_IMAGE}\"\n\
              depends_on = [{{ name = \"migrate\", condition = \"completed\" }}]\n\
              command = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n\n\
              [[job]]\nname = \"migrate\"\nimage = \"{BUSYBOX_IMAGE}\"\nvolumes = [\"state:/state\"]\n\
-             command = [\"sh\", \"-c\", \"{job_script}\"]\ntimeout = \"1m\"\n"
+             command = [\"sh\", \"-c\", \"{job_script}\"]\ntimeout = \"{timeout}\"\n"
         ))
     };
+    let profile = |job_script: &str| with_timeout(job_script, "1m");
+    // It hangs past its timeout: stopped, the run stops with its output, web never created.
+    let hanging = with_timeout("echo waiting for a lock; sleep 600", "2s");
+    let out = sb.run(&["install", "--profile", hanging.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "job {} did not finish within 2s (its timeout); it was stopped; its last output:",
+            sb.container("migrate")
+        )) && err.contains("waiting for a lock"),
+        "{err}"
+    );
+    assert_eq!(
+        inspect(&sb.container("migrate"), "{{.State.Running}}"),
+        "false"
+    );
+    assert!(!docker(&["inspect", &sb.container("web")]).status.success());
+
     // It fails: the run stops with its output, and web is never created.
     let failing = profile("echo cannot reach the database; exit 3");
     let out = sb.run(&["install", "--profile", failing.to_str().unwrap()]);
