@@ -168,7 +168,7 @@ fn errors_in_flag_values_name_the_flag_and_in_a_file_its_position() {
         ),
         (
             vec!["--domain", "ok.local", "--domain", "taken.local"],
-            "error: duplicate domain 'taken.local' in service 'x' (already used by service 'web')\n".into(),
+            "error: --domain \"taken.local\": duplicate domain 'taken.local' in service 'x' (already used by service 'web')\n".into(),
         ),
         (
             vec!["--memory", "1k", "--env", "1X=y"],

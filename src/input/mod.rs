@@ -489,7 +489,10 @@ mod tests {
                 "{}\n[[service]]\nname = \"two\"\nimage = \"y:1\"\ndomains = [\"a.test\"]\n",
                 svc("name = \"one\"\nimage = \"x:1\"\ndomains = [\"a.test\"]")
             ),
-            &["duplicate domain 'a.test' in service 'two' (already used by service 'one')"],
+            &[
+                &at(14, 12),
+                "duplicate domain 'a.test' in service 'two' (already used by service 'one')",
+            ],
         );
         rejected(
             &svc("name = \"web\"\nimage = \"x:1\"\ndomains = [\"bad..test\"]"),

@@ -195,6 +195,8 @@ pub(crate) struct Service {
     pub(crate) name: Name,
     pub(crate) image: String,
     pub(crate) domains: Vec<Domain>,
+    /// Where each of `domains` is written, for messages about it.
+    pub(crate) domain_spans: Vec<std::ops::Range<usize>>,
     pub(crate) port: u16,
     pub(crate) env: BTreeMap<String, String>,
     pub(crate) mounts: Vec<Mount>,
@@ -338,7 +340,7 @@ pub(super) fn service(
         );
         String::new()
     };
-    let mut domains = Vec::new();
+    let (mut domains, mut domain_spans) = (Vec::new(), Vec::new());
     let mut seen = BTreeSet::new();
     for d in &r.domains {
         match Domain::parse(d.get_ref()) {
@@ -347,6 +349,7 @@ pub(super) fn service(
                     c.at(d, format!("domain '{dom}' is listed twice"));
                 }
                 domains.push(dom);
+                domain_spans.push(d.span());
             }
             Err(why) => c.at(d, format!("invalid domain {:?}: {why}", d.get_ref())),
         }
@@ -440,6 +443,7 @@ pub(super) fn service(
             name,
             image,
             domains,
+            domain_spans,
             port,
             env,
             mounts,
@@ -864,12 +868,13 @@ impl Service {
         let mut out: Vec<Route> = self
             .domains
             .iter()
-            .map(|d| Route {
+            .zip(&self.domain_spans)
+            .map(|(d, span)| Route {
                 host: d.clone(),
                 path: "/".into(),
                 port: self.port,
                 strip: false,
-                span: 0..0,
+                span: span.clone(),
             })
             .collect();
         out.extend(self.routes.iter().cloned());
