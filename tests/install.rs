@@ -355,6 +355,31 @@ fn bad_profiles_are_rejected_with_file_line_and_column() {
             "2 problems found",
         ],
     );
+    // What only the whole profile can tell: a cycle, a host and path taken twice, a mount of
+    // a service that is not there.
+    rejected(
+        &sb,
+        &svc("name = \"a\"\nimage = \"x:1\"\ndepends_on = [\"b\"]\n\n\
+              [[service]]\nname = \"b\"\nimage = \"x:1\"\ndepends_on = [\"a\"]"),
+        &[&at(9, 15), "depends_on goes round in a circle: a -> b -> a"],
+    );
+    rejected(
+        &sb,
+        &svc("name = \"one\"\nimage = \"x:1\"\nroutes = [{ host = \"a.test\", path = \"/api\" }]\n\n\
+              [[service]]\nname = \"two\"\nimage = \"x:1\"\nroutes = [{ host = \"a.test\", path = \"/api\" }]"),
+        &[
+            &at(14, 11),
+            "a.test/api is routed to service 'two' and to service 'one'",
+        ],
+    );
+    rejected(
+        &sb,
+        &svc("name = \"files\"\nimage = \"x:1\"\nmounts = [\"web:static:/srv/static\"]"),
+        &[
+            &at(9, 11),
+            "service 'files' mounts a directory of 'web', which is not defined",
+        ],
+    );
     rejected(
         &sb,
         &format!("{gw}\n[backup]\nschedule = \"every night\"\n"),
