@@ -388,6 +388,31 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn a_dependency_that_fails_its_health_check_stops_the_run_before_its_dependent_starts() {
+        let root = tempfile::tempdir().unwrap();
+        fake_gateway_admin(root.path());
+        let engine = Fake::with_images(&["caddy:2", "busybox:1"]);
+        engine
+            .broken_in
+            .borrow_mut()
+            .push(("t-db".into(), "sha256:busybox:1".into()));
+        let profile = "[gateway]\nimage = \"caddy:2\"\nhttps = \"off\"\n\n\
+            [[service]]\nname = \"api\"\nimage = \"busybox:1\"\n\
+            depends_on = [{ name = \"db\", condition = \"healthy\" }]\n\n\
+            [[service]]\nname = \"db\"\nimage = \"busybox:1\"\nhealth_cmd = \"true\"\n";
+        let e = run_profile(root.path(), &engine, profile)
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{e:#}").contains(
+                "t-api waits for t-db to be healthy, and its health check fails: t-api was not started (see `docker logs t-db`)"
+            ),
+            "{e:#}"
+        );
+        assert!(!calls(&engine).contains(&"start t-api".to_string()));
+    }
+
+    #[tokio::test]
     async fn a_job_runs_once_before_what_needs_it_and_again_only_when_it_changes_or_failed() {
         let root = tempfile::tempdir().unwrap();
         fake_gateway_admin(root.path());

@@ -878,7 +878,7 @@ fn a_user_an_exec_form_health_check_and_dotted_env_names_reach_the_container() {
             "name = \"search\"\nimage = \"{BUSYBOX_IMAGE}\"\nuser = \"1000:1000\"\n\
              env = {{ \"discovery.type\" = \"single-node\" }}\n\
              health_cmd = [\"test\", \"-d\", \"/tmp\"]\nhealth_interval = \"500ms\"\n\
-             health_timeout = \"1.5s\"\nhealth_retries = 2\nhealth_start_period = \"0s\"\n\
+             health_timeout = \"1.5s\"\nhealth_retries = 2\nhealth_start_period = \"45s\"\n\
              command = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n"
         ),
     )
@@ -897,6 +897,13 @@ fn a_user_an_exec_form_health_check_and_dotted_env_names_reach_the_container() {
             "{{.Config.Healthcheck.Interval}} {{.Config.Healthcheck.Timeout}}"
         ),
         "500ms 1.5s"
+    );
+    assert_eq!(
+        inspect(
+            &c,
+            "{{.Config.Healthcheck.Retries}} {{.Config.Healthcheck.StartPeriod}}"
+        ),
+        "2 45s"
     );
     assert!(inspect(&c, "{{json .Config.Env}}").contains("\"discovery.type=single-node\""));
     let id = docker(&["exec", &c, "id", "-u"]);

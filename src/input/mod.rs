@@ -447,6 +447,48 @@ mod tests {
     }
 
     #[test]
+    fn volume_owners_and_modes_and_build_settings_are_checked_where_they_are_written() {
+        let gw = "[gateway]\nimage = \"caddy:2\"\nhttp_port = 18080\nhttps = \"off\"\n";
+        let svc = |body: &str| format!("{gw}\n[[service]]\n{body}\n");
+        let at = |line: usize, col: usize| format!("p.toml:{line}:{col}: ");
+        let volume = |fields: &str| {
+            svc(&format!(
+                "name = \"admin\"\nimage = \"x:1\"\nvolumes = [{{ {fields} }}]"
+            ))
+        };
+        rejected(
+            &volume("path = \"data\", target = \"/var/lib/pgadmin\", owner = \"pgadmin\""),
+            &[
+                &at(9, 12),
+                "volume \"data\": owner \"pgadmin\" must be numeric uid:gid, like \"1000:1000\"",
+            ],
+        );
+        rejected(
+            &volume("path = \"data\", target = \"/d\", mode = \"0999\""),
+            &[&at(9, 12), "mode \"0999\" must be octal, like \"0750\""],
+        );
+        rejected(
+            &volume("path = \".\", target = \"/d\", owner = \"5050:5050\""),
+            &["owner and mode are for a sub-directory"],
+        );
+        rejected(
+            &svc("name = \"app\"\nimage = \"x:1\"\nbuild = { context = \"/srv/app\" }"),
+            &[&at(8, 9), "give image or build, not both"],
+        );
+        rejected(
+            &svc("name = \"app\"\nbuild = { context = \"srv/app\" }"),
+            &[
+                &at(8, 9),
+                "build context \"srv/app\" must be an absolute path without '..'",
+            ],
+        );
+        rejected(
+            &svc("name = \"app\"\nbuild = { context = \"/srv/app\", dockerfile = \"../Dockerfile\" }"),
+            &["build dockerfile \"../Dockerfile\" must be a path inside the context"],
+        );
+    }
+
+    #[test]
     fn bad_profiles_are_rejected_with_file_line_and_column() {
         let http_port = 18080;
         let gw =
