@@ -198,8 +198,18 @@ pub(crate) fn desired(
     let mut containers = Vec::new();
 
     let gw = &model.gateway;
-    // No address: Docker publishes on every IPv4 and IPv6 address.
-    let host_ip = gw.bind.map(|ip| ip.to_string()).unwrap_or_default();
+    // No address: Docker publishes on every IPv4 and IPv6 address; IPv4 only when a service
+    // has `lan` access, which goes by the client's address: over IPv6, Docker's proxy hides it
+    // (every client comes from the network's gateway, a private address).
+    let lan = model
+        .services
+        .iter()
+        .any(|s| s.access == crate::model::Access::Lan);
+    let host_ip = match gw.bind {
+        Some(ip) => ip.to_string(),
+        None if lan => "0.0.0.0".to_string(),
+        None => String::new(),
+    };
     let mut ports = vec![(80, host_ip.clone(), gw.http_port)];
     if gw.https != crate::model::HttpsMode::Off {
         ports.push((443, host_ip, gw.https_port));
@@ -741,6 +751,24 @@ mod tests {
             false,
             &images,
         )
+    }
+
+    /// Left out, `bind` publishes on every address, IPv4 and IPv6 — IPv4 only when a service
+    /// has `lan` access (over IPv6, Docker's proxy hides the client's address).
+    #[test]
+    fn the_gateway_publishes_on_ipv4_only_when_a_service_has_lan_access() {
+        let gw = |d: &Desired| {
+            d.containers
+                .iter()
+                .find(|c| c.service == crate::model::GATEWAY)
+                .unwrap()
+                .ports
+                .clone()
+        };
+        let open = "[gateway]\nimage = \"caddy:2\"\nhttps = \"off\"\n\n[[service]]\nname = \"web\"\nimage = \"a:1\"\ndomains = [\"web.test\"]\n";
+        assert_eq!(gw(&desired_of(open)), [(80, String::new(), 80)]);
+        let lan = format!("{open}\n[[service]]\nname = \"nas\"\nimage = \"a:1\"\ndomains = [\"nas.lan\"]\naccess = \"lan\"\n");
+        assert_eq!(gw(&desired_of(&lan)), [(80, "0.0.0.0".to_string(), 80)]);
     }
 
     /// The hash is a label on every running container: if it changed between versions, an

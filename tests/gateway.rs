@@ -5,7 +5,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::harness::{assert_ok, http_get_path, wait_until, Sandbox, BUSYBOX_IMAGE, CADDY_IMAGE};
+use crate::harness::{
+    assert_ok, http_get_path, inspect, wait_until, Sandbox, BUSYBOX_IMAGE, CADDY_IMAGE,
+};
 
 /// A busybox httpd serving a compressible page on `page.test`, with `access` and `gateway`
 /// settings of the test's choosing.
@@ -49,8 +51,25 @@ fn without_a_bind_address_the_gateway_answers_on_ipv4_and_ipv6() {
     std::fs::write(sb.path("/var/vol/page/www/index.html"), "hello\n").unwrap();
     assert!(answers(&format!("127.0.0.1:{}", sb.http_port)));
     // Where the kernel has IPv6 (loopback ::1): the same gateway, routed by Host.
-    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+    let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if ipv6 {
         assert!(answers(&format!("[::1]:{}", sb.http_port)), "over [::1]");
+    }
+    // With a `lan` service, IPv4 only: over IPv6, Docker's proxy would hand the gateway every
+    // client as the network's (private) gateway address, and `lan` would let anyone in.
+    sb.install(&profile(&sb, "", "access = \"lan\""));
+    let bindings = inspect(
+        &sb.container("gateway"),
+        "{{json .HostConfig.PortBindings}}",
+    );
+    assert!(
+        bindings.contains("\"HostIp\":\"0.0.0.0\"") && !bindings.contains("\"HostIp\":\"\""),
+        "{bindings}"
+    );
+    assert!(answers(&format!("127.0.0.1:{}", sb.http_port)));
+    if ipv6 {
+        let refused = get(&format!("[::1]:{}", sb.http_port), "page.test", "");
+        assert!(refused.is_err(), "{refused:?}");
     }
 }
 

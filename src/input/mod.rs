@@ -623,6 +623,26 @@ mod tests {
             &format!("{gw}bind = \"localhost\"\n"),
             &["gateway.bind \"localhost\" is not an IP address"],
         );
+        // Over IPv6 Docker's proxy hides the client: `lan` could not be enforced.
+        let lan = "\n[[service]]\nname = \"nas\"\nimage = \"x:1\"\ndomains = [\"nas.lan\"]\naccess = \"lan\"\n";
+        rejected(
+            &format!("{gw}bind = \"::\"\n{lan}"),
+            &[
+                &at(5, 8),
+                "gateway.bind \"::\" publishes on IPv6, where Docker's proxy hides each client's address: service 'nas' has access = \"lan\"",
+            ],
+        );
+        for ok in ["::1", "192.168.1.20"] {
+            let host = HostFacts {
+                cpus: 4,
+                calendar_error: |_| None,
+            };
+            let text = format!("{gw}bind = \"{ok}\"\n{lan}");
+            assert!(
+                load_on(&Source::new("p.toml", &text), &[], &host).is_ok(),
+                "{ok}"
+            );
+        }
         rejected(
             &format!("{gw}\n[[backup.copy]]\nname = \"usb\"\npath = \"/mnt/usb\"\nencrypt_to = [\"age1nope\"]\n"),
             &[&at(9, 15), "backup.copy encrypt_to \"age1nope\" is not an age recipient"],

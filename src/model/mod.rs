@@ -124,6 +124,7 @@ pub(crate) fn build(
         errors: Vec::new(),
     };
     let gateway = gateway::gateway(&mut c, &raw.gateway);
+    let bind_span = raw.gateway.bind.as_ref().map(toml::Spanned::span);
     let backup = backup::backup(&mut c, &raw.backup, host);
     let mut errors = std::mem::take(&mut c.errors);
     let gateway_layout = if let Some(l) = layouts.get(GATEWAY) {
@@ -141,6 +142,24 @@ pub(crate) fn build(
         match service::service(s_src, rs, layouts, host, is_job) {
             Ok(s) => services.push((s_src, s)),
             Err(mut e) => errors.append(&mut e),
+        }
+    }
+
+    // `lan` access goes by the client's address, and Docker's proxy, which carries IPv6 to
+    // the network's IPv4 addresses, hides it: every IPv6 client would come from the network's
+    // gateway, a private address. Left out, `bind` is IPv4 only then (`desired`).
+    if let (Some(std::net::IpAddr::V6(v6)), Some(span)) = (gateway.bind, bind_span.clone()) {
+        if let Some((_, s)) = services
+            .iter()
+            .find(|(_, s)| s.access == Access::Lan && !v6.is_loopback())
+        {
+            errors.push(src.error_at(
+                span,
+                format!(
+                    "gateway.bind \"{v6}\" publishes on IPv6, where Docker's proxy hides each client's address: service '{}' has access = \"lan\", which every client would pass; bind an IPv4 address, or leave bind out (with a lan service, the gateway then publishes on IPv4 only)",
+                    s.name
+                ),
+            ));
         }
     }
 
