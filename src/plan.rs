@@ -210,6 +210,8 @@ pub(crate) enum Conflict {
     ForeignContainer(String),
     #[error("{0} exists and is not a directory")]
     NotADirectory(PathBuf),
+    #[error("{0} does not exist, and a volume mounts it by a file's name: put the file there first, then run the command again (a single-file mount; otherwise a directory would be made in its place); if it is meant to be a directory, create it (mkdir -p {0})")]
+    FileMountMissing(PathBuf),
     #[error("container {container} keeps data at {target} in Docker volume {volume}, to be moved into {to}, but {to} is not empty; move its contents aside (or mount another directory at {target}), then run the command again")]
     VolumeDataInTheWay {
         container: String,
@@ -217,6 +219,42 @@ pub(crate) enum Conflict {
         volume: String,
         to: PathBuf,
     },
+}
+
+/// Whether a path's name is a configuration file's (`servers.json`, `nginx.conf`, `.env`): a
+/// volume that mounts it means a single file, which must be in place before the container is
+/// created (Docker, like a directory made for it, would turn it into a directory).
+fn names_a_file(path: &std::path::Path) -> bool {
+    const FILE_EXTENSIONS: &[&str] = &[
+        "json",
+        "yml",
+        "yaml",
+        "toml",
+        "ini",
+        "conf",
+        "cfg",
+        "cnf",
+        "env",
+        "txt",
+        "xml",
+        "js",
+        "php",
+        "py",
+        "sh",
+        "pem",
+        "crt",
+        "key",
+        "properties",
+        "lua",
+        "html",
+        "sqlite",
+    ];
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase());
+    name.is_some_and(|n| {
+        n == ".env"
+            || n.rsplit_once('.')
+                .is_some_and(|(stem, ext)| !stem.is_empty() && FILE_EXTENSIONS.contains(&ext))
+    })
 }
 
 /// Why the container `spec` describes must be made anew (`current` is what runs under its
@@ -320,6 +358,9 @@ pub(crate) fn plan(
 
     for dir in &d.dirs {
         match a.dirs.get(&dir.path).copied().flatten() {
+            None if dir.mount_leaf && names_a_file(&dir.path) => {
+                return Err(Conflict::FileMountMissing(dir.path.clone()))
+            }
             None => actions.push(Action::CreateDir {
                 path: dir.path.clone(),
                 uid: dir.uid,
@@ -967,18 +1008,45 @@ mod tests {
         let profile = "[[service]]\nname = \"admin\"\nimage = \"busybox:1\"\nvolumes = [\"conf/servers.json:/pgadmin4/servers.json\"]\n";
         let facts = images(&[]);
         let d = desired_from(profile, &facts);
-        let fresh = plan(
+        // Not there: refused, nothing made (a directory in its place would be the silent
+        // failure); a name that only might be a file's is made as a directory, with a note.
+        let missing = plan(
             &d,
+            &empty_world(facts.clone()),
+            &names(),
+            &ConfigChange::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "/r/var/vol/admin/conf/servers.json does not exist, and a volume mounts it by a file's name: put the file there first, then run the command again (a single-file mount; otherwise a directory would be made in its place); if it is meant to be a directory, create it (mkdir -p /r/var/vol/admin/conf/servers.json)"
+        );
+        let maybe = desired_from(&profile.replace("conf/servers.json", "conf/site.d"), &facts);
+        let fresh = plan(
+            &maybe,
             &empty_world(facts.clone()),
             &names(),
             &ConfigChange::default(),
         )
         .unwrap();
         assert!(steps(&fresh).contains(
-            &"create directory /r/var/vol/admin/conf/servers.json (owner 0:0, mode 0755); to mount a single file there, put the file in place first".to_string()
+            &"create directory /r/var/vol/admin/conf/site.d (owner 0:0, mode 0755); to mount a single file there, put the file in place first".to_string()
         ), "{:?}", steps(&fresh));
+        for (name, file) in [
+            ("nginx.conf", true),
+            (".env", true),
+            ("config.YAML", true),
+            ("conf.d", false),
+            ("data", false),
+            (".json", false),
+        ] {
+            assert_eq!(
+                super::names_a_file(std::path::Path::new(name)),
+                file,
+                "{name}"
+            );
+        }
 
-        let (_, mut a) = converged(profile, facts);
         let file = Stat {
             uid: 0,
             gid: 0,
@@ -987,10 +1055,19 @@ mod tests {
             is_symlink: false,
             is_file: true,
         };
+        // In place: mounted as it is.
+        let mut a = empty_world(facts);
         a.dirs.insert(
             PathBuf::from("/r/var/vol/admin/conf/servers.json"),
             Some(file),
         );
+        let p = plan(&d, &a, &names(), &ConfigChange::default()).unwrap();
+        assert!(
+            !steps(&p).iter().any(|s| s.contains("servers.json")),
+            "{:?}",
+            steps(&p)
+        );
+        apply_to(&mut a, &d, &p);
         assert_eq!(
             plan(&d, &a, &names(), &ConfigChange::default()).unwrap(),
             Plan::default()

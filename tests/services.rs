@@ -920,17 +920,33 @@ fn a_user_an_exec_form_health_check_and_dotted_env_names_reach_the_container() {
 #[test]
 fn a_file_put_where_a_volume_points_is_mounted_as_that_file() {
     let sb = installed();
-    let conf = sb.path("/var/vol/admin/conf");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::write(conf.join("servers.json"), "{\"Servers\": {}}\n").unwrap();
-    assert_ok(&sb.run(&[
+    let add = [
         "add-service",
         "admin",
         "--image",
         BUSYBOX_IMAGE,
         "--volume",
         "conf/servers.json:/pgadmin4/servers.json:ro",
-    ]));
+    ];
+    // Not in place yet: refused, and no directory is made where the file belongs.
+    let conf = sb.path("/var/vol/admin/conf");
+    let refused = sb.run(&add);
+    assert_eq!(refused.status.code(), Some(2), "{}", stdout(&refused));
+    assert!(
+        stderr(&refused).contains(&format!(
+            "{} does not exist, and a volume mounts it by a file's name: put the file there first",
+            conf.join("servers.json").display()
+        )),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!conf.join("servers.json").exists());
+    assert!(!docker(&["inspect", &sb.container("admin")]).status.success());
+    assert!(!sb.path("/etc/pi-setup/services/admin.toml").exists());
+
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("servers.json"), "{\"Servers\": {}}\n").unwrap();
+    assert_ok(&sb.run(&add));
     let c = sb.container("admin");
     let out = docker(&["exec", &c, "cat", "/pgadmin4/servers.json"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"Servers\": {}}\n");
