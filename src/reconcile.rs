@@ -47,6 +47,8 @@ pub(crate) async fn reconcile_with(
     // new, empty directory.
     if !req.dry_run {
         crate::backup::run::recover_restores(&ctx.paths)?;
+        // A killed `update`: its services back on the images they ran, with their volumes.
+        crate::update::recover(ctx, model, engine, &Progress::new()).await?;
     }
     let mut plan = plan_once(ctx, req, model, engine).await?;
     if req.dry_run {

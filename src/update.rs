@@ -208,6 +208,7 @@ pub(crate) async fn update(
 ) -> Result<Vec<(String, Outcome)>> {
     let chosen = chosen(model, only)?;
     run::recover_restores(&ctx.paths)?;
+    recover(ctx, model, engine, progress).await?;
     let drains = Drains::new(model, &ctx.paths, &ctx.names, progress);
     let (before, _) = desired_state(ctx, model, engine).await?;
     let mut out = Vec::new();
@@ -440,6 +441,8 @@ pub(crate) async fn update(
             }
         }
     }
+    // Every outcome is final: nothing is left for a recovery.
+    journal_clear(&ctx.paths)?;
     out.sort_by_key(|(s, _)| chosen.iter().position(|c| c == s));
     Ok(out)
 }
@@ -602,6 +605,13 @@ impl<E: Engine> One<'_, E> {
                 why: "image updated".into(),
             });
         }
+        // From here a kill leaves it to `recover` (heal, the next update or apply): on its
+        // old image again, with this archive, unless it runs what its tag says.
+        if let Err(e) = journal_add(&self.ctx.paths, self.moving(archive.clone())) {
+            return Outcome::Failed(format!(
+                "its update could not be noted for a recovery, so it was not updated: {e:#}"
+            ));
+        }
         self.progress.note(&format!(
             "updating {service} to {} ({})",
             self.spec.image,
@@ -633,6 +643,18 @@ impl<E: Engine> One<'_, E> {
                 }
             }
             Err(why) => self.roll_back(why, archive, new_id, settle).await,
+        }
+    }
+
+    /// What a recovery needs to put it back.
+    fn moving(&self, archive: Option<PathBuf>) -> Moving {
+        Moving {
+            service: self.spec.service.clone(),
+            container: self.spec.name.clone(),
+            image: self.spec.image.clone(),
+            kept: self.kept.to_string(),
+            built: self.built,
+            archive,
         }
     }
 
@@ -791,55 +813,14 @@ impl<E: Engine> One<'_, E> {
         let (name, service) = (&self.spec.name, &self.spec.service);
         self.progress
             .note(&format!("rolling back {service}: {why}"));
-        let back = async {
-            // The tag first: killed anywhere after this, the next `apply` recreates the
-            // service from the old image, never from the one that did not come up.
-            if !self.built {
-                self.engine.tag(self.kept, &self.spec.image).await?;
-            }
-            self.drains.before_stop(self.engine, name).await;
-            self.engine.remove_container(name).await?;
-            if let Some(a) = &archive {
-                run::restore_volume(
-                    &self.ctx.paths,
-                    Some(self.engine),
-                    self.drains,
-                    None,
-                    a,
-                    service,
-                )
-                .await
-                .with_context(|| format!("restoring {} from {}", service, a.display()))?;
-            }
-            // Derived again: the old image's volumes, and the spec it had.
-            let (desired, _) = desired_state(self.ctx, self.model, self.engine).await?;
-            let mut spec = desired
-                .containers
-                .iter()
-                .find(|c| c.name == *name)
-                .cloned()
-                .context("the service is still defined")?;
-            if self.built {
-                spec.image = self.kept.to_string();
-            }
-            let plan = Plan {
-                actions: vec![Action::CreateContainer {
-                    spec: Box::new(spec.clone()),
-                    why: "rolled back".into(),
-                }],
-            };
-            execute::apply(
-                &plan,
-                &desired,
-                self.engine,
-                &self.ctx.paths,
-                &self.ctx.names,
-                self.progress,
-                self.drains,
-            )
-            .await?;
-            anyhow::Ok(spec)
-        }
+        let back = put_back(
+            self.ctx,
+            self.model,
+            self.engine,
+            self.progress,
+            self.drains,
+            &self.moving(archive.clone()),
+        )
         .await;
         // A rollback that failed before its container started: routed to again all the same.
         self.drains.release_all(self.engine).await;
@@ -871,6 +852,175 @@ impl<E: Engine> One<'_, E> {
     fn done_stopping(&self) {
         let _ = host::remove_file(&self.ctx.paths.stopped_for_backup(&self.spec.name));
     }
+}
+
+/// A service an update is moving to a new image: what puts it back on the old one. Noted in
+/// the journal (`Paths::update_journal`) before its container is recreated, and the journal is
+/// cleared once the update's outcomes are final, so a kill anywhere in between — in the
+/// update, or in the rollback of it or of another service on its image — is finished by
+/// `recover`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Moving {
+    pub(crate) service: String,
+    pub(crate) container: String,
+    /// Its tag (or, built, the name of its new image).
+    pub(crate) image: String,
+    /// The rollback tag of the image it ran before.
+    pub(crate) kept: String,
+    pub(crate) built: bool,
+    /// Its volume as it was before (none: it mounts nothing of its own).
+    pub(crate) archive: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Journal {
+    moving: Vec<Moving>,
+}
+
+/// Whether an update was killed before its outcomes were final.
+pub(crate) fn interrupted(paths: &host::paths::Paths) -> bool {
+    paths.update_journal().exists()
+}
+
+fn journal_read(paths: &host::paths::Paths) -> Result<Journal> {
+    let path = paths.update_journal();
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("reading {} (an interrupted update)", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Journal::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn journal_add(paths: &host::paths::Paths, m: Moving) -> Result<()> {
+    let mut j = journal_read(paths)?;
+    j.moving.retain(|x| x.container != m.container);
+    j.moving.push(m);
+    let path = paths.update_journal();
+    host::write_atomic(&path, &serde_json::to_vec_pretty(&j)?, 0o600)?;
+    Ok(())
+}
+
+fn journal_clear(paths: &host::paths::Paths) -> Result<()> {
+    host::remove_file(&paths.update_journal())?;
+    Ok(())
+}
+
+/// Puts a service back on the image it ran before its update: the tag first (killed anywhere
+/// after this, `recover` or the next `apply` recreates it from the old image, never from the
+/// one that did not come up), then its container goes, its volume comes back from the archive,
+/// and it is created from the old image again. Its spec, as desired now.
+async fn put_back(
+    ctx: &Context,
+    model: &Model,
+    engine: &impl Engine,
+    progress: &Progress,
+    drains: &Drains,
+    m: &Moving,
+) -> Result<ContainerSpec> {
+    if !m.built {
+        engine.tag(&m.kept, &m.image).await?;
+    }
+    drains.before_stop(engine, &m.container).await;
+    engine.remove_container(&m.container).await?;
+    if let Some(a) = &m.archive {
+        run::restore_volume(&ctx.paths, Some(engine), drains, None, a, &m.service)
+            .await
+            .with_context(|| format!("restoring {} from {}", m.service, a.display()))?;
+    }
+    // Derived again: the old image's volumes, and the spec it had.
+    let (desired, _) = desired_state(ctx, model, engine).await?;
+    let mut spec = desired
+        .containers
+        .iter()
+        .find(|c| c.name == m.container)
+        .cloned()
+        .context("the service is still defined")?;
+    if m.built {
+        spec.image.clone_from(&m.kept);
+    }
+    let plan = Plan {
+        actions: vec![Action::CreateContainer {
+            spec: Box::new(spec.clone()),
+            why: "rolled back".into(),
+        }],
+    };
+    execute::apply(
+        &plan, &desired, engine, &ctx.paths, &ctx.names, progress, drains,
+    )
+    .await?;
+    Ok(spec)
+}
+
+/// Finishes what a killed `update` left (see [`Moving`]): a service whose container is gone,
+/// or runs another image than its tag now says (a rollback had begun), is put back on the
+/// image it ran before, with its volume from the archive taken before, and so are the others
+/// noted on its image; when none has to, they stay as they are (on their tag's image). Called with the lock held by `update`, `apply` and
+/// `heal` (every minute). Says what it did.
+pub(crate) async fn recover(
+    ctx: &Context,
+    model: &Model,
+    engine: &impl Engine,
+    progress: &Progress,
+) -> Result<()> {
+    let journal = journal_read(&ctx.paths)?;
+    if journal.moving.is_empty() {
+        return Ok(());
+    }
+    let drains = Drains::new(model, &ctx.paths, &ctx.names, progress);
+    // Where each stands: its old image's ID (None: gone, nothing to go back to), and whether
+    // it must go back (its container is gone, or runs neither its old image nor its tag's).
+    let mut found = Vec::new();
+    for m in &journal.moving {
+        let Some(kept) = engine.image(&m.kept).await? else {
+            println!(
+                "{}: an interrupted update left no image to go back to ({} is gone); left as it is",
+                m.service, m.kept
+            );
+            continue;
+        };
+        let current = engine.container(&m.container).await?;
+        let tagged = if m.built {
+            None
+        } else {
+            engine.image(&m.image).await?.map(|i| i.id)
+        };
+        let on_old = current.as_ref().is_some_and(|c| c.image_id == kept.id);
+        let must = !on_old
+            && current
+                .as_ref()
+                .is_none_or(|c| !m.built && tagged.as_deref() != Some(c.image_id.as_str()));
+        found.push((m, kept.id, on_old, must));
+    }
+    // One that goes back takes back the others on its image (one version of an app).
+    let going_back: Vec<&str> = found
+        .iter()
+        .filter(|f| f.3)
+        .map(|f| f.0.image.as_str())
+        .collect();
+    for (m, kept_id, on_old, _) in &found {
+        if *on_old || !going_back.contains(&m.image.as_str()) || model.service(&m.service).is_none()
+        {
+            continue;
+        }
+        println!(
+            "{}: an update was interrupted; putting it back on its image from before ({})",
+            m.service,
+            short(kept_id)
+        );
+        put_back(ctx, model, engine, progress, &drains, m)
+            .await
+            .with_context(|| format!("finishing the rollback of {}", m.service))?;
+        drains.release_all(engine).await;
+        let _ = host::remove_file(&ctx.paths.stopped_for_backup(&m.container));
+    }
+    // The tags kept for a rollback are done with (a built one is the image it runs again).
+    for (m, ..) in &found {
+        if !m.built {
+            let _ = engine.remove_image(&m.kept).await;
+        }
+    }
+    journal_clear(&ctx.paths)
 }
 
 /// Waits until a container that was just started is up: healthy, for one with a health check
@@ -1693,6 +1843,148 @@ mod tests {
         let calls = engine.calls.borrow().clone();
         let last = |c: &str| calls.iter().rposition(|x| x == c).unwrap();
         assert!(last("start t-worker") < last("start t-web"), "{calls:?}");
+    }
+
+    #[tokio::test]
+    async fn an_update_killed_in_its_rollback_is_finished_by_the_next_apply() {
+        let root = tempfile::tempdir().unwrap();
+        let (engine, model) = app_installed(root.path()).await;
+        let done = update_model(root.path(), &engine, &model, &[]).await;
+        let Some((_, Outcome::Updated { archive, .. })) = done.iter().find(|(s, _)| s == "web")
+        else {
+            panic!("{done:?}")
+        };
+        let archive = archive.clone().unwrap();
+        assert!(!super::interrupted(&ctx(root.path()).paths));
+        // The state a kill leaves once worker's rollback has given the tag back: web still
+        // on the new image over what it wrote, both noted, the old image kept.
+        let state = root.path().join("var/vol/web/data/state");
+        std::fs::write(&state, "written by app2").unwrap();
+        for (r, id) in [
+            ("app:prod", "sha256:app1"),
+            ("pi-setup-rollback/t-web:app1", "sha256:app1"),
+            ("pi-setup-rollback/t-worker:app1", "sha256:app1"),
+        ] {
+            engine.images.borrow_mut().insert(r.into(), image(id));
+        }
+        let paths = ctx(root.path()).paths;
+        for (service, archive) in [("web", Some(archive)), ("worker", None)] {
+            super::journal_add(
+                &paths,
+                super::Moving {
+                    service: service.into(),
+                    container: format!("t-{service}"),
+                    image: "app:prod".into(),
+                    kept: format!("pi-setup-rollback/t-{service}:app1"),
+                    built: false,
+                    archive,
+                },
+            )
+            .unwrap();
+        }
+        engine.calls.borrow_mut().clear();
+        run_profile(root.path(), &engine, APP_PROFILE)
+            .await
+            .unwrap();
+        for c in ["t-web", "t-worker"] {
+            assert_eq!(image_of(&engine, c), "sha256:app1", "{c}");
+        }
+        assert_eq!(std::fs::read_to_string(&state).unwrap(), "one");
+        assert!(!super::interrupted(&paths));
+        // Only web and worker were touched; the jobs that ran with app2 run again with app1
+        // (as the README says).
+        let calls = engine.calls.borrow().clone();
+        assert!(
+            calls.iter().all(|c| c.starts_with("tag")
+                || c.starts_with("remove_image")
+                || c.ends_with(" t-web")
+                || c.ends_with(" t-worker")
+                || c.ends_with(" t-migrate")
+                || c.ends_with(" t-nightly")
+                || c.ends_with(" t-gateway")),
+            "{calls:?}"
+        );
+        engine.calls.borrow_mut().clear();
+        run_profile(root.path(), &engine, APP_PROFILE)
+            .await
+            .unwrap();
+        assert_eq!(engine.calls.borrow().clone(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn an_update_killed_midway_goes_back_as_one_version_or_stays_if_all_run_their_tag() {
+        let root = tempfile::tempdir().unwrap();
+        let (engine, model) = app_installed(root.path()).await;
+        update_model(root.path(), &engine, &model, &[]).await;
+        // Killed once web ran app2 (its tag's image), and worker's container was removed
+        // and not created yet: worker goes back to app1…
+        for c in ["t-web", "t-worker"] {
+            engine
+                .images
+                .borrow_mut()
+                .insert(format!("pi-setup-rollback/{c}:app1"), image("sha256:app1"));
+        }
+        engine
+            .containers
+            .borrow_mut()
+            .retain(|c| c.name != "t-worker");
+        let paths = ctx(root.path()).paths;
+        for service in ["web", "worker"] {
+            super::journal_add(
+                &paths,
+                super::Moving {
+                    service: service.into(),
+                    container: format!("t-{service}"),
+                    image: "app:prod".into(),
+                    kept: format!("pi-setup-rollback/t-{service}:app1"),
+                    built: false,
+                    archive: None,
+                },
+            )
+            .unwrap();
+        }
+        engine.calls.borrow_mut().clear();
+        super::recover(&ctx(root.path()), &model, &engine, &Progress::new())
+            .await
+            .unwrap();
+        // …and web, on the same image, goes back with it: one version, under its tag.
+        assert_eq!(image_of(&engine, "t-worker"), "sha256:app1");
+        assert_eq!(image_of(&engine, "t-web"), "sha256:app1");
+        assert_eq!(engine.images.borrow()["app:prod"].id, "sha256:app1");
+        assert!(!super::interrupted(&paths));
+
+        // Killed with every one on its tag's image: nothing to do.
+        let root = tempfile::tempdir().unwrap();
+        let (engine, model) = app_installed(root.path()).await;
+        update_model(root.path(), &engine, &model, &[]).await;
+        engine
+            .images
+            .borrow_mut()
+            .insert("pi-setup-rollback/t-web:app1".into(), image("sha256:app1"));
+        let paths = ctx(root.path()).paths;
+        super::journal_add(
+            &paths,
+            super::Moving {
+                service: "web".into(),
+                container: "t-web".into(),
+                image: "app:prod".into(),
+                kept: "pi-setup-rollback/t-web:app1".into(),
+                built: false,
+                archive: None,
+            },
+        )
+        .unwrap();
+        engine.calls.borrow_mut().clear();
+        super::recover(&ctx(root.path()), &model, &engine, &Progress::new())
+            .await
+            .unwrap();
+        assert_eq!(image_of(&engine, "t-web"), "sha256:app2");
+        // Only the tag kept for a rollback goes.
+        assert_eq!(
+            engine.calls.borrow().clone(),
+            ["remove_image pi-setup-rollback/t-web:app1"]
+        );
+        assert!(!super::interrupted(&paths));
     }
 
     #[tokio::test]

@@ -941,7 +941,9 @@ fn a_file_put_where_a_volume_points_is_mounted_as_that_file() {
         stderr(&refused)
     );
     assert!(!conf.join("servers.json").exists());
-    assert!(!docker(&["inspect", &sb.container("admin")]).status.success());
+    assert!(!docker(&["inspect", &sb.container("admin")])
+        .status
+        .success());
     assert!(!sb.path("/etc/pi-setup/services/admin.toml").exists());
 
     std::fs::create_dir_all(&conf).unwrap();

@@ -411,4 +411,57 @@ fn a_migration_job_runs_with_the_new_image_first_and_services_on_one_tag_go_back
     assert_eq!(std::fs::read_to_string(&app).unwrap(), "v1\nv2\nv2\n");
     assert_eq!(sb.get("app.test"), (200, "v2\n".to_string()));
     assert_eq!(versions.rollback_tags(), Vec::<String>::new());
+
+    // A kill in the middle of a rollback (to v1, say): the tag already back on v1, app and
+    // worker still on v2, app's volume written since. `heal` (every minute) finishes it from
+    // the update's journal: both on v1, app's volume from its archive.
+    let archive = said
+        .split("its volume restored from ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .trim_end_matches(';')
+        .to_string();
+    assert!(docker(&["tag", &v1, &versions.tag]).status.success());
+    let mut moving = Vec::new();
+    for c in ["app", "worker"] {
+        let kept = format!("pi-setup-rollback/{}-{c}:killed", sb.instance);
+        assert!(docker(&["tag", &v1, &kept]).status.success());
+        moving.push(format!(
+            "{{\"service\":\"{c}\",\"container\":\"{}\",\"image\":\"{}\",\"kept\":\"{kept}\",\"built\":false,\"archive\":{}}}",
+            sb.container(c),
+            versions.tag,
+            if c == "app" { format!("\"{archive}\"") } else { "null".into() }
+        ));
+    }
+    std::fs::write(&app, "written by v2 after the archive\n").unwrap();
+    let journal = sb.path("/var/lib/pi-setup/update-journal.json");
+    std::fs::write(&journal, format!("{{\"moving\":[{}]}}", moving.join(","))).unwrap();
+    let out = sb.run(&["heal"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out)
+            .contains("app: an update was interrupted; putting it back on its image from before")
+            && stdout(&out).contains("worker: an update was interrupted"),
+        "{}",
+        stdout(&out)
+    );
+    for c in ["app", "worker"] {
+        assert_eq!(inspect(&sb.container(c), "{{.Image}}"), v1, "{c}");
+        assert_eq!(
+            inspect(&sb.container(c), "{{.State.Running}}"),
+            "true",
+            "{c}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&app).unwrap(), "v1\nv2\nv1\n");
+    assert!(!journal.exists());
+    assert_eq!(versions.rollback_tags(), Vec::<String>::new());
+    assert_eq!(sb.get("app.test"), (200, "v1\n".to_string()));
 }

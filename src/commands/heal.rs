@@ -1,8 +1,9 @@
 //! `pi-setup heal`: Docker marks a failing container `unhealthy` but never restarts it; this
 //! does. Run every minute by `pi-setup-heal.timer` (a timer rather than a resident watcher:
 //! nothing stays in the Pi's memory, and a crash of pi-setup cannot stop future runs). It also
-//! finishes a restore a crash cut short, starts what a dead backup or restore left stopped, and
-//! routes to a service again that a dead run had drained (`crate::drain`).
+//! finishes a restore a crash cut short, starts what a dead backup or restore left stopped,
+//! routes to a service again that a dead run had drained (`crate::drain`), and puts back what
+//! a killed `update` was rolling back (`crate::update::recover`).
 
 use std::time::Duration;
 
@@ -17,6 +18,11 @@ pub(crate) async fn heal(ctx: &Context) -> Result<()> {
     // left missing would get an empty directory from Docker's bind mount.
     crate::backup::run::recover_restores(&ctx.paths)?;
     let engine = crate::engine::connect().await?;
+    // A killed `update`: its services back on the images they ran, with their volumes.
+    if crate::update::interrupted(&ctx.paths) {
+        let model = crate::input::Inputs::read(None, &ctx.paths)?.model()?;
+        crate::update::recover(ctx, &model, &engine, &crate::progress::Progress::new()).await?;
+    }
     // A run killed while a service was drained left the gateway showing its maintenance page.
     if let Some(services) = crate::drain::recover(&engine, &ctx.paths, &ctx.names).await? {
         println!("reloading the gateway (a drain of {services} did not finish)");

@@ -64,6 +64,12 @@ impl Paths {
             .join(container)
     }
 
+    /// What an `update` in progress has moved, for the recovery of a killed one
+    /// (`crate::update::Moving`).
+    pub(crate) fn update_journal(&self) -> PathBuf {
+        self.host("/var/lib/pi-setup/update-journal.json")
+    }
+
     /// Why the last backup could not copy to this `[[backup.copy]]` target (gone once it could).
     pub(crate) fn copy_failed(&self, target: &str) -> PathBuf {
         self.host("/var/lib/pi-setup/copy-failed").join(target)
