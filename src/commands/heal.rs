@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use crate::commands::Context;
 use crate::engine::{Engine, HealthStatus};
@@ -19,10 +19,18 @@ pub(crate) async fn heal(ctx: &Context) -> Result<()> {
     crate::backup::run::recover_restores(&ctx.paths)?;
     let engine = crate::engine::connect().await?;
     // A killed `update`: its services back on the images they ran, with their volumes.
-    if crate::update::interrupted(&ctx.paths) {
-        let model = crate::input::Inputs::read(None, &ctx.paths)?.model()?;
-        crate::update::recover(ctx, &model, &engine, &crate::progress::Progress::new()).await?;
-    }
+    // Not finished (a profile that does not read, Docker refusing a step): the rest of heal
+    // goes on, then it fails saying why; the next run tries again.
+    let update_recovered = if crate::update::interrupted(&ctx.paths) {
+        let recovered = async {
+            let model = crate::input::Inputs::read(None, &ctx.paths)?.model()?;
+            crate::update::recover(ctx, &model, &engine, &crate::progress::Progress::new()).await
+        }
+        .await;
+        recovered.context("an interrupted update could not be finished yet")
+    } else {
+        Ok(())
+    };
     // A run killed while a service was drained left the gateway showing its maintenance page.
     if let Some(services) = crate::drain::recover(&engine, &ctx.paths, &ctx.names).await? {
         println!("reloading the gateway (a drain of {services} did not finish)");
@@ -56,5 +64,5 @@ pub(crate) async fn heal(ctx: &Context) -> Result<()> {
     if restarted == 0 {
         println!("All services with a health check are healthy.");
     }
-    Ok(())
+    update_recovered
 }
