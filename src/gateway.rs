@@ -700,6 +700,23 @@ mod tests {
     }
 
     #[test]
+    fn a_route_can_go_to_another_port_of_its_service() {
+        let m = model_of(
+            "[gateway]\nhttps = \"off\"\n\n\
+             [[service]]\nname = \"app\"\nimage = \"a:1\"\nport = 8000\ndomains = [\"example.com\"]\n\
+             routes = [{ host = \"example.com\", path = \"/admin\", port = 9000 }]\n",
+        );
+        let text = caddyfile_draining(&m.gateway, &m.services, &BTreeSet::new());
+        let admin = text.find("/admin").expect(&text);
+        let to_admin = text[admin..].find("reverse_proxy app:9000").expect(&text);
+        assert!(
+            !text[admin..admin + to_admin].contains("reverse_proxy"),
+            "/admin goes to port 9000: {text}"
+        );
+        assert!(text.contains("reverse_proxy app:8000"), "{text}");
+    }
+
+    #[test]
     fn a_drained_service_shows_the_maintenance_page_on_its_routes_and_keeps_its_static_files() {
         // web: domains, a path route and static files on a host it shares with graphql;
         // simple: domains only. Both drained; graphql and firefly are not.
