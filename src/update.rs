@@ -33,6 +33,9 @@ use crate::reconcile::desired_state;
 /// is over: `pi-setup-rollback/<container>:<first 12 hex of its ID>`.
 pub(crate) const ROLLBACK_REPO: &str = "pi-setup-rollback";
 
+/// How a rollback that could not put a service back begins its `still_down`.
+const ROLLBACK_FAILED: &str = "the rollback failed";
+
 /// How long a service without a health check must keep running after its update to count as
 /// up (with one, its health check decides).
 pub(crate) const SETTLE: Duration = Duration::from_secs(5);
@@ -441,8 +444,17 @@ pub(crate) async fn update(
             }
         }
     }
-    // Every outcome is final: nothing is left for a recovery.
-    journal_clear(&ctx.paths)?;
+    // Every outcome is final: nothing is left for a recovery but a rollback that failed
+    // part-way (its container may be gone, its volume not restored): `recover` tries again.
+    let stuck: Vec<String> = out
+        .iter()
+        .filter(|(_, o)| {
+            matches!(o, Outcome::RolledBack { still_down: Some(s), .. } if s.starts_with(ROLLBACK_FAILED))
+        })
+        .filter_map(|(service, _)| current.iter().find(|(s, _, _)| s == service))
+        .map(|(_, c, _)| c.name.clone())
+        .collect();
+    journal_keep(&ctx.paths, &stuck)?;
     out.sort_by_key(|(s, _)| chosen.iter().position(|c| c == s));
     Ok(out)
 }
@@ -608,6 +620,7 @@ impl<E: Engine> One<'_, E> {
         // From here a kill leaves it to `recover` (heal, the next update or apply): on its
         // old image again, with this archive, unless it runs what its tag says.
         if let Err(e) = journal_add(&self.ctx.paths, self.moving(archive.clone())) {
+            self.abandon(new_id).await;
             return Outcome::Failed(format!(
                 "its update could not be noted for a recovery, so it was not updated: {e:#}"
             ));
@@ -635,6 +648,7 @@ impl<E: Engine> One<'_, E> {
             Ok(()) => {
                 // Its rollback tag stays until the update is over: a later service on the
                 // same image that does not come up takes this one back too.
+                journal_confirm(&self.ctx.paths, name);
                 self.done_stopping();
                 Outcome::Updated {
                     from: short(&self.old.image_id),
@@ -655,7 +669,23 @@ impl<E: Engine> One<'_, E> {
             kept: self.kept.to_string(),
             built: self.built,
             archive,
+            confirmed: false,
         }
+    }
+
+    /// Not updated after all, once its archive was taken: running again if the archive
+    /// stopped it, routed to again, and its tag back on the image it runs.
+    async fn abandon(&self, new_id: &str) {
+        let marker = self.ctx.paths.stopped_for_backup(&self.spec.name);
+        if marker.exists() && self.engine.start(&self.spec.name).await.is_ok() {
+            let _ = host::remove_file(&marker);
+        }
+        self.drains.release(self.engine, &self.spec.name).await;
+        if !self.built {
+            let _ = self.engine.tag(self.kept, &self.spec.image).await;
+            let _ = self.engine.remove_image(new_id).await;
+        }
+        self.leave().await;
     }
 
     /// Not moved: the tag kept for its rollback goes.
@@ -829,7 +859,7 @@ impl<E: Engine> One<'_, E> {
             Ok(spec) => wait_until_up(self.engine, name, spec.health.as_ref(), settle)
                 .await
                 .err(),
-            Err(e) => Some(format!("the rollback failed: {e:#}")),
+            Err(e) => Some(format!("{ROLLBACK_FAILED}: {e:#}")),
         };
         if still_down.is_none() {
             // Nothing needs the new image now (best effort: another service may use it), nor
@@ -870,6 +900,9 @@ pub(crate) struct Moving {
     pub(crate) built: bool,
     /// Its volume as it was before (none: it mounts nothing of its own).
     pub(crate) archive: Option<PathBuf>,
+    /// Seen up on the new image (until then, a kill puts it and its image's others back).
+    #[serde(default)]
+    pub(crate) confirmed: bool,
 }
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -898,6 +931,34 @@ fn journal_add(paths: &host::paths::Paths, m: Moving) -> Result<()> {
     j.moving.push(m);
     let path = paths.update_journal();
     host::write_atomic(&path, &serde_json::to_vec_pretty(&j)?, 0o600)?;
+    Ok(())
+}
+
+/// Notes that a service came up on its new image (best effort: unnoted, a kill before the
+/// update ends puts it back, which is the safe side).
+fn journal_confirm(paths: &host::paths::Paths, container: &str) {
+    if let Ok(mut j) = journal_read(paths) {
+        for m in j.moving.iter_mut().filter(|m| m.container == container) {
+            m.confirmed = true;
+        }
+        if let Ok(bytes) = serde_json::to_vec_pretty(&j) {
+            let _ = host::write_atomic(&paths.update_journal(), &bytes, 0o600);
+        }
+    }
+}
+
+/// Keeps only these containers' notes (their rollback failed: `recover` tries again).
+fn journal_keep(paths: &host::paths::Paths, containers: &[String]) -> Result<()> {
+    let mut j = journal_read(paths)?;
+    j.moving.retain(|m| containers.contains(&m.container));
+    if j.moving.is_empty() {
+        return journal_clear(paths);
+    }
+    host::write_atomic(
+        &paths.update_journal(),
+        &serde_json::to_vec_pretty(&j)?,
+        0o600,
+    )?;
     Ok(())
 }
 
@@ -952,10 +1013,11 @@ async fn put_back(
     Ok(spec)
 }
 
-/// Finishes what a killed `update` left (see [`Moving`]): a service whose container is gone,
-/// or runs another image than its tag now says (a rollback had begun), is put back on the
-/// image it ran before, with its volume from the archive taken before, and so are the others
-/// noted on its image; when none has to, they stay as they are (on their tag's image). Called with the lock held by `update`, `apply` and
+/// Finishes what a killed `update` left (see [`Moving`]): a service not seen up on its new
+/// image, or whose container is gone, or runs another image than its tag now says (a rollback
+/// had begun), is put back on the image it ran before, with its volume from the archive taken
+/// before, and so are the others noted on its image (their tag goes back too); when every one
+/// was seen up and runs its tag's image, they stay. Called with the lock held by `update`, `apply` and
 /// `heal` (every minute). Says what it did.
 pub(crate) async fn recover(
     ctx: &Context,
@@ -968,8 +1030,9 @@ pub(crate) async fn recover(
         return Ok(());
     }
     let drains = Drains::new(model, &ctx.paths, &ctx.names, progress);
-    // Where each stands: its old image's ID (None: gone, nothing to go back to), and whether
-    // it must go back (its container is gone, or runs neither its old image nor its tag's).
+    // Where each stands: its old image's ID (None: gone, nothing to go back to), whether it
+    // runs it, and whether it must go back (not seen up on its new image, its container gone,
+    // or on another image than its tag now says: a rollback had begun).
     let mut found = Vec::new();
     for m in &journal.moving {
         let Some(kept) = engine.image(&m.kept).await? else {
@@ -986,10 +1049,11 @@ pub(crate) async fn recover(
             engine.image(&m.image).await?.map(|i| i.id)
         };
         let on_old = current.as_ref().is_some_and(|c| c.image_id == kept.id);
-        let must = !on_old
-            && current
-                .as_ref()
-                .is_none_or(|c| !m.built && tagged.as_deref() != Some(c.image_id.as_str()));
+        let must = !m.confirmed
+            || !on_old
+                && current
+                    .as_ref()
+                    .is_none_or(|c| !m.built && tagged.as_deref() != Some(c.image_id.as_str()));
         found.push((m, kept.id, on_old, must));
     }
     // One that goes back takes back the others on its image (one version of an app).
@@ -999,8 +1063,14 @@ pub(crate) async fn recover(
         .map(|f| f.0.image.as_str())
         .collect();
     for (m, kept_id, on_old, _) in &found {
-        if *on_old || !going_back.contains(&m.image.as_str()) || model.service(&m.service).is_none()
-        {
+        if !going_back.contains(&m.image.as_str()) || model.service(&m.service).is_none() {
+            continue;
+        }
+        if *on_old {
+            // Still on it (killed before its container went): only the tag goes back.
+            if !m.built {
+                engine.tag(&m.kept, &m.image).await?;
+            }
             continue;
         }
         println!(
@@ -1014,10 +1084,18 @@ pub(crate) async fn recover(
         drains.release_all(engine).await;
         let _ = host::remove_file(&ctx.paths.stopped_for_backup(&m.container));
     }
-    // The tags kept for a rollback are done with (a built one is the image it runs again).
-    for (m, ..) in &found {
-        if !m.built {
-            let _ = engine.remove_image(&m.kept).await;
+    // The tags kept for a rollback are done with, the jobs' too (a built one put back is the
+    // image it runs again).
+    for s in &model.services {
+        let container = ctx.names.object(s.name.as_str());
+        for tag in engine
+            .tags_in(&format!("{ROLLBACK_REPO}/{container}"))
+            .await?
+        {
+            let runs = found.iter().any(|(m, ..)| m.built && m.kept == tag);
+            if !runs {
+                let _ = engine.remove_image(&tag).await;
+            }
         }
     }
     journal_clear(&ctx.paths)
@@ -1877,6 +1955,7 @@ mod tests {
                     image: "app:prod".into(),
                     kept: format!("pi-setup-rollback/t-{service}:app1"),
                     built: false,
+                    confirmed: service == "web",
                     archive,
                 },
             )
@@ -1939,6 +2018,7 @@ mod tests {
                     kept: format!("pi-setup-rollback/t-{service}:app1"),
                     built: false,
                     archive: None,
+                    confirmed: service == "web",
                 },
             )
             .unwrap();
@@ -1971,6 +2051,7 @@ mod tests {
                 kept: "pi-setup-rollback/t-web:app1".into(),
                 built: false,
                 archive: None,
+                confirmed: true,
             },
         )
         .unwrap();
@@ -1985,6 +2066,111 @@ mod tests {
             ["remove_image pi-setup-rollback/t-web:app1"]
         );
         assert!(!super::interrupted(&paths));
+    }
+
+    /// `update` killed (the fake panics) at `call`: the state it leaves, journal included.
+    async fn killed_at(root: &Path, engine: &Fake, model: &Model, call: &str) {
+        use futures_util::FutureExt as _;
+        *engine.panic_at.borrow_mut() = Some(call.to_string());
+        let run = std::panic::AssertUnwindSafe(update_model(root, engine, model, &[]))
+            .catch_unwind()
+            .await;
+        assert!(run.is_err(), "not killed at {call}");
+        *engine.panic_at.borrow_mut() = None;
+        assert!(super::interrupted(&ctx(root).paths));
+    }
+
+    #[tokio::test]
+    async fn an_update_killed_at_each_step_is_put_back_by_the_next_run() {
+        // Killed as worker's new container starts: web (seen up on app2) and worker go back
+        // to app1, web's volume from its archive; the tag with them.
+        let root = tempfile::tempdir().unwrap();
+        let (engine, model) = app_installed(root.path()).await;
+        killed_at(root.path(), &engine, &model, "start t-worker").await;
+        assert_eq!(image_of(&engine, "t-web"), "sha256:app2");
+        std::fs::write(root.path().join("var/vol/web/data/state"), "by app2").unwrap();
+        run_profile(root.path(), &engine, APP_PROFILE)
+            .await
+            .unwrap();
+        for c in ["t-web", "t-worker"] {
+            assert_eq!(image_of(&engine, c), "sha256:app1", "{c}");
+        }
+        assert_eq!(engine.images.borrow()["app:prod"].id, "sha256:app1");
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("var/vol/web/data/state")).unwrap(),
+            "one"
+        );
+        assert!(!super::interrupted(&ctx(root.path()).paths));
+        assert_eq!(rollback_tags(&engine), Vec::<String>::new());
+
+        // Killed before web's old container went: it runs app1 still; the tag goes back to
+        // it, so the next apply does not move it unwatched.
+        let root = tempfile::tempdir().unwrap();
+        let (engine, model) = app_installed(root.path()).await;
+        killed_at(root.path(), &engine, &model, "remove_container t-web").await;
+        assert_eq!(engine.images.borrow()["app:prod"].id, "sha256:app2");
+        engine.calls.borrow_mut().clear();
+        super::recover(&ctx(root.path()), &model, &engine, &Progress::new())
+            .await
+            .unwrap();
+        assert_eq!(engine.images.borrow()["app:prod"].id, "sha256:app1");
+        assert_eq!(image_of(&engine, "t-web"), "sha256:app1");
+        assert!(
+            !engine.calls.borrow().iter().any(|c| c.ends_with(" t-web")),
+            "{:?}",
+            engine.calls.borrow()
+        );
+        assert!(!super::interrupted(&ctx(root.path()).paths));
+
+        // Killed after every one came up, before the journal went: nothing to put back.
+        let root = tempfile::tempdir().unwrap();
+        let (engine, model) = app_installed(root.path()).await;
+        killed_at(
+            root.path(),
+            &engine,
+            &model,
+            "remove_image pi-setup-rollback/t-migrate:app1",
+        )
+        .await;
+        engine.calls.borrow_mut().clear();
+        super::recover(&ctx(root.path()), &model, &engine, &Progress::new())
+            .await
+            .unwrap();
+        for c in ["t-web", "t-worker"] {
+            assert_eq!(image_of(&engine, c), "sha256:app2", "{c}");
+        }
+        assert!(engine
+            .calls
+            .borrow()
+            .iter()
+            .all(|c| c.starts_with("remove_image pi-setup-rollback/")));
+    }
+
+    #[tokio::test]
+    async fn a_rollback_that_fails_part_way_is_tried_again_by_the_next_run() {
+        let root = tempfile::tempdir().unwrap();
+        let (engine, model) = app_installed(root.path()).await;
+        // Docker refuses worker's container, new and old alike.
+        *engine.fail.borrow_mut() = Some("create_container t-worker".into());
+        let done = update_model(root.path(), &engine, &model, &[]).await;
+        assert!(
+            matches!(&done.iter().find(|(s, _)| s == "worker").unwrap().1,
+                Outcome::RolledBack { still_down: Some(s), .. } if s.starts_with("the rollback failed: ")),
+            "{done:?}"
+        );
+        assert!(!engine
+            .containers
+            .borrow()
+            .iter()
+            .any(|c| c.name == "t-worker"));
+        // Its note stays; once Docker takes it, the next run puts it back on app1.
+        assert!(super::interrupted(&ctx(root.path()).paths));
+        *engine.fail.borrow_mut() = None;
+        run_profile(root.path(), &engine, APP_PROFILE)
+            .await
+            .unwrap();
+        assert_eq!(image_of(&engine, "t-worker"), "sha256:app1");
+        assert!(!super::interrupted(&ctx(root.path()).paths));
     }
 
     #[tokio::test]

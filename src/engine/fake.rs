@@ -35,6 +35,8 @@ pub(crate) struct Fake {
     pub(crate) job_exit: RefCell<i64>,
     /// Image IDs whose containers fail their health check (or, without one, exit) once started.
     pub(crate) broken_images: RefCell<Vec<String>>,
+    /// A call (as recorded) at which the fake panics, as a kill would stop a run there.
+    pub(crate) panic_at: RefCell<Option<String>>,
     /// The same for one container only: (its name, the image ID it fails with).
     pub(crate) broken_in: RefCell<Vec<(String, String)>>,
 }
@@ -56,6 +58,10 @@ impl Fake {
     }
 
     fn record(&self, call: String) -> Result<(), EngineError> {
+        assert!(
+            self.panic_at.borrow().as_deref() != Some(call.as_str()),
+            "killed at {call}"
+        );
         if self.fail.borrow().as_deref() == Some(call.as_str()) {
             return Err(EngineError::Api {
                 what: call,
