@@ -239,6 +239,14 @@ async fn wait_for_gateway(name: &str, paths: &Paths, engine: &impl Engine) -> Re
     Ok(())
 }
 
+/// A job's last lines, or a word that it printed none.
+fn last_output(logs: &str) -> &str {
+    match logs.trim_end() {
+        "" => "(it printed nothing)",
+        text => text,
+    }
+}
+
 /// Waits for a job's container to finish; anything but exit code 0 (or too long) fails the
 /// step with the job's last output, so what depends on it is not started.
 async fn run_to_completion(engine: &impl Engine, name: &str, timeout: Duration) -> Result<()> {
@@ -256,7 +264,7 @@ async fn run_to_completion(engine: &impl Engine, name: &str, timeout: Duration) 
             anyhow::bail!(
                 "job {name} failed (exit code {}); its last output:\n{}",
                 c.exit_code.map_or("unknown".to_string(), |c| c.to_string()),
-                logs.trim_end()
+                last_output(&logs)
             );
         }
         if started.elapsed() >= timeout {
@@ -265,7 +273,7 @@ async fn run_to_completion(engine: &impl Engine, name: &str, timeout: Duration) 
             anyhow::bail!(
                 "job {name} did not finish within {}s (its timeout); it was stopped; its last output:\n{}",
                 timeout.as_secs(),
-                logs.trim_end()
+                last_output(&logs)
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

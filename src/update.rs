@@ -918,8 +918,13 @@ pub(crate) fn interrupted(paths: &host::paths::Paths) -> bool {
 fn journal_read(paths: &host::paths::Paths) -> Result<Journal> {
     let path = paths.update_journal();
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .with_context(|| format!("reading {} (an interrupted update)", path.display())),
+        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "reading {} (the notes of an interrupted update): if it is damaged, see what \
+                 runs with `pi-setup status`, restore a volume by hand if needed, and delete it",
+                path.display()
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Journal::default()),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }

@@ -865,6 +865,7 @@ impl Service {
 
     /// Every proxied route: the `domains` at `/` on `port`, then the explicit `routes`.
     pub(crate) fn all_routes(&self) -> Vec<Route> {
+        debug_assert_eq!(self.domains.len(), self.domain_spans.len());
         let mut out: Vec<Route> = self
             .domains
             .iter()
