@@ -66,7 +66,18 @@ impl Versions {
         );
         let reference = format!("{}:{v}", self.local);
         let mut child = std::process::Command::new("docker")
-            .args(["build", "-q", "-t", &reference, "-"])
+            // The label makes the image this test's own: two tests building the same text
+            // would share one image ID, and one's clean-up (`rmi -f` by ID) would take the
+            // other's image away mid-test.
+            .args([
+                "build",
+                "-q",
+                "--label",
+                &format!("pi-setup-test.instance={}", self.instance),
+                "-t",
+                &reference,
+                "-",
+            ])
             .env("DOCKER_BUILDKIT", "0")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -405,14 +416,14 @@ fn a_migration_job_runs_with_the_new_image_first_and_services_on_one_tag_go_back
         "{said}"
     );
     for c in ["app", "worker"] {
-        assert_eq!(inspect(&sb.container(c), "{{.Image}}"), v2, "{c}");
+        assert_eq!(inspect(&sb.container(c), "{{.Image}}"), v2, "{c}: {said}");
         assert_eq!(
             inspect(&sb.container(c), "{{.State.Running}}"),
             "true",
-            "{c}"
+            "{c}: {said}"
         );
     }
-    assert_eq!(inspect(&versions.tag, "{{.Id}}"), v2);
+    assert_eq!(inspect(&versions.tag, "{{.Id}}"), v2, "{said}");
     assert_eq!(std::fs::read_to_string(&jobs).unwrap(), "v1\nv2\nv3\n");
     // app's volume as it was before v3 wrote to it, then v2 started on it again.
     assert_eq!(std::fs::read_to_string(&app).unwrap(), "v1\nv2\nv2\n");
