@@ -410,22 +410,8 @@ pub(crate) async fn update(
                              and the next `pi-setup apply` runs it again with the old image"
                         ))
                     } else {
-                        match one.roll_back(what.clone(), archive, &id, settle).await {
-                            Outcome::RolledBack {
-                                to,
-                                why,
-                                archive,
-                                still_down,
-                                ..
-                            } => Outcome::RolledBack {
-                                to,
-                                why,
-                                archive,
-                                still_down,
-                                with: Some(culprit.clone()),
-                            },
-                            o => o,
-                        }
+                        one.roll_back(what.clone(), archive, &id, settle, Some(culprit.clone()))
+                            .await
                     };
                     if let Some(o) = out.iter_mut().find(|(s, _)| *s == other) {
                         o.1 = back;
@@ -592,11 +578,7 @@ impl<E: Engine> One<'_, E> {
             Err(e) => {
                 // Left as it was: the tag goes back to the image it runs, so the next `apply`
                 // does not move it to an image nobody watched come up.
-                if !self.built {
-                    let _ = self.engine.tag(self.kept, &self.spec.image).await;
-                    let _ = self.engine.remove_image(new_id).await;
-                }
-                let _ = self.engine.remove_image(self.kept).await;
+                self.abandon(new_id).await;
                 return Outcome::Failed(format!(
                     "its volume could not be archived first, so it was not updated: {e:#}"
                 ));
@@ -630,18 +612,8 @@ impl<E: Engine> One<'_, E> {
             self.spec.image,
             short(new_id)
         ));
-        let applied = execute::apply(
-            &Plan { actions: steps },
-            desired,
-            self.engine,
-            &self.ctx.paths,
-            &self.ctx.names,
-            self.progress,
-            self.drains,
-        )
-        .await;
-        let up = match applied {
-            Ok(_) => wait_until_up(self.engine, name, self.spec.health.as_ref(), settle).await,
+        let up = match self.apply(steps, desired).await {
+            Ok(()) => wait_until_up(self.engine, name, self.spec.health.as_ref(), settle).await,
             Err(e) => Err(format!("{e:#}")),
         };
         match up {
@@ -656,7 +628,7 @@ impl<E: Engine> One<'_, E> {
                     archive,
                 }
             }
-            Err(why) => self.roll_back(why, archive, new_id, settle).await,
+            Err(why) => self.roll_back(why, archive, new_id, settle, None).await,
         }
     }
 
@@ -681,11 +653,34 @@ impl<E: Engine> One<'_, E> {
             let _ = host::remove_file(&marker);
         }
         self.drains.release(self.engine, &self.spec.name).await;
+        self.tag_back(self.kept, Some(new_id)).await;
+    }
+
+    /// Not moved: its tag back on `to` (a built image has no tag to move), the new image
+    /// removed if nothing holds it, and its rollback tag gone.
+    async fn tag_back(&self, to: &str, new_id: Option<&str>) {
         if !self.built {
-            let _ = self.engine.tag(self.kept, &self.spec.image).await;
-            let _ = self.engine.remove_image(new_id).await;
+            let _ = self.engine.tag(to, &self.spec.image).await;
+            if let Some(id) = new_id {
+                let _ = self.engine.remove_image(id).await;
+            }
         }
         self.leave().await;
+    }
+
+    /// Runs steps of the plan for this service.
+    async fn apply(&self, steps: Vec<Action>, desired: &Desired) -> Result<()> {
+        execute::apply(
+            &Plan { actions: steps },
+            desired,
+            self.engine,
+            &self.ctx.paths,
+            &self.ctx.names,
+            self.progress,
+            self.drains,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Not moved: the tag kept for its rollback goes.
@@ -696,11 +691,7 @@ impl<E: Engine> One<'_, E> {
     /// Not moved although its image is new: the tag goes back to the image it runs, so the
     /// next `apply` does not move it unwatched either.
     async fn hold_back(&self, new_id: &str, why: String) -> Outcome {
-        if !self.built {
-            let _ = self.engine.tag(self.kept, &self.spec.image).await;
-            let _ = self.engine.remove_image(new_id).await;
-        }
-        self.leave().await;
+        self.tag_back(self.kept, Some(new_id)).await;
         Outcome::Failed(why)
     }
 
@@ -727,26 +718,14 @@ impl<E: Engine> One<'_, E> {
             self.spec.image,
             short(new_id)
         ));
-        let ran = execute::apply(
-            &Plan { actions: steps },
-            desired,
-            self.engine,
-            &self.ctx.paths,
-            &self.ctx.names,
-            self.progress,
-            self.drains,
-        )
-        .await;
-        match ran {
-            Ok(_) => Outcome::Ran {
+        match self.apply(steps, desired).await {
+            Ok(()) => Outcome::Ran {
                 from: short(&self.old.image_id),
                 to: short(new_id),
             },
             Err(e) => {
-                if !self.built {
-                    let _ = self.engine.tag(back_to, &self.spec.image).await;
-                }
-                self.leave().await;
+                // Its failed container holds the new image: not removed.
+                self.tag_back(back_to, None).await;
                 Outcome::Failed(format!(
                     "it failed with its new image {}: {e:#}",
                     short(new_id)
@@ -839,6 +818,7 @@ impl<E: Engine> One<'_, E> {
         archive: Option<PathBuf>,
         new_id: &str,
         settle: Duration,
+        with: Option<String>,
     ) -> Outcome {
         let (name, service) = (&self.spec.name, &self.spec.service);
         self.progress
@@ -874,7 +854,7 @@ impl<E: Engine> One<'_, E> {
             why,
             archive,
             still_down,
-            with: None,
+            with,
         }
     }
 
@@ -930,13 +910,24 @@ fn journal_read(paths: &host::paths::Paths) -> Result<Journal> {
     }
 }
 
+/// Writes the journal (0600: it names archives), or removes it when it notes nothing.
+fn journal_write(paths: &host::paths::Paths, j: &Journal) -> Result<()> {
+    if j.moving.is_empty() {
+        return journal_clear(paths);
+    }
+    host::write_atomic(
+        &paths.update_journal(),
+        &serde_json::to_vec_pretty(j)?,
+        0o600,
+    )?;
+    Ok(())
+}
+
 fn journal_add(paths: &host::paths::Paths, m: Moving) -> Result<()> {
     let mut j = journal_read(paths)?;
     j.moving.retain(|x| x.container != m.container);
     j.moving.push(m);
-    let path = paths.update_journal();
-    host::write_atomic(&path, &serde_json::to_vec_pretty(&j)?, 0o600)?;
-    Ok(())
+    journal_write(paths, &j)
 }
 
 /// Notes that a service came up on its new image (best effort: unnoted, a kill before the
@@ -946,9 +937,7 @@ fn journal_confirm(paths: &host::paths::Paths, container: &str) {
         for m in j.moving.iter_mut().filter(|m| m.container == container) {
             m.confirmed = true;
         }
-        if let Ok(bytes) = serde_json::to_vec_pretty(&j) {
-            let _ = host::write_atomic(&paths.update_journal(), &bytes, 0o600);
-        }
+        let _ = journal_write(paths, &j);
     }
 }
 
@@ -956,15 +945,7 @@ fn journal_confirm(paths: &host::paths::Paths, container: &str) {
 fn journal_keep(paths: &host::paths::Paths, containers: &[String]) -> Result<()> {
     let mut j = journal_read(paths)?;
     j.moving.retain(|m| containers.contains(&m.container));
-    if j.moving.is_empty() {
-        return journal_clear(paths);
-    }
-    host::write_atomic(
-        &paths.update_journal(),
-        &serde_json::to_vec_pretty(&j)?,
-        0o600,
-    )?;
-    Ok(())
+    journal_write(paths, &j)
 }
 
 fn journal_clear(paths: &host::paths::Paths) -> Result<()> {
