@@ -1021,6 +1021,20 @@ pub(crate) async fn recover(
     // or on another image than its tag now says: a rollback had begun).
     let mut found = Vec::new();
     for m in &journal.moving {
+        // Only what this instance's update writes: a service of the profile, its own
+        // container, and a rollback tag of it (a note edited by hand must not remove or
+        // retag anything else).
+        let container = ctx.names.object(&m.service);
+        let ours = model.service(&m.service).is_some()
+            && m.container == container
+            && m.kept.starts_with(&format!("{ROLLBACK_REPO}/{container}:"));
+        if !ours {
+            println!(
+                "{}: a note of an interrupted update names container {} and image {}, which are not this service's; left as they are",
+                m.service, m.container, m.kept
+            );
+            continue;
+        }
         let Some(kept) = engine.image(&m.kept).await? else {
             println!(
                 "{}: an interrupted update left no image to go back to ({} is gone); left as it is",
@@ -1049,7 +1063,7 @@ pub(crate) async fn recover(
         .map(|f| f.0.image.as_str())
         .collect();
     for (m, kept_id, on_old, _) in &found {
-        if !going_back.contains(&m.image.as_str()) || model.service(&m.service).is_none() {
+        if !going_back.contains(&m.image.as_str()) {
             continue;
         }
         if *on_old {
@@ -2157,6 +2171,49 @@ mod tests {
             .unwrap();
         assert_eq!(image_of(&engine, "t-worker"), "sha256:app1");
         assert!(!super::interrupted(&ctx(root.path()).paths));
+    }
+
+    #[tokio::test]
+    async fn a_journal_note_that_names_another_container_is_left_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let (engine, model) = app_installed(root.path()).await;
+        let paths = ctx(root.path()).paths;
+        engine
+            .images
+            .borrow_mut()
+            .insert("pi-setup-rollback/t-db:db0".into(), image("sha256:db0"));
+        // Edited by hand: web's note pointing at db's container, and one of no service.
+        for (service, container) in [("web", "t-db"), ("gone", "t-gone")] {
+            super::journal_add(
+                &paths,
+                super::Moving {
+                    service: service.into(),
+                    container: container.into(),
+                    image: "db:16".into(),
+                    kept: format!("pi-setup-rollback/{container}:db0"),
+                    built: false,
+                    archive: None,
+                    confirmed: false,
+                },
+            )
+            .unwrap();
+        }
+        engine.calls.borrow_mut().clear();
+        super::recover(&ctx(root.path()), &model, &engine, &Progress::new())
+            .await
+            .unwrap();
+        assert_eq!(image_of(&engine, "t-db"), "sha256:db1");
+        assert_eq!(engine.images.borrow()["db:16"].id, "sha256:db1");
+        assert!(
+            !engine
+                .calls
+                .borrow()
+                .iter()
+                .any(|c| c.contains("t-db") && !c.starts_with("remove_image pi-setup-rollback/")),
+            "{:?}",
+            engine.calls.borrow()
+        );
+        assert!(!super::interrupted(&paths));
     }
 
     #[tokio::test]
