@@ -1923,6 +1923,28 @@ mod tests {
         assert!(last("start t-worker") < last("start t-web"), "{calls:?}");
     }
 
+    /// The journal's note of `service` of `APP_PROFILE` moving from app1 to `app:prod`.
+    fn note_app(
+        paths: &Paths,
+        service: &str,
+        archive: Option<std::path::PathBuf>,
+        confirmed: bool,
+    ) {
+        super::journal_add(
+            paths,
+            super::Moving {
+                service: service.into(),
+                container: format!("t-{service}"),
+                image: "app:prod".into(),
+                kept: format!("pi-setup-rollback/t-{service}:app1"),
+                built: false,
+                archive,
+                confirmed,
+            },
+        )
+        .unwrap();
+    }
+
     #[tokio::test]
     async fn an_update_killed_in_its_rollback_is_finished_by_the_next_apply() {
         let root = tempfile::tempdir().unwrap();
@@ -1947,19 +1969,7 @@ mod tests {
         }
         let paths = ctx(root.path()).paths;
         for (service, archive) in [("web", Some(archive)), ("worker", None)] {
-            super::journal_add(
-                &paths,
-                super::Moving {
-                    service: service.into(),
-                    container: format!("t-{service}"),
-                    image: "app:prod".into(),
-                    kept: format!("pi-setup-rollback/t-{service}:app1"),
-                    built: false,
-                    confirmed: service == "web",
-                    archive,
-                },
-            )
-            .unwrap();
+            note_app(&paths, service, archive, service == "web");
         }
         engine.calls.borrow_mut().clear();
         run_profile(root.path(), &engine, APP_PROFILE)
@@ -2009,19 +2019,7 @@ mod tests {
             .retain(|c| c.name != "t-worker");
         let paths = ctx(root.path()).paths;
         for service in ["web", "worker"] {
-            super::journal_add(
-                &paths,
-                super::Moving {
-                    service: service.into(),
-                    container: format!("t-{service}"),
-                    image: "app:prod".into(),
-                    kept: format!("pi-setup-rollback/t-{service}:app1"),
-                    built: false,
-                    archive: None,
-                    confirmed: service == "web",
-                },
-            )
-            .unwrap();
+            note_app(&paths, service, None, service == "web");
         }
         engine.calls.borrow_mut().clear();
         super::recover(&ctx(root.path()), &model, &engine, &Progress::new())
@@ -2042,19 +2040,7 @@ mod tests {
             .borrow_mut()
             .insert("pi-setup-rollback/t-web:app1".into(), image("sha256:app1"));
         let paths = ctx(root.path()).paths;
-        super::journal_add(
-            &paths,
-            super::Moving {
-                service: "web".into(),
-                container: "t-web".into(),
-                image: "app:prod".into(),
-                kept: "pi-setup-rollback/t-web:app1".into(),
-                built: false,
-                archive: None,
-                confirmed: true,
-            },
-        )
-        .unwrap();
+        note_app(&paths, "web", None, true);
         engine.calls.borrow_mut().clear();
         super::recover(&ctx(root.path()), &model, &engine, &Progress::new())
             .await

@@ -213,6 +213,19 @@ pub fn assert_ok(out: &Output) {
     );
 }
 
+/// A run that ended with exit code `code`; its standard output.
+#[track_caller]
+pub fn exits(out: &Output, code: i32) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
+    stdout(out)
+}
+
 /// A run that succeeded and found nothing to do.
 #[track_caller]
 pub fn assert_nothing_changed(out: &Output) {

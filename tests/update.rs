@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::harness::{
-    assert_nothing_changed, docker, inspect, lines, stderr, stdout, try_get, Sandbox, BUSYBOX_IMAGE,
+    assert_nothing_changed, docker, exits, inspect, lines, nanos, stderr, stdout, try_get, Sandbox,
+    BUSYBOX_IMAGE,
 };
 
 fn registry() -> String {
@@ -250,13 +251,7 @@ fn a_moved_tag_is_updated_and_a_new_image_that_fails_its_health_check_is_rolled_
     let other = Traffic::start(sb.http_port, "other.test", "hello from busybox");
     let app = Traffic::start(sb.http_port, "app.test", "v");
     let out = sb.run(&["update", "app"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    exits(&out, 0);
     assert!(
         stdout(&out).starts_with(&format!(
             "app              updated: image {} -> {}; its volume was archived to {}",
@@ -276,13 +271,7 @@ fn a_moved_tag_is_updated_and_a_new_image_that_fails_its_health_check_is_rolled_
     // A broken version: it writes to the volume, then fails its health check.
     versions.push("v3", &v2);
     let out = sb.run(&["update", "app"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    exits(&out, 1);
     assert!(
         stdout(&out).starts_with(&format!(
             "app              ROLLED BACK: the new image did not come up (its health check failed); back on image {}, its volume restored from {}",
@@ -352,15 +341,7 @@ fn a_migration_job_runs_with_the_new_image_first_and_services_on_one_tag_go_back
 
     // v2: the migration runs with it before web and worker move to it.
     versions.push("v2", &v1);
-    let out = sb.run(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let said = stdout(&out);
+    let said = exits(&sb.run(&["update"]), 0);
     let (old, new) = (&v1[7..19], &v2[7..19]);
     assert!(
         said.starts_with(&format!(
@@ -373,13 +354,10 @@ fn a_migration_job_runs_with_the_new_image_first_and_services_on_one_tag_go_back
     );
     assert_eq!(std::fs::read_to_string(&jobs).unwrap(), "v1\nv2\n");
     assert_eq!(std::fs::read_to_string(&app).unwrap(), "v1\nv2\n");
-    // RFC 3339 with the fraction's trailing zeros dropped: padded, they compare as text.
-    let time = |c: &str, what: &str| {
-        let t = inspect(&sb.container(c), &format!("{{{{.State.{what}}}}}"));
-        let (secs, frac) = t.trim_end_matches('Z').split_once('.').unwrap();
-        format!("{secs}.{frac:0<9}")
-    };
-    let (ran, started) = (time("migrate", "FinishedAt"), time("app", "StartedAt"));
+    let (ran, started) = (
+        nanos(&sb.container("migrate"), "FinishedAt"),
+        nanos(&sb.container("app"), "StartedAt"),
+    );
     assert!(
         ran < started,
         "the job finished at {ran}, app started at {started}"
@@ -388,15 +366,7 @@ fn a_migration_job_runs_with_the_new_image_first_and_services_on_one_tag_go_back
 
     // v3: the worker does not come up with it, and takes app back with it (the job ran).
     versions.push("v3", &v2);
-    let out = sb.run(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let said = stdout(&out);
+    let said = exits(&sb.run(&["update"]), 1);
     assert!(
         said.contains(&format!(
             "\napp              ROLLED BACK: worker runs the same image {} and did not come up with it; back on image {}, its volume restored from ",
@@ -456,13 +426,7 @@ fn a_migration_job_runs_with_the_new_image_first_and_services_on_one_tag_go_back
     let journal = sb.path("/var/lib/pi-setup/update-journal.json");
     std::fs::write(&journal, format!("{{\"moving\":[{}]}}", moving.join(","))).unwrap();
     let out = sb.run(&["heal"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    exits(&out, 0);
     assert!(
         stdout(&out)
             .contains("app: an update was interrupted; putting it back on its image from before")
