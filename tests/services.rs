@@ -1300,21 +1300,27 @@ impl SlowClients {
     }
 }
 
+/// Waits until the slow CGI page (`write_slow_cgi`) answers `body` through the gateway.
+#[track_caller]
+fn wait_for_slow_page(port: u16, body: &str) {
+    let get = || crate::harness::try_get_path(port, "slow.test", "/cgi-bin/slow", "");
+    assert!(
+        wait_until(
+            Duration::from_secs(15),
+            || matches!(get(), Ok((200, b)) if b == body)
+        ),
+        "{:?}",
+        get()
+    );
+}
+
 #[test]
 fn a_service_apply_recreates_finishes_the_requests_it_was_answering() {
     let sb = Sandbox::new();
     write_slow_cgi(&sb.path("/var/vol/slow/www"));
     sb.install(&sb.write_profile(&slow_service_profile(&sb, "1")));
     let port = sb.http_port;
-    let get = move || crate::harness::try_get_path(port, "slow.test", "/cgi-bin/slow", "");
-    assert!(
-        wait_until(
-            Duration::from_secs(15),
-            || matches!(get(), Ok((200, b)) if b == "begin\nend 1\n")
-        ),
-        "{:?}",
-        get()
-    );
+    wait_for_slow_page(port, "begin\nend 1\n");
 
     let clients = SlowClients::start(port, |answer| match answer {
         Ok((200, body)) if body == "begin\nend 1\n" => "ok 1".to_string(),
@@ -1333,10 +1339,7 @@ fn a_service_apply_recreates_finishes_the_requests_it_was_answering() {
     assert_ok(&out);
     assert_ne!(sb.container_id("slow"), before, "recreated");
     // Until the new version has answered a few times.
-    assert!(wait_until(Duration::from_secs(15), || matches!(
-        get(),
-        Ok((200, b)) if b == "begin\nend 2\n"
-    )));
+    wait_for_slow_page(port, "begin\nend 2\n");
     std::thread::sleep(Duration::from_millis(2500));
     let counts = clients.tally();
     println!("answers while slow was recreated: {counts:?}");
@@ -1359,15 +1362,7 @@ fn remove_service_lets_the_requests_it_was_answering_finish() {
     add_web(&sb, "slow", "slow.test", "index\n");
     write_slow_cgi(&sb.path("/var/vol/slow/www"));
     let port = sb.http_port;
-    let get = move || crate::harness::try_get_path(port, "slow.test", "/cgi-bin/slow", "");
-    assert!(
-        wait_until(
-            Duration::from_secs(15),
-            || matches!(get(), Ok((200, b)) if b == "begin\nend \n")
-        ),
-        "{:?}",
-        get()
-    );
+    wait_for_slow_page(port, "begin\nend \n");
 
     // About four requests in flight when the service is removed.
     let clients = SlowClients::start(port, |answer| match answer {

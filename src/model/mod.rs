@@ -148,11 +148,9 @@ pub(crate) fn build(
     // `lan` access goes by the client's address, and Docker's proxy, which carries IPv6 to
     // the network's IPv4 addresses, hides it: every IPv6 client would come from the network's
     // gateway, a private address. Left out, `bind` is IPv4 only then (`desired`).
-    if let (Some(std::net::IpAddr::V6(v6)), Some(span)) = (gateway.bind, bind_span.clone()) {
-        if let Some((_, s)) = services
-            .iter()
-            .find(|(_, s)| s.access == Access::Lan && !v6.is_loopback())
-        {
+    if let (Some(std::net::IpAddr::V6(v6)), Some(span)) = (gateway.bind, bind_span) {
+        let lan = services.iter().find(|(_, s)| s.access == Access::Lan);
+        if let (false, Some((_, s))) = (v6.is_loopback(), lan) {
             errors.push(src.error_at(
                 span,
                 format!(
