@@ -176,6 +176,49 @@ pub fn docker(args: &[&str]) -> Output {
         .expect("docker CLI")
 }
 
+/// The TCP counters of a container's network namespace that only move when a connection is
+/// refused, reset or dropped (`/proc/PID/net/snmp` and `netstat`), those above zero, as
+/// `name=value` words: what a failed traffic assertion prints, to say where a connection went.
+pub fn tcp_trouble(container: &str) -> String {
+    const WATCHED: [&str; 12] = [
+        "AttemptFails",
+        "EstabResets",
+        "OutRsts",
+        "EmbryonicRsts",
+        "ListenOverflows",
+        "ListenDrops",
+        "TCPAbortOnData",
+        "TCPAbortOnClose",
+        "TCPReqQFullDoCookies",
+        "SyncookiesSent",
+        "TCPMigrateReqSuccess",
+        "TCPMigrateReqFailure",
+    ];
+    let pid = inspect(container, "{{.State.Pid}}");
+    let mut found = Vec::new();
+    for file in ["snmp", "netstat"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")).unwrap_or_default();
+        let rows: Vec<&str> = text.lines().collect();
+        for pair in rows.chunks(2) {
+            let [names, values] = pair else { continue };
+            for (name, value) in names
+                .split_whitespace()
+                .zip(values.split_whitespace())
+                .skip(1)
+            {
+                if WATCHED.contains(&name) && value != "0" {
+                    found.push(format!("{name}={value}"));
+                }
+            }
+        }
+    }
+    if found.is_empty() {
+        format!("{container}: no TCP refusals, resets or drops counted")
+    } else {
+        format!("{container}: {}", found.join(" "))
+    }
+}
+
 pub fn inspect(object: &str, format: &str) -> String {
     let out = docker(&["inspect", "-f", format, object]);
     assert!(
@@ -296,10 +339,11 @@ pub fn try_get_late(
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     std::thread::sleep(late);
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
-    )?;
+    // One write, as a browser sends it: `write!` would send each formatted piece on its own,
+    // and a request split over several segments reaches the gateway later than it would.
+    let request =
+        format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n");
+    s.write_all(request.as_bytes())?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).into_owned();

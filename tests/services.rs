@@ -304,10 +304,11 @@ fn adding_and_removing_services_drops_no_request_to_another() {
     assert!(ok > 1000, "too few requests to mean anything: {ok}");
     assert!(
         dropped.is_empty() && wrong.is_empty(),
-        "{} of {total} requests failed: dropped {:?}, wrong {:?}",
+        "{} of {total} requests failed: dropped {:?}, wrong {:?}; {}",
         dropped.len() + wrong.len(),
         &dropped[..dropped.len().min(5)],
-        &wrong[..wrong.len().min(5)]
+        &wrong[..wrong.len().min(5)],
+        crate::harness::tcp_trouble(&sb.container("gateway"))
     );
     assert_eq!(
         inspect(&sb.container("gateway"), "{{.State.StartedAt}}"),
