@@ -325,6 +325,22 @@ fn a_cmdline_without_the_memory_cgroup_fails_and_fix_cmdline_fixes_it_once() {
         std::fs::read_to_string(sb.path("/boot/firmware/cmdline.txt")).unwrap(),
         fixed
     );
+    // The line as it was is kept, once, and uninstall puts it back.
+    let orig = sb.path("/boot/firmware/cmdline.txt.pi-setup-orig");
+    assert_eq!(
+        std::fs::read_to_string(&orig).unwrap(),
+        format!("{CMDLINE}\n")
+    );
+    let out = sb.run(&["uninstall"]);
+    assert_ok(&out);
+    assert_eq!(
+        std::fs::read_to_string(sb.path("/boot/firmware/cmdline.txt")).unwrap(),
+        format!("{CMDLINE}\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(mode(&sb.path("/boot/firmware/cmdline.txt")), 0o755);
+    assert!(!orig.exists());
 }
 
 #[test]

@@ -172,8 +172,23 @@ pub(crate) async fn preflight(
                         preflight::CGROUP_TOKENS.join(" ")
                     );
                 } else {
-                    let mode = crate::host::stat(path)?.map_or(0o755, |s| s.mode);
-                    crate::host::write_atomic(path, fixed.as_bytes(), mode)?;
+                    // Written as an overlay file is: the file as it was is kept beside it
+                    // (`cmdline.txt.pi-setup-orig`) and recorded, so `uninstall` puts it back.
+                    let st = crate::host::stat(path)?;
+                    let change = crate::overlay::FileChange {
+                        overlay: "--fix-cmdline".to_string(),
+                        shown: shown.clone(),
+                        path: path.clone(),
+                        old: crate::host::read(path)?,
+                        new: fixed.into_bytes(),
+                        mode: st.as_ref().map_or(0o755, |s| s.mode),
+                        uid: st.as_ref().map_or(0, |s| s.uid),
+                        gid: st.as_ref().map_or(0, |s| s.gid),
+                        keep_original: true,
+                        restarts_docker: false,
+                        content_changed: true,
+                    };
+                    crate::overlay::apply(&[change], &ctx.paths)?;
                     println!(
                         "{shown}: added {} (still one line). Reboot for the memory cgroup to take effect.",
                         preflight::CGROUP_TOKENS.join(" ")
