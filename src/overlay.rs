@@ -568,6 +568,11 @@ fn merge_lines(current: &str, ours: &str) -> String {
 pub(crate) struct Written {
     /// Host path (`/etc/docker/daemon.json`) → whether pi-setup created the file.
     pub(crate) files: BTreeMap<String, bool>,
+    /// Host files whose contents pi-setup left as they were but whose mode or owner it
+    /// changed: their mode, uid and gid before the first change (no `.pi-setup-orig` holds
+    /// them). Absent in records written before there was this field.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) attrs: BTreeMap<String, (u32, u32, u32)>,
 }
 
 impl Written {
@@ -596,10 +601,19 @@ pub(crate) fn apply(changes: &[FileChange], paths: &Paths) -> Result<(), anyhow:
     }
     let mut record = Written::read(paths)?;
     for c in changes {
-        record
+        let created = *record
             .files
             .entry(c.shown.clone())
             .or_insert(c.old.is_none());
+        // Only the mode or owner changes, and nothing else keeps them: noted, once.
+        if !created && !c.keep_original && !orig_path(&c.path).exists() {
+            if let Some(st) = crate::host::stat(&c.path)? {
+                record
+                    .attrs
+                    .entry(c.shown.clone())
+                    .or_insert((st.mode, st.uid, st.gid));
+            }
+        }
     }
     record.write(paths)?;
     for c in changes {
@@ -615,7 +629,10 @@ pub(crate) enum Undone {
     Restored(String),
     /// pi-setup had created it: removed.
     Removed(String),
-    /// Left as it is (the host had it with the same contents; only its mode was set).
+    /// The host's own file, whose contents pi-setup had left alone: its mode and owner are
+    /// back as they were.
+    ModeRestored(String),
+    /// Left as it is (the host had it with the same contents, and no record of its mode before).
     Kept(String),
 }
 
@@ -626,10 +643,20 @@ pub(crate) fn undo(paths: &Paths) -> Result<Vec<Undone>, anyhow::Error> {
     for (shown, created) in &record.files {
         let path = paths.host(shown);
         if crate::host::restore_original(&path)? {
+            // Kept when pi-setup first changed only its mode, and the contents later: the copy
+            // has the contents from before, the record the mode and owner from before.
+            if let Some(&(mode, uid, gid)) = record.attrs.get(shown) {
+                crate::host::set_mode_and_owner(&path, mode, uid, gid)?;
+            }
             out.push(Undone::Restored(shown.clone()));
         } else if *created {
             crate::host::remove_file(&path)?;
             out.push(Undone::Removed(shown.clone()));
+        } else if let Some(&(mode, uid, gid)) = record.attrs.get(shown) {
+            if crate::host::stat(&path)?.is_some() {
+                crate::host::set_mode_and_owner(&path, mode, uid, gid)?;
+            }
+            out.push(Undone::ModeRestored(shown.clone()));
         } else {
             out.push(Undone::Kept(shown.clone()));
         }
@@ -783,6 +810,56 @@ mod tests {
         assert_eq!(mode(&etc.join("daemon.json")), 0o600);
         assert!(!root.path().join("etc/new.conf").exists());
         assert!(!paths.overlay_record().exists());
+    }
+
+    #[test]
+    fn a_host_file_whose_contents_already_match_gets_its_own_mode_back_on_undo() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = Paths::new(root.path());
+        let conf = root.path().join("etc/same.conf");
+        std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+        std::fs::write(&conf, "same\n").unwrap();
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let o = parse(
+            "x",
+            "[[file]]\npath = \"etc/same.conf\"\nmode = \"0644\"\n",
+            &files(&[("etc/same.conf", "same\n")]),
+        )
+        .unwrap();
+        let changes = plan(std::slice::from_ref(&o), &paths).unwrap();
+        assert!(!changes[0].content_changed && !changes[0].keep_original);
+        super::apply(&changes, &paths).unwrap();
+        let mode =
+            |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&conf), 0o644);
+        // Applied again (mode changed by hand in between): the first mode is the one kept.
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o640)).unwrap();
+        super::apply(&plan(std::slice::from_ref(&o), &paths).unwrap(), &paths).unwrap();
+        assert_eq!(
+            super::undo(&paths).unwrap(),
+            [super::Undone::ModeRestored("/etc/same.conf".into())]
+        );
+        assert_eq!(mode(&conf), 0o600);
+        assert_eq!(std::fs::read(&conf).unwrap(), b"same\n");
+        assert!(!paths.overlay_record().exists());
+
+        // Its mode first, then (a newer overlay) its contents: both come back.
+        super::apply(&plan(std::slice::from_ref(&o), &paths).unwrap(), &paths).unwrap();
+        let newer = parse(
+            "x",
+            "[[file]]\npath = \"etc/same.conf\"\nmode = \"0644\"\n",
+            &files(&[("etc/same.conf", "other\n")]),
+        )
+        .unwrap();
+        let changes = plan(std::slice::from_ref(&newer), &paths).unwrap();
+        assert!(changes[0].keep_original);
+        super::apply(&changes, &paths).unwrap();
+        assert_eq!(
+            super::undo(&paths).unwrap(),
+            [super::Undone::Restored("/etc/same.conf".into())]
+        );
+        assert_eq!(std::fs::read(&conf).unwrap(), b"same\n");
+        assert_eq!(mode(&conf), 0o600);
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub(crate) async fn uninstall(ctx: &Context, args: &UninstallArgs) -> Result<()>
                 overlay::ORIG_SUFFIX
             ),
             Undone::Removed(p) => println!("removed {p}"),
+            Undone::ModeRestored(p) => {
+                println!("restored the mode and owner of {p} (the host's file; pi-setup changed only those)");
+            }
             Undone::Kept(p) => {
                 println!("kept {p} (the host's file; pi-setup changed only its mode)");
             }

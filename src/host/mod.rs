@@ -100,6 +100,28 @@ pub(crate) fn ensure_dir(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(
     Ok(())
 }
 
+/// Sets a file's mode, and its owner when running as root (chown needs it); a symlink is not
+/// followed (callers refuse links before they write).
+pub(crate) fn set_mode_and_owner(
+    path: &Path,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<(), HostError> {
+    if stat(path)?.is_some_and(|s| s.is_symlink) {
+        return Err(err("changing mode of", path)(io::Error::other(
+            "it is a symlink now",
+        )));
+    }
+    if is_root() {
+        chown(path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            .map_err(|e| err("changing owner of", path)(io::Error::from(e)))?;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(err("changing mode of", path))?;
+    Ok(())
+}
+
 /// Writes a file so that readers see the old or the new contents, never a mix: a temporary
 /// file beside it, fsynced, renamed over it, and the directory fsynced.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), HostError> {
