@@ -451,6 +451,7 @@ fn merge_json(current: &[u8], ours: &[u8]) -> Result<Vec<u8>, String> {
         return Err("not a JSON object".into());
     }
     let before = have.clone();
+    drop_other_drivers_log_opts(&mut have, &want);
     deep_merge(&mut have, &want);
     if have == before {
         // Same settings: the host's bytes (its formatting) stay.
@@ -459,6 +460,43 @@ fn merge_json(current: &[u8], ours: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = serde_json::to_vec_pretty(&have).map_err(|e| e.to_string())?;
     out.push(b'\n');
     Ok(out)
+}
+
+/// Docker's `daemon.json`: `log-opts` belong to `log-driver`, and dockerd refuses to start
+/// with an option its driver does not know (`unknown log opt 'labels' for log driver local`).
+/// When ours sets another driver than the host's (`json-file` when it names none), the host's
+/// options the new driver does not take are dropped before the merge; `max-size` and the like
+/// stay. Other JSON files have no `log-driver` in ours and are left alone.
+fn drop_other_drivers_log_opts(have: &mut serde_json::Value, want: &serde_json::Value) {
+    let Some(driver) = want.get("log-driver").and_then(|d| d.as_str()) else {
+        return;
+    };
+    let theirs = have
+        .get("log-driver")
+        .and_then(|d| d.as_str())
+        .unwrap_or("json-file");
+    if theirs == driver {
+        return;
+    }
+    // Options every driver takes (the daemon handles them), then the driver's own.
+    let mut known = vec!["mode", "max-buffer-size"];
+    known.extend_from_slice(match driver {
+        "local" => &["max-size", "max-file", "compress"][..],
+        "json-file" => &[
+            "max-size",
+            "max-file",
+            "compress",
+            "labels",
+            "labels-regex",
+            "env",
+            "env-regex",
+            "tag",
+        ][..],
+        _ => &[][..],
+    });
+    if let Some(opts) = have.get_mut("log-opts").and_then(|o| o.as_object_mut()) {
+        opts.retain(|k, _| known.contains(&k.as_str()));
+    }
 }
 
 /// `key=value` (or `key = value`) of a line that is neither blank, a comment nor a section.
@@ -686,9 +724,26 @@ mod tests {
             serde_json::json!({
                 "data-root": "/mnt/docker",
                 "log-driver": "local",
-                "log-opts": {"max-size": "10m", "labels": "x"},
+                // `labels` was json-file's (the host named no driver): `local` refuses it.
+                "log-opts": {"max-size": "10m"},
                 "live-restore": true
             })
+        );
+        // The host already on our driver: its options stay, also those we do not set.
+        let same = br#"{"log-driver": "local", "log-opts": {"compress": "false"}}"#;
+        let out: serde_json::Value =
+            serde_json::from_slice(&merge_json(same, ours).unwrap()).unwrap();
+        assert_eq!(
+            out["log-opts"],
+            serde_json::json!({"compress": "false", "max-size": "10m"})
+        );
+        // Another driver with its own options (journald's `tag`): dropped, `mode` kept.
+        let journald = br#"{"log-driver": "journald", "log-opts": {"tag": "{{.Name}}", "mode": "non-blocking"}}"#;
+        let out: serde_json::Value =
+            serde_json::from_slice(&merge_json(journald, ours).unwrap()).unwrap();
+        assert_eq!(
+            out["log-opts"],
+            serde_json::json!({"mode": "non-blocking", "max-size": "10m"})
         );
         // Already merged: the host's bytes stay as they are.
         let merged = merge_json(host, ours).unwrap();
