@@ -1219,6 +1219,12 @@ mod tests {
 
     /// An installed appliance whose registry has the same images it runs.
     async fn installed(root: &Path) -> Fake {
+        installed_with(root, PROFILE, "db").await
+    }
+
+    /// `profile` installed from images the registry has too, with "one" in the `state` file
+    /// of `service`'s data volume; no call or reload noted yet.
+    async fn installed_with(root: &Path, profile: &str, service: &str) -> Fake {
         let engine = Fake::default();
         fake_gateway_admin_noting(root, engine.journal.clone());
         for (r, id) in [
@@ -1230,8 +1236,8 @@ mod tests {
             engine.images.borrow_mut().insert(r.into(), image(id));
             engine.registry.borrow_mut().insert(r.into(), image(id));
         }
-        run_profile(root, &engine, PROFILE).await.unwrap();
-        std::fs::write(root.join("var/vol/db/data/state"), "one").unwrap();
+        run_profile(root, &engine, profile).await.unwrap();
+        std::fs::write(root.join(format!("var/vol/{service}/data/state")), "one").unwrap();
         engine.calls.borrow_mut().clear();
         engine.journal.lock().unwrap().clear();
         engine
@@ -1709,25 +1715,11 @@ mod tests {
 
     /// `APP_PROFILE` installed, with `app:prod` pushed again as app2 in the registry.
     async fn app_installed(root: &Path) -> (Fake, Model) {
-        let engine = Fake::default();
-        fake_gateway_admin_noting(root, engine.journal.clone());
-        for (r, id) in [
-            ("caddy:2", "sha256:caddy"),
-            ("app:prod", "sha256:app1"),
-            ("web:1", "sha256:web1"),
-            ("db:16", "sha256:db1"),
-        ] {
-            engine.images.borrow_mut().insert(r.into(), image(id));
-            engine.registry.borrow_mut().insert(r.into(), image(id));
-        }
-        run_profile(root, &engine, APP_PROFILE).await.unwrap();
-        std::fs::write(root.join("var/vol/web/data/state"), "one").unwrap();
+        let engine = installed_with(root, APP_PROFILE, "web").await;
         engine
             .registry
             .borrow_mut()
             .insert("app:prod".into(), image("sha256:app2"));
-        engine.calls.borrow_mut().clear();
-        engine.journal.lock().unwrap().clear();
         (engine, model_of(root, APP_PROFILE))
     }
 
