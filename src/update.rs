@@ -1030,7 +1030,7 @@ pub(crate) async fn recover(
             && m.kept.starts_with(&format!("{ROLLBACK_REPO}/{container}:"));
         if !ours {
             println!(
-                "{}: a note of an interrupted update names container {} and image {}, which are not this service's; left as they are",
+                "{:?}: a note of an interrupted update names container {:?} and image {:?}, which are not this service's; left as they are",
                 m.service, m.container, m.kept
             );
             continue;

@@ -331,32 +331,14 @@ pub(crate) fn write_overlay_file(c: &crate::overlay::FileChange) -> Result<(), H
         if stat(&orig)?.is_none() {
             if let (Some(old), Some(s)) = (&c.old, stat(&c.path)?) {
                 write_atomic(&orig, old, s.mode)?;
-                if is_root() {
-                    chown(
-                        &orig,
-                        Some(Uid::from_raw(s.uid)),
-                        Some(Gid::from_raw(s.gid)),
-                    )
-                    .map_err(|e| err("changing owner of", &orig)(io::Error::from(e)))?;
-                }
+                set_mode_and_owner(&orig, s.mode, s.uid, s.gid)?;
             }
         }
     }
     if c.content_changed || stat(&c.path)?.is_none() {
         write_atomic(&c.path, &c.new, c.mode)?;
-    } else {
-        fs::set_permissions(&c.path, fs::Permissions::from_mode(c.mode))
-            .map_err(err("changing mode of", &c.path))?;
     }
-    if is_root() {
-        chown(
-            &c.path,
-            Some(Uid::from_raw(c.uid)),
-            Some(Gid::from_raw(c.gid)),
-        )
-        .map_err(|e| err("changing owner of", &c.path)(io::Error::from(e)))?;
-    }
-    Ok(())
+    set_mode_and_owner(&c.path, c.mode, c.uid, c.gid)
 }
 
 /// Puts `<file>.pi-setup-orig` back as `file` (a rename: bytes, mode and owner as they were);
